@@ -1,0 +1,2 @@
+export { loadConfig, indexDir, ConfigError } from './config.js';
+export type { AppConfig, ConfigInput, LoadConfigOptions } from './config.js';

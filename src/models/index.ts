@@ -1,0 +1,26 @@
+import type { AppConfig } from '../config/index.js';
+import { Embedder } from './embedder.js';
+import { loadSeq2SeqModel, type Seq2SeqModel } from './reader-model.js';
+
+export { Embedder, type EmbedderOptions, type Pooling } from './embedder.js';
+export { loadSeq2SeqModel, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
+export { ModelNotFoundError, locateModel, type ModelLocation } from './resolve.js';
+export { knownEmbeddingModel, KNOWN_EMBEDDING_MODELS } from './known-models.js';
+
+export function loadEmbedder(config: AppConfig): Promise<Embedder> {
+  return Embedder.load(config.embedModel, {
+    modelsDir: config.modelsDir,
+    allowRemote: config.allowRemote,
+    quantized: config.quantized,
+    ...config.embedding,
+  });
+}
+
+export function loadReaderModel(config: AppConfig): Promise<Seq2SeqModel> {
+  return loadSeq2SeqModel(config.readerModel, {
+    modelsDir: config.modelsDir,
+    allowRemote: config.allowRemote,
+    quantized: config.quantized,
+    maxInputTokens: config.reader.maxInputTokens,
+  });
+}

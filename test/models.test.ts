@@ -1,0 +1,135 @@
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, ConfigError } from '../src/config/index.js';
+import { Embedder, loadSeq2SeqModel, ModelNotFoundError, knownEmbeddingModel } from '../src/models/index.js';
+import { BERT_TINY, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
+
+const opts = { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 4 };
+
+function dot(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+describe('config', () => {
+  it('reads environment variables over defaults and resolves folders', () => {
+    const config = loadConfig({
+      env: { RAG_MODELS_DIR: 'm', RAG_EMBED_MODEL: 'x/y', RAG_QUANTIZED: 'false', RAG_ALLOW_REMOTE: '0', PORT: '9000' },
+      cwd: '/srv/app',
+    });
+    expect(config.modelsDir).toBe(path.resolve('/srv/app', 'm'));
+    expect(config.embedModel).toBe('x/y');
+    expect(config.readerModel).toBe('Xenova/flan-t5-small');
+    expect(config.quantized).toBe(false);
+    expect(config.allowRemote).toBe(false);
+    expect(config.port).toBe(9000);
+  });
+
+  it('rejects malformed values naming the variable or field', () => {
+    expect(() => loadConfig({ env: { RAG_QUANTIZED: 'maybe' } })).toThrow(/RAG_QUANTIZED/);
+    expect(() => loadConfig({ env: { PORT: '80a' } })).toThrow(ConfigError);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+    writeFileSync(path.join(dir, 'rag.config.json'), JSON.stringify({ hnsw: { M: 'many' } }));
+    expect(() => loadConfig({ env: {}, cwd: dir })).toThrow(/hnsw\.M/);
+  });
+
+  it('lets the config file set values that the environment then overrides', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+    writeFileSync(path.join(dir, 'rag.config.json'), JSON.stringify({ embedModel: 'a/b', port: 1234 }));
+    const config = loadConfig({ env: { PORT: '4321' }, cwd: dir });
+    expect(config.embedModel).toBe('a/b');
+    expect(config.port).toBe(4321);
+  });
+});
+
+describe('model resolution', () => {
+  it('names the model and every path tried when a model is missing and the hub is off', async () => {
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'models-'));
+    const err = await Embedder.load('Xenova/bge-small-en-v1.5', { ...opts, modelsDir: empty }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelNotFoundError);
+    const message = (err as Error).message;
+    expect(message).toContain('Xenova/bge-small-en-v1.5');
+    expect(message).toContain(path.join(empty, 'Xenova/bge-small-en-v1.5'));
+    expect(message).toContain(path.join(empty, 'bge-small-en-v1.5'));
+    expect(message).toMatch(/RAG_ALLOW_REMOTE/);
+  });
+
+  it('reports the missing ONNX file of an incomplete local folder', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'models-'));
+    mkdirSync(path.join(dir, 'half-model'));
+    writeFileSync(path.join(dir, 'half-model', 'config.json'), '{}');
+    writeFileSync(path.join(dir, 'half-model', 'tokenizer.json'), '{}');
+    const err = await loadSeq2SeqModel('half-model', { ...opts, modelsDir: dir }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/onnx\/encoder_model\.onnx/);
+  });
+
+  it('knows pooling and prefixes of the documented models', () => {
+    expect(knownEmbeddingModel('Xenova/bge-small-en-v1.5')).toMatchObject({ pooling: 'cls' });
+    expect(knownEmbeddingModel('Xenova/bge-small-en-v1.5')?.queryPrefix).toMatch(/^Represent this sentence/);
+    expect(knownEmbeddingModel('Xenova/all-MiniLM-L6-v2')).toMatchObject({ pooling: 'mean', queryPrefix: '' });
+  });
+});
+
+describe('embedding service on the BERT fixture', () => {
+  it('reads dimension, pooling and length limit from the model files', async () => {
+    const embedder = await Embedder.load(BERT_TINY, opts);
+    const config = (await import(path.join(FIXTURES_DIR, BERT_TINY, 'config.json'), { with: { type: 'json' } })).default as {
+      hidden_size: number;
+      max_position_embeddings: number;
+    };
+    expect(embedder.dim).toBe(config.hidden_size);
+    expect(embedder.pooling).toBe('cls');
+    // bge's tokenizer_config has a huge model_max_length; the limit must come from max_position_embeddings.
+    expect(embedder.maxTokens).toBe(config.max_position_embeddings);
+  });
+
+  it('returns unit-norm vectors that do not depend on batch padding or order', async () => {
+    const embedder = await Embedder.load(BERT_TINY, opts);
+    const texts = [
+      'Fusion-in-decoder encodes every passage with the question.',
+      'Short one.',
+      'HNSW is a graph index for approximate nearest neighbour search; it trades a little recall for a lot of speed, '.repeat(4),
+      'The decoder cross-attends over all encoder states at once.',
+      'x',
+    ];
+    const batch = await embedder.embedPassages(texts);
+    expect(batch).toHaveLength(texts.length);
+    for (const [i, text] of texts.entries()) {
+      const alone = (await embedder.embedPassages([text]))[0]!;
+      expect(alone.length).toBe(embedder.dim);
+      expect(Math.abs(dot(alone, alone) - 1)).toBeLessThan(1e-5);
+      for (let d = 0; d < alone.length; d++) expect(batch[i]![d]).toBeCloseTo(alone[d]!, 4);
+    }
+  });
+
+  it('truncates over-long input to the model limit instead of failing', async () => {
+    const embedder = await Embedder.load(BERT_TINY, { ...opts, maxTokens: 16 });
+    const ids = embedder.encode('word '.repeat(100));
+    expect(ids).toHaveLength(16);
+    expect(ids[ids.length - 1]).toBe(embedder.encode('word').at(-1));
+    const [v] = await embedder.embedPassages(['word '.repeat(100)]);
+    expect(v!.length).toBe(embedder.dim);
+  });
+
+  it('mean pooling can be chosen explicitly and also gives unit vectors', async () => {
+    const embedder = await Embedder.load(BERT_TINY, { ...opts, pooling: 'mean' });
+    expect(embedder.pooling).toBe('mean');
+    const [a, b] = await embedder.embedPassages(['alpha beta', 'alpha beta gamma delta epsilon']);
+    expect(Math.abs(dot(a!, a!) - 1)).toBeLessThan(1e-5);
+    expect(Math.abs(dot(b!, b!) - 1)).toBeLessThan(1e-5);
+  });
+});
+
+describe('seq2seq loading on the T5 fixture', () => {
+  it('reads its dimensions from config.json', async () => {
+    const model = await loadSeq2SeqModel(T5_TINY, opts);
+    expect(model.config.num_decoder_layers).toBeGreaterThan(0);
+    expect(model.config.vocab_size).toBe(32128);
+    expect(model.config.maxInputTokens).toBe(512);
+    const bytes = await model.readModelFile('onnx/decoder_model_merged.onnx');
+    expect(bytes.byteLength).toBeGreaterThan(1000);
+  });
+});
