@@ -1,0 +1,55 @@
+/**
+ * Builds the fixture models: `npm run fixtures -- --size tiny|full --out DIR [--shared DIR] [--seed N]`.
+ */
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, type FixtureSize } from '../src/fixtures/index.js';
+
+interface CliOptions {
+  size: FixtureSize;
+  out: string;
+  shared: string;
+  seed: number;
+}
+
+function parseSeed(value: string): number {
+  const seed = Number(value);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new InvalidArgumentError('seed must be an integer in [0, 2^32)');
+  return seed;
+}
+
+function formatMegabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .name('fixtures')
+    .description('Build fixture ONNX models (random deterministic weights, real architectures and tokenizers)')
+    .addOption(new Option('--size <size>', 'model size').choices(['tiny', 'full']).makeOptionMandatory())
+    .requiredOption('--out <dir>', 'output folder (receives fixture-bert-<size>/ and fixture-t5-<size>/)')
+    .option('--shared <dir>', 'folder with the real model configs and tokenizers', defaultSharedModelsDir())
+    .option('--seed <n>', 'weight seed', parseSeed, DEFAULT_FIXTURE_SEED)
+    .parse();
+  const opts = program.opts<CliOptions>();
+
+  const started = performance.now();
+  const result = await buildFixtures({
+    size: opts.size,
+    outDir: resolve(opts.out),
+    sharedModelsDir: resolve(opts.shared),
+    seed: opts.seed,
+  });
+  const seconds = (performance.now() - started) / 1000;
+
+  for (const [file, count] of Object.entries(result.params)) {
+    const bytes = result.fileBytes[file] ?? 0;
+    console.log(`${file}: ${count.toLocaleString('en-US')} parameters, ${formatMegabytes(bytes)}`);
+  }
+  console.log(`built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,286 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
+import { AutoModelForSeq2SeqLM, AutoTokenizer, env, pipeline, Tensor } from '@xenova/transformers';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { decodeModel, encodeModel, GraphBuilder } from '../src/fixtures/onnx-builder.js';
+import { relativePositionBucket } from '../src/fixtures/t5-position-bias.js';
+import { BERT_TINY, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
+
+const { onnx } = onnxProto;
+
+env.localModelPath = FIXTURES_DIR;
+env.allowRemoteModels = false;
+
+interface BertConfig {
+  hidden_size: number;
+}
+
+interface T5Config {
+  vocab_size: number;
+  d_model: number;
+  d_kv: number;
+  num_heads: number;
+  num_layers: number;
+  num_decoder_layers: number;
+  decoder_start_token_id: number;
+}
+
+function readConfig<T>(model: string): T {
+  return JSON.parse(readFileSync(join(FIXTURES_DIR, model, 'config.json'), 'utf8')) as T;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+function floats(t: { data: unknown }): Float32Array {
+  return t.data as Float32Array;
+}
+
+describe('BERT fixture', () => {
+  const config = readConfig<BertConfig>(BERT_TINY);
+
+  it('loads through the transformers.js feature-extraction pipeline with shape [1, seq, hidden]', async () => {
+    const extractor = await pipeline('feature-extraction', BERT_TINY);
+    const out = await extractor('where is the eiffel tower?');
+    expect(out.dims).toHaveLength(3);
+    expect(out.dims[0]).toBe(1);
+    expect(out.dims[1]).toBeGreaterThan(4);
+    expect(out.dims[2]).toBe(config.hidden_size);
+    expect(floats(out).every(Number.isFinite)).toBe(true);
+  });
+
+  it('masked padding does not change the unmasked positions', async () => {
+    const extractor = await pipeline('feature-extraction', BERT_TINY);
+    const short = 'a short text';
+    const long = 'a considerably longer text that forces padding of the short one in the batch';
+    const alone = await extractor(short);
+    const batched = await extractor([short, long]);
+    const [, shortLength, hidden] = alone.dims as [number, number, number];
+    const [batch, paddedLength] = batched.dims as [number, number, number];
+    expect(batch).toBe(2);
+    expect(paddedLength).toBeGreaterThan(shortLength);
+    const shortInBatch = floats(batched).subarray(0, shortLength * hidden);
+    expect(maxAbsDiff(floats(alone), shortInBatch)).toBeLessThan(1e-4);
+    // The two texts share their first tokens but differ later, so the outputs must actually depend on content.
+    const longFirstTokens = floats(batched).subarray(paddedLength * hidden, (paddedLength + shortLength) * hidden);
+    expect(maxAbsDiff(floats(alone), longFirstTokens)).toBeGreaterThan(1e-2);
+  });
+});
+
+describe('T5 fixture', () => {
+  const config = readConfig<T5Config>(T5_TINY);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- transformers.js 2.x ships loose JS types
+  let tokenizer: any;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let model: any;
+
+  beforeAll(async () => {
+    tokenizer = await AutoTokenizer.from_pretrained(T5_TINY);
+    model = await AutoModelForSeq2SeqLM.from_pretrained(T5_TINY);
+  });
+
+  function encode(text: string | string[]): { input_ids: Tensor; attention_mask: Tensor } {
+    return tokenizer(text, { padding: true }) as { input_ids: Tensor; attention_mask: Tensor };
+  }
+
+  /** Logits [1, T, vocab] for a whole decoder prefix in one no-cache call. */
+  async function logitsWithoutCache(inputs: { input_ids: Tensor; attention_mask: Tensor }, prefix: number[]): Promise<Tensor> {
+    const decoderIds = new Tensor('int64', BigInt64Array.from(prefix.map(BigInt)), [1, prefix.length]);
+    const out = await model.forward({ ...inputs, decoder_input_ids: decoderIds });
+    return out.logits as Tensor;
+  }
+
+  function argmaxLastRow(logits: Tensor): number {
+    const [, rows, vocab] = logits.dims as [number, number, number];
+    const row = floats(logits).subarray((rows - 1) * vocab, rows * vocab);
+    let best = 0;
+    for (let v = 1; v < vocab; v++) if (row[v]! > row[best]!) best = v;
+    return best;
+  }
+
+  it('generate() runs and matches greedy decoding without the cache', async () => {
+    const inputs = encode('question: who wrote hamlet? context: hamlet is a tragedy by william shakespeare.');
+    const generated = (await model.generate(inputs.input_ids, { max_new_tokens: 8 })) as number[][];
+    expect(generated).toHaveLength(1);
+    const sequence = generated[0]!.map(Number);
+    expect(sequence[0]).toBe(config.decoder_start_token_id);
+    expect(sequence.length).toBeGreaterThan(1);
+    expect(sequence.length).toBeLessThanOrEqual(9);
+    for (const id of sequence) expect(id >= 0 && id < config.vocab_size).toBe(true);
+
+    // generate() uses the cached branch after the first step; recomputing every step without cache must agree.
+    const greedy = [config.decoder_start_token_id];
+    while (greedy.length < sequence.length) greedy.push(argmaxLastRow(await logitsWithoutCache(inputs, greedy)));
+    expect(greedy).toEqual(sequence);
+  });
+
+  it('decoding step by step with past_key_values equals decoding the whole prefix at once', async () => {
+    const inputs = encode('the quick brown fox jumps over the lazy dog near the river bank');
+    const prefix = [config.decoder_start_token_id, 37, 1782, 19, 8, 3, 5];
+    const whole = await logitsWithoutCache(inputs, prefix);
+    const vocab = config.vocab_size;
+
+    let past: unknown = null;
+    let encoderOutputs: unknown = undefined;
+    for (let t = 0; t < prefix.length; t++) {
+      const step = await model.forward({
+        ...inputs,
+        decoder_input_ids: new Tensor('int64', BigInt64Array.of(BigInt(prefix[t]!)), [1, 1]),
+        past_key_values: past,
+        encoder_outputs: encoderOutputs,
+      });
+      expect(step.logits.dims).toEqual([1, 1, vocab]);
+      const expected = floats(whole).subarray(t * vocab, (t + 1) * vocab);
+      expect(maxAbsDiff(floats(step.logits), expected)).toBeLessThan(1e-4);
+      past = step.past_key_values;
+      encoderOutputs = step.encoder_outputs;
+      const presentKey = (past as Record<string, Tensor>)['past_key_values.0.decoder.key']!;
+      expect(presentKey.dims).toEqual([1, config.num_heads, t + 1, config.d_kv]);
+    }
+  });
+
+  it('encoder padding and the encoder attention mask leave the unpadded example unchanged', async () => {
+    const short = 'who painted the mona lisa?';
+    const long = 'leonardo da vinci painted the mona lisa in florence during the italian renaissance period';
+    const decoderIds = (batch: number): Tensor => new Tensor('int64', new BigInt64Array(batch), [batch, 1]);
+    const alone = await model.forward({ ...encode(short), decoder_input_ids: decoderIds(1) });
+    const batched = await model.forward({ ...encode([short, long]), decoder_input_ids: decoderIds(2) });
+    const vocab = config.vocab_size;
+    expect(batched.logits.dims).toEqual([2, 1, vocab]);
+    expect(maxAbsDiff(floats(alone.logits), floats(batched.logits).subarray(0, vocab))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(floats(alone.logits), floats(batched.logits).subarray(vocab, 2 * vocab))).toBeGreaterThan(1e-2);
+  });
+});
+
+describe('T5 merged decoder graph', () => {
+  const config = readConfig<T5Config>(T5_TINY);
+  const decoderPath = join(FIXTURES_DIR, T5_TINY, 'onnx', 'decoder_model_merged.onnx');
+
+  function ifNode(model: OnnxTypes.ModelProto): OnnxTypes.INodeProto {
+    const node = model.graph?.node?.find((n) => n.opType === 'If');
+    expect(node).toBeDefined();
+    return node!;
+  }
+
+  function branch(node: OnnxTypes.INodeProto, name: 'then_branch' | 'else_branch'): OnnxTypes.IGraphProto {
+    const graph = node.attribute?.find((a) => a.name === name)?.g;
+    expect(graph).toBeDefined();
+    return graph!;
+  }
+
+  it('names attention Softmax nodes like a torch export, in both If branches', () => {
+    const model = decodeModel(readFileSync(decoderPath));
+    const node = ifNode(model);
+    expect(node.input).toEqual(['use_cache_branch']);
+    for (const side of ['then_branch', 'else_branch'] as const) {
+      const nodes = new Map((branch(node, side).node ?? []).map((n) => [n.name ?? '', n]));
+      for (let i = 0; i < config.num_decoder_layers; i++) {
+        for (const name of [`/decoder/block.${i}/layer.1/EncDecAttention/Softmax`, `/decoder/block.${i}/layer.0/SelfAttention/Softmax`]) {
+          const softmax = nodes.get(name);
+          expect(softmax?.opType, `${side} ${name}`).toBe('Softmax');
+          expect(Number(softmax?.attribute?.find((a) => a.name === 'axis')?.i)).toBe(-1);
+        }
+      }
+    }
+    const encoder = decodeModel(readFileSync(join(FIXTURES_DIR, T5_TINY, 'onnx', 'encoder_model.onnx')));
+    const encoderNames = new Set((encoder.graph?.node ?? []).map((n) => n.name));
+    for (let i = 0; i < config.num_layers; i++) expect(encoderNames.has(`/encoder/block.${i}/layer.0/SelfAttention/Softmax`)).toBe(true);
+  });
+
+  it('cross-attention Softmax outputs are [b, heads, dec_seq, enc_seq] probabilities that ignore masked keys', async () => {
+    // Expose each branch's cross-attention probabilities as extra If/graph outputs, the way the reader patches exports.
+    const model = decodeModel(readFileSync(decoderPath));
+    const node = ifNode(model);
+    const layers = config.num_decoder_layers;
+    for (let i = 0; i < layers; i++) {
+      for (const side of ['then_branch', 'else_branch'] as const) {
+        const graph = branch(node, side);
+        const softmax = graph.node!.find((n) => n.name === `/decoder/block.${i}/layer.1/EncDecAttention/Softmax`)!;
+        graph.output!.push({ name: softmax.output![0]!, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+      }
+      node.output!.push(`cross_attentions.${i}`);
+      model.graph!.output!.push({ name: `cross_attentions.${i}`, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+    }
+    const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish());
+
+    const batch = 2;
+    const encLength = 5;
+    const decLength = 3;
+    const { d_model: dModel, num_heads: heads, d_kv: dKv } = config;
+    const states = new Float32Array(batch * encLength * dModel).map((_, i) => Math.sin(i));
+    // The second example masks its last two encoder positions.
+    const mask = BigInt64Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0].map(BigInt));
+    const feeds: Record<string, ort.Tensor> = {
+      encoder_attention_mask: new ort.Tensor('int64', mask, [batch, encLength]),
+      input_ids: new ort.Tensor('int64', BigInt64Array.from([0, 5, 6, 0, 7, 8].map(BigInt)), [batch, decLength]),
+      encoder_hidden_states: new ort.Tensor('float32', states, [batch, encLength, dModel]),
+      use_cache_branch: new ort.Tensor('bool', [false], [1]),
+    };
+    for (let i = 0; i < layers; i++) {
+      for (const part of ['decoder.key', 'decoder.value', 'encoder.key', 'encoder.value']) {
+        feeds[`past_key_values.${i}.${part}`] = new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, dKv]);
+      }
+    }
+    const out = await session.run(feeds);
+    for (let i = 0; i < layers; i++) {
+      const probs = out[`cross_attentions.${i}`]!;
+      expect(probs.dims).toEqual([batch, heads, decLength, encLength]);
+      const data = probs.data as Float32Array;
+      for (let row = 0; row < batch * heads * decLength; row++) {
+        const values = data.subarray(row * encLength, (row + 1) * encLength);
+        expect(values.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+        const example = Math.floor(row / (heads * decLength));
+        if (example === 1) expect([values[3], values[4]]).toEqual([0, 0]);
+        else expect(Math.min(...values)).toBeGreaterThan(0);
+      }
+    }
+  });
+});
+
+/** Hugging Face's T5Attention._relative_position_bucket, ported with float32 rounding at each step. */
+function referenceBucket(relative: number, bidirectional: boolean, numBuckets: number, maxDistance: number): number {
+  let buckets = 0;
+  let distance: number;
+  if (bidirectional) {
+    numBuckets = Math.floor(numBuckets / 2);
+    if (relative > 0) buckets += numBuckets;
+    distance = Math.abs(relative);
+  } else {
+    distance = -Math.min(relative, 0);
+  }
+  const maxExact = Math.floor(numBuckets / 2);
+  if (distance < maxExact) return buckets + distance;
+  const f = Math.fround;
+  const scaled = f(f(f(Math.log(f(f(distance) / maxExact))) / f(Math.log(maxDistance / maxExact))) * (numBuckets - maxExact));
+  return buckets + Math.min(maxExact + Math.trunc(scaled), numBuckets - 1);
+}
+
+describe('T5 relative position buckets', () => {
+  it.each([
+    { bidirectional: true, numBuckets: 32, maxDistance: 128 },
+    { bidirectional: false, numBuckets: 32, maxDistance: 128 },
+    { bidirectional: true, numBuckets: 16, maxDistance: 40 },
+  ])('match transformers for %o', async (spec) => {
+    const graph = new GraphBuilder('buckets');
+    const relative = graph.addInput('relative', 'int64', ['n']);
+    graph.scope('/buckets').op('Identity', [relativePositionBucket(graph.scope('/buckets'), relative, spec)], {}, 'bucket');
+    graph.addOutput('bucket', 'int64', ['n']);
+    const session = await ort.InferenceSession.create(encodeModel(graph, 'bucket test').bytes);
+
+    const positions = Array.from({ length: 1001 }, (_, i) => i - 500);
+    const out = await session.run({ relative: new ort.Tensor('int64', BigInt64Array.from(positions.map(BigInt)), [positions.length]) });
+    const actual = Array.from(out.bucket!.data as BigInt64Array, Number);
+    const expected = positions.map((p) => referenceBucket(p, spec.bidirectional, spec.numBuckets, spec.maxDistance));
+    expect(actual).toEqual(expected);
+    // Every bucket is reached except, when bidirectional, "future at distance 0" (bucket numBuckets/2), as in HF.
+    expect(new Set(actual).size).toBe(spec.bidirectional ? spec.numBuckets - 1 : spec.numBuckets);
+    expect(Math.max(...actual)).toBe(spec.numBuckets - 1);
+  });
+});
