@@ -1,4 +1,5 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -64,6 +65,37 @@ describe('model resolution', () => {
     writeFileSync(path.join(dir, 'half-model', 'tokenizer.json'), '{}');
     const err = await loadSeq2SeqModel('half-model', { ...opts, modelsDir: dir }).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/onnx\/encoder_model\.onnx/);
+  });
+
+  it('downloads from the hub through transformers.js, caches the files, and then loads them', async () => {
+    // A loopback server with the hub's URL layout stands in for huggingface.co (no internet here).
+    const requested: string[] = [];
+    const hub = createServer((req, res) => {
+      const m = /^\/test-org\/([^/]+)\/resolve\/main\/(.+)$/.exec(decodeURIComponent(req.url ?? ''));
+      const file = m ? path.join(FIXTURES_DIR, m[1]!, m[2]!) : '';
+      requested.push(m?.[2] ?? String(req.url));
+      if (!m || !existsSync(file)) {
+        res.writeHead(404).end();
+        return;
+      }
+      const body = readFileSync(file);
+      res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
+    const port = (hub.address() as { port: number }).port;
+    try {
+      const modelsDir = mkdtempSync(path.join(os.tmpdir(), 'models-'));
+      const remote = await Embedder.load(`test-org/${BERT_TINY}`, { ...opts, modelsDir, allowRemote: true, hubUrl: `http://127.0.0.1:${port}/` });
+      expect(remote.location.source).toBe('hub');
+      expect(requested).toContain('onnx/model.onnx');
+      expect(existsSync(path.join(modelsDir, '.hub-cache', 'test-org', BERT_TINY, 'onnx', 'model.onnx'))).toBe(true);
+      const local = await Embedder.load(BERT_TINY, opts);
+      const [a] = await remote.embedPassages(['same weights either way']);
+      const [b] = await local.embedPassages(['same weights either way']);
+      expect(Array.from(a!)).toEqual(Array.from(b!));
+    } finally {
+      hub.close();
+    }
   });
 
   it('knows pooling and prefixes of the documented models', () => {

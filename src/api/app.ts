@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import express, { type Request, type Response } from 'express';
 import type { z } from 'zod';
 import type { AskOutcome, AskParams, AskHooks, SearchParams } from '../service/index.js';
@@ -28,6 +29,8 @@ export interface ApiState {
   detail?: Record<string, unknown>;
 }
 
+const PUBLIC_DIR = fileURLToPath(new URL('../../public', import.meta.url));
+
 export function createApp(state: ApiState, options: ApiOptions) {
   const app = express();
   app.disable('x-powered-by');
@@ -38,6 +41,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const openApi = buildOpenApiDocument(options.limits);
 
   app.use(express.json({ limit: options.bodyLimit, strict: true }));
+  // The playground is static files that talk to the public API like any other client.
+  app.use(express.static(PUBLIC_DIR, { index: 'index.html', fallthrough: true }));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

@@ -12,6 +12,8 @@ const configSchema = z.object({
   readerModel: z.string().default('Xenova/flan-t5-small'),
   quantized: z.boolean().default(true),
   allowRemote: z.boolean().default(true),
+  /** Hub endpoint for downloads; a company mirror can stand in for huggingface.co. */
+  hubUrl: z.string().url().default('https://huggingface.co/'),
   /** Overrides for embedding models that neither the known-model table nor their own files describe. */
   embedding: z
     .object({
@@ -107,6 +109,7 @@ const ENV_KEYS: Array<{ env: string; key: string; type: 'string' | 'boolean' | '
   { env: 'RAG_READER_MODEL', key: 'readerModel', type: 'string' },
   { env: 'RAG_QUANTIZED', key: 'quantized', type: 'boolean' },
   { env: 'RAG_ALLOW_REMOTE', key: 'allowRemote', type: 'boolean' },
+  { env: 'RAG_HUB_URL', key: 'hubUrl', type: 'string' },
   { env: 'PORT', key: 'port', type: 'int' },
   { env: 'HOST', key: 'host', type: 'string' },
   { env: 'RAG_INDEXES_DIR', key: 'indexesDir', type: 'string' },

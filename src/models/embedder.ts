@@ -8,6 +8,7 @@ export type Pooling = 'mean' | 'cls';
 export interface EmbedderOptions {
   modelsDir: string;
   allowRemote: boolean;
+  hubUrl?: string;
   quantized: boolean;
   batchSize: number;
   /** Explicit settings win over the model's files and the known-model table. */
@@ -66,7 +67,7 @@ export class Embedder {
   static async load(name: string, opts: EmbedderOptions): Promise<Embedder> {
     const location = locateModel(name, { ...opts, onnxFiles: ['model'] });
     try {
-      const progress_callback = downloadProgress();
+      const progress_callback = location.source === 'hub' ? downloadProgress() : undefined;
       const tokenizer = await AutoTokenizer.from_pretrained(location.id, { progress_callback });
       const model: PreTrainedModel = await AutoModel.from_pretrained(location.id, {
         quantized: opts.quantized,

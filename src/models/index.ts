@@ -11,6 +11,7 @@ export function loadEmbedder(config: AppConfig): Promise<Embedder> {
   return Embedder.load(config.embedModel, {
     modelsDir: config.modelsDir,
     allowRemote: config.allowRemote,
+    hubUrl: config.hubUrl,
     quantized: config.quantized,
     ...config.embedding,
   });
@@ -20,6 +21,7 @@ export function loadReaderModel(config: AppConfig): Promise<Seq2SeqModel> {
   return loadSeq2SeqModel(config.readerModel, {
     modelsDir: config.modelsDir,
     allowRemote: config.allowRemote,
+    hubUrl: config.hubUrl,
     quantized: config.quantized,
     maxInputTokens: config.reader.maxInputTokens,
   });

@@ -30,6 +30,7 @@ export interface Seq2SeqModel {
 export interface Seq2SeqLoadOptions {
   modelsDir: string;
   allowRemote: boolean;
+  hubUrl?: string;
   quantized: boolean;
   maxInputTokens?: number;
 }
@@ -39,7 +40,7 @@ const SANE_MAX_LENGTH = 100_000;
 export async function loadSeq2SeqModel(name: string, opts: Seq2SeqLoadOptions): Promise<Seq2SeqModel> {
   const location = locateModel(name, { ...opts, onnxFiles: ['encoder_model', 'decoder_model_merged'] });
   try {
-    const progress_callback = downloadProgress();
+    const progress_callback = location.source === 'hub' ? downloadProgress() : undefined;
     const tokenizer = await AutoTokenizer.from_pretrained(location.id, { progress_callback });
     const model = await AutoModelForSeq2SeqLM.from_pretrained(location.id, { quantized: opts.quantized, progress_callback });
     const raw = (await readModelJson(location, 'config.json')) ?? {};

@@ -24,6 +24,8 @@ export class ModelNotFoundError extends Error {
 export interface ModelLocationOptions {
   modelsDir: string;
   allowRemote: boolean;
+  /** Hub endpoint (default huggingface.co). */
+  hubUrl?: string;
   quantized: boolean;
   /** ONNX file names (without `onnx/` and `.onnx`) the model must provide, e.g. `model` or `encoder_model`. */
   onnxFiles: string[];
@@ -61,7 +63,7 @@ function isDir(p: string): boolean {
  */
 export function locateModel(name: string, opts: ModelLocationOptions): ModelLocation {
   const modelsDir = path.resolve(opts.modelsDir);
-  configureTransformers(modelsDir, opts.allowRemote);
+  configureTransformers(modelsDir, opts.allowRemote, opts.hubUrl);
 
   const candidates = looksLikePath(name)
     ? [path.resolve(name)]
@@ -98,9 +100,10 @@ export function locateModel(name: string, opts: ModelLocationOptions): ModelLoca
 
 let configuredFor: string | undefined;
 
-function configureTransformers(modelsDir: string, allowRemote: boolean): void {
-  const key = `${modelsDir}|${allowRemote}`;
+function configureTransformers(modelsDir: string, allowRemote: boolean, hubUrl = 'https://huggingface.co/'): void {
+  const key = `${modelsDir}|${allowRemote}|${hubUrl}`;
   if (configuredFor === key) return;
+  env.remoteHost = hubUrl.endsWith('/') ? hubUrl : `${hubUrl}/`;
   env.localModelPath = modelsDir + path.sep;
   env.allowLocalModels = true;
   env.allowRemoteModels = allowRemote;
@@ -139,7 +142,7 @@ const formatBytes = (n: number) =>
 
 /**
  * A transformers.js progress callback that draws one bar per file being downloaded from the hub (file, bytes, rate).
- * Local files emit no `download` event, so loading from disk prints nothing.
+ * Only used for hub models: transformers.js reports local reads with the same events.
  */
 export function downloadProgress(stream: NodeJS.WriteStream = process.stderr): (e: ProgressEvent) => void {
   let multibar: cliProgress.MultiBar | undefined;
