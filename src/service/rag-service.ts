@@ -3,7 +3,7 @@ import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
 import { IndexStore } from '../store/index.js';
-import { ingestPaths, type IngestSummary } from '../ingest/index.js';
+import { ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
 import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
 
@@ -76,8 +76,12 @@ export class RagService {
     return service;
   }
 
-  ingest(paths: string[], progress = false): Promise<IngestSummary> {
+  ingest(paths: string[], progress: boolean | 'auto' = false): Promise<IngestSummary> {
     return ingestPaths(paths, { store: this.store, embedder: this.embedder, chunk: this.config.chunk, progress });
+  }
+
+  ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, progress: boolean | 'auto' = false): Promise<IngestSummary> {
+    return ingestDocuments(docs, { store: this.store, embedder: this.embedder, chunk: this.config.chunk, progress });
   }
 
   async search(params: SearchParams) {
@@ -100,18 +104,15 @@ export class RagService {
     hooks.signal?.throwIfAborted();
 
     const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score }));
-    const result: AnswerResult =
-      passages.length === 0
-        ? emptyAnswer(this.reader.attributionMethod)
-        : await this.reader.answer(params.question, passages, {
-            fusion,
-            maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
-            numBeams: params.numBeams ?? rc.numBeams,
-            lengthPenalty: rc.lengthPenalty,
-            noRepeatNgramSize: rc.noRepeatNgramSize,
-            signal: hooks.signal,
-            onToken: hooks.onToken,
-          });
+    const result: AnswerResult = await this.reader.answer(params.question, passages, {
+      fusion,
+      maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
+      numBeams: params.numBeams ?? rc.numBeams,
+      lengthPenalty: rc.lengthPenalty,
+      noRepeatNgramSize: rc.noRepeatNgramSize,
+      signal: hooks.signal,
+      onToken: hooks.onToken,
+    });
 
     const cited = passages
       .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, score: result.passageScores[i] ?? 0 }))
@@ -130,7 +131,7 @@ export class RagService {
         encodeMs: result.timings.encodeMs,
         decodeMs: result.timings.decodeMs,
         totalMs: performance.now() - started,
-        onnxMs: result.timings.onnxMs ?? 0,
+        onnxMs: result.timings.onnxMs,
       },
     };
   }
@@ -138,18 +139,6 @@ export class RagService {
   close(): void {
     this.store.close();
   }
-}
-
-function emptyAnswer(attribution: AnswerResult['attribution']): AnswerResult {
-  return {
-    answer: '',
-    tokenIds: [],
-    logProb: 0,
-    passageScores: [],
-    tokenAttention: [],
-    attribution,
-    timings: { encodeMs: 0, decodeMs: 0, onnxMs: 0 },
-  } as AnswerResult;
 }
 
 function summaryCounts(s: IngestSummary) {

@@ -1,0 +1,28 @@
+/** Prints a message for the user (no stack trace) and exits non-zero: for errors the user can fix. */
+export function fail(message: string, code = 1): never {
+  console.error(`error: ${message}`);
+  process.exit(code);
+}
+
+/** Runs a CLI's main function, turning any thrown error into one clear line. */
+export function runCli(main: () => Promise<void>): void {
+  main().catch((err: unknown) => fail(err instanceof Error ? err.message : String(err)));
+}
+
+/** A plain left-aligned text table. */
+export function formatTable(rows: Array<Array<string | number>>): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0]!.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
+  return cells.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+export const intOption = (name: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive whole number, got "${value}"`);
+  return n;
+};
+
+/** An index name derived from a dataset and a model, so evals of different models never share an index. */
+export function evalIndexName(prefix: string, dataset: string, model: string): string {
+  return `${prefix}-${dataset}-${model}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
