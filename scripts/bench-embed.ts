@@ -3,12 +3,13 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { Embedder } from '../src/models/index.js';
 import { median } from './lib/stats.js';
+import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
 
 const program = new Command()
   .name('bench:embed')
   .description('Embedding throughput (passages/s) on ~N-token passages; prints the median of several runs')
-  .option('--models <dir>', 'models folder', './models')
-  .option('--model <name>', 'embedding model (folder name or hub id)', 'fixture-bert-full')
+  .option('--models <dir>', 'models folder (default: full-size fixtures, built on first use)')
+  .option('--model <name>', 'embedding model (folder name or hub id)', BERT_FULL)
   .option('--passages <n>', 'passages per run', (v) => Number.parseInt(v, 10), 256)
   .option('--tokens <n>', 'tokens per passage', (v) => Number.parseInt(v, 10), 200)
   .option('--runs <n>', 'timed runs', (v) => Number.parseInt(v, 10), 5)
@@ -16,10 +17,10 @@ const program = new Command()
   .option('--quantized', 'load the _quantized ONNX file', false)
   .option('--text <file>', 'BEIR corpus.jsonl to draw passage text from', '../shared/data/beir-msmarco-mini/corpus.jsonl')
   .parse();
-const opts = program.opts<{ models: string; model: string; passages: number; tokens: number; runs: number; batch: number; quantized: boolean; text: string }>();
+const opts = program.opts<{ models?: string; model: string; passages: number; tokens: number; runs: number; batch: number; quantized: boolean; text: string }>();
 
 const embedder = await Embedder.load(opts.model, {
-  modelsDir: path.resolve(opts.models),
+  modelsDir: opts.models ? path.resolve(opts.models) : await ensureFullFixtures(),
   allowRemote: false,
   quantized: opts.quantized,
   batchSize: opts.batch,

@@ -22,6 +22,8 @@ export interface AskParams {
   fusion?: FusionMode;
   maxNewTokens?: number;
   numBeams?: number;
+  /** Not exposed over HTTP: benchmarks force a fixed answer length with it. */
+  minNewTokens?: number;
 }
 
 export interface AskOutcome {
@@ -108,6 +110,7 @@ export class RagService {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
       numBeams: params.numBeams ?? rc.numBeams,
+      minNewTokens: params.minNewTokens,
       lengthPenalty: rc.lengthPenalty,
       noRepeatNgramSize: rc.noRepeatNgramSize,
       signal: hooks.signal,
