@@ -33,9 +33,9 @@ const configSchema = z.object({
     .object({
       M: z.number().int().min(2).default(16),
       efConstruction: z.number().int().min(1).default(200),
-      efSearch: z.number().int().min(1).default(64),
+      efSearch: z.number().int().min(1).default(200),
     })
-    .default({ M: 16, efConstruction: 200, efSearch: 64 }),
+    .default({ M: 16, efConstruction: 200, efSearch: 200 }),
   chunk: z
     .object({
       maxTokens: z.number().int().min(16).default(200),
