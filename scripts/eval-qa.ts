@@ -43,7 +43,7 @@ runCli(async () => {
       reader: { ...base.reader, maxK: Math.max(base.reader.maxK, opts.k) },
     },
   });
-  const service = await RagService.open(config);
+  const service = await RagService.open(config, undefined, { writable: true });
   try {
     // The paragraphs are the corpus; unchanged paragraphs make this a no-op on later runs.
     const ingest = await service.ingestDocuments(

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
-import { IndexStore } from '../store/index.js';
+import { IndexStore, readManifest } from '../store/index.js';
 import { ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
 import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
@@ -60,7 +60,11 @@ export class RagService {
     readonly reader: FidReader,
   ) {}
 
-  static async open(config: AppConfig, log?: ServiceLog): Promise<RagService> {
+  /**
+   * `writable` opens the index as its single writer (evals that ingest their dataset); the server opens it read-only
+   * and sees other processes' ingests as they commit.
+   */
+  static async open(config: AppConfig, log?: ServiceLog, options: { writable?: boolean } = {}): Promise<RagService> {
     const embedder = await loadEmbedder(config);
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
     const readerModel = await loadReaderModel(config);
@@ -68,13 +72,22 @@ export class RagService {
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
 
     const dir = indexDir(config);
-    const isNew = !existsSync(dir);
-    const store = IndexStore.open(dir, { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw });
-    const service = new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader);
-    if (isNew && config.server.ingestCorpusOnStart && existsSync(config.corpusDir)) {
-      const summary = await service.ingest([config.corpusDir]);
-      log?.info({ index: dir, corpus: config.corpusDir, ...summaryCounts(summary) }, 'bundled corpus ingested into new index');
+    const storeOptions = { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw };
+    if (!readManifest(dir)) {
+      // A new index is created (and given the bundled corpus) by a short-lived writer, so that the server itself
+      // can stay a reader and `npm run ingest` can update the index while it runs.
+      const writer = IndexStore.open(dir, storeOptions);
+      try {
+        if (config.server.ingestCorpusOnStart && existsSync(config.corpusDir)) {
+          const summary = await ingestPaths([config.corpusDir], { store: writer, embedder, chunk: config.chunk, progress: false });
+          log?.info({ index: dir, corpus: config.corpusDir, ...summaryCounts(summary) }, 'bundled corpus ingested into new index');
+        }
+      } finally {
+        writer.close();
+      }
     }
+    const store = IndexStore.open(dir, { ...storeOptions, readonly: !options.writable });
+    const service = new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader);
     return service;
   }
 

@@ -1,0 +1,137 @@
+/**
+ * The playground's only way to the server: the public REST API, with the API key (if any) as a Bearer token.
+ */
+import { ApiError, parseRetryAfter } from './errors.js';
+import { SseParser } from './sse.js';
+
+const KEY_STORAGE = 'fid-rag.apiKey';
+
+/** The key lives for the browser tab's session only: closing the tab forgets it. */
+export const apiKeyStore = {
+  /** @returns {string} */
+  get() {
+    return sessionStorage.getItem(KEY_STORAGE) ?? '';
+  },
+  /** @param {string} key */
+  set(key) {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
+  },
+};
+
+/**
+ * @param {Record<string, string>} extra
+ * @returns {Record<string, string>}
+ */
+function headers(extra = {}) {
+  const key = apiKeyStore.get();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+/**
+ * @param {Response} res a response that is not ok
+ * @returns {Promise<ApiError>}
+ */
+async function errorFrom(res) {
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    body = undefined;
+  }
+  const error = body && typeof body === 'object' && body.error && typeof body.error === 'object' ? body.error : {};
+  return new ApiError(res.status, { message: res.statusText || `HTTP ${res.status}`, ...error }, parseRetryAfter(res.headers.get('Retry-After')));
+}
+
+/**
+ * @param {string} path
+ * @param {unknown} body
+ * @param {AbortSignal} [signal]
+ */
+async function postJson(path, body, signal) {
+  const res = await fetch(path, {
+    method: 'POST',
+    headers: headers({ 'Content-Type': 'application/json', Accept: 'application/json' }),
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!res.ok) throw await errorFrom(res);
+  return res.json();
+}
+
+/**
+ * @param {{query: string, k?: number, mode?: string}} request
+ * @param {AbortSignal} [signal]
+ */
+export function search(request, signal) {
+  return postJson('/v1/search', request, signal);
+}
+
+/**
+ * Asks with `stream: true` and reads the Server-Sent Events as they arrive.
+ * @param {Record<string, unknown>} request the /v1/ask body without `stream`
+ * @param {{onToken: (t: {id: number, text: string, index: number}) => void, signal?: AbortSignal}} options
+ * @returns {Promise<any>} the final `answer` event's body
+ */
+export async function askStreaming(request, { onToken, signal }) {
+  const res = await fetch('/v1/ask', {
+    method: 'POST',
+    headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
+    body: JSON.stringify({ ...request, stream: true }),
+    signal,
+  });
+  if (!res.ok) throw await errorFrom(res);
+  if (!(res.headers.get('Content-Type') ?? '').includes('text/event-stream') || !res.body) return res.json();
+
+  const parser = new SseParser();
+  const decoder = new TextDecoder();
+  const reader = res.body.getReader();
+  let answer;
+  /** @param {Array<{event: string, data: string}>} events */
+  const handle = (events) => {
+    for (const { event, data } of events) {
+      const payload = JSON.parse(data);
+      if (event === 'token') onToken(payload);
+      else if (event === 'answer') answer = payload;
+      else if (event === 'error') throw new ApiError(0, payload.error ?? {}, undefined);
+    }
+  };
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      handle(parser.push(decoder.decode(value, { stream: true })));
+    }
+    handle(parser.push(decoder.decode()));
+    handle(parser.end());
+  } catch (err) {
+    // Stop the server's work on this answer too, not just our reading of it.
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  } finally {
+    reader.releaseLock();
+  }
+  if (answer === undefined) throw new Error('the answer stream ended before the answer arrived');
+  return answer;
+}
+
+/**
+ * Index size from /v1/stats when the server has it, else readiness from /readyz.
+ * @returns {Promise<{kind: 'stats', body: any} | {kind: 'ready', status: number, body: any}>}
+ */
+export async function indexStatus() {
+  try {
+    const stats = await fetch('/v1/stats', { headers: headers({ Accept: 'application/json' }) });
+    if (stats.status === 200) return { kind: 'stats', body: await stats.json() };
+  } catch {
+    // Fall through to /readyz, which every version of the server has.
+  }
+  const ready = await fetch('/readyz', { headers: { Accept: 'application/json' } });
+  let body;
+  try {
+    body = await ready.json();
+  } catch {
+    body = {};
+  }
+  return { kind: 'ready', status: ready.status, body };
+}

@@ -1,0 +1,200 @@
+/**
+ * DOM builders. Every piece of text from the API goes in through textContent (never innerHTML), so passage text
+ * that contains markup shows as text.
+ */
+import { highlightSegments } from './attention.js';
+
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {{className?: string, text?: string, attrs?: Record<string, string>}} [props]
+ * @param {Array<Node>} [children]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+export function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  if (props.className) node.className = props.className;
+  if (props.text !== undefined) node.textContent = props.text;
+  for (const [name, value] of Object.entries(props.attrs ?? {})) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/** @param {number} ms */
+export function formatMs(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+}
+
+/** @param {number} fraction */
+export function formatPercent(fraction) {
+  return `${(fraction * 100).toFixed(1)}%`;
+}
+
+/**
+ * @param {HTMLElement} dl
+ * @param {Array<[string, string, number]>} entries key, label, milliseconds
+ */
+export function renderTimings(dl, entries) {
+  dl.replaceChildren();
+  for (const [key, label, ms] of entries) {
+    const item = el('div', { className: 'timing', attrs: { 'data-stage': key } }, [
+      el('dt', { text: label }),
+      el('dd', { text: formatMs(ms), attrs: { 'data-ms': String(ms) } }),
+    ]);
+    dl.append(item);
+  }
+}
+
+/**
+ * The passage text, with the words an answer token attended to wrapped in `<mark>`; the mark's background alpha is
+ * the attended token's weight relative to the heaviest token of that answer token.
+ * @param {HTMLElement} target
+ * @param {string} text
+ * @param {Map<string, number>} [weights] normalized token → attention weight
+ * @param {number} [maxWeight]
+ */
+export function renderPassageText(target, text, weights, maxWeight = 0) {
+  if (!weights || weights.size === 0 || !(maxWeight > 0)) {
+    target.replaceChildren(document.createTextNode(text));
+    return;
+  }
+  const nodes = highlightSegments(text, weights).map((segment) => {
+    if (segment.weight === undefined) return document.createTextNode(segment.text);
+    const alpha = Math.min(1, segment.weight / maxWeight) * 0.9;
+    const mark = el('mark', {
+      text: segment.text,
+      attrs: {
+        'data-token': segment.token ?? '',
+        'data-weight': segment.weight.toFixed(6),
+        title: `attention ${formatPercent(segment.weight)} to “${segment.token ?? segment.text}”`,
+      },
+    });
+    mark.style.backgroundColor = `rgba(250, 190, 20, ${alpha.toFixed(3)})`;
+    return mark;
+  });
+  target.replaceChildren(...nodes);
+}
+
+/**
+ * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, attention: number}} AnswerPassage
+ * @typedef {{li: HTMLLIElement, textEl: HTMLElement, topEl: HTMLElement, passage: AnswerPassage}} PassageView
+ */
+
+/**
+ * @param {HTMLElement} list
+ * @param {AnswerPassage[]} passages
+ * @param {Set<string>} cited passage ids the answer cites
+ * @param {string} attribution how the shares were measured
+ * @returns {PassageView[]}
+ */
+export function renderPassages(list, passages, cited, attribution) {
+  list.replaceChildren();
+  return passages.map((passage, index) => {
+    const percent = passage.attention * 100;
+    const fill = el('span', { className: 'share-fill' });
+    fill.style.width = `${Math.max(0, Math.min(100, percent))}%`;
+    const share = el(
+      'div',
+      {
+        className: 'share',
+        attrs: {
+          'data-share': percent.toFixed(2),
+          role: 'img',
+          'aria-label': `${formatPercent(passage.attention)} of the ${attribution} attribution`,
+        },
+      },
+      [el('span', { className: 'share-bar' }, [fill]), el('span', { className: 'share-text', text: formatPercent(passage.attention) })],
+    );
+    const heading = el('div', { className: 'passage-head' }, [
+      el('span', { className: 'passage-rank', text: `#${index + 1}` }),
+      el('h3', { className: 'passage-title', text: passage.title || passage.docId }),
+    ]);
+    if (cited.has(passage.passageId)) heading.append(el('span', { className: 'badge', text: 'cited' }));
+    const facts = el('p', { className: 'passage-facts' }, [
+      el('span', { className: 'doc-id', text: passage.docId }),
+      el('span', { className: 'passage-id', text: passage.passageId }),
+      el('span', { className: 'score', text: `retrieval ${passage.retrievalScore.toFixed(4)}` }),
+    ]);
+    const textEl = el('p', { className: 'passage-text' });
+    renderPassageText(textEl, passage.text);
+    const topEl = el('p', { className: 'passage-top', attrs: { hidden: '' } });
+    const li = el(
+      'li',
+      {
+        className: 'passage',
+        attrs: { 'data-passage-id': passage.passageId, 'data-index': String(index), ...(cited.has(passage.passageId) ? { 'data-cited': 'true' } : {}) },
+      },
+      [heading, facts, share, topEl, textEl],
+    );
+    list.append(li);
+    return { li, textEl, topEl, passage };
+  });
+}
+
+/**
+ * Passages as rows, answer tokens as columns, each cell shaded by the token's attention share on the passage.
+ * @param {HTMLElement} container
+ * @param {number[][]} matrix token × passage shares
+ * @param {string[]} tokenLabels
+ * @param {AnswerPassage[]} passages
+ * @returns {HTMLElement[][]} cells per token (column)
+ */
+export function renderHeatmap(container, matrix, tokenLabels, passages) {
+  container.replaceChildren();
+  const columns = matrix.length;
+  container.style.setProperty('--columns', String(columns));
+  container.setAttribute('role', 'img');
+  container.setAttribute('aria-label', `Cross-attention of ${columns} answer tokens over ${passages.length} passages`);
+  /** @type {HTMLElement[][]} */
+  const byToken = Array.from({ length: columns }, () => []);
+
+  container.append(el('span', { className: 'hm-corner' }));
+  tokenLabels.forEach((label, t) => {
+    const head = el('span', { className: 'hm-token', text: label.trim() || '·', attrs: { 'data-token-index': String(t), title: label } });
+    byToken[t]?.push(head);
+    container.append(head);
+  });
+  passages.forEach((passage, p) => {
+    container.append(el('span', { className: 'hm-passage', text: `#${p + 1}`, attrs: { title: passage.title || passage.docId } }));
+    for (let t = 0; t < columns; t++) {
+      const weight = matrix[t]?.[p] ?? 0;
+      const cell = el('span', {
+        className: 'hm-cell',
+        attrs: {
+          'data-token-index': String(t),
+          'data-passage-index': String(p),
+          'data-weight': weight.toFixed(4),
+          title: `“${tokenLabels[t] ?? ''}” → #${p + 1} ${passage.title}: ${formatPercent(weight)}`,
+        },
+      });
+      cell.style.setProperty('--w', weight.toFixed(4));
+      byToken[t]?.push(cell);
+      container.append(cell);
+    }
+  });
+  return byToken;
+}
+
+/**
+ * @param {HTMLElement} list
+ * @param {Array<{passageId: string, docId: string, title: string, text: string, score: number}>} results
+ */
+export function renderResults(list, results) {
+  list.replaceChildren();
+  results.forEach((r, i) => {
+    list.append(
+      el('li', { className: 'result', attrs: { 'data-passage-id': r.passageId } }, [
+        el('div', { className: 'passage-head' }, [
+          el('span', { className: 'passage-rank', text: `#${i + 1}` }),
+          el('h3', { className: 'passage-title', text: r.title || r.docId }),
+          el('span', { className: 'score result-score', text: r.score.toFixed(4), attrs: { 'data-score': String(r.score) } }),
+        ]),
+        el('p', { className: 'passage-facts' }, [
+          el('span', { className: 'doc-id', text: r.docId }),
+          el('span', { className: 'passage-id', text: r.passageId }),
+        ]),
+        el('p', { className: 'passage-text', text: r.text }),
+      ]),
+    );
+  });
+}
