@@ -1,0 +1,284 @@
+import { createReadStream, existsSync } from 'node:fs';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { convert } from 'html-to-text';
+import type { Metadata } from '../store/index.js';
+import type { IngestError, SourceDocument, SourceItem } from './types.js';
+
+export const BEIR_CORPUS_FILE = 'corpus.jsonl';
+
+const TEXT_EXTENSIONS = new Map<string, 'text' | 'markdown' | 'html'>([
+  ['.txt', 'text'],
+  ['.text', 'text'],
+  ['.md', 'markdown'],
+  ['.markdown', 'markdown'],
+  ['.html', 'html'],
+  ['.htm', 'html'],
+]);
+const JSONL_EXTENSIONS = new Set(['.jsonl', '.ndjson']);
+
+export function isSupportedFile(file: string): boolean {
+  const ext = path.extname(file).toLowerCase();
+  return TEXT_EXTENSIONS.has(ext) || JSONL_EXTENSIONS.has(ext);
+}
+
+export function isBeirFolder(dir: string): boolean {
+  return existsSync(path.join(dir, BEIR_CORPUS_FILE));
+}
+
+const toPosix = (p: string) => p.split(path.sep).join('/');
+const errorItem = (error: IngestError): SourceItem => ({ kind: 'error', error });
+
+// ---------------------------------------------------------------------------------------------- single text files
+
+const SNIFF_BYTES = 8192;
+
+/** NUL bytes never occur in text; checking the head is enough to reject images, archives and the like early. */
+async function looksBinary(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(SNIFF_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, SNIFF_BYTES, 0);
+    return buffer.subarray(0, bytesRead).includes(0);
+  } finally {
+    await handle.close();
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+function decodeUtf8(buffer: Buffer): string {
+  return utf8.decode(buffer);
+}
+
+function fileStem(file: string): string {
+  return path.basename(file, path.extname(file));
+}
+
+/** Markdown: YAML front matter `title:` wins, then the first ATX heading, then the file name. */
+function parseMarkdown(raw: string, file: string): { title: string; text: string } {
+  let text = raw;
+  let title: string | undefined;
+  const front = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?/.exec(raw);
+  if (front) {
+    text = raw.slice(front[0].length);
+    const t = /^title:\s*(.+)$/m.exec(front[1]!);
+    if (t) title = t[1]!.trim().replace(/^(['"])(.*)\1$/, '$2');
+  }
+  title ??= /^#{1,6}\s+(.+?)\s*#*\s*$/m.exec(text)?.[1];
+  return { title: title ?? fileStem(file), text };
+}
+
+const HTML_OPTIONS = {
+  wordwrap: false as const,
+  selectors: [
+    { selector: 'a', options: { ignoreHref: true } },
+    { selector: 'img', format: 'skip' },
+    { selector: 'script', format: 'skip' },
+    { selector: 'style', format: 'skip' },
+    { selector: 'noscript', format: 'skip' },
+    { selector: 'svg', format: 'skip' },
+    { selector: 'template', format: 'skip' },
+    ...['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].map((h) => ({ selector: h, options: { uppercase: false } })),
+  ],
+};
+
+function htmlFragmentToText(fragment: string): string {
+  return convert(fragment, HTML_OPTIONS).replace(/\s+/g, ' ').trim();
+}
+
+/** HTML: visible text without scripts and styles; title from <title>, else the first <h1>, else the file name. */
+export function parseHtml(raw: string, fallbackTitle: string): { title: string; text: string } {
+  const titleTag = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(raw)?.[1];
+  const h1 = /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(raw)?.[1];
+  const title = [titleTag, h1].map((t) => (t === undefined ? '' : htmlFragmentToText(t))).find((t) => t !== '');
+  return { title: title ?? fallbackTitle, text: convert(raw, HTML_OPTIONS).trim() };
+}
+
+async function readTextFile(file: string, id: string): Promise<SourceItem> {
+  const format = TEXT_EXTENSIONS.get(path.extname(file).toLowerCase());
+  if (!format) return errorItem({ path: file, message: `unsupported file type "${path.extname(file)}"` });
+  let buffer: Buffer;
+  try {
+    buffer = await readFile(file);
+  } catch (err) {
+    return errorItem({ path: file, message: `cannot read: ${(err as Error).message}` });
+  }
+  if (buffer.subarray(0, SNIFF_BYTES).includes(0)) return errorItem({ path: file, message: 'binary file (contains NUL bytes)' });
+  let raw: string;
+  try {
+    raw = decodeUtf8(buffer);
+  } catch {
+    return errorItem({ path: file, message: 'not valid UTF-8 text' });
+  }
+  let parsed: { title: string; text: string };
+  try {
+    parsed =
+      format === 'html' ? parseHtml(raw, fileStem(file)) : format === 'markdown' ? parseMarkdown(raw, file) : { title: fileStem(file), text: raw };
+  } catch (err) {
+    return errorItem({ path: file, message: `cannot parse ${format}: ${(err as Error).message}` });
+  }
+  const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata: { format }, origin: { path: file } };
+  return { kind: 'document', document };
+}
+
+// ---------------------------------------------------------------------------------------------- JSONL records
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** One JSONL record → document; `id` or BEIR's `_id` (numbers accepted), `text` required, `title`/`metadata` optional. */
+export function recordToDocument(value: unknown): SourceDocument | string {
+  if (!isPlainObject(value)) return 'expected a JSON object';
+  const rawId = value.id ?? value._id;
+  const id = typeof rawId === 'number' && Number.isFinite(rawId) ? String(rawId) : rawId;
+  if (typeof id !== 'string' || id.trim() === '') return 'missing or empty "id" (or "_id")';
+  if (typeof value.text !== 'string') return '"text" must be a string';
+  const title = value.title ?? '';
+  if (typeof title !== 'string') return '"title" must be a string';
+  const metadata = value.metadata ?? {};
+  if (!isPlainObject(metadata)) return '"metadata" must be a JSON object';
+  return { id, title, text: value.text, metadata: metadata as Metadata };
+}
+
+/** Streams records line by line so corpora larger than memory can be ingested; bad lines are reported and skipped. */
+export async function* readJsonl(file: string): AsyncGenerator<SourceItem> {
+  try {
+    if (await looksBinary(file)) {
+      yield errorItem({ path: file, message: 'binary file (contains NUL bytes)' });
+      return;
+    }
+  } catch (err) {
+    yield errorItem({ path: file, message: `cannot read: ${(err as Error).message}` });
+    return;
+  }
+  const stream = createReadStream(file, { encoding: 'utf8' });
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  let lineNo = 0;
+  try {
+    for await (const rawLine of lines) {
+      lineNo++;
+      const line = lineNo === 1 ? rawLine.replace(/^\uFEFF/, '') : rawLine;
+      if (line.trim() === '') continue;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch (err) {
+        yield errorItem({ path: file, line: lineNo, message: `invalid JSON: ${(err as Error).message}` });
+        continue;
+      }
+      const doc = recordToDocument(value);
+      if (typeof doc === 'string') yield errorItem({ path: file, line: lineNo, message: doc });
+      else yield { kind: 'document', document: { ...doc, origin: { path: file, line: lineNo } } };
+    }
+  } catch (err) {
+    yield errorItem({ path: file, line: lineNo > 0 ? lineNo : undefined, message: `read failed: ${(err as Error).message}` });
+  } finally {
+    lines.close();
+    stream.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- trees
+
+/** Sorted, hidden entries skipped, symlinked folders not followed (no cycles). */
+async function* walk(dir: string, root: string): AsyncGenerator<SourceItem> {
+  if (dir !== root && isBeirFolder(dir)) {
+    yield* readJsonl(path.join(dir, BEIR_CORPUS_FILE));
+    return;
+  }
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    yield errorItem({ path: dir, message: `cannot list folder: ${(err as Error).message}` });
+    return;
+  }
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      yield* walk(full, root);
+    } else if (entry.isFile() || entry.isSymbolicLink()) {
+      if (!isSupportedFile(full)) continue;
+      yield* readFileItems(full, toPosix(path.relative(root, full)));
+    }
+  }
+}
+
+async function* readFileItems(file: string, id: string): AsyncGenerator<SourceItem> {
+  if (JSONL_EXTENSIONS.has(path.extname(file).toLowerCase())) yield* readJsonl(file);
+  else yield await readTextFile(file, id);
+}
+
+/**
+ * Documents from files and folders. A folder holding `corpus.jsonl` is a BEIR dataset (only the corpus is read);
+ * other folders are walked for .txt/.md/.html/.jsonl files, other file types are ignored. File documents are
+ * identified by their path relative to the folder given (or their file name when a file is given directly); JSONL
+ * records by their own id.
+ */
+export async function* readSources(paths: string[]): AsyncGenerator<SourceItem> {
+  for (const input of paths) {
+    let info;
+    try {
+      info = await stat(input);
+    } catch (err) {
+      yield errorItem({ path: input, message: `cannot access: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+      continue;
+    }
+    if (info.isDirectory()) {
+      if (isBeirFolder(input)) yield* readJsonl(path.join(input, BEIR_CORPUS_FILE));
+      else yield* walk(input, input);
+    } else if (!isSupportedFile(input)) {
+      yield errorItem({ path: input, message: `unsupported file type "${path.extname(input) || '(none)'}"` });
+    } else {
+      yield* readFileItems(input, path.basename(input));
+    }
+  }
+}
+
+/** Fast upper bound of the documents `readSources` will yield, for a progress bar's total and ETA. */
+export async function countSourceDocuments(paths: string[]): Promise<number> {
+  let total = 0;
+  const countLines = async (file: string) =>
+    new Promise<number>((resolve) => {
+      let n = 0;
+      let last = 10;
+      createReadStream(file)
+        .on('data', (chunk: Buffer | string) => {
+          const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+          for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+          if (buf.length > 0) last = buf[buf.length - 1]!;
+        })
+        .on('end', () => resolve(n + (last === 10 ? 0 : 1)))
+        .on('error', () => resolve(0));
+    });
+  const countPath = async (p: string): Promise<void> => {
+    let info;
+    try {
+      info = await stat(p);
+    } catch {
+      return;
+    }
+    if (info.isDirectory()) {
+      if (isBeirFolder(p)) {
+        total += await countLines(path.join(p, BEIR_CORPUS_FILE));
+        return;
+      }
+      let names: string[] = [];
+      try {
+        names = (await readdir(p)).filter((n) => !n.startsWith('.'));
+      } catch {
+        return;
+      }
+      for (const name of names) await countPath(path.join(p, name));
+    } else if (isSupportedFile(p)) {
+      total += JSONL_EXTENSIONS.has(path.extname(p).toLowerCase()) ? await countLines(p) : 1;
+    }
+  };
+  for (const p of paths) await countPath(p);
+  return total;
+}

@@ -1,0 +1,55 @@
+import type { Metadata } from '../store/index.js';
+
+/** A document before chunking, from a reader or from a caller (eval, REST document API). */
+export interface SourceDocument {
+  id: string;
+  title: string;
+  text: string;
+  metadata: Metadata;
+  /** Where it came from, for error messages. */
+  origin?: { path: string; line?: number };
+}
+
+export interface IngestError {
+  path: string;
+  line?: number;
+  message: string;
+}
+
+/** What readers yield: a document, or a problem that skipped one (the run continues). */
+export type SourceItem = { kind: 'document'; document: SourceDocument } | { kind: 'error'; error: IngestError };
+
+export interface ChunkOptions {
+  /** Budget per passage in tokens of the embedding model's tokenizer, special tokens excluded. */
+  maxTokens: number;
+  /** Tokens of the previous passage repeated at the start of the next one. */
+  overlapTokens: number;
+}
+
+export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 };
+
+export interface Passage {
+  /** `${docId}#${chunkNo}`: stable as long as the document and the chunking settings are. */
+  id: string;
+  docId: string;
+  chunkNo: number;
+  title: string;
+  /** The original character span of the document text, not a detokenisation. */
+  text: string;
+  metadata: Metadata;
+  charStart: number;
+  charEnd: number;
+  tokens: number;
+}
+
+export interface IngestSummary {
+  documentsSeen: number;
+  added: number;
+  updated: number;
+  unchanged: number;
+  deleted: number;
+  passagesAdded: number;
+  passagesRemoved: number;
+  errors: IngestError[];
+  seconds: number;
+}

@@ -1,0 +1,13 @@
+export {
+  Retriever,
+  SEARCH_MODES,
+  type QueryEmbedder,
+  type RetrieverOptions,
+  type SearchHit,
+  type SearchMode,
+  type SearchOptions,
+  type SearchResult,
+} from './retriever.js';
+export { toFtsQuery } from './fts-query.js';
+export { reciprocalRankFusion, type RankedList, type FusedItem } from './rrf.js';
+export type { SearchFilter } from '../store/index.js';

@@ -1,0 +1,175 @@
+import { EmbeddingMismatchError, type IndexStore, type LabelScore, type Metadata, type SearchFilter } from '../store/index.js';
+import { toFtsQuery } from './fts-query.js';
+import { reciprocalRankFusion } from './rrf.js';
+
+export type SearchMode = 'dense' | 'bm25' | 'hybrid' | 'exact';
+export const SEARCH_MODES: readonly SearchMode[] = ['dense', 'bm25', 'hybrid', 'exact'];
+
+/** The slice of the embedding service search needs (the models stage's `Embedder` satisfies it). */
+export interface QueryEmbedder {
+  readonly modelId: string;
+  readonly dim: number;
+  embedQuery(text: string): Promise<Float32Array>;
+}
+
+export interface RetrieverOptions {
+  defaultK?: number;
+  /** Larger k is clamped to this. */
+  maxK?: number;
+  /** RRF constant. */
+  rrfK?: number;
+  denseWeight?: number;
+  bm25Weight?: number;
+  /** Hybrid fetches max(k, fusionDepth) candidates from each list before fusing. */
+  fusionDepth?: number;
+  /** HNSW search beam; defaults to the index's efSearch. */
+  ef?: number;
+  /** bm25() column weights. */
+  titleWeight?: number;
+  textWeight?: number;
+}
+
+export interface SearchOptions {
+  k?: number;
+  mode?: SearchMode;
+  filter?: SearchFilter;
+  ef?: number;
+}
+
+export interface SearchHit {
+  passageId: string;
+  docId: string;
+  chunkNo: number;
+  title: string;
+  text: string;
+  /** dense/exact: cosine similarity; bm25: negated bm25() (higher is better); hybrid: RRF score. */
+  score: number;
+  metadata: Metadata;
+  charStart: number;
+  charEnd: number;
+  /** In hybrid mode, the scores of the lists the passage came from. */
+  components?: { dense?: number; bm25?: number };
+}
+
+export interface SearchResult {
+  hits: SearchHit[];
+  timings: { embedMs: number; searchMs: number };
+}
+
+const DEFAULTS = { defaultK: 10, maxK: 100, rrfK: 60, denseWeight: 1, bm25Weight: 1, fusionDepth: 50, titleWeight: 1, textWeight: 1 };
+
+/** Dense (HNSW), BM25 (FTS5), hybrid (RRF of both) and exact (brute-force) search over one index. */
+export class Retriever {
+  private readonly options: typeof DEFAULTS & { ef?: number };
+
+  constructor(
+    readonly store: IndexStore,
+    private readonly embedder: QueryEmbedder,
+    options: RetrieverOptions = {},
+  ) {
+    if (embedder.modelId !== store.embedModel || embedder.dim !== store.dim) {
+      throw new EmbeddingMismatchError(store.dir, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+    }
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    this.options = { ...DEFAULTS, ...defined };
+  }
+
+  async search(query: string, options: SearchOptions = {}): Promise<SearchResult> {
+    const mode = options.mode ?? 'hybrid';
+    if (!SEARCH_MODES.includes(mode)) throw new RangeError(`unknown search mode "${String(mode)}"`);
+    const k = this.resolveK(options.k);
+    if (query.trim() === '') return { hits: [], timings: { embedMs: 0, searchMs: 0 } };
+
+    let embedMs = 0;
+    let vector: Float32Array | undefined;
+    if (mode !== 'bm25') {
+      const started = performance.now();
+      vector = await this.embedder.embedQuery(query);
+      embedMs = performance.now() - started;
+    }
+
+    const started = performance.now();
+    this.store.refresh();
+    const ranked = this.rank(query, vector, mode, k, options);
+    const hits = this.hydrate(ranked);
+    return { hits, timings: { embedMs, searchMs: performance.now() - started } };
+  }
+
+  private resolveK(k: number | undefined): number {
+    const value = k ?? this.options.defaultK;
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`k must be a positive integer, got ${value}`);
+    return Math.min(value, this.options.maxK);
+  }
+
+  private rank(query: string, vector: Float32Array | undefined, mode: SearchMode, k: number, options: SearchOptions): RankedHit[] {
+    const filter = options.filter;
+    const ef = options.ef ?? this.options.ef;
+    switch (mode) {
+      case 'dense':
+        return this.store.denseSearch(vector!, k, { filter, ef });
+      case 'exact':
+        return this.store.exactSearch(vector!, k, filter);
+      case 'bm25':
+        return this.bm25(query, k, filter);
+      case 'hybrid':
+        return this.hybrid(query, vector!, k, filter, ef);
+    }
+  }
+
+  private bm25(query: string, k: number, filter: SearchFilter | undefined): LabelScore[] {
+    const match = toFtsQuery(query);
+    if (match === '') return [];
+    return this.store.bm25Search(match, k, { filter, titleWeight: this.options.titleWeight, textWeight: this.options.textWeight });
+  }
+
+  private hybrid(query: string, vector: Float32Array, k: number, filter: SearchFilter | undefined, ef: number | undefined): RankedHit[] {
+    const depth = Math.max(k, this.options.fusionDepth);
+    // The graph search widens ef to at least the depth itself.
+    const dense = this.store.denseSearch(vector, depth, { filter, ef });
+    const bm25 = this.bm25(query, depth, filter);
+    const denseScore = new Map(dense.map((d) => [d.label, d.score]));
+    const bm25Score = new Map(bm25.map((b) => [b.label, b.score]));
+    const fused = reciprocalRankFusion(
+      [
+        { labels: dense.map((d) => d.label), weight: this.options.denseWeight },
+        { labels: bm25.map((b) => b.label), weight: this.options.bm25Weight },
+      ],
+      this.options.rrfK,
+    );
+    return fused.slice(0, k).map(({ label, score }) => ({
+      label,
+      score,
+      components: { dense: denseScore.get(label), bm25: bm25Score.get(label) },
+    }));
+  }
+
+  private hydrate(ranked: RankedHit[]): SearchHit[] {
+    const records = this.store.passagesByLabels(ranked.map((r) => r.label));
+    const hits: SearchHit[] = [];
+    for (const { label, score, components } of ranked) {
+      // A reader's graph can briefly lag a writer's delete; such labels have no row any more and are skipped.
+      const p = records.get(label);
+      if (!p) continue;
+      const hit: SearchHit = {
+        passageId: p.id,
+        docId: p.docId,
+        chunkNo: p.chunkNo,
+        title: p.title,
+        text: p.text,
+        score,
+        metadata: p.metadata,
+        charStart: p.charStart,
+        charEnd: p.charEnd,
+      };
+      if (components) hit.components = components;
+      hits.push(hit);
+    }
+    return hits;
+  }
+}
+
+interface RankedHit {
+  label: number;
+  score: number;
+  components?: { dense?: number; bm25?: number };
+}

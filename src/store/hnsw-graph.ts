@@ -1,0 +1,149 @@
+import hnswlib from 'hnswlib-node';
+import type { HnswParams, LabelScore } from './types.js';
+
+const { HierarchicalNSW } = hnswlib;
+type Hnsw = InstanceType<typeof HierarchicalNSW>;
+
+const RANDOM_SEED = 100;
+const MIN_CAPACITY = 1024;
+
+/**
+ * The in-memory HNSW graph plus the set of labels that are live in it. hnswlib cannot say whether a label is
+ * marked deleted without copying its vector, so liveness is tracked here, next to every add and delete.
+ */
+export class HnswGraph {
+  private readonly live = new Set<number>();
+  /** Labels present in the loaded file, deleted or not; only meaningful right after `load`. */
+  private readonly fileLabels: Set<number>;
+
+  private constructor(
+    private readonly index: Hnsw,
+    readonly dim: number,
+    fileLabels: number[],
+  ) {
+    this.fileLabels = new Set(fileLabels);
+  }
+
+  static create(dim: number, params: HnswParams, capacity = MIN_CAPACITY): HnswGraph {
+    const index = new HierarchicalNSW('cosine', dim);
+    // allowReplaceDeleted: slots of deleted passages are reused, so updates do not grow the graph without bound.
+    index.initIndex(Math.max(MIN_CAPACITY, capacity), params.M, params.efConstruction, RANDOM_SEED, true);
+    index.setEf(params.efSearch);
+    return new HnswGraph(index, dim, []);
+  }
+
+  static load(file: string, dim: number, params: HnswParams): HnswGraph {
+    const index = new HierarchicalNSW('cosine', dim);
+    index.readIndexSync(file, true);
+    if (index.getNumDimensions() !== dim) {
+      throw new Error(`HNSW file ${file} holds ${index.getNumDimensions()}-d vectors, expected ${dim}`);
+    }
+    index.setEf(params.efSearch);
+    return new HnswGraph(index, dim, index.getIdsList());
+  }
+
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  get capacity(): number {
+    return this.index.getMaxElements();
+  }
+
+  liveLabels(): IterableIterator<number> {
+    return this.live.values();
+  }
+
+  isLive(label: number): boolean {
+    return this.live.has(label);
+  }
+
+  /** Labels the loaded file contains (live or deleted). */
+  labelsFromFile(): IterableIterator<number> {
+    return this.fileLabels.values();
+  }
+
+  inFile(label: number): boolean {
+    return this.fileLabels.has(label);
+  }
+
+  /** Trusts the caller's bookkeeping that `label` is live in the loaded file. */
+  adoptFromFile(label: number): void {
+    this.live.add(label);
+  }
+
+  add(label: number, vector: Float32Array): void {
+    if (this.live.has(label)) return;
+    if (this.fileLabels.has(label)) {
+      // Present in the file but deleted there: undelete instead of adding a second point with the same label.
+      try {
+        this.index.unmarkDelete(label);
+        this.live.add(label);
+        return;
+      } catch {
+        // Not deleted after all (the file is ahead of the bookkeeping): it is live.
+        this.live.add(label);
+        return;
+      }
+    }
+    this.ensureCapacity(1);
+    this.index.addPoint(Array.from(vector), label, true);
+    this.live.add(label);
+  }
+
+  remove(label: number): void {
+    if (this.live.delete(label)) {
+      this.index.markDelete(label);
+      return;
+    }
+    if (this.fileLabels.has(label)) this.markDeletedQuietly(label);
+  }
+
+  /** For labels of the loaded file that no passage owns any more: they may or may not be deleted already. */
+  markDeletedQuietly(label: number): void {
+    this.live.delete(label);
+    try {
+      this.index.markDelete(label);
+    } catch {
+      // Already deleted, or its slot was reused.
+    }
+  }
+
+  search(vector: Float32Array, k: number, ef: number, allow?: (label: number) => boolean): LabelScore[] {
+    const n = Math.min(k, this.live.size, this.index.getMaxElements());
+    if (n <= 0) return [];
+    const wantedEf = Math.max(ef, n);
+    if (this.index.getEf() !== wantedEf) this.index.setEf(wantedEf);
+    const { neighbors, distances } = this.index.searchKnn(Array.from(vector), n, allow);
+    // hnswlib's cosine space returns 1 - cos.
+    return neighbors.map((label, i) => ({ label, score: 1 - distances[i]! }));
+  }
+
+  /** The stored vector, or undefined if the label is missing or deleted in the graph itself. */
+  storedVector(label: number): Float32Array | undefined {
+    try {
+      return Float32Array.from(this.index.getPoint(label));
+    } catch {
+      return undefined;
+    }
+  }
+
+  allGraphLabels(): number[] {
+    return this.index.getIdsList();
+  }
+
+  write(file: string): void {
+    this.index.writeIndexSync(file);
+  }
+
+  /** Grows the graph once for a known batch instead of repeatedly during it. */
+  reserve(extra: number): void {
+    this.ensureCapacity(extra);
+  }
+
+  private ensureCapacity(extra: number): void {
+    const max = this.index.getMaxElements();
+    const needed = this.index.getCurrentCount() + extra;
+    if (needed > max) this.index.resizeIndex(Math.max(needed, Math.ceil(max * 1.5)));
+  }
+}

@@ -1,0 +1,105 @@
+/** JSON-serialisable metadata attached to a document and copied onto each of its passages. */
+export type Metadata = Record<string, unknown>;
+
+export interface HnswParams {
+  /** Graph degree; fixed when the index is created. */
+  M: number;
+  /** Construction beam width; fixed when the index is created. */
+  efConstruction: number;
+  /** Default search beam width; may differ per open and per query. */
+  efSearch: number;
+}
+
+export const DEFAULT_HNSW: HnswParams = { M: 16, efConstruction: 200, efSearch: 64 };
+
+export interface StoredDocument {
+  id: string;
+  title: string;
+  contentHash: string;
+  /** How the document was cut into passages; a different value means the passages must be rebuilt. */
+  chunking: string;
+  metadata: Metadata;
+}
+
+export interface PassageInput {
+  id: string;
+  chunkNo: number;
+  title: string;
+  text: string;
+  metadata: Metadata;
+  charStart: number;
+  charEnd: number;
+  vector: Float32Array;
+}
+
+export interface DocumentWrite {
+  document: StoredDocument;
+  passages: PassageInput[];
+}
+
+export interface PassageRecord {
+  /** HNSW label, also the SQLite rowid and the FTS rowid; never reused. */
+  label: number;
+  id: string;
+  docId: string;
+  chunkNo: number;
+  title: string;
+  text: string;
+  metadata: Metadata;
+  charStart: number;
+  charEnd: number;
+}
+
+export interface DocumentState {
+  contentHash: string;
+  chunking: string;
+}
+
+export interface WriteOutcome {
+  inserted: number;
+  replaced: number;
+  passagesAdded: number;
+  passagesRemoved: number;
+}
+
+export interface DeleteOutcome {
+  deleted: string[];
+  missing: string[];
+  passagesRemoved: number;
+}
+
+/** Restricts a search to passages of the given documents and/or with the given top-level metadata values. */
+export interface SearchFilter {
+  docIds?: string[];
+  metadata?: Record<string, string | number | boolean>;
+}
+
+export interface LabelScore {
+  label: number;
+  score: number;
+}
+
+export interface StoreStats {
+  embedModel: string;
+  dim: number;
+  documents: number;
+  passages: number;
+  vectors: number;
+  /** Passages searchable through the in-memory HNSW graph. */
+  hnswLive: number;
+  /** Passages whose vectors are not yet in the saved HNSW file (they are re-added from SQLite on open). */
+  pending: number;
+  hnswCapacity: number;
+  generation: number;
+  /** True when the saved HNSW file was missing or unreadable and the graph was rebuilt from the stored vectors. */
+  rebuiltFromVectors: boolean;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  problems: string[];
+  stats: StoreStats;
+}
+
+/** Points inside `checkpoint()`/`writeDocuments()` where tests inject crashes to prove recovery. */
+export type FaultPoint = 'after-sqlite-commit' | 'before-hnsw-rename' | 'after-hnsw-rename' | 'after-generation-commit';

@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ingestDocuments, ingestPaths, tokenCounter, type IngestEmbedder, type IngestError } from '../src/ingest/index.js';
+import { Embedder } from '../src/models/index.js';
+import { IndexStore } from '../src/store/index.js';
+import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+
+let embedder: Embedder;
+const TMP = mkdtempSync(path.join(os.tmpdir(), 'ingest-pipeline-'));
+
+beforeAll(async () => {
+  embedder = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16 });
+});
+
+afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+
+function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(TMP, prefix));
+}
+
+function corpusTree(): string {
+  const root = tempDir('ingest-pipeline-corpus-');
+  const files: Record<string, string | Buffer> = {
+    'a.md': '# Alpha\n\nAlpha text about rivers. Another sentence about lakes.',
+    'nested/b.html': '<html><head><title>Beta</title><script>x()</script></head><body><p>Beta page text.</p></body></html>',
+    'nested/c.txt': 'Gamma plain text.',
+    'records.jsonl': [
+      JSON.stringify({ id: 'r1', title: 'R1', text: 'first record', metadata: { src: 'jsonl' } }),
+      'not json',
+      JSON.stringify({ id: 'r2', title: 'R2', text: 'second record' }),
+    ].join('\n'),
+    'blob.txt': Buffer.from([1, 2, 0, 3]),
+  };
+  for (const [rel, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+    writeFileSync(path.join(root, rel), content);
+  }
+  return root;
+}
+
+function openStore(): IndexStore {
+  return IndexStore.open(path.join(tempDir('ingest-pipeline-index-'), 'index'), { embedModel: embedder.modelId, dim: embedder.dim });
+}
+
+describe('ingestPaths', () => {
+  it('ingests a tree, reports bad inputs with path and line, and is a no-op when repeated', async () => {
+    const root = corpusTree();
+    const store = openStore();
+    try {
+      const reported: IngestError[] = [];
+      const summary = await ingestPaths([root], { store, embedder, progress: false, onError: (e) => reported.push(e) });
+      expect(summary).toMatchObject({ documentsSeen: 5, added: 5, updated: 0, unchanged: 0 });
+      expect(summary.errors).toEqual(reported);
+      expect(summary.errors).toEqual([
+        { path: path.join(root, 'blob.txt'), message: expect.stringMatching(/binary/) },
+        { path: path.join(root, 'records.jsonl'), line: 2, message: expect.stringMatching(/invalid JSON/) },
+      ]);
+      for (const id of ['a.md', 'nested/b.html', 'nested/c.txt', 'r1', 'r2']) expect(store.getDocument(id), id).toBeDefined();
+      expect(store.getDocument('nested/b.html')!.title).toBe('Beta');
+      expect(store.passagesOfDocument('r1')[0]!.metadata).toEqual({ src: 'jsonl' });
+      expect(summary.seconds).toBeGreaterThan(0);
+
+      const again = await ingestPaths([root], { store, embedder, progress: false });
+      expect(again).toMatchObject({ documentsSeen: 5, added: 0, unchanged: 5, passagesAdded: 0 });
+      expect(store.verify().ok).toBe(true);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('embeds and writes in bounded batches and checkpoints periodically', async () => {
+    const store = openStore();
+    const batches: number[] = [];
+    // The real embedder, observed: records how many texts each call carries.
+    const observed: IngestEmbedder = {
+      modelId: embedder.modelId,
+      dim: embedder.dim,
+      maxTokens: embedder.maxTokens,
+      tokenizer: embedder.tokenizer,
+      embedPassages: (texts) => {
+        batches.push(texts.length);
+        return embedder.embedPassages(texts);
+      },
+    };
+    try {
+      const docs = Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, title: '', text: `Short document number ${i}.`, metadata: {} }));
+      const summary = await ingestDocuments(docs, { store, embedder: observed, batchPassages: 6, checkpointEveryPassages: 12, progress: false });
+      expect(summary.passagesAdded).toBe(40);
+      expect(Math.max(...batches)).toBeLessThanOrEqual(6);
+      expect(batches.reduce((a, b) => a + b, 0)).toBe(40);
+      // 40 passages, a checkpoint after every 12 or more, plus the final one.
+      expect(store.stats().generation).toBeGreaterThanOrEqual(4);
+      expect(store.stats().pending).toBe(0);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('keeps passages within what the embedding model can take', async () => {
+    const short = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
+    const store = openStore();
+    try {
+      const text = Array.from({ length: 30 }, (_, i) => `Sentence ${i} is here with several words.`).join(' ');
+      await ingestDocuments([{ id: 'long', title: '', text, metadata: {} }], { store, embedder: short, chunk: { maxTokens: 200, overlapTokens: 32 }, progress: false });
+      const count = tokenCounter(short.tokenizer);
+      const passages = store.passagesOfDocument('long');
+      expect(passages.length).toBeGreaterThan(5);
+      // 32 minus [CLS] and [SEP].
+      for (const p of passages) expect(count(p.text)).toBeLessThanOrEqual(30);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+function runCli(args: string[], indexesDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), ...args], {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        RAG_MODELS_DIR: FIXTURES_DIR,
+        RAG_EMBED_MODEL: BERT_TINY,
+        RAG_QUANTIZED: 'false',
+        RAG_ALLOW_REMOTE: 'false',
+        RAG_INDEXES_DIR: indexesDir,
+        RAG_CONFIG: '',
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('scripts/ingest.ts', () => {
+  it('ingests, reports errors on stderr with file and line, deletes, and exits non-zero when nothing was ingested', async () => {
+    const root = corpusTree();
+    const indexes = tempDir('ingest-cli-');
+
+    const first = await runCli([root, '--index', 'cli', '--chunk-tokens', '64', '--overlap', '8'], indexes);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/documents seen 5, added 5/);
+    expect(first.stderr).toContain(`${path.join(root, 'records.jsonl')}:2: invalid JSON`);
+    expect(first.stderr).toContain(`${path.join(root, 'blob.txt')}: binary`);
+
+    const removed = await runCli(['--index', 'cli', '--delete', 'r1', 'nested/c.txt'], indexes);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(removed.stdout).toMatch(/deleted 2/);
+    expect(removed.stdout).toMatch(/3 documents/);
+
+    const nothing = await runCli([path.join(root, 'missing-folder'), '--index', 'cli'], indexes);
+    expect(nothing.code).toBe(1);
+    expect(nothing.stderr).toMatch(/missing-folder/);
+  });
+});

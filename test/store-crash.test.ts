@@ -1,0 +1,196 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deleteDocuments, ingestDocuments, type SourceDocument } from '../src/ingest/index.js';
+import { Embedder } from '../src/models/index.js';
+import { IndexStore, type FaultPoint } from '../src/store/index.js';
+import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+
+const CHILD = path.join(REPO_ROOT, 'test', 'store-crash-child.ts');
+// Small batches and frequent checkpoints so one run passes every fault point several times.
+const SETTINGS = { chunk: { maxTokens: 40, overlapTokens: 8 }, batchPassages: 8, checkpointEveryPassages: 16 };
+
+let embedder: Embedder;
+const workDir = mkdtempSync(path.join(os.tmpdir(), 'store-crash-'));
+
+beforeAll(async () => {
+  embedder = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16 });
+});
+
+afterAll(() => rmSync(workDir, { recursive: true, force: true }));
+
+function makeDoc(i: number, version: string): SourceDocument {
+  const sentences = 1 + (i % 4) * 2;
+  const text = Array.from({ length: sentences }, (_, s) => `Document ${i} ${version} sentence ${s} talks about topic${i % 5} and marker${version}${i}.`).join(' ');
+  return { id: `doc-${i}`, title: `Doc ${i}`, text, metadata: { group: i % 3 } };
+}
+
+const V1 = Array.from({ length: 24 }, (_, i) => makeDoc(i, 'v1'));
+// v2: every third document changed, four deleted, four new ones.
+const DELETED = ['doc-1', 'doc-2', 'doc-4', 'doc-5'];
+const V2 = [
+  ...V1.filter((d) => !DELETED.includes(d.id)).map((d, i) => (i % 3 === 0 ? makeDoc(Number(d.id.slice(4)), 'v2') : d)),
+  ...Array.from({ length: 4 }, (_, i) => makeDoc(100 + i, 'v2')),
+];
+
+function writeCorpus(docs: SourceDocument[]): string {
+  const file = path.join(mkdtempSync(path.join(workDir, 'corpus-')), 'corpus.json');
+  writeFileSync(file, JSON.stringify(docs));
+  return file;
+}
+
+function runChild(plan: Record<string, unknown>): Promise<{ signal: NodeJS.Signals | null; code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(plan)], { cwd: REPO_ROOT });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, output }));
+  });
+}
+
+async function crashAt(dir: string, docs: SourceDocument[], point: FaultPoint, occurrence: number, deleteIds: string[] = []) {
+  const result = await runChild({ dir, corpusFile: writeCorpus(docs), deleteIds, point, occurrence, ...SETTINGS });
+  expect(result.signal, `child should be killed at ${point} #${occurrence}; output:\n${result.output}`).toBe('SIGKILL');
+}
+
+function openStore(dir: string): IndexStore {
+  return IndexStore.open(dir, { embedModel: embedder.modelId, dim: embedder.dim });
+}
+
+async function ingest(store: IndexStore, docs: SourceDocument[]) {
+  return ingestDocuments(docs, { store, embedder, progress: false, ...SETTINGS });
+}
+
+/** Document id → passage ids and texts: what a correct index holds, independent of labels and insertion order. */
+function contents(store: IndexStore): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const id of docIds(store)) out.set(id, store.passagesOfDocument(id).map((p) => `${p.id}|${p.text}`));
+  return out;
+}
+
+function docIds(store: IndexStore): string[] {
+  const found: string[] = [];
+  for (const d of [...V1, ...V2]) if (store.getDocument(d.id) && !found.includes(d.id)) found.push(d.id);
+  return found.sort();
+}
+
+/** Exact top-10 passage ids for fixed queries; equal across indexes with the same passages and vectors. */
+async function exactAnswers(store: IndexStore): Promise<string[][]> {
+  const answers: string[][] = [];
+  for (const q of ['topic1 sentence', 'marker v2 document', 'talks about topic3']) {
+    const hits = store.exactSearch(await embedder.embedQuery(q), 10);
+    const records = store.passagesByLabels(hits.map((h) => h.label));
+    answers.push(hits.map((h) => records.get(h.label)!.id));
+  }
+  return answers;
+}
+
+type Reference = { contents: Map<string, string[]>; answers: string[][] };
+const references = new Map<string, Promise<Reference>>();
+
+/** The state a crash-free ingest of the same inputs produces; built once per input sequence. */
+function reference(versions: SourceDocument[][], deleteIds: string[] = []): Promise<Reference> {
+  const key = `${versions.length}:${deleteIds.join(',')}`;
+  if (!references.has(key)) references.set(key, buildReference(versions, deleteIds));
+  return references.get(key)!;
+}
+
+async function buildReference(versions: SourceDocument[][], deleteIds: string[]): Promise<Reference> {
+  const store = openStore(path.join(mkdtempSync(path.join(workDir, 'ref-')), 'index'));
+  try {
+    for (const [i, docs] of versions.entries()) {
+      if (i === versions.length - 1 && deleteIds.length > 0) deleteDocuments(deleteIds, store);
+      await ingest(store, docs);
+    }
+    return { contents: contents(store), answers: await exactAnswers(store) };
+  } finally {
+    store.close();
+  }
+}
+
+/** After a crash: openable, all invariants hold, and each document is entirely one of the allowed versions. */
+function expectConsistentAfterCrash(store: IndexStore, allowed: Array<Map<string, string[]>>): void {
+  const report = store.verify();
+  expect(report.problems).toEqual([]);
+  // The protocol alone must keep the saved generation's file intact; the rebuild fallback is for lost files.
+  expect(report.stats.rebuiltFromVectors).toBe(false);
+  expect(report.stats.hnswLive).toBe(report.stats.passages);
+  for (const [id, passages] of contents(store)) {
+    const matches = allowed.some((version) => JSON.stringify(version.get(id)) === JSON.stringify(passages));
+    expect(matches, `document ${id} is a mix of versions`).toBe(true);
+  }
+}
+
+function hnswFiles(dir: string): string[] {
+  return readdirSync(dir).filter((f) => f.startsWith('hnsw-'));
+}
+
+const POINTS: FaultPoint[] = ['after-sqlite-commit', 'before-hnsw-rename', 'after-hnsw-rename', 'after-generation-commit'];
+
+describe('crash safety (SIGKILL inside an ingest)', () => {
+  it.each(POINTS)('first ingest killed at %s: the index opens consistent and a re-run completes it', async (point) => {
+    const ref = await reference([V1]);
+    const dir = path.join(mkdtempSync(path.join(workDir, 'a-')), 'index');
+    await crashAt(dir, V1, point, 2);
+
+    const store = openStore(dir);
+    try {
+      expectConsistentAfterCrash(store, [ref.contents]);
+      expect(hnswFiles(dir).length).toBeLessThanOrEqual(1);
+      const committed = store.stats().documents;
+      expect(committed).toBeGreaterThan(0);
+      expect(committed).toBeLessThan(V1.length);
+
+      const rerun = await ingest(store, V1);
+      expect(rerun).toMatchObject({ unchanged: committed, added: V1.length - committed, updated: 0, errors: [] });
+      expect(store.verify().problems).toEqual([]);
+      expect(store.stats().pending).toBe(0);
+      expect(contents(store)).toEqual(ref.contents);
+      expect(await exactAnswers(store)).toEqual(ref.answers);
+    } finally {
+      store.close();
+    }
+  });
+
+  const UPDATE_CASES: Array<[FaultPoint, number]> = [
+    ['after-sqlite-commit', 1],
+    ['before-hnsw-rename', 1],
+    ['after-hnsw-rename', 1],
+    ['after-generation-commit', 1],
+    ['after-hnsw-rename', 2],
+    ['after-sqlite-commit', 3],
+  ];
+
+  it.each(UPDATE_CASES)('update with deletes killed at %s #%i: old or new per document, never a mix; re-run completes', async (point, occurrence) => {
+    const refV1 = await reference([V1]);
+    const refV2 = await reference([V1, V2], DELETED);
+    const dir = path.join(mkdtempSync(path.join(workDir, 'b-')), 'index');
+    const setup = openStore(dir);
+    await ingest(setup, V1);
+    setup.close();
+
+    await crashAt(dir, V2, point, occurrence, DELETED);
+
+    const store = openStore(dir);
+    try {
+      expectConsistentAfterCrash(store, [refV1.contents, refV2.contents]);
+      // Passages of deleted or replaced versions must not come back through the graph: the dense results hydrate fully.
+      const query = await embedder.embedQuery('marker v1 document');
+      const labels = store.denseSearch(query, 500, { ef: 500 }).map((h) => h.label);
+      expect(store.passagesByLabels(labels).size).toBe(labels.length);
+
+      deleteDocuments(DELETED, store);
+      await ingest(store, V2);
+      expect(store.verify().problems).toEqual([]);
+      expect(store.stats().pending).toBe(0);
+      expect(contents(store)).toEqual(refV2.contents);
+      expect(await exactAnswers(store)).toEqual(refV2.answers);
+    } finally {
+      store.close();
+    }
+  });
+});
