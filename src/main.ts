@@ -1,15 +1,29 @@
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
-import { pino } from 'pino';
-import { createApp, type ApiState } from './api/index.js';
+import { pino, type Logger } from 'pino';
+import { authPolicyFor, createApp, HttpError, type ApiState } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
 import { RagService } from './service/index.js';
 
+/** After the shutdown deadline, cancelled requests get this long to send their error before connections are cut. */
+const CANCEL_GRACE_MS = 2000;
+
 /**
  * Starts listening at once so /healthz answers while models load and the bundled corpus is ingested;
- * /readyz turns 200 when the service can answer.
+ * /readyz turns 200 when the service can answer. Throws before listening when auth is on without any key.
  */
-export async function startServer(config: AppConfig, log = pino({ level: config.logLevel })) {
+export async function startServer(config: AppConfig, log: Logger = pino({ level: config.logLevel })) {
+  const auth = authPolicyFor(config.auth);
+  if (auth.mode === 'disabled') {
+    log.warn(
+      { host: config.host, port: config.port },
+      'API authentication is DISABLED: anyone who can reach this port can search, ask and change documents. ' +
+        'Configure auth.keys (npm run keys) before sharing the service.',
+    );
+  } else {
+    log.info({ keys: auth.authenticator.size }, 'API key authentication is on');
+  }
+
   const state: ApiState = { status: 'starting' };
   const app = createApp(state, {
     limits: {
@@ -19,24 +33,35 @@ export async function startServer(config: AppConfig, log = pino({ level: config.
       maxNewTokens: config.reader.maxNewTokensLimit,
       maxBeams: config.reader.maxBeams,
     },
+    documentLimits: config.documents,
     bodyLimit: config.server.bodyLimit,
+    documentsBodyLimit: config.documents.bodyLimit,
     requestTimeoutMs: config.server.requestTimeoutMs,
     generationConcurrency: config.server.generationConcurrency,
     generationQueueLength: config.server.generationQueueLength,
-    logError: (err) => log.error({ err }, 'request failed'),
+    auth,
+    protectMetrics: config.auth.protectMetrics,
+    corsOrigins: config.server.cors.origins,
+    rateLimit: config.server.rateLimit,
+    trustProxy: config.server.trustProxy,
+    logger: log,
   });
-  const server: Server = await new Promise((resolve) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
   });
+  // A client trickling its headers or body must not hold a connection for longer than an answer may take.
+  server.requestTimeout = config.server.requestTimeoutMs;
+  server.headersTimeout = Math.min(60_000, config.server.requestTimeoutMs);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  log.info({ port }, 'listening');
+  log.info({ port, host: config.host }, 'listening');
 
-  const ready = RagService.open(config, log).then(
+  const writable = !config.server.readOnly;
+  const ready = RagService.open(config, log, { writable, verify: config.server.verifyIndexOnStart }).then(
     (service) => {
       state.backend = service;
-      state.status = 'ready';
-      state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName };
+      state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
+      if (state.status === 'starting') state.status = 'ready';
       log.info('ready');
       return service;
     },
@@ -47,14 +72,44 @@ export async function startServer(config: AppConfig, log = pino({ level: config.
       throw err;
     },
   );
+  // Callers that never await `ready` (a shutdown during start-up) must not see an unhandled rejection.
+  ready.catch(() => undefined);
 
-  const close = async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    await app.generationQueue.onIdle();
-    const service = await ready.catch(() => undefined);
-    service?.close();
+  /**
+   * Stop accepting, let in-flight requests finish until `server.shutdownTimeoutMs`, then cancel the rest (answers stop
+   * decoding; writes not yet committed are dropped and the client told so), apply or refuse every accepted write,
+   * and close the index, which saves the HNSW graph.
+   */
+  const shutdown = async () => {
+    const started = performance.now();
+    const deadline = config.server.shutdownTimeoutMs;
+    state.status = 'stopping';
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (!(await app.inFlight.idle(deadline))) {
+      const reason = new HttpError(503, 'shutting_down', 'the server is shutting down; retry shortly', { headers: { 'Retry-After': '5' } });
+      const cancelled = app.inFlight.cancelAll(reason);
+      log.warn({ cancelled, running: app.inFlight.count, deadlineMs: deadline }, 'shutdown deadline reached; cancelling in-flight requests');
+      await app.inFlight.idle(CANCEL_GRACE_MS);
+    }
+    server.closeAllConnections();
+    await closed;
+    const service = await Promise.race([ready.catch(() => undefined), delay(Math.max(0, deadline - (performance.now() - started)))]);
+    if (service) {
+      await service.drainWrites();
+      service.close();
+    } else {
+      log.warn('start-up had not finished; the index is left for the next start to recover');
+    }
+    log.info({ ms: Math.round(performance.now() - started) }, 'shut down');
   };
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= shutdown());
   return { app, server, port, ready, close };
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
 
 const isEntryPoint = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
@@ -67,15 +122,33 @@ if (isEntryPoint) {
     process.exit(2);
   }
   const log = pino({ level: config.logLevel });
-  const running = await startServer(config, log);
+  let running: Awaited<ReturnType<typeof startServer>>;
+  try {
+    running = await startServer(config, log);
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
   running.ready.catch((err: unknown) => {
     // A model or index that cannot be opened is fatal: print the one clear message and exit.
     console.error((err as Error).message);
     process.exit(1);
   });
+  let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
+    // `on`, not `once`: a repeated signal (a terminal's Ctrl-C plus a wrapper relaying it) must not kill the shutdown.
+    process.on(signal, () => {
+      if (stopping) {
+        log.warn({ signal }, 'already shutting down');
+        return;
+      }
+      stopping = true;
       log.info({ signal }, 'shutting down');
+      // Whatever hangs, the process ends: the index is crash-safe, and a supervisor waits for us.
+      setTimeout(() => {
+        log.error('shutdown did not finish in time; exiting');
+        process.exit(1);
+      }, config.server.shutdownTimeoutMs + CANCEL_GRACE_MS + 10_000).unref();
       running.close().then(
         () => process.exit(0),
         (err: unknown) => {

@@ -49,8 +49,10 @@ function parseEvents(text: string): Array<{ event: string; data: any }> {
 beforeAll(async () => {
   const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-corpus-'));
   for (const [name, text] of Object.entries(DOCS)) writeFileSync(path.join(corpus, name), text);
+  // Auth is covered by test/auth.test.ts; these tests are about the endpoints themselves.
   const config = fixtureConfig({
     corpusDir: corpus,
+    auth: { disabled: true },
     server: { generationConcurrency: 1, generationQueueLength: 0, bodyLimit: '4kb', requestTimeoutMs: 30_000 },
   });
   server = await startServer(config, pino({ level: 'silent' }));

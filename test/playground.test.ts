@@ -370,7 +370,8 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await page.getAttribute('#answer', 'data-state')).toBe('stopped');
 
     await askInPage('    ', '2', '4');
-    await page.waitForFunction('document.querySelector("[role=alert]").textContent.includes("question")');
+    // Not waitForFunction: Playwright evaluates its predicate with eval(), which the page's CSP (no 'unsafe-eval') blocks.
+    await page.locator('[role="alert"]', { hasText: 'question' }).waitFor();
     expect(await alertText()).toMatch(/field "question"/);
   });
 

@@ -1,31 +1,68 @@
 import { fileURLToPath } from 'node:url';
-import express, { type Request, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
+import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { AskOutcome, AskParams, AskHooks, SearchParams } from '../service/index.js';
-import { errorHandler, HttpError, notFound, validationError } from './errors.js';
+import type {
+  AskHooks,
+  AskOutcome,
+  AskParams,
+  DeleteResult,
+  DocumentInput,
+  DocumentView,
+  DocumentWriteStatus,
+  SearchParams,
+  ServiceStats,
+} from '../service/index.js';
+import { requireScope, type AuthPolicy } from './auth.js';
+import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
+import { InFlightRequests } from './in-flight.js';
+import { requestLogger } from './logging.js';
+import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
-import { askRequestSchema, searchRequestSchema, type ApiLimits, type SearchResponse } from './schemas.js';
+import {
+  askRequestSchema,
+  documentIdSchema,
+  searchRequestSchema,
+  upsertDocumentsRequestSchema,
+  type ApiLimits,
+  type DocumentLimits,
+  type SearchResponse,
+} from './schemas.js';
+import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
 
 /** What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive. */
 export interface ApiBackend {
   search(params: SearchParams): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
+  upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
+  getDocument(id: string): DocumentView | undefined;
+  stats(): ServiceStats;
+  readonly pendingWrites: number;
 }
 
 export interface ApiOptions {
   limits: ApiLimits;
+  documentLimits: DocumentLimits;
   bodyLimit: string;
+  documentsBodyLimit: string;
   requestTimeoutMs: number;
   generationConcurrency: number;
   generationQueueLength: number;
-  logError: (err: unknown) => void;
+  auth: AuthPolicy;
+  /** Require the read scope for /metrics. */
+  protectMetrics: boolean;
+  corsOrigins: readonly string[];
+  rateLimit: { windowMs: number; max: number };
+  trustProxy: boolean | number | string;
+  logger: Logger;
 }
 
 export interface ApiState {
   backend?: ApiBackend;
-  /** Why the service is not ready yet, for /readyz. */
-  status: 'starting' | 'ready' | 'failed';
+  /** Why the service is not ready, for /readyz. */
+  status: 'starting' | 'ready' | 'failed' | 'stopping';
   detail?: Record<string, unknown>;
 }
 
@@ -35,14 +72,34 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.set('trust proxy', options.trustProxy);
   const queue = new GenerationQueue(options.generationConcurrency, options.generationQueueLength);
+  const inFlight = new InFlightRequests();
+  const metrics = new ApiMetrics({
+    answerQueueDepth: () => queue.depth,
+    writeQueueDepth: () => state.backend?.pendingWrites ?? 0,
+    indexPassages: () => (state.status === 'ready' ? state.backend?.stats().passages : undefined),
+  });
   const searchSchema = searchRequestSchema(options.limits);
   const askSchema = askRequestSchema(options.limits);
-  const openApi = buildOpenApiDocument(options.limits);
+  const upsertSchema = upsertDocumentsRequestSchema(options.documentLimits);
+  const idSchema = documentIdSchema(options.documentLimits);
+  const openApi = buildOpenApiDocument(options.limits, options.documentLimits);
 
-  app.use(express.json({ limit: options.bodyLimit, strict: true }));
+  const read = requireScope(options.auth, 'read');
+  const write = requireScope(options.auth, 'write');
+  const limit = rateLimiter(options.rateLimit) ?? passThrough;
+  const json = express.json({ limit: options.bodyLimit, strict: true });
+  const documentsJson = express.json({ limit: options.documentsBodyLimit, strict: true });
+
+  app.use(requestLogger(options.logger));
+  app.use(metrics.middleware());
+  app.use(inFlight.middleware());
+  app.use(securityHeaders());
+  const cors = corsPolicy(options.corsOrigins);
+  if (cors) app.use(cors);
   // The playground is static files that talk to the public API like any other client.
-  app.use(express.static(PUBLIC_DIR, { index: 'index.html', fallthrough: true }));
+  app.use(labelled('(static)', express.static(PUBLIC_DIR, { index: 'index.html', fallthrough: true })));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -56,56 +113,110 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.json(openApi);
   });
 
-  app.post('/v1/search', async (req, res) => {
-    const params = parseBody(searchSchema, req);
-    res.json(await ready(state).search(params));
+  app.get('/metrics', options.protectMetrics ? read : passThrough, async (_req, res) => {
+    const { contentType, body } = await metrics.render();
+    res.type(contentType).send(body);
   });
 
-  app.post('/v1/ask', async (req, res) => {
+  app.post('/v1/search', read, limit, json, async (req, res) => {
+    const params = parseBody(searchSchema, req);
+    const backend = ready(state);
+    const result = await withTimeout(backend.search(params), options.requestTimeoutMs, 'search');
+    if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
+    metrics.observeStage('search', result.timings.searchMs);
+    res.json(result);
+  });
+
+  app.post('/v1/ask', read, limit, json, async (req, res) => {
     const { stream, ...params } = parseBody(askSchema, req);
     const backend = ready(state);
     const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
-
-    // One controller ends generation for every reason: client gone, request timeout.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new HttpError(504, 'timeout', `answer not finished within ${options.requestTimeoutMs} ms`)), options.requestTimeoutMs);
-    res.on('close', () => {
-      if (!res.writableFinished) controller.abort(new HttpError(499, 'client_closed', 'client closed the connection'));
-    });
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+    const ask = async (hooks: AskHooks) => {
+      const outcome = await backend.ask(params, hooks);
+      observeAnswer(metrics, outcome);
+      return outcome;
+    };
 
     try {
       if (!wantsStream) {
-        const outcome = await runQueued(queue, () => backend.ask(params, { signal: controller.signal }), controller.signal);
+        const outcome = await runQueued(queue, () => ask({ signal }), signal);
         res.json(publicAnswer(outcome));
         return;
       }
       // Admission is decided before the event stream starts, so a full queue is still a plain 503.
-      const pending = runQueued(
-        queue,
-        () =>
-          backend.ask(params, {
-            signal: controller.signal,
-            onToken: (t) => sendEvent(res, 'token', t),
-          }),
-        controller.signal,
-      );
+      const pending = runQueued(queue, () => ask({ signal, onToken: (t) => sendEvent(res, 'token', t) }), signal);
       res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
       res.flushHeaders();
       try {
         sendEvent(res, 'answer', publicAnswer(await pending));
       } catch (err) {
-        const httpError = toHttpError(err, options.logError);
+        const httpError = toHttpError(err);
+        if (httpError.code === 'internal_error') req.log.error({ err }, 'answer failed');
         sendEvent(res, 'error', httpError.body());
       }
       res.end();
     } finally {
-      clearTimeout(timer);
+      done();
     }
   });
 
+  app.post('/v1/documents', write, limit, documentsJson, async (req, res) => {
+    const { documents } = parseBody(upsertSchema, req);
+    const backend = ready(state);
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `write not started or embedded within ${options.requestTimeoutMs} ms`);
+    const started = performance.now();
+    try {
+      const results = await backend.upsertDocuments(documents, { signal });
+      metrics.observeStage('write', performance.now() - started);
+      req.log.info({ documents: documents.length, ...countStatuses(results) }, 'documents written');
+      res.json({ documents: results });
+    } finally {
+      done();
+    }
+  });
+
+  app.get('/v1/documents/:id', read, limit, (req, res) => {
+    const id = parseId(idSchema, req);
+    const doc = ready(state).getDocument(id);
+    if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+    res.json(doc);
+  });
+
+  app.delete('/v1/documents/:id', write, limit, async (req, res) => {
+    const id = parseId(idSchema, req);
+    const backend = ready(state);
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `delete not started within ${options.requestTimeoutMs} ms`);
+    try {
+      const result = await backend.deleteDocument(id, { signal });
+      if (!result.deleted) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+      req.log.info({ passagesRemoved: result.passagesRemoved }, 'document deleted');
+      res.json({ id, deleted: true, passagesRemoved: result.passagesRemoved });
+    } finally {
+      done();
+    }
+  });
+
+  app.get('/v1/stats', read, limit, (_req, res) => {
+    res.json(ready(state).stats());
+  });
+
   app.use(notFound);
-  app.use(errorHandler(options.logError));
-  return Object.assign(app, { generationQueue: queue });
+  app.use(errorHandler());
+  return Object.assign(app, { generationQueue: queue, inFlight, metrics });
+}
+
+const passThrough: RequestHandler = (_req, _res, next) => next();
+
+/** Tags responses a middleware ends itself (no route), for the metrics' route label. */
+function labelled(label: string, handler: RequestHandler): RequestHandler {
+  return (req, res, next) => {
+    res.locals.routeLabel = label;
+    handler(req, res, (err?: unknown) => {
+      delete res.locals.routeLabel;
+      next(err);
+    });
+  };
 }
 
 function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
@@ -117,11 +228,52 @@ function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   return result.data;
 }
 
+function parseId(schema: z.ZodType<string>, req: Request): string {
+  const result = schema.safeParse(req.params.id);
+  if (!result.success) {
+    const message = result.error.issues[0]?.message ?? 'invalid';
+    throw new HttpError(400, 'invalid_request', `id: ${message}`, { field: 'id' });
+  }
+  return result.data;
+}
+
 function ready(state: ApiState): ApiBackend {
   if (state.status !== 'ready' || !state.backend) {
     throw new HttpError(503, 'not_ready', `service is ${state.status}`, { headers: { 'Retry-After': '5' } });
   }
   return state.backend;
+}
+
+/**
+ * One signal ends a request's work for every reason: the client went away, the request timed out, the server is
+ * shutting down. The abort reason is the HttpError the client would get.
+ */
+function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new HttpError(504, 'timeout', timeoutMessage)), timeoutMs);
+  const unregister = inFlight.register(controller);
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort(new HttpError(499, 'client_closed', 'client closed the connection'));
+  });
+  return {
+    signal: controller.signal,
+    done: () => {
+      clearTimeout(timer);
+      unregister();
+    },
+  };
+}
+
+async function withTimeout<T>(work: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new HttpError(504, 'timeout', `${what} not finished within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
@@ -133,16 +285,25 @@ async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, sign
         headers: { 'Retry-After': String(err.retryAfterSeconds) },
       });
     }
-    // An abort carries the reason we gave it (timeout or client gone).
+    // An abort carries the reason we gave it (timeout, client gone, shutdown).
     if (signal.aborted && signal.reason instanceof HttpError) throw signal.reason;
     throw err;
   }
 }
 
-function toHttpError(err: unknown, log: (err: unknown) => void): HttpError {
-  if (err instanceof HttpError) return err;
-  log(err);
-  return new HttpError(500, 'internal_error', 'internal error');
+function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
+  const t = outcome.timings;
+  metrics.observeStage('embed', t.embedMs);
+  metrics.observeStage('search', t.searchMs);
+  metrics.observeStage('encode', t.encodeMs);
+  metrics.observeStage('decode', t.decodeMs);
+  metrics.countTokens(outcome.tokens);
+}
+
+function countStatuses(results: DocumentWriteStatus[]): Record<string, number> {
+  const counts: Record<string, number> = { added: 0, updated: 0, unchanged: 0, error: 0 };
+  for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
+  return counts;
 }
 
 function sendEvent(res: Response, event: string, data: unknown): void {
@@ -150,7 +311,9 @@ function sendEvent(res: Response, event: string, data: unknown): void {
   res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
 }
 
+/** The response shape of /v1/ask: internal timings and counters stay inside. */
 function publicAnswer(outcome: AskOutcome) {
-  const { onnxMs: _onnxMs, ...timings } = outcome.timings;
-  return { ...outcome, timings };
+  const { onnxMs: _onnxMs, embedMs: _embedMs, searchMs: _searchMs, ...timings } = outcome.timings;
+  const { tokens: _tokens, ...rest } = outcome;
+  return { ...rest, timings };
 }

@@ -1,5 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
+import { ReadOnlyIndexError, WriteCancelledError, WriteQueueFullError } from '../service/index.js';
+import { InvalidFilterError } from '../store/index.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
 export class HttpError extends Error {
@@ -36,27 +38,26 @@ interface BodyParserError extends Error {
   limit?: number;
 }
 
-/** Turns every error into a JSON body; stack traces go to the log, never to the client. */
-export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
-    let httpError: HttpError;
-    if (err instanceof HttpError) {
-      httpError = err;
-    } else {
-      const e = err as BodyParserError;
-      if (e.type === 'entity.too.large') {
-        httpError = new HttpError(413, 'payload_too_large', `request body exceeds the limit of ${e.limit} bytes`, { field: '(body)' });
-      } else if (e.type === 'entity.parse.failed') {
-        httpError = new HttpError(400, 'invalid_json', 'request body is not valid JSON', { field: '(body)' });
-      } else if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
-        httpError = new HttpError(415, 'unsupported_encoding', e.message);
-      } else if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-        httpError = new HttpError(e.status, 'bad_request', e.message);
-      } else {
-        log(err);
-        httpError = new HttpError(500, 'internal_error', 'internal error');
-      }
-    }
+/** The service's refusals as what the client sees; undefined for errors that are ours (500). */
+function serviceErrorToHttp(err: unknown): HttpError | undefined {
+  if (err instanceof WriteQueueFullError) {
+    return new HttpError(503, 'write_queue_full', err.message, { headers: { 'Retry-After': String(err.retryAfterSeconds) } });
+  }
+  if (err instanceof WriteCancelledError) {
+    const reason = err.reason instanceof HttpError ? err.reason : new HttpError(503, 'write_cancelled', 'the write was cancelled');
+    return new HttpError(reason.status, reason.code, `${reason.message}; the write was not applied, nothing was changed`, reason.extra);
+  }
+  if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
+  // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
+  if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
+  return undefined;
+}
+
+/** Turns every error into a JSON body; stack traces go to the request's log line, never to the client. */
+export function errorHandler(): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => {
+    const httpError = malformedPath(err, req.path) ?? toHttpError(err);
+    if (httpError.code === 'internal_error') req.log.error({ err }, 'request failed');
     if (res.headersSent) {
       res.end();
       return;
@@ -64,4 +65,29 @@ export function errorHandler(log: (err: unknown) => void): ErrorRequestHandler {
     for (const [k, v] of Object.entries(httpError.extra.headers ?? {})) res.setHeader(k, v);
     res.status(httpError.status).json(httpError.body());
   };
+}
+
+/**
+ * The router decodes path parameters before any handler runs and fails with a URIError on malformed percent-encoding
+ * (a truncated escape, bytes that are not UTF-8). The only parameterised routes take a document id.
+ */
+function malformedPath(err: unknown, path: string): HttpError | undefined {
+  if (!(err instanceof URIError)) return undefined;
+  const field = path.startsWith('/v1/documents/') ? 'id' : '(path)';
+  return new HttpError(400, 'invalid_request', `${field}: not valid percent-encoded UTF-8`, { field });
+}
+
+/** Any thrown value as the HttpError the client gets. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  const fromService = serviceErrorToHttp(err);
+  if (fromService) return fromService;
+  const e = err as BodyParserError;
+  if (e?.type === 'entity.too.large') {
+    return new HttpError(413, 'payload_too_large', `request body exceeds the limit of ${e.limit} bytes`, { field: '(body)' });
+  }
+  if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'request body is not valid JSON', { field: '(body)' });
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new HttpError(415, 'unsupported_encoding', e.message);
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'bad_request', e.message);
+  return new HttpError(500, 'internal_error', 'internal error');
 }

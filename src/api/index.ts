@@ -1,4 +1,13 @@
 export { createApp, type ApiBackend, type ApiOptions, type ApiState } from './app.js';
 export { buildOpenApiDocument } from './openapi.js';
 export { HttpError } from './errors.js';
-export type { ApiLimits } from './schemas.js';
+export {
+  ApiKeyAuthenticator,
+  AuthConfigError,
+  authPolicyFor,
+  generateApiKey,
+  hashApiKey,
+  type AuthPolicy,
+  type Principal,
+} from './auth.js';
+export type { ApiLimits, DocumentLimits } from './schemas.js';

@@ -1,12 +1,19 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
 import {
   askRequestSchema,
   askResponseSchema,
+  deleteDocumentResponseSchema,
+  documentViewSchema,
   errorResponseSchema,
   healthResponseSchema,
   searchRequestSchema,
   searchResponseSchema,
+  statsResponseSchema,
+  upsertDocumentsRequestSchema,
+  upsertDocumentsResponseSchema,
   type ApiLimits,
+  type DocumentLimits,
 } from './schemas.js';
 
 const errors = (codes: number[]) =>
@@ -14,23 +21,30 @@ const errors = (codes: number[]) =>
     codes.map((code) => [code, { description: 'Error', content: { 'application/json': { schema: errorResponseSchema } } }]),
   );
 
+const json = <T extends z.ZodType>(description: string, schema: T) => ({ description, content: { 'application/json': { schema } } });
+
 /** Built from the same zod schemas that validate requests. */
-export function buildOpenApiDocument(limits: ApiLimits) {
+export function buildOpenApiDocument(limits: ApiLimits, documentLimits: DocumentLimits) {
   const registry = new OpenAPIRegistry();
+  const bearer = registry.registerComponent('securitySchemes', 'apiKey', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key (`npm run keys`) as a Bearer token. Keys carry the scopes `read` and/or `write`.',
+  });
+  const needs = (scope: 'read' | 'write') => ({ security: [{ [bearer.name]: [scope] }] });
+  const documentId = z.object({ id: z.string().openapi({ description: 'Document id, URL-encoded (a "/" is %2F).' }) });
+
   registry.registerPath({
     method: 'get',
     path: '/healthz',
     summary: 'Liveness: the process is up',
-    responses: { 200: { description: 'Up', content: { 'application/json': { schema: healthResponseSchema } } } },
+    responses: { 200: json('Up', healthResponseSchema) },
   });
   registry.registerPath({
     method: 'get',
     path: '/readyz',
     summary: 'Readiness: models loaded and index open',
-    responses: {
-      200: { description: 'Ready', content: { 'application/json': { schema: healthResponseSchema } } },
-      503: { description: 'Not ready yet', content: { 'application/json': { schema: healthResponseSchema } } },
-    },
+    responses: { 200: json('Ready', healthResponseSchema), 503: json('Starting, stopping or failed', healthResponseSchema) },
   });
   registry.registerPath({
     method: 'get',
@@ -39,14 +53,18 @@ export function buildOpenApiDocument(limits: ApiLimits) {
     responses: { 200: { description: 'OpenAPI 3.1 document' } },
   });
   registry.registerPath({
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics (open unless auth.protectMetrics is set)',
+    responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+  });
+  registry.registerPath({
     method: 'post',
     path: '/v1/search',
     summary: 'Retrieve passages (dense, BM25, hybrid or exact)',
+    ...needs('read'),
     request: { body: { required: true, content: { 'application/json': { schema: searchRequestSchema(limits) } } } },
-    responses: {
-      200: { description: 'Ranked passages', content: { 'application/json': { schema: searchResponseSchema } } },
-      ...errors([400, 413, 415, 503]),
-    },
+    responses: { 200: json('Ranked passages', searchResponseSchema), ...errors([400, 401, 403, 413, 415, 429, 503, 504]) },
   });
   registry.registerPath({
     method: 'post',
@@ -55,14 +73,53 @@ export function buildOpenApiDocument(limits: ApiLimits) {
     description:
       'With `stream: true` or `Accept: text/event-stream` the answer is sent as Server-Sent Events: one `token` event per ' +
       'generated token, then one `answer` event with the same body as the non-streamed response (or one `error` event).',
+    ...needs('read'),
     request: { body: { required: true, content: { 'application/json': { schema: askRequestSchema(limits) } } } },
     responses: {
       200: {
         description: 'The answer, its citations and the passages with their attention shares',
         content: { 'application/json': { schema: askResponseSchema }, 'text/event-stream': { schema: { type: 'string' } } },
       },
-      ...errors([400, 413, 415, 503, 504]),
+      ...errors([400, 401, 403, 413, 415, 429, 503, 504]),
     },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/documents',
+    summary: 'Add or replace documents (batch upsert through the ingest pipeline)',
+    description:
+      'The batch is chunked, embedded and committed as one transaction: searches see all of it or none of it. A 200 ' +
+      'means it is durable and searchable. Writes are applied one at a time in arrival order. Unchanged documents ' +
+      '(same content hash) are skipped. A document whose text is empty gets status `error`; the others are written.',
+    ...needs('write'),
+    request: { body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } } },
+    responses: {
+      200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
+      ...errors([400, 401, 403, 409, 413, 415, 429, 503, 504]),
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/documents/{id}',
+    summary: 'A document with its passages',
+    ...needs('read'),
+    request: { params: documentId },
+    responses: { 200: json('The document', documentViewSchema), ...errors([400, 401, 403, 404, 429, 503]) },
+  });
+  registry.registerPath({
+    method: 'delete',
+    path: '/v1/documents/{id}',
+    summary: 'Remove a document from SQLite, FTS and HNSW',
+    ...needs('write'),
+    request: { params: documentId },
+    responses: { 200: json('Deleted', deleteDocumentResponseSchema), ...errors([400, 401, 403, 404, 409, 429, 503, 504]) },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/stats',
+    summary: 'Index size and models',
+    ...needs('read'),
+    responses: { 200: json('Index statistics', statsResponseSchema), ...errors([401, 403, 429, 503]) },
   });
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

@@ -17,11 +17,33 @@ export interface ApiLimits {
 
 const filterValue = z.union([z.string().max(1000), z.number(), z.boolean()]);
 
+/**
+ * A filter key is quoted into a JSON path, which has no escape for a double quote; `__proto__` would be assigned as
+ * the parsed object's prototype instead of a key, silently dropping the condition.
+ */
+const filterKey = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^"\u0000-\u001f]+$/, 'must not contain double quotes or control characters')
+  .refine((key) => key !== '__proto__', 'is a reserved key');
+
+/**
+ * zod records skip a `__proto__` key without an issue, which would silently drop that condition from a filter; this
+ * refuses it before the record is built. (The OpenAPI shape is spelled out because zod-to-openapi cannot see through it.)
+ */
+const filterMetadataInput = z
+  .custom<unknown>((v) => !(v !== null && typeof v === 'object' && Object.hasOwn(v, '__proto__')), '"__proto__" is a reserved key')
+  .openapi({
+    type: 'object',
+    additionalProperties: { anyOf: [{ type: 'string', maxLength: 1000 }, { type: 'number' }, { type: 'boolean' }] },
+  });
+
 export const searchFilterSchema = z
   .object({
     docIds: z.array(z.string().min(1).max(1000)).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
-    metadata: z
-      .record(z.string().min(1).max(200), filterValue)
+    metadata: filterMetadataInput
+      .pipe(z.record(filterKey, filterValue))
       .optional()
       .openapi({ description: 'Only passages whose document metadata has all of these key/value pairs.' }),
   })
@@ -126,8 +148,149 @@ export const errorResponseSchema = z
   })
   .openapi('Error');
 
+/** Limits of the document API; each is checked before anything is embedded. */
+export interface DocumentLimits {
+  maxBatch: number;
+  maxIdChars: number;
+  maxTitleChars: number;
+  maxTextChars: number;
+  maxMetadataBytes: number;
+  maxMetadataDepth: number;
+}
+
+// Control characters in ids would corrupt logs and URLs; ids are otherwise free-form (file paths, URLs, keys).
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Checks a parsed JSON value without recursing deeper than `maxDepth` + 1 levels (request bodies can nest 100k deep,
+ * and JSON.stringify or a plain recursive walk of those overflows the stack). `__proto__` is refused because copying
+ * such an object anywhere (a spread, a zod record) would set a prototype instead of a key.
+ */
+function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean } {
+  let tooDeep = false;
+  let protoKey = false;
+  const visit = (node: unknown, depth: number): void => {
+    if (node === null || typeof node !== 'object' || tooDeep) return;
+    if (depth > maxDepth) {
+      tooDeep = true;
+      return;
+    }
+    for (const key of Object.keys(node)) {
+      if (key === '__proto__') protoKey = true;
+      visit((node as Record<string, unknown>)[key], depth + 1);
+    }
+  };
+  visit(value, 1);
+  return { tooDeep, protoKey };
+}
+
+export function documentIdSchema(limits: DocumentLimits) {
+  return z
+    .string()
+    .min(1)
+    .max(limits.maxIdChars)
+    .refine((id) => id.trim() !== '', 'must not be blank')
+    .refine((id) => !CONTROL_CHARS.test(id), 'must not contain control characters');
+}
+
+/** Passed through as parsed (not rebuilt key by key), so what is checked is exactly what is stored. */
+export function metadataSchema(limits: DocumentLimits) {
+  return z
+    .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
+    .superRefine((metadata, ctx) => {
+      const { tooDeep, protoKey } = inspectJson(metadata, limits.maxMetadataDepth);
+      if (tooDeep) {
+        ctx.addIssue({ code: 'custom', message: `nests deeper than ${limits.maxMetadataDepth} levels` });
+        return;
+      }
+      if (protoKey) ctx.addIssue({ code: 'custom', message: '"__proto__" is a reserved key' });
+      const bytes = Buffer.byteLength(JSON.stringify(metadata), 'utf8');
+      if (bytes > limits.maxMetadataBytes) {
+        ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON; the limit is ${limits.maxMetadataBytes}` });
+      }
+    })
+    .openapi({
+      type: 'object',
+      additionalProperties: true,
+      description: 'JSON object copied onto every passage; top-level string, number and boolean values can be used in search filters.',
+    });
+}
+
+export function documentInputSchema(limits: DocumentLimits) {
+  return z
+    .object({
+      id: documentIdSchema(limits),
+      title: z.string().max(limits.maxTitleChars).optional(),
+      text: z.string().max(limits.maxTextChars),
+      metadata: metadataSchema(limits).optional(),
+    })
+    .strict()
+    .openapi('DocumentInput');
+}
+
+export function upsertDocumentsRequestSchema(limits: DocumentLimits) {
+  return z
+    .object({
+      documents: z
+        .array(documentInputSchema(limits))
+        .min(1)
+        .max(limits.maxBatch)
+        .superRefine((docs, ctx) => {
+          const seen = new Set<string>();
+          docs.forEach((doc, i) => {
+            if (seen.has(doc.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `duplicate id "${doc.id}" in this batch` });
+            seen.add(doc.id);
+          });
+        }),
+    })
+    .strict()
+    .openapi('UpsertDocumentsRequest');
+}
+
+export const documentWriteStatusSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['added', 'updated', 'unchanged', 'error']),
+    passages: z.number().int().optional().openapi({ description: 'Passages the document has after the write.' }),
+    error: z.string().optional(),
+  })
+  .openapi('DocumentWriteStatus');
+
+export const upsertDocumentsResponseSchema = z
+  .object({ documents: z.array(documentWriteStatusSchema) })
+  .openapi('UpsertDocumentsResponse');
+
+export const documentViewSchema = z
+  .object({
+    id: z.string(),
+    title: z.string(),
+    metadata: z.record(z.string(), z.unknown()),
+    passages: z.array(z.object({ passageId: z.string(), text: z.string() })),
+  })
+  .openapi('Document');
+
+export const deleteDocumentResponseSchema = z
+  .object({ id: z.string(), deleted: z.literal(true), passagesRemoved: z.number().int() })
+  .openapi('DeleteDocumentResponse');
+
+export const statsResponseSchema = z
+  .object({
+    index: z.string(),
+    documents: z.number().int(),
+    passages: z.number().int(),
+    indexBytes: z.number().int(),
+    hnsw: z.object({
+      live: z.number().int().openapi({ description: 'Passages searchable in the in-memory HNSW graph.' }),
+      pending: z.number().int().openapi({ description: 'Passages not yet in the saved graph file (recovered from SQLite after a crash).' }),
+    }),
+    models: z.object({ embed: z.string(), reader: z.string() }),
+    writable: z.boolean(),
+  })
+  .openapi('Stats');
+
 export const healthResponseSchema = z.object({ status: z.string() }).passthrough().openapi('Health');
 
+export type UpsertDocumentsRequest = z.infer<ReturnType<typeof upsertDocumentsRequestSchema>>;
 export type SearchRequest = z.infer<ReturnType<typeof searchRequestSchema>>;
 export type AskRequest = z.infer<ReturnType<typeof askRequestSchema>>;
 export type SearchResponse = z.infer<typeof searchResponseSchema>;

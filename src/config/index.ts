@@ -1,2 +1,2 @@
-export { loadConfig, indexDir, ConfigError } from './config.js';
-export type { AppConfig, ConfigInput, LoadConfigOptions } from './config.js';
+export { loadConfig, indexDir, ConfigError, API_SCOPES } from './config.js';
+export type { AppConfig, ConfigInput, LoadConfigOptions, ApiKeyConfig, ApiScope } from './config.js';

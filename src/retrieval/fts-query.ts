@@ -13,20 +13,32 @@ const STOPWORDS = new Set(
 );
 
 /**
- * User text → an FTS5 MATCH expression that cannot be FTS syntax: the text is cut into letter/digit runs (roughly
- * what the unicode61 tokenizer keeps), each run becomes a quoted FTS5 string, and the strings are OR-ed. Operators
- * (AND, NEAR, NOT), column filters (`title:`), prefixes (`*`), parentheses and quotes in the input are thereby plain
- * words or dropped. Returns '' when nothing searchable remains.
+ * What FTS5's unicode61 tokenizer keeps inside a token, as far as JavaScript can tell: letters, digits, marks, and
+ * also private-use and unassigned code points (unicode61 treats every character that is not a space or punctuation in
+ * its Unicode 6.1 tables as a token character, so splitting on them would cut a token FTS5 keeps whole).
+ */
+const TOKEN_RUN = /[\p{L}\p{N}\p{M}\p{Co}\p{Cn}]+/gu;
+
+/**
+ * User text → an FTS5 MATCH expression that cannot be FTS syntax: the text is cut into token-character runs, each
+ * run becomes a quoted FTS5 string, and the strings are OR-ed. Operators (AND, NEAR, NOT), column filters (`title:`),
+ * prefixes (`*`), parentheses and quotes in the input are thereby plain words or dropped. Returns '' when nothing
+ * searchable remains.
+ *
+ * Each run is searched as typed and also in its NFKC form: the index holds the raw text (no NFKC), so a ligature
+ * ("ﬁsh") or fullwidth ("ＡＢＣ") word copied from a document must stay as it is to be found there, while its NFKC form
+ * finds the same word written plainly.
  */
 export function toFtsQuery(text: string): string {
-  const runs = text.normalize('NFKC').match(/[\p{L}\p{N}\p{M}]+/gu) ?? [];
   const seen = new Set<string>();
   const unique: string[] = [];
-  for (const run of runs) {
-    const key = run.toLowerCase();
-    if (seen.has(key)) continue;
-    seen.add(key);
-    unique.push(run);
+  for (const run of text.match(TOKEN_RUN) ?? []) {
+    for (const term of [run, ...(run.normalize('NFKC').match(TOKEN_RUN) ?? [])]) {
+      const key = term.toLowerCase();
+      if (seen.has(key)) continue;
+      seen.add(key);
+      unique.push(term);
+    }
   }
   const content = unique.filter((term) => !STOPWORDS.has(term.toLowerCase()));
   const terms = (content.length > 0 ? content : unique).slice(0, MAX_TERMS);

@@ -1,1 +1,13 @@
-export { RagService, type AskParams, type AskOutcome, type AskHooks, type SearchParams, type ServiceLog } from './rag-service.js';
+export {
+  RagService,
+  type AskParams,
+  type AskOutcome,
+  type AskHooks,
+  type SearchParams,
+  type ServiceLog,
+  type DocumentView,
+  type ServiceStats,
+  type OpenOptions,
+} from './rag-service.js';
+export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';
+export { ServiceError, WriteQueueFullError, WriteCancelledError, ReadOnlyIndexError, IndexInconsistentError } from './errors.js';

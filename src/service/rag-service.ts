@@ -1,11 +1,14 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
-import { IndexStore, readManifest } from '../store/index.js';
-import { ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
+import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
+import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
 import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
+import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
+import { IndexWriter, type DeleteResult, type DocumentInput, type DocumentWriteStatus } from './index-writer.js';
 
 export interface SearchParams {
   query: string;
@@ -34,7 +37,35 @@ export interface AskOutcome {
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;
   model: string;
-  timings: { retrieveMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
+  /** Generated tokens, EOS included. */
+  tokens: number;
+  /** `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients. */
+  timings: { retrieveMs: number; embedMs: number; searchMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
+}
+
+export interface DocumentView {
+  id: string;
+  title: string;
+  metadata: Metadata;
+  passages: Array<{ passageId: string; text: string }>;
+}
+
+export interface ServiceStats {
+  index: string;
+  documents: number;
+  passages: number;
+  /** Bytes of every file in the index folder (SQLite with its WAL, HNSW graph, manifest). */
+  indexBytes: number;
+  hnsw: { live: number; pending: number };
+  models: { embed: string; reader: string };
+  writable: boolean;
+}
+
+export interface OpenOptions {
+  /** Open the index as its single writer (the server, evals that ingest). Default false. */
+  writable?: boolean;
+  /** Refuse an index whose stores disagree beyond crash recovery. Default false. */
+  verify?: boolean;
 }
 
 export interface AskHooks {
@@ -45,6 +76,7 @@ export interface AskHooks {
 export interface ServiceLog {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
 /**
@@ -58,13 +90,15 @@ export class RagService {
     readonly store: IndexStore,
     readonly retriever: Retriever,
     readonly reader: FidReader,
+    /** Present when the index was opened writable: the document API goes through it. */
+    readonly writer: IndexWriter | undefined,
   ) {}
 
   /**
-   * `writable` opens the index as its single writer (evals that ingest their dataset); the server opens it read-only
-   * and sees other processes' ingests as they commit.
+   * A writable open makes this process the index's single writer (the server, evals that ingest their dataset); a
+   * read-only open sees other processes' ingests as they commit. A new index gets the bundled corpus either way.
    */
-  static async open(config: AppConfig, log?: ServiceLog, options: { writable?: boolean } = {}): Promise<RagService> {
+  static async open(config: AppConfig, log?: ServiceLog, options: OpenOptions = {}): Promise<RagService> {
     const embedder = await loadEmbedder(config);
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
     const readerModel = await loadReaderModel(config);
@@ -73,22 +107,55 @@ export class RagService {
 
     const dir = indexDir(config);
     const storeOptions = { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw };
-    if (!readManifest(dir)) {
-      // A new index is created (and given the bundled corpus) by a short-lived writer, so that the server itself
-      // can stay a reader and `npm run ingest` can update the index while it runs.
-      const writer = IndexStore.open(dir, storeOptions);
+    const isNew = !readManifest(dir);
+    const openStore = (readonly: boolean) => {
       try {
-        if (config.server.ingestCorpusOnStart && existsSync(config.corpusDir)) {
-          const summary = await ingestPaths([config.corpusDir], { store: writer, embedder, chunk: config.chunk, progress: false });
-          log?.info({ index: dir, corpus: config.corpusDir, ...summaryCounts(summary) }, 'bundled corpus ingested into new index');
+        return IndexStore.open(dir, { ...storeOptions, readonly });
+      } catch (err) {
+        if (err instanceof IndexLockedError) {
+          throw new IndexLockedError(
+            `${err.message}. The server writes its index itself (document API), so it must be the only writer: stop ` +
+              'the other writer (for example a running `npm run ingest`) and start again, or set server.readOnly to ' +
+              'true to serve searches beside it.',
+          );
         }
-      } finally {
-        writer.close();
+        throw err;
       }
+    };
+
+    let store: IndexStore;
+    if (options.writable) {
+      store = openStore(false);
+    } else {
+      if (isNew) {
+        // A short-lived writer creates the index, so that the reader can open it and `npm run ingest` can update it.
+        const creator = openStore(false);
+        try {
+          await ingestBundledCorpus(config, creator, embedder, log);
+        } finally {
+          creator.close();
+        }
+      }
+      store = openStore(true);
     }
-    const store = IndexStore.open(dir, { ...storeOptions, readonly: !options.writable });
-    const service = new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader);
-    return service;
+    try {
+      if (options.writable && isNew) await ingestBundledCorpus(config, store, embedder, log);
+      if (options.verify) verifyIndex(store, log);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+    const writer = options.writable
+      ? new IndexWriter(store, embedder, {
+          chunk: effectiveChunkOptions(embedder, config.chunk),
+          embedBatchSize: config.documents.embedBatchSize,
+          maxQueued: config.documents.maxQueuedWrites,
+          checkpointEveryPassages: config.documents.checkpointEveryPassages,
+          checkpointIdleMs: config.documents.checkpointIdleMs,
+          log,
+        })
+      : undefined;
+    return new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader, writer);
   }
 
   ingest(paths: string[], progress: boolean | 'auto' = false): Promise<IngestSummary> {
@@ -109,16 +176,81 @@ export class RagService {
     };
   }
 
+  /** Batch upsert through the ingest pipeline; resolves once the batch is committed (durable) and searchable. */
+  upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal } = {}): Promise<DocumentWriteStatus[]> {
+    return this.requireWriter().upsert(docs, options.signal);
+  }
+
+  deleteDocument(id: string, options: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    return this.requireWriter().delete(id, options.signal);
+  }
+
+  getDocument(id: string): DocumentView | undefined {
+    this.store.refresh();
+    const doc = this.store.getDocument(id);
+    if (!doc) return undefined;
+    const passages = this.store.passagesOfDocument(id).map((p) => ({ passageId: p.id, text: p.text }));
+    return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
+  }
+
+  stats(): ServiceStats {
+    this.store.refresh();
+    const s = this.store.stats();
+    return {
+      index: this.config.indexName,
+      documents: s.documents,
+      passages: s.passages,
+      indexBytes: folderBytes(this.store.dir),
+      hnsw: { live: s.hnswLive, pending: s.pending },
+      models: { embed: this.config.embedModel, reader: this.config.readerModel },
+      writable: this.writer !== undefined,
+    };
+  }
+
+  /** Write requests waiting or being applied. */
+  get pendingWrites(): number {
+    return this.writer?.depth ?? 0;
+  }
+
+  /** Resolves when every accepted write has been applied or refused. */
+  async drainWrites(): Promise<void> {
+    await this.writer?.drain();
+  }
+
+  private requireWriter(): IndexWriter {
+    if (!this.writer) {
+      throw new ReadOnlyIndexError(
+        `this server opened index "${this.config.indexName}" read-only (server.readOnly); change documents with ` +
+          '`npm run ingest`, or run the server with server.readOnly false',
+      );
+    }
+    return this.writer;
+  }
+
   async ask(params: AskParams, hooks: AskHooks = {}): Promise<AskOutcome> {
     const started = performance.now();
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
     const fusion = params.fusion ?? 'fid';
-    const { hits } = await this.retriever.search(params.question, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
+    const { hits, timings } = await this.retriever.search(params.question, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
     const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score }));
+    if (passages.length === 0) {
+      // Nothing matched (empty index, or a filter that excludes everything): no evidence, so no answer to cite.
+      return {
+        answer: '',
+        citations: [],
+        passages: [],
+        tokenAttention: [],
+        attribution: this.reader.attributionMethod,
+        fusion,
+        model: this.config.readerModel,
+        tokens: 0,
+        timings: { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
+      };
+    }
     const result: AnswerResult = await this.reader.answer(params.question, passages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
@@ -142,8 +274,11 @@ export class RagService {
       attribution: result.attribution,
       fusion,
       model: this.config.readerModel,
+      tokens: result.tokenIds.length,
       timings: {
         retrieveMs,
+        embedMs: timings.embedMs,
+        searchMs: timings.searchMs,
         encodeMs: result.timings.encodeMs,
         decodeMs: result.timings.decodeMs,
         totalMs: performance.now() - started,
@@ -152,9 +287,44 @@ export class RagService {
     };
   }
 
+  /** Saves the HNSW graph if it changed and releases the index; call drainWrites() first to finish accepted writes. */
   close(): void {
+    this.writer?.close();
     this.store.close();
   }
+}
+
+async function ingestBundledCorpus(config: AppConfig, store: IndexStore, embedder: Embedder, log: ServiceLog | undefined): Promise<void> {
+  if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
+  const summary = await ingestPaths([config.corpusDir], { store, embedder, chunk: config.chunk, progress: false });
+  log?.info({ index: store.dir, corpus: config.corpusDir, ...summaryCounts(summary) }, 'bundled corpus ingested into new index');
+}
+
+/**
+ * Passages committed after the last graph save are legitimately missing from the saved file: opening re-added them
+ * from their stored vectors, so they do not count as problems. What verify() still reports cannot be repaired here.
+ */
+function verifyIndex(store: IndexStore, log: ServiceLog | undefined): void {
+  const started = performance.now();
+  const report = store.verify();
+  if (!report.ok) throw new IndexInconsistentError(store.dir, report.problems);
+  const recovered = report.stats.pending;
+  log?.info({ index: store.dir, passages: report.stats.passages, recoveredPassages: recovered, ms: Math.round(performance.now() - started) }, 'index verified');
+  // Persist a crash recovery now rather than at the next checkpoint, so a second crash does not redo it.
+  if (recovered > 0 && !store.readonly) store.checkpoint();
+}
+
+function folderBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) {
+    try {
+      const stat = statSync(path.join(dir, name));
+      if (stat.isFile()) total += stat.size;
+    } catch {
+      // A checkpoint may remove an old graph file between listing and stat.
+    }
+  }
+  return total;
 }
 
 function summaryCounts(s: IngestSummary) {

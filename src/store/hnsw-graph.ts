@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams, LabelScore } from './types.js';
 
@@ -132,8 +133,14 @@ export class HnswGraph {
     return this.index.getIdsList();
   }
 
+  /**
+   * hnswlib's saveIndex never checks its output stream: on a full disk, a file size limit or an unwritable folder it
+   * returns normally after writing a short file, or none. The file is therefore checked against its own layout before
+   * anyone may commit it as a checkpoint.
+   */
   write(file: string): void {
     this.index.writeIndexSync(file);
+    assertCompleteHnswFile(file);
   }
 
   /** Grows the graph once for a known batch instead of repeatedly during it. */
@@ -145,5 +152,58 @@ export class HnswGraph {
     const max = this.index.getMaxElements();
     const needed = this.index.getCurrentCount() + extra;
     if (needed > max) this.index.resizeIndex(Math.max(needed, Math.ceil(max * 1.5)));
+  }
+}
+
+export class IncompleteHnswFileError extends Error {
+  override name = 'IncompleteHnswFileError';
+}
+
+/** Bytes of hnswlib's file header: 6 size_t, int maxlevel, uint32 entry point, 3 size_t, double mult, size_t ef. */
+const HNSW_HEADER_BYTES = 96;
+
+function readExactly(fd: number, length: number, position: number): Buffer {
+  const buffer = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buffer, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buffer.subarray(0, done);
+}
+
+/**
+ * Walks an hnswlib index file as `loadIndex` does (header, level-0 block, then one length-prefixed link list per
+ * element) and demands that it ends exactly at the file's end; reads only the header and the link-list region.
+ */
+export function assertCompleteHnswFile(file: string): void {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw new IncompleteHnswFileError(`HNSW file ${file} was not written: ${(err as Error).message}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const header = readExactly(fd, HNSW_HEADER_BYTES, 0);
+    if (header.length < HNSW_HEADER_BYTES) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated (${size} bytes, no complete header)`);
+    const count = Number(header.readBigUInt64LE(16));
+    const bytesPerElement = Number(header.readBigUInt64LE(24));
+    const linksStart = HNSW_HEADER_BYTES + count * bytesPerElement;
+    if (linksStart + 4 * count > size) {
+      throw new IncompleteHnswFileError(`HNSW file ${file} is truncated: ${size} bytes, its ${count} elements need more than ${linksStart + 4 * count}`);
+    }
+    const links = readExactly(fd, size - linksStart, linksStart);
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      if (offset + 4 > links.length) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated in the link lists (${size} bytes)`);
+      offset += 4 + links.readUInt32LE(offset);
+    }
+    if (linksStart + offset !== size) {
+      throw new IncompleteHnswFileError(`HNSW file ${file} is ${size} bytes but its layout needs ${linksStart + offset}: truncated or corrupt`);
+    }
+  } finally {
+    closeSync(fd);
   }
 }

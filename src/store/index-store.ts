@@ -6,7 +6,7 @@ import { IndexNotFoundError, IndexStoreError } from './errors.js';
 import { filterToSql, isEmptyFilter } from './filter-sql.js';
 import { HnswGraph } from './hnsw-graph.js';
 import { assertSameEmbedding, FORMAT_VERSION, readManifest, writeManifest, type IndexManifest } from './manifest.js';
-import { configureConnection, createSchema, readMeta } from './schema.js';
+import { configureConnection, createSchema, hasSchema, readMeta } from './schema.js';
 import {
   DEFAULT_HNSW,
   type DeleteOutcome,
@@ -58,6 +58,8 @@ const DB_FILE = 'index.sqlite';
 const HNSW_FILE = /^hnsw-(\d+)\.bin(\.tmp.*)?$/;
 const hnswFileName = (generation: number) => `hnsw-${generation}.bin`;
 const SQL_BATCH = 500;
+/** SQLite result codes that mean the storage refused a write, not that the statement was wrong. */
+const STORAGE_FAILURES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN)/;
 // Measured crossover on 5k×384: exact over the allowed vectors wins below ~300 of them, the filtered graph walk above.
 const DEFAULT_EXACT_FILTER_THRESHOLD = 256;
 
@@ -144,6 +146,7 @@ export class IndexStore {
       db = new Database(dbPath, { readonly, fileMustExist: readonly });
       configureConnection(db, readonly);
       if (!readonly) createSchema(db, manifest.embedModel, manifest.dim);
+      else if (!hasSchema(db)) throw new IndexNotFoundError(`no index at ${dir} yet (its database was never initialised)`);
       IndexStore.assertMetaMatches(db, manifest, dir);
       const store = new IndexStore(dir, manifest, db, lock, options);
       store.loadGraph();
@@ -376,32 +379,30 @@ export class IndexStore {
     const added = new Map<number, Float32Array>();
     const removed: number[] = [];
     const outcome: WriteOutcome = { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0 };
-    this.db
-      .transaction(() => {
-        const now = Date.now();
-        for (const { document, passages } of writes) {
-          const existed = existsDoc.get(document.id) !== undefined;
-          if (existed) {
-            const labels = this.deletePassagesOf(document.id);
-            removed.push(...labels);
-            outcome.passagesRemoved += labels.length;
-            outcome.replaced++;
-          } else {
-            outcome.inserted++;
-          }
-          upsertDoc.run(document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata), now);
-          for (const p of passages) {
-            const label = insertPassage.get(
-              p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
-            ) as number;
-            const unit = normalized(p.vector);
-            insertVector.run(label, vectorToBlob(unit));
-            added.set(label, unit);
-            outcome.passagesAdded++;
-          }
+    this.commit('write documents', () => {
+      const now = Date.now();
+      for (const { document, passages } of writes) {
+        const existed = existsDoc.get(document.id) !== undefined;
+        if (existed) {
+          const labels = this.deletePassagesOf(document.id);
+          removed.push(...labels);
+          outcome.passagesRemoved += labels.length;
+          outcome.replaced++;
+        } else {
+          outcome.inserted++;
         }
-      })
-      .immediate();
+        upsertDoc.run(document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata), now);
+        for (const p of passages) {
+          const label = insertPassage.get(
+            p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
+          ) as number;
+          const unit = normalized(p.vector);
+          insertVector.run(label, vectorToBlob(unit));
+          added.set(label, unit);
+          outcome.passagesAdded++;
+        }
+      }
+    });
     this.fault('after-sqlite-commit');
     this.applyToGraph(added, removed);
     return outcome;
@@ -413,17 +414,15 @@ export class IndexStore {
     const deleteDoc = this.prepare('DELETE FROM documents WHERE id = ?');
     const outcome: DeleteOutcome = { deleted: [], missing: [], passagesRemoved: 0 };
     const removed: number[] = [];
-    this.db
-      .transaction(() => {
-        for (const id of new Set(ids)) {
-          const labels = this.deletePassagesOf(id);
-          removed.push(...labels);
-          outcome.passagesRemoved += labels.length;
-          if (deleteDoc.run(id).changes > 0) outcome.deleted.push(id);
-          else outcome.missing.push(id);
-        }
-      })
-      .immediate();
+    this.commit('delete documents', () => {
+      for (const id of new Set(ids)) {
+        const labels = this.deletePassagesOf(id);
+        removed.push(...labels);
+        outcome.passagesRemoved += labels.length;
+        if (deleteDoc.run(id).changes > 0) outcome.deleted.push(id);
+        else outcome.missing.push(id);
+      }
+    });
     this.fault('after-sqlite-commit');
     this.applyToGraph(new Map(), removed);
     return outcome;
@@ -457,8 +456,23 @@ export class IndexStore {
     const next = this.generation + 1;
     const file = path.join(this.dir, hnswFileName(next));
     const tmp = `${file}.tmp`;
-    this.graph.write(tmp);
-    fsyncFile(tmp);
+    try {
+      this.graph.write(tmp);
+      fsyncFile(tmp);
+    } catch (err) {
+      // Nothing was committed: the previous generation stays current and the new passages stay pending in SQLite.
+      // The partial file goes at once, since a full disk is the usual cause.
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Never created.
+      }
+      throw new IndexStoreError(
+        `could not save the HNSW graph of index ${this.dir} (disk full, file size limit or read-only folder?): ` +
+          `${(err as Error).message}. Nothing is lost: the stored passages are re-added on the next open.`,
+        { cause: err },
+      );
+    }
     this.fault('before-hnsw-rename');
     renameSync(tmp, file);
     fsyncDir(this.dir);
@@ -467,12 +481,10 @@ export class IndexStore {
     const saved = [...this.unpersisted];
     const markSaved = this.prepare('UPDATE passages SET in_hnsw = 1 WHERE label IN (SELECT value FROM json_each(?))');
     const setGeneration = this.prepare("UPDATE meta SET value = ? WHERE key = 'hnsw_generation'");
-    this.db
-      .transaction(() => {
-        for (const batch of chunks(saved, SQL_BATCH * 20)) markSaved.run(JSON.stringify(batch));
-        setGeneration.run(String(next));
-      })
-      .immediate();
+    this.commit('switch to the saved HNSW graph', () => {
+      for (const batch of chunks(saved, SQL_BATCH * 20)) markSaved.run(JSON.stringify(batch));
+      setGeneration.run(String(next));
+    });
     this.fault('after-generation-commit');
 
     const previous = this.generation;
@@ -683,6 +695,26 @@ export class IndexStore {
       this.statementCache.set(sql, statement);
     }
     return statement;
+  }
+
+  /**
+   * One write transaction. SQLite reports a full disk or an exceeded file size limit as a bare "disk I/O error" or
+   * "database or disk is full"; the error names the index and what to check, and that the transaction left nothing.
+   */
+  private commit(what: string, body: () => void): void {
+    try {
+      this.db.transaction(body).immediate();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && STORAGE_FAILURES.test(code)) {
+        throw new IndexStoreError(
+          `could not ${what} in index ${this.dir}: ${(err as Error).message} (${code}; disk full, file size limit, ` +
+            'read-only or failing storage?). The transaction was rolled back; everything committed before is intact.',
+          { cause: err },
+        );
+      }
+      throw err;
+    }
   }
 
   private fault(point: FaultPoint): void {

@@ -68,15 +68,21 @@ export function configureConnection(db: Database.Database, readonly: boolean): v
   db.pragma('busy_timeout = 5000');
 }
 
+/** Tables and meta rows in one transaction: a process killed while creating an index leaves all of it or none. */
 export function createSchema(db: Database.Database, embedModel: string, dim: number): void {
-  db.exec(SCHEMA);
-  const insertMeta = db.prepare('INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)');
   db.transaction(() => {
+    db.exec(SCHEMA);
+    const insertMeta = db.prepare('INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)');
     insertMeta.run('schema_version', String(SCHEMA_VERSION));
     insertMeta.run('embed_model', embedModel);
     insertMeta.run('dim', String(dim));
     insertMeta.run('hnsw_generation', '0');
   })();
+}
+
+/** Whether the database holds an initialised index (a creator may have died before its schema transaction). */
+export function hasSchema(db: Database.Database): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get() !== undefined;
 }
 
 export function readMeta(db: Database.Database, key: string): string | undefined {

@@ -1,7 +1,7 @@
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { IndexLockedError } from './errors.js';
+import { IndexLockedError, IndexStoreError } from './errors.js';
 
 const LOCK_FILE = 'write.lock';
 
@@ -29,10 +29,22 @@ function readOwner(file: string): LockOwner | undefined {
   }
 }
 
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EFBIG']);
+
 /** Creates the lock with its content in one step (hard link of a finished temp file), so it is never seen half-written. */
 function tryCreate(file: string): boolean {
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ pid: process.pid, host: os.hostname() }));
+  try {
+    writeFileSync(tmp, JSON.stringify({ pid: process.pid, host: os.hostname() }));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    // The lock is the first file a writer creates, so this is where an unwritable index folder shows.
+    if (UNWRITABLE.has(code)) {
+      unlinkQuietly(tmp);
+      throw new IndexStoreError(`index folder ${path.dirname(file)} is not writable (${code}): ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  }
   try {
     linkSync(tmp, file);
     return true;
@@ -70,7 +82,9 @@ export class WriterLock {
       if (!stale) {
         const who = owner ? `process ${owner.pid} on ${owner.host}` : 'another process';
         throw new IndexLockedError(
-          `index ${dir} is being written by ${who}; wait for it to finish (or delete ${file} if that process is gone)`,
+          `index ${dir} is held by ${who}: if that is the server, stop it or send the documents to POST /v1/documents ` +
+            `(or run the server with server.readOnly: true); if it is an ingest, wait for it to finish; ` +
+            `if that process is gone, delete ${file}`,
         );
       }
       unlinkSync(file);
