@@ -68,48 +68,31 @@ afterAll(() => {
   rmSync(TMP, { recursive: true, force: true });
 });
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
+// Latency is measured by `npm run eval` (which prints search p50/p95), not asserted here: timings in unit tests only
+// measure how busy the machine is.
 describe(`HNSW at ${PASSAGES}×${DIM}`, () => {
-  it('answers a top-10 query including passage hydration in under 2 ms (median), with high recall', () => {
-    for (const q of queries.slice(0, 20)) store.passagesByLabels(store.denseSearch(q, 10).map((h) => h.label));
-    const times: number[] = [];
+  it('returns 10 hydrated passages per query with high recall against exact search', () => {
     let found = 0;
     for (const q of queries) {
-      const started = performance.now();
       const hits = store.denseSearch(q, 10);
-      const passages = store.passagesByLabels(hits.map((h) => h.label));
-      times.push(performance.now() - started);
-      expect(passages.size).toBe(10);
+      expect(store.passagesByLabels(hits.map((h) => h.label)).size).toBe(10);
     }
     // Recall on a subset: each exact reference query scans all 5k stored vectors.
     for (const q of queries.slice(0, 50)) {
       const exact = new Set(store.exactSearch(q, 10).map((h) => h.label));
       found += store.denseSearch(q, 10).filter((h) => exact.has(h.label)).length;
     }
-    const p50 = median(times);
-    const recall = found / (50 * 10);
-    console.log(`dense top-10 p50 ${p50.toFixed(3)} ms, p95 ${[...times].sort((a, b) => a - b)[189]!.toFixed(3)} ms, recall@10 ${recall.toFixed(3)} (ef ${DEFAULT_HNSW.efSearch})`);
-    expect(p50).toBeLessThan(2);
-    expect(recall).toBeGreaterThanOrEqual(0.9);
+    expect(found / (50 * 10)).toBeGreaterThanOrEqual(0.9);
   });
 
-  it('keeps a filtered dense query (10% of passages allowed, graph walk) fast and inside the filter', () => {
+  it('keeps a filtered dense query (10% of passages allowed, graph walk) inside the filter', () => {
     const filter = { metadata: { shard: 3 } };
     const allowed = store.allowedLabels(filter);
     expect(allowed.size).toBe(PASSAGES / 10);
-    const times: number[] = [];
     for (const q of queries.slice(0, 50)) {
-      const started = performance.now();
       const hits = store.denseSearch(q, 10, { filter });
-      times.push(performance.now() - started);
       expect(hits).toHaveLength(10);
       expect(hits.every((h) => allowed.has(h.label))).toBe(true);
     }
-    console.log(`filtered dense top-10 p50 ${median(times).toFixed(3)} ms`);
-    expect(median(times)).toBeLessThan(20);
   });
 });
