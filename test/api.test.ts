@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../src/main.js';
 import type { RagService } from '../src/service/index.js';
 import { fixtureConfig } from './helpers/config.js';
+import { request } from './helpers/http.js';
 
 const DOCS: Record<string, string> = {
   'zebras.md': '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
@@ -18,21 +19,7 @@ let base = '';
 let server: Awaited<ReturnType<typeof startServer>>;
 let service: RagService;
 
-async function post(route: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(base + route, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, json, text };
-}
+const post = (route: string, body: unknown, headers: Record<string, string> = {}) => request(base, 'POST', route, { body, headers });
 
 /** Parses a Server-Sent Events body into its events. */
 function parseEvents(text: string): Array<{ event: string; data: any }> {

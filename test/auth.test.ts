@@ -16,6 +16,7 @@ import { ApiKeyAuthenticator, AuthConfigError, generateApiKey, hashApiKey } from
 import { ConfigError, loadConfig, type ConfigInput } from '../src/config/index.js';
 import { startServer } from '../src/main.js';
 import { fixtureConfig } from './helpers/config.js';
+import { request, type RequestOptions } from './helpers/http.js';
 import { REPO_ROOT } from './helpers/fixtures.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
@@ -41,20 +42,7 @@ async function start(overrides: ConfigInput, log = pino({ level: 'silent' })): P
   return { server, base: `http://127.0.0.1:${server.port}` };
 }
 
-async function call(base: string, method: string, route: string, options: { key?: string; body?: unknown; headers?: Record<string, string> } = {}) {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(base + route, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, json, text };
-}
+const call = (base: string, method: string, route: string, options: RequestOptions = {}) => request(base, method, route, options);
 
 const SEARCH = { query: 'otters sleep', mode: 'bm25', k: 1 };
 

@@ -11,31 +11,11 @@ import { startServer } from '../src/main.js';
 import { WriteCancelledError, type RagService } from '../src/service/index.js';
 import type { ConfigInput } from '../src/config/index.js';
 import { fixtureConfig } from './helpers/config.js';
+import { request, type HttpReply } from './helpers/http.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
 
-interface Reply {
-  status: number;
-  headers: Headers;
-  json: any;
-  text: string;
-}
-
-async function call(base: string, method: string, route: string, body?: unknown): Promise<Reply> {
-  const res = await fetch(base + route, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, json, text };
-}
+const call = (base: string, method: string, route: string, body?: unknown): Promise<HttpReply> => request(base, method, route, { body });
 
 async function start(overrides: ConfigInput = {}): Promise<{ server: Server; base: string; service: RagService }> {
   const corpus = mkdtempSync(path.join(os.tmpdir(), 'docs-api-corpus-'));
