@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -375,7 +376,40 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await alertText()).toMatch(/field "question"/);
   });
 
-  it.todo('shows "wrong or missing API key" for a 401 (the server has no API keys yet; src/api has no Bearer check)');
+  it('shows "wrong or missing API key" for a 401 and answers once the right key is saved', async () => {
+    const key = 'playground-test-key';
+    const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-playground-auth-'));
+    for (const [name, text] of Object.entries(DOCS)) writeFileSync(path.join(corpus, name), text);
+    const secured = await startServer(
+      fixtureConfig({
+        corpusDir: corpus,
+        auth: { disabled: false, keys: [{ name: 'ui', sha256: createHash('sha256').update(key).digest('hex'), scopes: ['read'] }] },
+      }),
+      pino({ level: 'silent' }),
+    );
+    const authPage = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await secured.ready;
+      await authPage.goto(`http://127.0.0.1:${secured.port}/`);
+      await authPage.fill('#api-key', 'not-the-key');
+      await authPage.click('#key-save');
+      await authPage.fill('#question', QUESTION);
+      await authPage.focus('#question');
+      await authPage.keyboard.press('Enter');
+      await authPage.waitForSelector('[role="alert"][data-visible="true"]');
+      expect(await authPage.locator('[role="alert"]').textContent()).toMatch(/wrong or missing API key/i);
+
+      await authPage.fill('#api-key', key);
+      await authPage.click('#key-save');
+      await authPage.focus('#question');
+      await authPage.keyboard.press('Enter');
+      await authPage.locator('#answer[data-state="done"]').waitFor();
+      expect(await authPage.getAttribute('[role="alert"]', 'data-visible')).not.toBe('true');
+    } finally {
+      await authPage.close();
+      await secured.close();
+    }
+  });
 
   it('search tab: keyboard-switchable, lists results with scores', async () => {
     await page.focus('#tab-ask');
