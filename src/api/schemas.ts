@@ -99,7 +99,13 @@ export const searchResponseSchema = z
   .openapi('SearchResponse');
 
 export const citationSchema = z
-  .object({ passageId: z.string(), docId: z.string(), title: z.string(), score: z.number() })
+  .object({
+    passageId: z.string(),
+    docId: z.string(),
+    title: z.string(),
+    score: z.number().openapi({ description: "The passage's attention share renormalised over the citations: citation scores sum to 1." }),
+    attention: z.number().openapi({ description: "The passage's share of the decoder's cross-attention over all retrieved passages." }),
+  })
   .openapi('Citation');
 
 export const tokenAttentionSchema = z

@@ -31,7 +31,8 @@ export interface AskParams {
 
 export interface AskOutcome {
   answer: string;
-  citations: Array<{ passageId: string; docId: string; title: string; score: number }>;
+  /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
+  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number }>;
   passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number }>;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
@@ -262,10 +263,7 @@ export class RagService {
       onToken: hooks.onToken,
     });
 
-    const cited = passages
-      .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, score: result.passageScores[i] ?? 0 }))
-      .filter((c) => c.score >= rc.citationShare)
-      .sort((a, b) => b.score - a.score);
+    const cited = citationsFrom(passages, result.passageScores, rc.citationShare);
     return {
       answer: result.answer,
       citations: cited,
@@ -329,4 +327,22 @@ function folderBytes(dir: string): number {
 
 function summaryCounts(s: IngestSummary) {
   return { documents: s.documentsSeen, added: s.added, passages: s.passagesAdded, errors: s.errors.length };
+}
+
+/**
+ * Passages holding at least `minShare` of the answer's cross-attention, strongest first — and always the strongest one,
+ * so an answer spread thinly over many passages still names its main source. Scores are renormalised to sum to 1 over
+ * the cited passages; `attention` keeps the share over all passages.
+ */
+export function citationsFrom(
+  passages: ReadonlyArray<{ passageId: string; docId: string; title: string }>,
+  shares: readonly number[],
+  minShare: number,
+): AskOutcome['citations'] {
+  const ranked = passages
+    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, attention: shares[i] ?? 0 }))
+    .sort((a, b) => b.attention - a.attention);
+  const cited = ranked.filter((c, i) => i === 0 || c.attention >= minShare);
+  const total = cited.reduce((sum, c) => sum + c.attention, 0);
+  return cited.map((c) => ({ ...c, score: total > 0 ? c.attention / total : 1 / cited.length }));
 }
