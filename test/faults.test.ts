@@ -4,8 +4,8 @@
  * open consistent, lose nothing that was committed, and a re-run must complete it to exactly the state of a run
  * that never failed.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import Database from 'better-sqlite3';
 import path from 'node:path';
@@ -22,7 +22,6 @@ const N_DOCS = 400;
 // Small passages: ~3 per document, ~1200 in all, so an ingest commits several 256-passage batches.
 const CHUNK_ARGS = ['--chunk-tokens', '16', '--overlap', '4'];
 const IS_ROOT = process.getuid?.() === 0;
-const NOBODY = 65534;
 
 const workDir = mkdtempSync(path.join(os.tmpdir(), 'faults-'));
 // Children that drop privileges (read-only test) must be able to reach the corpus and the index.
@@ -91,7 +90,6 @@ interface RunOptions {
   killAfterSpawnMs?: number;
   /** RLIMIT_FSIZE in 512-byte blocks: writes past this size fail with EFBIG (node ignores SIGXFSZ). */
   fileSizeLimitBlocks?: number;
-  uid?: number;
 }
 
 function lockOwner(indexDir: string): number | undefined {
@@ -105,11 +103,10 @@ function lockOwner(indexDir: string): number | undefined {
 function runIngest(indexesDir: string, corpus: string, options: RunOptions = {}): Promise<RunResult> {
   const args = ['--import', 'tsx', INGEST, corpus, ...CHUNK_ARGS, '--config', configFile, '--no-progress'];
   const env = childEnv(indexesDir);
-  const ids = options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {};
   const child: ChildProcess =
     options.fileSizeLimitBlocks !== undefined
-      ? spawn('/bin/sh', ['-c', `ulimit -f ${options.fileSizeLimitBlocks} && exec "$0" "$@"`, process.execPath, ...args], { cwd: REPO_ROOT, env, ...ids })
-      : spawn(process.execPath, args, { cwd: REPO_ROOT, env, ...ids });
+      ? spawn('/bin/sh', ['-c', `ulimit -f ${options.fileSizeLimitBlocks} && exec "$0" "$@"`, process.execPath, ...args], { cwd: REPO_ROOT, env })
+      : spawn(process.execPath, args, { cwd: REPO_ROOT, env });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -499,29 +496,30 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`real file system faults on tmpf
 
 describe('read-only index folder', () => {
   /**
-   * chmod does not stop root, so as root the ingest runs as user "nobody" (the index is chowned to it first, so only
-   * the folder's mode stands in the way); as any other user chmod alone does it.
+   * Root ignores file modes, so as root the folder or file is made immutable (chattr +i), which stops root too; as any
+   * other user chmod does it. (Running the ingest as another user instead would need that user to read the checkout.)
    */
-  const asWriter = IS_ROOT ? { uid: NOBODY } : {};
-
-  function handOver(indexes: string): void {
-    if (!IS_ROOT) return;
-    for (const entry of [indexes, indexDirOf(indexes), ...readdirSync(indexDirOf(indexes)).map((f) => path.join(indexDirOf(indexes), f))]) {
-      chownSync(entry, NOBODY, NOBODY);
+  function freeze(target: string, mode: number): () => void {
+    if (!IS_ROOT) {
+      chmodSync(target, mode);
+      return () => chmodSync(target, 0o755);
     }
+    execFileSync('chattr', ['+i', target]);
+    return () => execFileSync('chattr', ['-i', target]);
   }
 
-  it('folder mode 0555: the ingest fails with a clear error and the index is unchanged', async () => {
+  const canFreeze = !IS_ROOT || probeChattr();
+
+  it.skipIf(!canFreeze)('unwritable index folder: the ingest fails with a clear error and the index is unchanged', async () => {
     const indexes = newIndexesDir('readonly-dir');
     cpSync(referenceDir, indexes, { recursive: true });
-    handOver(indexes);
-    chmodSync(indexDirOf(indexes), 0o555);
+    const thaw = freeze(indexDirOf(indexes), 0o555);
     try {
-      const run = await runIngest(indexes, corpusExtra, asWriter);
+      const run = await runIngest(indexes, corpusExtra);
       expect(run.code).toBe(1);
       expect(run.stderr).toMatch(/^ingest failed: index folder .* is not writable \((EACCES|EPERM)\)/m);
     } finally {
-      chmodSync(indexDirOf(indexes), 0o755);
+      thaw();
     }
     const store = openStore(indexes);
     try {
@@ -531,18 +529,16 @@ describe('read-only index folder', () => {
     }
   });
 
-  it('database file mode 0444 in a writable folder: clear error, nothing lost, works again once writable', async () => {
+  it.skipIf(!canFreeze)('unwritable database file in a writable folder: clear error, nothing lost, works again once writable', async () => {
     const indexes = newIndexesDir('readonly-db');
     cpSync(referenceDir, indexes, { recursive: true });
-    handOver(indexes);
-    const db = path.join(indexDirOf(indexes), 'index.sqlite');
-    chmodSync(db, 0o444);
+    const thaw = freeze(path.join(indexDirOf(indexes), 'index.sqlite'), 0o444);
     try {
-      const run = await runIngest(indexes, corpusExtra, asWriter);
+      const run = await runIngest(indexes, corpusExtra);
       expect(run.code).toBe(1);
-      expect(run.stderr).toMatch(/^ingest failed: .*(readonly|read-only|not writable|EACCES)/im);
+      expect(run.stderr).toMatch(/^ingest failed: .*(readonly|read-only|not writable|EACCES|EPERM)/im);
     } finally {
-      chmodSync(db, 0o644);
+      thaw();
     }
     const store = openStore(indexes);
     try {
@@ -550,9 +546,28 @@ describe('read-only index folder', () => {
     } finally {
       store.close();
     }
-    expectCompleted(await runIngest(indexes, corpusExtra, asWriter));
+    expectCompleted(await runIngest(indexes, corpusExtra));
   });
 });
+
+/** Whether this file system honours the immutable attribute (ext4, xfs, btrfs do; tmpfs and overlayfs may not). */
+function probeChattr(): boolean {
+  const probe = path.join(workDir, 'chattr-probe');
+  writeFileSync(probe, '');
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  try {
+    writeFileSync(probe, 'x');
+    return false;
+  } catch {
+    return true;
+  } finally {
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+  }
+}
 
 // ---------------------------------------------------------------- kill -9 during REST batch upserts
 
