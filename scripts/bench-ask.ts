@@ -7,22 +7,12 @@ import { loadConfig } from '../src/config/index.js';
 import { findRepoRoot } from '../src/fixtures/index.js';
 import { startServer } from '../src/main.js';
 import { percentile } from '../src/eval/index.js';
+import { CORPUS_QUESTIONS } from './lib/questions.js';
 import { formatTable, intOption, runCli } from './lib/cli.js';
 import { BERT_FULL, ensureFullFixtures, T5_FULL } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
-const QUESTIONS = [
-  'How does fusion-in-decoder combine the retrieved passages?',
-  'What does the cross-attention say about citations?',
-  'How are documents cut into passages?',
-  'What is reciprocal rank fusion?',
-  'Which parameters control the HNSW index?',
-  'How is BM25 computed in the document store?',
-  'What does nDCG at 10 measure?',
-  'How do I check that the service is ready?',
-  'Why is exact search kept next to HNSW?',
-  'What happens when a document changes and is ingested again?',
-];
+const QUESTIONS = CORPUS_QUESTIONS;
 
 const program = new Command()
   .name('bench:ask')

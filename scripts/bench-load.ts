@@ -13,22 +13,12 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../src/fixtures/index.js';
-import { startServerProcess, rssBytes, type ServerProcess } from '../test/helpers/server-process.js';
+import { startServerProcess, rssBytes, type ServerProcess } from './lib/server-process.js';
+import { CORPUS_QUESTIONS } from './lib/questions.js';
 import { formatTable, runCli } from './lib/cli.js';
 import { BERT_FULL, ensureFullFixtures, T5_FULL } from './lib/full-fixtures.js';
 
-const QUERIES = [
-  'How does fusion-in-decoder combine the retrieved passages?',
-  'What does the cross-attention say about citations?',
-  'How are documents cut into passages?',
-  'What is reciprocal rank fusion?',
-  'Which parameters control the HNSW index?',
-  'How is BM25 computed in the document store?',
-  'What does nDCG at 10 measure?',
-  'How do I check that the service is ready?',
-  'Why is exact search kept next to HNSW?',
-  'What happens when a document changes and is ingested again?',
-];
+const QUERIES = CORPUS_QUESTIONS;
 
 /** Statuses the service is designed to answer under overload; everything else non-2xx is a failure. */
 const DESIGNED_REFUSALS = new Set([429, 503]);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey, hashApiKey } from '../src/api/index.js';
 import { startServer } from '../src/main.js';
 import { fixtureConfig } from './helpers/config.js';
-import type { HttpReply } from './helpers/http.js';
+import { request, type HttpReply } from './helpers/http.js';
 
 const DOCS = [
   { id: 'zebra', title: 'Zebra migration', text: 'Every year zebras migrate across the Serengeti following the rains.', metadata: { topic: 'animals', year: 2020, a: { b: 1 } } },
@@ -33,22 +33,8 @@ type Reply = HttpReply;
  * Like helpers/http.ts `request`, but also sends Buffers (invalid UTF-8, gzip) exactly as given, and gives up after
  * 30 s so a hang fails the test instead of stalling it.
  */
-async function send(method: string, route: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
-  const res = await fetch(base + route, {
-    method,
-    headers: { authorization: `Bearer ${WRITER_KEY}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body,
-    signal: AbortSignal.timeout(30_000),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
+const send = (method: string, route: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> =>
+  request(base, method, route, { body, key: WRITER_KEY, headers });
 
 const post = (route: string, body: unknown, headers?: Record<string, string>) =>
   send('POST', route, typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body), headers);

@@ -15,7 +15,7 @@ import { Embedder } from '../src/models/index.js';
 import { toFtsQuery } from '../src/retrieval/index.js';
 import { IndexNotFoundError, IndexStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
-import { startServerProcess, type ServerProcess } from './helpers/server-process.js';
+import { startServerProcess, type ServerProcess } from '../scripts/lib/server-process.js';
 
 const INGEST = path.join(REPO_ROOT, 'scripts', 'ingest.ts');
 const N_DOCS = 400;

@@ -21,6 +21,7 @@ import { IndexInconsistentError } from '../src/service/index.js';
 import { IndexLockedError, IndexStore, readManifest } from '../src/store/index.js';
 import { fixtureConfig } from './helpers/config.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
+import { request } from './helpers/http.js';
 
 const KEY = generateApiKey();
 const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -85,21 +86,7 @@ async function spawnServer(configFile: string, via: 'tsx' | 'node'): Promise<Chi
   return { process: child, base: `http://127.0.0.1:${port}`, logs, exited };
 }
 
-async function call(base: string, method: string, route: string, body?: unknown) {
-  const res = await fetch(base + route, {
-    method,
-    headers: { authorization: `Bearer ${KEY}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
-}
+const call = (base: string, method: string, route: string, body?: unknown) => request(base, method, route, { body, key: KEY });
 
 const docIds = (reply: { json: any }) => new Set((reply.json.results as Array<{ docId: string }>).map((r) => r.docId));
 

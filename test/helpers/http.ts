@@ -7,11 +7,13 @@ export interface HttpReply {
 }
 
 export interface RequestOptions {
-  /** Sent as is when a string (to test malformed bodies), else as JSON. */
+  /** Sent as is when a string or Buffer (to test malformed bodies), else as JSON. */
   body?: unknown;
   /** API key, sent as a Bearer token. */
   key?: string;
   headers?: Record<string, string>;
+  /** Abort the request after this long (default 30 s), so a hung server fails the test instead of stalling it. */
+  timeoutMs?: number;
 }
 
 /** One HTTP request to a test server, with the reply's body read both as text and (when it parses) as JSON. */
@@ -20,8 +22,9 @@ export async function request(base: string, method: string, route: string, optio
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
   Object.assign(headers, options.headers);
-  const body = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
-  const res = await fetch(base + route, { method, headers, body });
+  const raw = options.body;
+  const body = raw === undefined ? undefined : typeof raw === 'string' || Buffer.isBuffer(raw) ? raw : JSON.stringify(raw);
+  const res = await fetch(base + route, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });
   const text = await res.text();
   let json: any;
   try {

@@ -5,7 +5,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT } from './fixtures.js';
+import { fileURLToPath } from 'node:url';
+import { findRepoRoot } from '../../src/fixtures/index.js';
+
+const REPO_ROOT = findRepoRoot(fileURLToPath(new URL('.', import.meta.url)));
 
 const MAIN = path.join(REPO_ROOT, 'src', 'main.ts');
 
