@@ -1,4 +1,4 @@
-import type { Metadata } from '../store/index.js';
+import type { Metadata, PassageFields } from '../store/index.js';
 
 /** A document before chunking, from a reader or from a caller (eval, REST document API). */
 export interface SourceDocument {
@@ -28,17 +28,11 @@ export interface ChunkOptions {
 
 export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 };
 
-export interface Passage {
-  /** `${docId}#${chunkNo}`: stable as long as the document and the chunking settings are. */
-  id: string;
-  docId: string;
-  chunkNo: number;
-  title: string;
-  /** The original character span of the document text, not a detokenisation. */
-  text: string;
-  metadata: Metadata;
-  charStart: number;
-  charEnd: number;
+/**
+ * A chunk of a document, before embedding. Its `id` is `${docId}#${chunkNo}`: stable as long as the document and the
+ * chunking settings are; `text` is the original character span of the document, not a detokenisation.
+ */
+export interface Passage extends PassageFields {
   tokens: number;
 }
 

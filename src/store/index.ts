@@ -10,6 +10,7 @@ export {
   type HnswParams,
   type LabelScore,
   type Metadata,
+  type PassageFields,
   type PassageInput,
   type PassageRecord,
   type SearchFilter,

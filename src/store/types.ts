@@ -21,25 +21,8 @@ export interface StoredDocument {
   metadata: Metadata;
 }
 
-export interface PassageInput {
-  id: string;
-  chunkNo: number;
-  title: string;
-  text: string;
-  metadata: Metadata;
-  charStart: number;
-  charEnd: number;
-  vector: Float32Array;
-}
-
-export interface DocumentWrite {
-  document: StoredDocument;
-  passages: PassageInput[];
-}
-
-export interface PassageRecord {
-  /** HNSW label, also the SQLite rowid and the FTS rowid; never reused. */
-  label: number;
+/** What every stored passage has, whether being written or read back. */
+export interface PassageFields {
   id: string;
   docId: string;
   chunkNo: number;
@@ -48,6 +31,19 @@ export interface PassageRecord {
   metadata: Metadata;
   charStart: number;
   charEnd: number;
+}
+
+/** A passage to write: its document comes from the enclosing `DocumentWrite`. */
+export type PassageInput = Omit<PassageFields, 'docId'> & { vector: Float32Array };
+
+export interface DocumentWrite {
+  document: StoredDocument;
+  passages: PassageInput[];
+}
+
+export interface PassageRecord extends PassageFields {
+  /** HNSW label, also the SQLite rowid and the FTS rowid; never reused. */
+  label: number;
 }
 
 export interface DocumentState {
