@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { fsyncDir, fsyncFile } from './atomic-file.js';
@@ -73,6 +73,19 @@ interface PassageRow {
   metadata: string;
   char_start: number;
   char_end: number;
+}
+
+function folderBytes(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) {
+    try {
+      const stat = statSync(path.join(dir, name));
+      if (stat.isFile()) total += stat.size;
+    } catch {
+      // A checkpoint may remove an old graph file between listing and stat.
+    }
+  }
+  return total;
 }
 
 function chunks<T>(items: T[], size: number): T[][] {
@@ -378,7 +391,7 @@ export class IndexStore {
 
     const added = new Map<number, Float32Array>();
     const removed: number[] = [];
-    const outcome: WriteOutcome = { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0 };
+    const outcome: WriteOutcome = { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0, documents: [] };
     this.commit('write documents', () => {
       const now = Date.now();
       for (const { document, passages } of writes) {
@@ -391,6 +404,7 @@ export class IndexStore {
         } else {
           outcome.inserted++;
         }
+        outcome.documents.push({ id: document.id, status: existed ? 'updated' : 'added', passages: passages.length });
         upsertDoc.run(document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata), now);
         for (const p of passages) {
           const label = insertPassage.get(
@@ -602,6 +616,7 @@ export class IndexStore {
       hnswCapacity: this.graph.capacity,
       generation: this.generation,
       rebuiltFromVectors: this.rebuiltFromVectors,
+      bytes: folderBytes(this.dir),
     };
   }
 

@@ -19,3 +19,17 @@ export {
   type VerifyReport,
   type WriteOutcome,
 } from './types.js';
+export {
+  COLLECTION_NAME,
+  type Bm25Options as StoreBm25Options,
+  type ChunkingParams,
+  type CollectionInfo,
+  type CollectionManifest,
+  type DenseSearchOptions as StoreDenseSearchOptions,
+  type DocumentInfo,
+  type DocumentPage,
+  type ListDocumentsOptions,
+  type OpenCollectionOptions,
+  type PassageStore,
+  type StoreEngine,
+} from './engine.js';
