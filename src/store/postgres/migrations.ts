@@ -28,10 +28,14 @@ CREATE TABLE deployment (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- manifest: the collection's CollectionManifest as JSON; created_change: the change that created this incarnation of
+-- the name, so a replica can tell a dropped-and-recreated collection from the one its local index was built from.
 CREATE TABLE collections (
   name text PRIMARY KEY,
   embed_model text NOT NULL,
   dim integer NOT NULL CHECK (dim > 0),
+  manifest text NOT NULL,
+  created_change bigint NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -68,8 +72,11 @@ CREATE TABLE changes (
   collection text NOT NULL,
   kind text NOT NULL CHECK (kind IN ('upsert', 'delete', 'create-collection', 'drop-collection')),
   doc_id text,
+  -- The writing transaction: a follower never splits one transaction's changes across two local commits.
+  txid bigint NOT NULL DEFAULT txid_current(),
   committed_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX changes_by_collection ON changes(collection, id);
 CREATE SEQUENCE changes_id_seq OWNED BY changes.id;
 `,
   },
