@@ -1,7 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
 import { ReadOnlyIndexError, WriteCancelledError, WriteQueueFullError } from '../service/index.js';
-import { InvalidFilterError } from '../store/index.js';
+import { InvalidFilterError, StorageUnavailableError } from '../store/index.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
 export class HttpError extends Error {
@@ -50,6 +50,10 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
   if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
   // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
   if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
+  // PostgreSQL deployment: the database is down or restarting; searches keep being served from the local index.
+  if (err instanceof StorageUnavailableError) {
+    return new HttpError(503, 'database_unavailable', err.message, { headers: { 'Retry-After': '2' } });
+  }
   return undefined;
 }
 

@@ -1,16 +1,8 @@
 import pg from 'pg';
-import { IndexStoreError } from '../errors.js';
+import { StorageUnavailableError } from '../errors.js';
 
 // int8 (change ids, counts) as JS numbers: change ids stay far below 2^53 in any real deployment.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
-
-/** PostgreSQL cannot be reached (down, restarting, network). A write that failed before COMMIT changed nothing. */
-export class DatabaseUnavailableError extends IndexStoreError {
-  override name = 'DatabaseUnavailableError';
-  constructor(what: string, cause: unknown) {
-    super(`PostgreSQL is unavailable (${what}): ${(cause as Error)?.message ?? String(cause)}. Retry shortly: writes are idempotent upserts and deletes, so repeating one is safe.`, { cause });
-  }
-}
 
 /** SQLSTATE classes and socket errors that mean "the server is not reachable right now", not "the query is wrong". */
 export function isUnavailable(err: unknown): boolean {
@@ -58,7 +50,7 @@ export function redactedUrl(url: string): string {
   }
 }
 
-/** Runs `body` in one transaction; retries deadlocks, maps an unreachable server to DatabaseUnavailableError. */
+/** Runs `body` in one transaction; retries deadlocks, maps an unreachable server to StorageUnavailableError. */
 export async function inTransaction<T>(
   pool: pg.Pool,
   what: string,
@@ -70,7 +62,7 @@ export async function inTransaction<T>(
     try {
       client = await pool.connect();
     } catch (err) {
-      throw new DatabaseUnavailableError(what, err);
+      throw new StorageUnavailableError(what, err);
     }
     let broken: Error | undefined;
     try {
@@ -87,7 +79,7 @@ export async function inTransaction<T>(
       if (isRetryable(err) && attempt < 5) continue;
       if (isUnavailable(err)) {
         broken ??= err as Error;
-        throw new DatabaseUnavailableError(what, err);
+        throw new StorageUnavailableError(what, err);
       }
       throw err;
     } finally {
@@ -101,7 +93,7 @@ export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, what: st
   try {
     return await pool.query<R>(sql, params);
   } catch (err) {
-    if (isUnavailable(err)) throw new DatabaseUnavailableError(what, err);
+    if (isUnavailable(err)) throw new StorageUnavailableError(what, err);
     throw err;
   }
 }

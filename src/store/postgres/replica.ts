@@ -3,10 +3,10 @@ import path from 'node:path';
 import type pg from 'pg';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { PassageStore } from '../engine.js';
-import { IndexStoreError } from '../errors.js';
 import type { DocumentWrite } from '../types.js';
 import { changesAfter, collectionCounts, currentDocuments, headChange, snapshotDocuments, type Change, type CollectionRow } from './corpus.js';
-import { DatabaseUnavailableError, isUnavailable } from './database.js';
+import { IndexLockedError, IndexStoreError, StorageUnavailableError } from '../errors.js';
+import { isUnavailable } from './database.js';
 import { openLocalIndex, type LocalOpenOptions } from './local-sqlite.js';
 
 /** Written next to the local index after every applied batch: what it was built from and how far it got. */
@@ -120,6 +120,13 @@ export class CollectionReplica {
       try {
         store = openLocalIndex(row.name, dir, localOptions);
       } catch (err) {
+        // Another live process owns this folder: rebuilding would delete its index under it.
+        if (err instanceof IndexLockedError) {
+          throw new IndexLockedError(
+            `${err.message}. Each replica needs its own local folder (indexesDir) for its derived indexes; another ` +
+              'replica process on this machine is using this one.',
+          );
+        }
         reason = `it cannot be opened (${(err as Error).message})`;
       }
     }
@@ -258,7 +265,7 @@ export class CollectionReplica {
         this.databaseOk = true;
       } catch (err) {
         this.lastError = err;
-        if (isUnavailable(err) || err instanceof DatabaseUnavailableError) {
+        if (isUnavailable(err) || err instanceof StorageUnavailableError) {
           if (this.databaseOk) this.ctx.log?.warn({ collection: this.row.name, err: (err as Error).message }, 'PostgreSQL unavailable; serving the local index as it is');
           this.databaseOk = false;
           return;
