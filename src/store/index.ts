@@ -1,6 +1,7 @@
 export { IndexStore, type IndexStoreOptions, type DenseSearchOptions, type Bm25Options } from './index-store.js';
 export { EmbeddingMismatchError, IndexLockedError, IndexNotFoundError, IndexStoreError, InvalidFilterError } from './errors.js';
 export { StorageUnavailableError } from './errors.js';
+export { moveEmbeddedIndexToPostgres, type ImportSummary, type MoveOptions } from './postgres/import.js';
 export { readManifest, type IndexManifest } from './manifest.js';
 export {
   DEFAULT_HNSW,
