@@ -182,8 +182,8 @@ export class CollectionReplica {
       await this.store.close();
       const built = await CollectionReplica.build(this.ctx, this.row, this.dir, this.localOptions);
       this.store = built.store;
-      this.applied = Math.max(this.applied, built.applied);
-      this.head = Math.max(this.head, this.applied);
+      this.applied = built.applied;
+      this.head = built.applied;
     });
   }
 
@@ -191,6 +191,11 @@ export class CollectionReplica {
   private async checkLocalMatchesDatabase(): Promise<void> {
     const counts = await collectionCounts(this.ctx.pool, this.row.name);
     const head = await headChange(this.ctx.pool, this.row.name);
+    if (head < this.applied) {
+      // The database went back in time (restored from a backup): the local index holds changes it no longer has.
+      await this.rebuild(`local index applied change ${this.applied} but the database's newest change is ${head}`);
+      return;
+    }
     if (head !== this.applied) return; // Writes arrived meanwhile: the counts would not be comparable.
     const stats = await this.store.stats();
     if (stats.documents !== counts.documents || stats.passages !== counts.passages) {
