@@ -167,26 +167,34 @@ export async function writeDocuments(
 
   return inTransaction(pool, 'write documents', async (client) => {
     await lockCollection(client, collection);
-    const perDoc = new Map<string, { status: 'added' | 'updated'; passages: number }>();
-    let passagesRemoved = 0;
     const ordered = [...writes].sort((a, b) => (a.document.id < b.document.id ? -1 : a.document.id > b.document.id ? 1 : 0));
-    for (const { document, passages } of ordered) {
-      const { rows } = await client.query<{ inserted: boolean }>(
-        `INSERT INTO documents(collection, id, title, content_hash, chunking, metadata, change_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 0)
-         ON CONFLICT (collection, id) DO UPDATE SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
-           chunking = EXCLUDED.chunking, metadata = EXCLUDED.metadata, updated_at = now()
-         RETURNING (xmax = 0) AS inserted`,
-        [collection, document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata)],
-      );
-      const inserted = rows[0]!.inserted;
-      if (!inserted) {
-        const removed = await client.query('DELETE FROM passages WHERE collection = $1 AND doc_id = $2', [collection, document.id]);
-        passagesRemoved += removed.rowCount ?? 0;
-      }
-      if (passages.length > 0) await insertPassages(client, collection, document.id, passages);
-      perDoc.set(document.id, { status: inserted ? 'added' : 'updated', passages: passages.length });
-    }
+    const docs = ordered.map((w) => w.document);
+    // Rows are inserted (and so locked) in the order given, which is the same id order in every transaction.
+    const { rows } = await client.query<{ id: string; inserted: boolean }>(
+      `INSERT INTO documents(collection, id, title, content_hash, chunking, metadata, change_id)
+       SELECT $1, d.id, d.title, d.content_hash, d.chunking, d.metadata, 0
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS d(id, title, content_hash, chunking, metadata, n)
+       ORDER BY d.n
+       ON CONFLICT (collection, id) DO UPDATE SET title = EXCLUDED.title, content_hash = EXCLUDED.content_hash,
+         chunking = EXCLUDED.chunking, metadata = EXCLUDED.metadata, updated_at = now()
+       RETURNING id, (xmax = 0) AS inserted`,
+      [
+        collection,
+        docs.map((d) => d.id),
+        docs.map((d) => d.title),
+        docs.map((d) => d.contentHash),
+        docs.map((d) => d.chunking),
+        docs.map((d) => JSON.stringify(d.metadata)),
+      ],
+    );
+    const inserted = new Map(rows.map((r) => [r.id, r.inserted]));
+    const replacedIds = docs.filter((d) => !inserted.get(d.id)).map((d) => d.id);
+    const removed = replacedIds.length > 0
+      ? await client.query('DELETE FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[])', [collection, replacedIds])
+      : undefined;
+    const passagesRemoved = removed?.rowCount ?? 0;
+    await insertPassages(client, collection, ordered);
+    const perDoc = new Map(ordered.map((w) => [w.document.id, { status: inserted.get(w.document.id) ? ('added' as const) : ('updated' as const), passages: w.passages.length }]));
     const changeIds = await appendChanges(client, collection, 'upsert', ordered.map((w) => w.document.id));
     await client.query(
       `UPDATE documents d SET change_id = c.change_id
@@ -205,22 +213,24 @@ export async function writeDocuments(
   });
 }
 
-async function insertPassages(client: pg.PoolClient, collection: string, docId: string, passages: PassageInput[]): Promise<void> {
+async function insertPassages(client: pg.PoolClient, collection: string, writes: DocumentWrite[]): Promise<void> {
+  const rows = writes.flatMap((w) => w.passages.map((p) => ({ docId: w.document.id, p })));
+  if (rows.length === 0) return;
   await client.query(
     `INSERT INTO passages(collection, doc_id, chunk_no, id, title, text, metadata, char_start, char_end, vector)
-     SELECT $1, $2, * FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bytea[])`,
+     SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bytea[])`,
     [
       collection,
-      docId,
-      passages.map((p) => p.chunkNo),
-      passages.map((p) => p.id),
-      passages.map((p) => p.title),
-      passages.map((p) => p.text),
-      passages.map((p) => JSON.stringify(p.metadata)),
-      passages.map((p) => p.charStart),
-      passages.map((p) => p.charEnd),
+      rows.map((r) => r.docId),
+      rows.map((r) => r.p.chunkNo),
+      rows.map((r) => r.p.id),
+      rows.map((r) => r.p.title),
+      rows.map((r) => r.p.text),
+      rows.map((r) => JSON.stringify(r.p.metadata)),
+      rows.map((r) => r.p.charStart),
+      rows.map((r) => r.p.charEnd),
       // Stored unit-length, as every engine stores them; replicas apply these exact bytes.
-      passages.map((p) => vectorToBlob(normalized(p.vector))),
+      rows.map((r) => vectorToBlob(normalized(r.p.vector))),
     ],
   );
 }
