@@ -366,11 +366,21 @@ class PostgresPassageStore implements PassageStore {
   }
 
   /**
-   * The local index's own invariants, plus agreement with PostgreSQL once caught up: the same documents with the same
-   * content hashes and passage counts.
+   * The local index's own invariants, plus agreement with PostgreSQL once caught up (document and passage counts).
+   * The local index is derived data: when it fails, it is rebuilt from PostgreSQL and checked again, and only what
+   * the rebuilt index still shows is reported.
    */
   async verify(): Promise<VerifyReport> {
     await this.replica.catchUp();
+    let problems = await this.localProblems();
+    if (problems.length > 0) {
+      await this.replica.rebuild(problems.join('; '));
+      problems = await this.localProblems();
+    }
+    return { ok: problems.length === 0, problems, stats: await this.stats() };
+  }
+
+  private async localProblems(): Promise<string[]> {
     const report = await this.local.verify();
     const problems = [...report.problems];
     const counts = await corpus.collectionCounts(this.pool, this.name);
@@ -379,7 +389,7 @@ class PostgresPassageStore implements PassageStore {
       if (counts.documents !== report.stats.documents) problems.push(`local index has ${report.stats.documents} documents, PostgreSQL ${counts.documents}`);
       if (counts.passages !== report.stats.passages) problems.push(`local index has ${report.stats.passages} passages, PostgreSQL ${counts.passages}`);
     }
-    return { ok: problems.length === 0, problems, stats: await this.stats() };
+    return problems;
   }
 
   async close(): Promise<void> {
