@@ -6,10 +6,13 @@
  *  - re-ingest: what the same passages cost to embed and write again, measured on a sample, per 10k passages.
  * Replicas are two engines with their own local folders over one throwaway PostgreSQL server (or --database-url).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import pg from 'pg';
 import { Embedder } from '../src/models/index.js';
 import type { OpenCollectionOptions, PassageStore } from '../src/store/index.js';
 import type { DocumentWrite } from '../src/store/index.js';
@@ -30,6 +33,7 @@ const program = new Command()
   .option('--lag-writes <n>', 'single-document writes for the lag measurement', intOption('--lag-writes'), 200)
   .option('--reingest-sample <n>', 'passages embedded and written to measure re-ingest', intOption('--reingest-sample'), 256)
   .option('--text <file>', 'BEIR corpus.jsonl to draw passage text from', '../shared/data/beir-msmarco-mini/corpus.jsonl')
+  .option('--probe-memory <json>', '(internal) measure the RSS growth of opening one collection, in a fresh process')
   .parse();
 const opts = program.opts<{
   databaseUrl?: string;
@@ -39,7 +43,50 @@ const opts = program.opts<{
   lagWrites: number;
   reingestSample: number;
   text: string;
+  probeMemory?: string;
 }>();
+
+/** Bytes PostgreSQL's tables and indexes take per stored passage (the bench's database holds only its collection). */
+async function pgBytesPerPassage(url: string): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('VACUUM ANALYZE passages, documents, changes');
+    const { rows } = await client.query<{ bytes: string; passages: string }>(
+      `SELECT pg_total_relation_size('passages') + pg_total_relation_size('documents') + pg_total_relation_size('changes') AS bytes,
+              (SELECT count(*) FROM passages) AS passages`,
+    );
+    return Number(rows[0]!.bytes) / Number(rows[0]!.passages);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Runs this script in probe mode in a child process: RSS growth from opening the collection's local index. */
+function memoryProbe(engineSpec: PostgresEngineSpec, collection: string, open: OpenCollectionOptions): number {
+  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--probe-memory', JSON.stringify({ engineSpec, collection, open })], {
+    encoding: 'utf8',
+  });
+  const match = /^rss-growth (\d+)$/m.exec(result.stdout);
+  if (!match) throw new Error(`memory probe failed: ${result.stdout}${result.stderr}`);
+  return Number(match[1]);
+}
+
+async function probeMemory(json: string): Promise<void> {
+  const { engineSpec, collection, open } = JSON.parse(json) as { engineSpec: PostgresEngineSpec; collection: string; open: OpenCollectionOptions };
+  const gc = globalThis.gc ?? (() => undefined);
+  const engine = await PostgresEngine.open({ ...engineSpec, pollIntervalMs: 3_600_000 });
+  // An empty collection first: loads the native modules and SQLite's fixed allocations outside the measurement.
+  const empty = await engine.openCollection(`${collection}-empty`, { ...open, create: true });
+  await empty.close();
+  gc();
+  const before = process.memoryUsage().rss;
+  const store = await engine.openCollection(collection, { ...open, create: false });
+  gc();
+  console.log(`rss-growth ${Math.max(0, process.memoryUsage().rss - before)}`);
+  await store.close();
+  await engine.close();
+}
 
 function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -102,16 +149,24 @@ async function main(): Promise<void> {
     let b = await PostgresEngine.open(spec('b'));
     let storeB: PassageStore = await b.openCollection(collection, open);
 
-    // Propagation lag: write through A, poll B's local index.
+    // Propagation lag: write through A, poll B's local index. From A's acknowledgement (A has committed and applied
+    // the write itself), and from the start of the write (embedding excluded: vectors are given).
     const lags: number[] = [];
+    const endToEnd: number[] = [];
     for (let i = 0; i < opts.lagWrites; i++) {
       const id = `lag-${i}`;
+      const start = performance.now();
       await storeA.writeDocuments([docWrite(id, texts[i % texts.length]!, randomUnit(embedder.dim, i))]);
-      const t0 = performance.now();
+      const acked = performance.now();
       while ((await storeB.getDocument(id)) === undefined) await new Promise((r) => setTimeout(r, 1));
-      lags.push(performance.now() - t0);
+      const visible = performance.now();
+      lags.push(visible - acked);
+      endToEnd.push(visible - start);
     }
-    rows.push(['propagation lag p50 (ms)', median(lags).toFixed(1)], ['propagation lag p95 (ms)', percentile(lags, 95).toFixed(1)]);
+    rows.push(
+      ['propagation lag after A acknowledged, p50 / p95 (ms)', `${median(lags).toFixed(1)} / ${percentile(lags, 95).toFixed(1)}`],
+      ['write start on A → visible on B, p50 / p95 (ms)', `${median(endToEnd).toFixed(1)} / ${percentile(endToEnd, 95).toFixed(1)}`],
+    );
 
     // B goes down; A writes the bulk.
     await storeB.close();
@@ -143,8 +198,20 @@ async function main(): Promise<void> {
     b = await PostgresEngine.open(spec('b'));
     storeB = await b.openCollection(collection, open);
     const rebuildMs = performance.now() - started;
-    const rebuiltPassages = (await storeB.stats()).passages;
+    const rebuiltStats = await storeB.stats();
+    const rebuiltPassages = rebuiltStats.passages;
     rows.push([`rebuild from PostgreSQL (s per 10k passages; ${rebuiltPassages} rebuilt)`, ((rebuildMs / rebuiltPassages) * 10_000 / 1000).toFixed(1)]);
+    await storeB.close();
+    await b.close();
+
+    // What a replica holds per passage: resident memory of an open collection (measured in a fresh process, so
+    // nothing else this benchmark allocated blurs it), and its local files.
+    const rssGrowth = memoryProbe(spec('b'), collection, open);
+    const perMillion = (bytes: number) => `${((bytes * 1e6) / 1024 ** 3).toFixed(2)} GiB`;
+    rows.push([`replica memory per 1M passages (${embedder.dim}-d; RSS growth on open)`, perMillion(rssGrowth / rebuiltPassages)]);
+    rows.push(['replica local files per 1M passages', perMillion(rebuiltStats.bytes / rebuiltPassages)]);
+    const pgBytes = await pgBytesPerPassage(url);
+    rows.push(['PostgreSQL (passages + documents + change log) per 1M passages', perMillion(pgBytes)]);
     await storeB.close();
     await b.close();
 
@@ -167,4 +234,4 @@ async function main(): Promise<void> {
   console.log(`load average: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
 }
 
-runCli(main);
+runCli(() => (opts.probeMemory ? probeMemory(opts.probeMemory) : main()));
