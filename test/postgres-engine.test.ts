@@ -11,7 +11,8 @@ import type { OpenCollectionOptions, PassageStore } from '../src/store/engine.js
 import { migrate } from '../src/store/postgres/migrations.js';
 import { PostgresEngine, type PostgresEngineSpec } from '../src/store/postgres/engine.js';
 import type { DocumentWrite } from '../src/store/types.js';
-import { freshDatabase, postgresAvailable, stopTestPostgres } from './helpers/postgres.js';
+import { freshDatabase, ownPostgres, postgresAvailable, stopTestPostgres } from './helpers/postgres.js';
+import { StorageUnavailableError } from '../src/store/index.js';
 
 const DIM = 8;
 const OPEN: OpenCollectionOptions = {
@@ -235,5 +236,55 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
     expect((await storeB.verify()).problems).toEqual([]);
     await storeA.close();
     await storeB.close();
+  });
+});
+
+describe.skipIf(!postgresAvailable())('PostgreSQL engine when PostgreSQL restarts', () => {
+  it('writes fail with StorageUnavailableError while it is down, reads go on, and both replicas recover by themselves', async () => {
+    const server = await ownPostgres();
+    const root = mkdtempSync(path.join(os.tmpdir(), 'rag-replica-restart-'));
+    const spec = (name: string): PostgresEngineSpec => ({
+      kind: 'postgres',
+      url: server.url,
+      localDir: path.join(root, name),
+      poolMax: 4,
+      connectTimeoutMs: 1000,
+      pollIntervalMs: 200,
+      applyBatchChanges: 50,
+    });
+    const a = await PostgresEngine.open(spec('a'));
+    const b = await PostgresEngine.open(spec('b'));
+    try {
+      const storeA = await a.openCollection('live', OPEN);
+      const storeB = await b.openCollection('live', OPEN);
+      await storeA.writeDocuments([doc('before', ['written before the restart'])]);
+      await until('B to see it', async () => ((await storeB.getDocument('before')) ? true : undefined));
+
+      server.stopServer();
+      await expect(storeA.writeDocuments([doc('during', ['refused'])])).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storeB.deleteDocuments(['before'])).rejects.toBeInstanceOf(StorageUnavailableError);
+      expect((await ranking(storeB, ['restart'])).map((r) => r.id)).toEqual(['before#0']);
+      await until('B to notice', async () => ((await storeB.stats()).replication!.database === 'unavailable' ? true : undefined));
+
+      server.start();
+      await until('writes to work again', async () => {
+        try {
+          await storeA.writeDocuments([doc('after', ['written after the restart'])]);
+          return true;
+        } catch (err) {
+          if (err instanceof StorageUnavailableError) return undefined;
+          throw err;
+        }
+      });
+      await until('B to converge without a restart', async () => ((await storeB.getDocument('after')) ? true : undefined));
+      expect((await storeB.stats()).replication).toMatchObject({ database: 'ok', lagChanges: 0 });
+      await storeA.close();
+      await storeB.close();
+    } finally {
+      await a.close().catch(() => undefined);
+      await b.close().catch(() => undefined);
+      server.stop();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -65,6 +65,12 @@ export async function inTransaction<T>(
       throw new StorageUnavailableError(what, err);
     }
     let broken: Error | undefined;
+    // A checked-out client has no error listener; a connection lost between two statements would otherwise be an
+    // uncaught exception. The failure still reaches us through the next query.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', onError);
     try {
       await client.query(begin);
       const result = await body(client);
@@ -83,6 +89,7 @@ export async function inTransaction<T>(
       }
       throw err;
     } finally {
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }

@@ -92,6 +92,8 @@ const MIGRATION_LOCK = 0x72_61_67_01;
 export async function migrate(pool: pg.Pool, log?: { info(obj: object, msg?: string): void }): Promise<number[]> {
   const client = await pool.connect();
   const applied: number[] = [];
+  const ignore = () => undefined; // A lost connection surfaces through the next query.
+  client.on('error', ignore);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
@@ -123,6 +125,7 @@ export async function migrate(pool: pg.Pool, log?: { info(obj: object, msg?: str
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }
   } finally {
+    client.removeListener('error', ignore);
     client.release();
   }
   return applied;
