@@ -185,6 +185,8 @@ export class CollectionReplica {
       this.applied = built.applied;
       this.head = built.applied;
     });
+    // Changes announced while the rebuild ran.
+    this.wake();
   }
 
   /** A caught-up local index must hold exactly PostgreSQL's document and passage counts; else it is rebuilt. */
