@@ -8,8 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IndexStore, readManifest, type PassageStore } from '../src/store/index.js';
-import { PostgresEngine } from '../src/store/postgres/engine.js';
+import { openStoreEngine, type PassageStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
 import { freshDatabase, postgresAvailable, stopTestPostgres } from './helpers/postgres.js';
 
@@ -58,10 +57,11 @@ describe.skipIf(!postgresAvailable())('migrate-to-postgres', () => {
     expect(moved.status, moved.out).toBe(0);
     expect(moved.out).toMatch(/created collection "docs": 9 documents, \d+ passages/);
 
-    const embeddedDir = path.join(root, 'embedded', 'docs');
-    const embedded = IndexStore.open(embeddedDir, { embedModel: BERT_TINY, dim: readManifest(embeddedDir)!.dim, readonly: true });
-    const manifest = embedded.manifest;
-    const engine = await PostgresEngine.open({
+    const local = await openStoreEngine({ kind: 'sqlite', indexesDir: path.join(root, 'embedded') });
+    const manifest = (await local.describeCollection('docs'))!;
+    const options = { embedModel: manifest.embedModel, dim: manifest.dim, hnsw: manifest.hnsw, exactFilterThreshold: 256 };
+    const embedded = await local.openCollection('docs', { ...options, readonly: true });
+    const engine = await openStoreEngine({
       kind: 'postgres',
       url,
       localDir: path.join(root, 'replica'),
@@ -71,33 +71,28 @@ describe.skipIf(!postgresAvailable())('migrate-to-postgres', () => {
       applyBatchChanges: 500,
     });
     let replica: PassageStore | undefined;
+    const ranked = async (store: PassageStore, terms: string[]) => {
+      const hits = await store.bm25Search(terms, 10, { titleWeight: 1, textWeight: 1 });
+      const passages = await store.passagesByLabels(hits.map((h) => h.label));
+      return hits.map((h) => [passages.get(h.label)!.id, h.score]);
+    };
     try {
-      replica = await engine.openCollection('docs', {
-        embedModel: manifest.embedModel,
-        dim: manifest.dim,
-        hnsw: manifest.hnsw,
-        exactFilterThreshold: 256,
-      });
-      const stats = await replica.stats();
-      expect(stats.documents).toBe(embedded.stats().documents);
-      expect(stats.passages).toBe(embedded.stats().passages);
-      for (const terms of QUERIES) {
-        const match = terms.map((t) => `"${t}"`).join(' OR ');
-        const want = embedded.bm25Search(match, 10).map((h) => [embedded.passagesByLabels([h.label]).get(h.label)!.id, h.score]);
-        const hits = await replica.bm25Search(terms, 10, { titleWeight: 1, textWeight: 1 });
-        const passages = await replica.passagesByLabels(hits.map((h) => h.label));
-        expect(hits.map((h) => [passages.get(h.label)!.id, h.score])).toEqual(want);
-      }
-      // Vectors were copied, not recomputed: exact search scores agree to float precision.
-      const probe = (await replica.passagesOfDocument('fusion-in-decoder.md'))[0]!;
-      const [vectorHit] = embedded.exactSearch(new Float32Array(manifest.dim).fill(1), 1);
-      const replicaHit = (await replica.exactSearch(new Float32Array(manifest.dim).fill(1), 1))[0]!;
-      expect(replicaHit.score).toBeCloseTo(vectorHit!.score, 6);
-      expect(probe.docId).toBe('fusion-in-decoder.md');
+      replica = await engine.openCollection('docs', options);
+      const [want, got] = await Promise.all([embedded.stats(), replica.stats()]);
+      expect(got.documents).toBe(want.documents);
+      expect(got.passages).toBe(want.passages);
+      for (const terms of QUERIES) expect(await ranked(replica, terms)).toEqual(await ranked(embedded, terms));
+      // Vectors were copied, not recomputed: exact search agrees to float precision.
+      const probe = new Float32Array(manifest.dim).fill(1);
+      const [a] = await embedded.exactSearch(probe, 1);
+      const [b] = await replica.exactSearch(probe, 1);
+      expect(b!.score).toBeCloseTo(a!.score, 6);
+      expect((await replica.getDocument('fusion-in-decoder.md'))?.chunking).toBe((await embedded.getDocument('fusion-in-decoder.md'))?.chunking);
     } finally {
       await replica?.close();
       await engine.close();
-      embedded.close();
+      await embedded.close();
+      await local.close();
     }
 
     const again = runScript('migrate-to-postgres.ts', ['--index', 'docs', '--database-url', url], env);

@@ -32,6 +32,10 @@ export class InvalidFilterError extends IndexStoreError {
   override name = 'InvalidFilterError';
 }
 
+export class InvalidCollectionNameError extends IndexStoreError {
+  override name = 'InvalidCollectionNameError';
+}
+
 /** The storage's server cannot be reached (PostgreSQL down or restarting). A write that failed before its commit changed nothing. */
 export class StorageUnavailableError extends IndexStoreError {
   override name = 'StorageUnavailableError';

@@ -10,8 +10,6 @@ export interface HnswParams {
   efSearch: number;
 }
 
-export const DEFAULT_HNSW: HnswParams = { M: 16, efConstruction: 200, efSearch: 64 };
-
 export interface StoredDocument {
   id: string;
   title: string;
@@ -49,6 +47,8 @@ export interface PassageRecord extends PassageFields {
 export interface DocumentState {
   contentHash: string;
   chunking: string;
+  /** Passages the document has. */
+  passages: number;
 }
 
 export interface WriteOutcome {

@@ -131,13 +131,15 @@ async function lockCollection(client: pg.PoolClient, name: string): Promise<void
 }
 
 export async function documentStates(pool: pg.Pool, collection: string, ids: string[]): Promise<Map<string, DocumentState>> {
-  const { rows } = await query<{ id: string; content_hash: string; chunking: string }>(
+  const { rows } = await query<{ id: string; content_hash: string; chunking: string; passages: number }>(
     pool,
     'read document states',
-    'SELECT id, content_hash, chunking FROM documents WHERE collection = $1 AND id = ANY($2::text[])',
+    `SELECT d.id, d.content_hash, d.chunking,
+            (SELECT count(*) FROM passages p WHERE p.collection = d.collection AND p.doc_id = d.id)::int AS passages
+     FROM documents d WHERE d.collection = $1 AND d.id = ANY($2::text[])`,
     [collection, ids],
   );
-  return new Map(rows.map((r) => [r.id, { contentHash: r.content_hash, chunking: r.chunking }]));
+  return new Map(rows.map((r) => [r.id, { contentHash: r.content_hash, chunking: r.chunking, passages: r.passages }]));
 }
 
 /**

@@ -31,6 +31,8 @@ import { createPool, redactedUrl } from './database.js';
 import { migrate } from './migrations.js';
 import { CHECKPOINT_FILE, CollectionReplica, type ReplicaContext, type ReplicaLog } from './replica.js';
 
+export type EngineLog = ReplicaLog;
+
 export interface PostgresEngineSpec {
   kind: 'postgres';
   url: string;
@@ -218,6 +220,7 @@ export class PostgresEngine implements StoreEngine {
         embedModel: row.manifest.embedModel,
         dim: row.manifest.dim,
         hnsw: { ...row.manifest.hnsw, efSearch: options.hnsw.efSearch },
+        ...(row.manifest.chunk ? { chunk: row.manifest.chunk } : {}),
         exactFilterThreshold: options.exactFilterThreshold,
       }),
       users: 1,

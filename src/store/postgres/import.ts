@@ -1,6 +1,6 @@
 import type { CollectionManifest } from '../engine.js';
 import { EmbeddingMismatchError, IndexNotFoundError } from '../errors.js';
-import { readManifest } from '../manifest.js';
+import { readManifest } from '../sqlite/manifest.js';
 import type { DocumentWrite } from '../types.js';
 import * as corpus from './corpus.js';
 import { createPool, redactedUrl } from './database.js';
@@ -77,6 +77,7 @@ export async function moveEmbeddedIndexToPostgres(options: MoveOptions): Promise
     dim: source.dim,
     space: 'cosine',
     hnsw: source.hnsw,
+    ...(source.chunk ? { chunk: source.chunk } : {}),
     createdAt: source.createdAt,
   };
   return importIntoPostgres(options, options.collection, manifest, exportEmbeddedIndex(options.sourceDir, options.pageDocuments), options.onPage);

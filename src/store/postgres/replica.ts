@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../sqlite/atomic-file.js';
 import type { PassageStore } from '../engine.js';
 import type { DocumentWrite } from '../types.js';
 import { changesAfter, collectionCounts, currentDocuments, headChange, snapshotDocuments, type Change, type CollectionRow } from './corpus.js';
