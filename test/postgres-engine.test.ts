@@ -2,7 +2,7 @@
  * The PostgreSQL engine at the library level: two engines with their own local folders stand for two replicas over
  * one database. Vectors are small and deterministic, so no model is needed.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -189,6 +189,20 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
     await until('B to drop its local index', async () => (existsSync(path.join(b.dir, 'fresh')) ? undefined : true));
     await expect(onB.getDocument('x')).rejects.toThrow(/dropped/);
     await expect(b.engine.openCollection('fresh', { ...OPEN, create: false })).rejects.toThrow(/does not exist/);
+  });
+
+  it('a local folder held by another open replica is left alone: the second one serves from a private index', async () => {
+    const a = await replica();
+    const b = await replica(a.dir);
+    const storeA = await a.engine.openCollection('shared-dir', OPEN);
+    await storeA.writeDocuments([doc('s', ['shared folder'])]);
+    const storeB = await b.engine.openCollection('shared-dir', OPEN);
+    expect((await storeB.getDocument('s'))?.id).toBe('s');
+    expect((await ranking(storeA, ['shared'])).map((r) => r.id)).toEqual(['s#0']);
+    await storeB.close();
+    expect(existsSync(path.join(a.dir, '.private')) ? readdirSync(path.join(a.dir, '.private')) : []).toEqual([]);
+    expect((await storeA.verify()).ok).toBe(true);
+    await storeA.close();
   });
 
   it('a restarted replica catches up from its checkpoint; deleted or corrupt local files are rebuilt with identical results', async () => {

@@ -47,6 +47,15 @@ export interface PostgresEngineSpec {
 /** Documents per snapshot page when a local index is built (each page is one local transaction). */
 const REBUILD_PAGE_DOCUMENTS = 200;
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function assertName(name: string): void {
   if (!COLLECTION_NAME.test(name)) throw new IndexStoreError(`invalid collection name "${name}": use ${COLLECTION_NAME.source}`);
 }
@@ -161,6 +170,15 @@ export class PostgresEngine implements StoreEngine {
   /** Local indexes of collections dropped while this replica was away. Only folders this deployment built go. */
   private async removeDroppedLocalIndexes(): Promise<void> {
     if (!existsSync(this.ctx.localDir)) return;
+    // Staging builds and private indexes of processes that died (named `<collection>.<pid>[.<time>]`; names have no dots).
+    for (const sub of ['.staging', '.private']) {
+      const parent = path.join(this.ctx.localDir, sub);
+      if (!existsSync(parent)) continue;
+      for (const name of readdirSync(parent)) {
+        const pid = Number(name.split('.')[1]);
+        if (!Number.isInteger(pid) || !processAlive(pid)) rmSync(path.join(parent, name), { recursive: true, force: true });
+      }
+    }
     const live = new Set((await corpus.listCollections(this.pool)).map((c) => c.name));
     for (const name of readdirSync(this.ctx.localDir)) {
       const file = path.join(this.ctx.localDir, name, CHECKPOINT_FILE);

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import path from 'node:path';
 import type pg from 'pg';
 import { writeFileAtomic } from '../sqlite/atomic-file.js';
+import { WriterLock } from '../sqlite/writer-lock.js';
 import type { PassageStore } from '../engine.js';
 import type { DocumentWrite } from '../types.js';
 import { changesAfter, collectionCounts, currentDocuments, headChange, snapshotDocuments, type Change, type CollectionRow } from './corpus.js';
@@ -53,6 +54,18 @@ export interface ReplicationStatus {
   dropped: boolean;
 }
 
+/** Whether a live process other than this one holds the embedded engine's writer lock on `dir`. */
+function heldByAnotherProcess(dir: string): boolean {
+  if (!existsSync(dir)) return false;
+  try {
+    WriterLock.acquire(dir).release();
+    return false;
+  } catch (err) {
+    if (err instanceof IndexLockedError) return true;
+    return false;
+  }
+}
+
 function readCheckpoint(dir: string): ReplicaCheckpoint | undefined {
   try {
     return JSON.parse(readFileSync(path.join(dir, CHECKPOINT_FILE), 'utf8')) as ReplicaCheckpoint;
@@ -87,6 +100,8 @@ export class CollectionReplica {
     private store: PassageStore,
     private readonly localOptions: LocalOpenOptions,
     applied: number,
+    /** A private index of this process only (the shared folder was held by another process): removed on close. */
+    private readonly ephemeral: boolean,
   ) {
     this.applied = applied;
     this.head = applied;
@@ -109,7 +124,18 @@ export class CollectionReplica {
    * deployment, another incarnation of the collection or another embedding model.
    */
   static async open(ctx: ReplicaContext, row: CollectionRow, localOptions: LocalOpenOptions): Promise<CollectionReplica> {
-    const dir = path.join(ctx.localDir, row.name);
+    let dir = path.join(ctx.localDir, row.name);
+    let ephemeral = false;
+    if (heldByAnotherProcess(dir)) {
+      // Another live process uses this folder (two replicas given one indexesDir, or a tool beside the server):
+      // rebuilding it would pull the index from under that process. Serve from a private index instead.
+      ephemeral = true;
+      dir = path.join(ctx.localDir, '.private', `${row.name}.${process.pid}.${Date.now()}`);
+      ctx.log?.warn(
+        { collection: row.name, folder: path.join(ctx.localDir, row.name) },
+        'another process holds this local index; using a private one for this process (give each replica its own indexesDir)',
+      );
+    }
     const expected = { deploymentId: ctx.deploymentId, collection: row.name, createdChange: row.createdChange, embedModel: row.manifest.embedModel, dim: row.manifest.dim };
     const checkpoint = readCheckpoint(dir);
     const matches =
@@ -120,13 +146,6 @@ export class CollectionReplica {
       try {
         store = openLocalIndex(row.name, dir, localOptions);
       } catch (err) {
-        // Another live process owns this folder: rebuilding would delete its index under it.
-        if (err instanceof IndexLockedError) {
-          throw new IndexLockedError(
-            `${err.message}. Each replica needs its own local folder (indexesDir) for its derived indexes; another ` +
-              'replica process on this machine is using this one.',
-          );
-        }
         reason = `it cannot be opened (${(err as Error).message})`;
       }
     }
@@ -135,7 +154,7 @@ export class CollectionReplica {
       ctx.log?.info({ collection: row.name, reason }, 'building the local index from PostgreSQL');
       ({ store, applied } = await CollectionReplica.build(ctx, row, dir, localOptions));
     }
-    const replica = new CollectionReplica(ctx, row, dir, store, localOptions, applied);
+    const replica = new CollectionReplica(ctx, row, dir, store, localOptions, applied, ephemeral);
     await replica.catchUp();
     await replica.checkLocalMatchesDatabase();
     return replica;
@@ -152,7 +171,7 @@ export class CollectionReplica {
     localOptions: LocalOpenOptions,
   ): Promise<{ store: PassageStore; applied: number }> {
     const started = performance.now();
-    const staging = path.join(ctx.localDir, '.staging', `${row.name}-${process.pid}`);
+    const staging = path.join(ctx.localDir, '.staging', `${row.name}.${process.pid}.${Date.now()}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(path.dirname(staging), { recursive: true });
     let store = openLocalIndex(row.name, staging, localOptions);
@@ -169,6 +188,7 @@ export class CollectionReplica {
     }
     writeCheckpointFile(staging, ctx, row, Math.max(head, row.createdChange));
     rmSync(dir, { recursive: true, force: true });
+    mkdirSync(path.dirname(dir), { recursive: true });
     renameSync(staging, dir);
     store = openLocalIndex(row.name, dir, localOptions);
     ctx.log?.info({ collection: row.name, passages, appliedChangeId: head, ms: Math.round(performance.now() - started) }, 'local index built from PostgreSQL');
@@ -354,6 +374,7 @@ export class CollectionReplica {
     this.closed = true;
     while (this.running) await this.running;
     if (!this.droppedFlag) await this.store.close();
+    if (this.ephemeral) rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
