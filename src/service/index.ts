@@ -23,5 +23,6 @@ export {
   ReadOnlyIndexError,
   IndexInconsistentError,
   CollectionExistsError,
+  CollectionProtectedError,
   CollectionNotFoundError,
 } from './errors.js';

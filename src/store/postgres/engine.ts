@@ -13,7 +13,7 @@ import type {
   PassageStore,
   StoreEngine,
 } from '../engine.js';
-import { COLLECTION_NAME } from '../engine.js';
+import { assertCollectionName } from '../collection-name.js';
 import { EmbeddingMismatchError, IndexNotFoundError, IndexStoreError } from '../errors.js';
 import type {
   DeleteOutcome,
@@ -56,9 +56,6 @@ function processAlive(pid: number): boolean {
   }
 }
 
-function assertName(name: string): void {
-  if (!COLLECTION_NAME.test(name)) throw new IndexStoreError(`invalid collection name "${name}": use ${COLLECTION_NAME.source}`);
-}
 
 /**
  * Wakes collection followers on NOTIFY. A dedicated connection (LISTEN needs one for good); when it drops, it is
@@ -202,7 +199,7 @@ export class PostgresEngine implements StoreEngine {
 
   async openCollection(name: string, options: OpenCollectionOptions): Promise<PassageStore> {
     if (this.closed) throw new IndexStoreError('the PostgreSQL engine is closed');
-    assertName(name);
+    assertCollectionName(name);
     let row = await corpus.describeCollection(this.pool, name);
     if (!row) {
       if (!options.create) throw new IndexNotFoundError(`collection "${name}" does not exist`);
@@ -262,7 +259,7 @@ export class PostgresEngine implements StoreEngine {
   }
 
   async dropCollection(name: string): Promise<boolean> {
-    assertName(name);
+    assertCollectionName(name);
     const dropped = await corpus.dropCollection(this.pool, name);
     const entry = this.replicas.get(name);
     if (entry) {
