@@ -6,6 +6,7 @@ import {
   assertCollectionName,
   EmbeddingMismatchError,
   IndexLockedError,
+  IndexNotFoundError,
   type CollectionInfo,
   type CollectionManifest,
   type PassageStore,
@@ -96,6 +97,15 @@ export class Collections {
     const entry = await this.acquire(name);
     try {
       return await work(entry);
+    } catch (err) {
+      // The collection was dropped under an open store by another process (a PostgreSQL replica): forget it here.
+      if (err instanceof IndexNotFoundError && !entry.closed) {
+        entry.closed = true;
+        if (this.open.get(name) === entry) this.open.delete(name);
+        void this.closeEntry(entry);
+        throw new CollectionNotFoundError(name);
+      }
+      throw err;
     } finally {
       this.release(entry);
     }
