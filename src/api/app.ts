@@ -119,8 +119,10 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', (_req, res) => {
-    res.status(state.status === 'ready' ? 200 : 503).json({ status: state.status, ...state.detail });
+  app.get('/readyz', async (_req, res) => {
+    // PostgreSQL deployment: the default collection's replication progress, so a load balancer or operator sees lag.
+    const replication = state.status === 'ready' ? await state.backend?.stats({}).then((s) => s.replication, () => undefined) : undefined;
+    res.status(state.status === 'ready' ? 200 : 503).json({ status: state.status, ...state.detail, ...(replication ? { replication } : {}) });
   });
 
   app.get('/openapi.json', (_req, res) => {

@@ -9,7 +9,7 @@ import {
   WriteCancelledError,
   WriteQueueFullError,
 } from '../service/index.js';
-import { IndexLockedError, InvalidCollectionNameError, InvalidFilterError } from '../store/index.js';
+import { IndexLockedError, InvalidCollectionNameError, InvalidFilterError, StorageUnavailableError } from '../store/index.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
 export class HttpError extends Error {
@@ -67,6 +67,10 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
   // The full message names server folders; the client learns which model, the server log the rest.
   if (err instanceof ModelNotFoundError) {
     return new HttpError(422, 'model_not_found', `embedding model "${err.model}" is not available on this server`, { field: 'embedModel' });
+  }
+  // PostgreSQL deployment: the database is down or restarting; searches keep being served from the local index.
+  if (err instanceof StorageUnavailableError) {
+    return new HttpError(503, 'database_unavailable', err.message, { headers: { 'Retry-After': '2' } });
   }
   return undefined;
 }

@@ -280,6 +280,17 @@ export const deleteDocumentResponseSchema = z
   .object({ id: z.string(), deleted: z.literal(true), passagesRemoved: z.number().int() })
   .openapi('DeleteDocumentResponse');
 
+/** PostgreSQL deployment only: this replica's progress through the collection's change log. */
+export const replicationSchema = z
+  .object({
+    appliedChangeId: z.number().int().openapi({ description: 'Every change of the collection up to this id is in this replica\'s local index.' }),
+    headChangeId: z.number().int().openapi({ description: 'The newest change this replica knows of.' }),
+    lagChanges: z.number().int(),
+    lagMs: z.number().openapi({ description: 'How long the oldest change not yet applied has been known; 0 when caught up.' }),
+    database: z.enum(['ok', 'unavailable']),
+  })
+  .openapi('Replication');
+
 export const statsResponseSchema = z
   .object({
     index: z.string().openapi({ description: 'The collection (historical name of the field).' }),
@@ -293,6 +304,7 @@ export const statsResponseSchema = z
     }),
     models: z.object({ embed: z.string(), reader: z.string() }),
     writable: z.boolean(),
+    replication: replicationSchema.optional(),
   })
   .openapi('Stats');
 

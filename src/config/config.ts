@@ -201,6 +201,22 @@ const configSchema = z.object({
       checkpointIdleMs: z.number().int().positive().default(5000),
     })
     .prefault({}),
+  /**
+   * PostgreSQL deployment: with `url` set, PostgreSQL is the source of truth shared by every replica and each replica
+   * keeps a local derived index per collection under `indexesDir`; without it the embedded SQLite engine is used.
+   */
+  database: z
+    .object({
+      url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional(),
+      /** Connections per replica; a write holds one for its transaction, the change follower one more for LISTEN. */
+      poolMax: z.number().int().positive().default(10),
+      connectTimeoutMs: z.number().int().positive().default(5000),
+      /** The follower polls the change log this often even without a NOTIFY (lost notifications, reconnects). */
+      pollIntervalMs: z.number().int().positive().default(1000),
+      /** Changes read and applied to the local index per round trip while catching up. */
+      applyBatchChanges: z.number().int().positive().default(500),
+    })
+    .prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -227,6 +243,7 @@ const ENV_KEYS: Array<{ env: string; key: string; type: EnvType }> = [
   { env: 'RAG_INDEX', key: 'indexName', type: 'string' },
   { env: 'RAG_CORPUS_DIR', key: 'corpusDir', type: 'string' },
   { env: 'RAG_LOG_LEVEL', key: 'logLevel', type: 'string' },
+  { env: 'RAG_DATABASE_URL', key: 'database.url', type: 'string' },
   // Keys from the environment replace those of the config file, as every other variable does.
   { env: 'RAG_API_KEYS', key: 'auth.keys', type: 'json' },
   { env: 'RAG_AUTH_DISABLED', key: 'auth.disabled', type: 'boolean' },

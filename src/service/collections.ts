@@ -6,6 +6,7 @@ import {
   assertCollectionName,
   EmbeddingMismatchError,
   IndexLockedError,
+  IndexNotFoundError,
   type CollectionInfo,
   type CollectionManifest,
   type PassageStore,
@@ -96,6 +97,15 @@ export class Collections {
     const entry = await this.acquire(name);
     try {
       return await work(entry);
+    } catch (err) {
+      // The collection was dropped under an open store by another process (a PostgreSQL replica): forget it here.
+      if (err instanceof IndexNotFoundError && !entry.closed) {
+        entry.closed = true;
+        if (this.open.get(name) === entry) this.open.delete(name);
+        void this.closeEntry(entry);
+        throw new CollectionNotFoundError(name);
+      }
+      throw err;
     } finally {
       this.release(entry);
     }
@@ -158,7 +168,7 @@ export class Collections {
     return total;
   }
 
-  /** Closes every open collection (each saves its graph); call drain() first to finish accepted writes. */
+  /** Closes every open collection (each saves its graph), then the engine; call drain() first to finish accepted writes. */
   async closeAll(): Promise<void> {
     await Promise.all([...this.opening.values()].map((p) => p.catch(() => undefined)));
     const entries = [...this.open.values()];
@@ -168,6 +178,8 @@ export class Collections {
       await this.closeEntry(entry);
     }
     await Promise.all(this.closing.values());
+    // The PostgreSQL engine holds a connection pool and a LISTEN connection.
+    await this.options.engine.close();
   }
 
   /**

@@ -1,9 +1,11 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
 import { FidReader } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
+import { CollectionExistsError } from './errors.js';
 import type { ServiceLog } from './log.js';
 import { RagService } from './rag-service.js';
 
@@ -24,8 +26,23 @@ export interface SystemOptions {
 
 /** Where the configured deployment keeps its collections. */
 export function engineSpecFor(config: AppConfig): EngineSpec {
-  return { kind: 'sqlite', indexesDir: config.indexesDir };
+  const db = config.database;
+  if (db.url === undefined) return { kind: 'sqlite', indexesDir: config.indexesDir };
+  // PostgreSQL deployment: the replica's derived local indexes live in a folder of their own, so an embedded index
+  // under indexesDir is never mistaken for one (and rebuilt over).
+  return {
+    kind: 'postgres',
+    url: db.url,
+    localDir: path.join(config.indexesDir, REPLICA_DIR),
+    poolMax: db.poolMax,
+    connectTimeoutMs: db.connectTimeoutMs,
+    pollIntervalMs: db.pollIntervalMs,
+    applyBatchChanges: db.applyBatchChanges,
+  };
 }
+
+/** Sub-folder of `indexesDir` holding a PostgreSQL replica's local indexes (hidden from the embedded engine). */
+export const REPLICA_DIR = '.replica';
 
 /**
  * The composition root: opens the storage engine, the embedding model(s), the reader and the collections, for the
@@ -59,7 +76,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
   }
 
-  const engine = await openStoreEngine(engineSpecFor(config));
+  const engine = await openStoreEngine(engineSpecFor(config), log);
   const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
   const service = new RagService(config, collections, reader, () => loaded);
   if (options.prepareDefaultCollection) {
@@ -79,6 +96,7 @@ async function prepareDefault(config: AppConfig, collections: Collections, log: 
   const name = config.indexName;
   if (await collections.describe(name)) return;
   // A short-lived writer creates it even for a read-only server, so that `npm run ingest` can update it later.
+  // Replicas of the PostgreSQL deployment starting together race to create it: the loser uses the winner's.
   await collections.withWriter(name, {}, async ({ writer, store }) => {
     if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
     const summary = await writer!.ingestPaths([config.corpusDir], { progress: false });
@@ -86,5 +104,7 @@ async function prepareDefault(config: AppConfig, collections: Collections, log: 
       { index: store.location, corpus: config.corpusDir, documents: summary.documentsSeen, added: summary.added, passages: summary.passagesAdded, errors: summary.errors.length },
       'bundled corpus ingested into new index',
     );
+  }).catch((err: unknown) => {
+    if (!(err instanceof CollectionExistsError)) throw err;
   });
 }

@@ -3,7 +3,7 @@ import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOpt
 import type { Embedder } from '../models/index.js';
 import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
 import type { SearchFilter, SearchHit, SearchMode } from '../retrieval/index.js';
-import type { CollectionManifest, Metadata, VerifyReport } from '../store/index.js';
+import type { CollectionManifest, Metadata, StoreStats, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
 import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
@@ -70,6 +70,8 @@ export interface ServiceStats {
   hnsw: { live: number; pending: number };
   models: { embed: string; reader: string };
   writable: boolean;
+  /** PostgreSQL deployment: how far this replica has applied the collection's change log. */
+  replication?: StoreStats['replication'];
 }
 
 export interface CollectionSummary {
@@ -270,6 +272,7 @@ export class RagService {
         hnsw: { live: s.hnswLive, pending: s.pending },
         models: { embed: c.store.embedModel, reader: this.config.readerModel },
         writable: c.writer !== undefined,
+        ...(s.replication ? { replication: s.replication } : {}),
       };
     });
   }

@@ -35,3 +35,15 @@ export class InvalidFilterError extends IndexStoreError {
 export class InvalidCollectionNameError extends IndexStoreError {
   override name = 'InvalidCollectionNameError';
 }
+
+/** The storage's server cannot be reached (PostgreSQL down or restarting). A write that failed before its commit changed nothing. */
+export class StorageUnavailableError extends IndexStoreError {
+  override name = 'StorageUnavailableError';
+  constructor(what: string, cause: unknown) {
+    super(
+      `the database is unavailable (${what}): ${(cause as Error)?.message ?? String(cause)}. Retry shortly: writes are ` +
+        'idempotent upserts and deletes, so repeating one is safe.',
+      { cause },
+    );
+  }
+}

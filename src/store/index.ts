@@ -43,3 +43,5 @@ export type {
   VerifyReport,
   WriteOutcome,
 } from './types.js';
+export { StorageUnavailableError } from './errors.js';
+export { moveEmbeddedIndexToPostgres, type ImportSummary, type MoveOptions } from './postgres/import.js';

@@ -93,6 +93,14 @@ export interface StoreStats {
   rebuiltFromVectors: boolean;
   /** Bytes the collection occupies on this machine's disk (embedded engine: every file in its folder). */
   bytes: number;
+  /** PostgreSQL deployment: how far this replica's local index has applied the collection's change log. */
+  replication?: {
+    appliedChangeId: number;
+    headChangeId: number;
+    lagChanges: number;
+    lagMs: number;
+    database: 'ok' | 'unavailable';
+  };
 }
 
 export interface VerifyReport {
