@@ -1,5 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { FilterSyntaxError, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
 
 extendZodWithOpenApi(z);
 
@@ -15,37 +16,35 @@ export interface ApiLimits {
   maxBeams: number;
 }
 
-const filterValue = z.union([z.string().max(1000), z.number(), z.boolean()]);
-
 /**
- * A filter key is quoted into a JSON path, which has no escape for a double quote; `__proto__` would be assigned as
- * the parsed object's prototype instead of a key, silently dropping the condition.
+ * Metadata filters are validated by the store's own parser, so the API refuses exactly what the store cannot run and
+ * names the offending part (e.g. `filter.metadata.$or.1.year.$gt`). The value is passed through as parsed: rebuilding
+ * it key by key could turn a `__proto__` key into a prototype and silently drop that condition.
  */
-const filterKey = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^"\u0000-\u001f]+$/, 'must not contain double quotes or control characters')
-  .refine((key) => key !== '__proto__', 'is a reserved key');
-
-/**
- * zod records skip a `__proto__` key without an issue, which would silently drop that condition from a filter; this
- * refuses it before the record is built. (The OpenAPI shape is spelled out because zod-to-openapi cannot see through it.)
- */
-const filterMetadataInput = z
-  .custom<unknown>((v) => !(v !== null && typeof v === 'object' && Object.hasOwn(v, '__proto__')), '"__proto__" is a reserved key')
+const metadataFilterSchema = z
+  .custom<MetadataFilter>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
+  .superRefine((value, ctx) => {
+    if (Object.keys(value).length === 0) return;
+    try {
+      parseMetadataFilter(value);
+    } catch (err) {
+      if (!(err instanceof FilterSyntaxError)) throw err;
+      ctx.addIssue({ code: 'custom', path: err.path, message: err.message });
+    }
+  })
   .openapi({
     type: 'object',
-    additionalProperties: { anyOf: [{ type: 'string', maxLength: 1000 }, { type: 'number' }, { type: 'boolean' }] },
+    additionalProperties: true,
+    description:
+      'Conditions on document metadata: `{"key": value}` (type-strict equality), field operators `$eq $ne $gt $gte $lt ' +
+      '$lte $in $nin $exists $not` (`$gt`… on numbers and ISO 8601 dates), logical `$and $or $not`; dotted keys ' +
+      'address nested objects (`\\.` is a literal dot in a key).',
   });
 
 export const searchFilterSchema = z
   .object({
     docIds: z.array(z.string().min(1).max(1000)).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
-    metadata: filterMetadataInput
-      .pipe(z.record(filterKey, filterValue))
-      .optional()
-      .openapi({ description: 'Only passages whose document metadata has all of these key/value pairs.' }),
+    metadata: metadataFilterSchema.optional(),
   })
   .strict()
   .openapi('SearchFilter');

@@ -9,6 +9,7 @@ export {
   type FaultPoint,
   type HnswParams,
   type LabelScore,
+  type MetadataFilter,
   type Metadata,
   type PassageFields,
   type PassageInput,
@@ -19,3 +20,4 @@ export {
   type VerifyReport,
   type WriteOutcome,
 } from './types.js';
+export { parseMetadataFilter, parseKeyPath, isoDateToMs, FilterSyntaxError, FILTER_LIMITS, type FilterNode, type FilterScalar } from './filter.js';

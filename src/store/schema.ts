@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { registerFilterFunctions } from './filter-sql.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -66,6 +67,7 @@ export function configureConnection(db: Database.Database, readonly: boolean): v
   }
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  registerFilterFunctions(db);
 }
 
 /** Tables and meta rows in one transaction: a process killed while creating an index leaves all of it or none. */

@@ -64,11 +64,14 @@ export interface DeleteOutcome {
   passagesRemoved: number;
 }
 
-/** Restricts a search to passages of the given documents and/or with the given top-level metadata values. */
+/** Restricts a search to passages of the given documents and/or whose metadata matches a filter (see `filter.ts`). */
 export interface SearchFilter {
   docIds?: string[];
-  metadata?: Record<string, string | number | boolean>;
+  metadata?: MetadataFilter;
 }
+
+/** A metadata filter as JSON, e.g. `{"year": {"$gte": 2020}, "$or": [{"lang": "en"}, {"lang": "de"}]}`. */
+export type MetadataFilter = Record<string, unknown>;
 
 export interface LabelScore {
   label: number;
