@@ -80,6 +80,13 @@ export function askRequestSchema(limits: ApiLimits) {
     .openapi('AskRequest');
 }
 
+/** Where a passage sits in its document; present when the format has pages (PDF) or headings (Markdown, HTML, DOCX). */
+const passageLocationShape = {
+  pageStart: z.number().int().optional().openapi({ description: 'First page of the passage (paged formats such as PDF).' }),
+  pageEnd: z.number().int().optional().openapi({ description: 'Last page of the passage.' }),
+  section: z.array(z.string()).optional().openapi({ description: 'Heading path, outermost first, e.g. ["Install", "Linux"].' }),
+};
+
 export const searchHitSchema = z
   .object({
     passageId: z.string(),
@@ -87,6 +94,7 @@ export const searchHitSchema = z
     title: z.string(),
     text: z.string(),
     score: z.number(),
+    ...passageLocationShape,
   })
   .openapi('SearchHit');
 
@@ -104,6 +112,7 @@ export const citationSchema = z
     title: z.string(),
     score: z.number().openapi({ description: "The passage's attention share renormalised over the citations: citation scores sum to 1." }),
     attention: z.number().openapi({ description: "The passage's share of the decoder's cross-attention over all retrieved passages." }),
+    ...passageLocationShape,
   })
   .openapi('Citation');
 
@@ -132,6 +141,7 @@ export const askResponseSchema = z
         text: z.string(),
         retrievalScore: z.number(),
         attention: z.number().openapi({ description: "Share of the decoder's cross-attention on this passage; shares sum to 1." }),
+        ...passageLocationShape,
       }),
     ),
     tokenAttention: z.array(tokenAttentionSchema).openapi({ description: 'Per answer token, the passages and passage tokens it attended to most.' }),
@@ -217,7 +227,7 @@ export function metadataSchema(limits: DocumentLimits) {
     .openapi({
       type: 'object',
       additionalProperties: true,
-      description: 'JSON object copied onto every passage; top-level string, number and boolean values can be used in search filters.',
+      description: 'JSON object copied onto every passage; searchable with the metadata filter language (nested keys by dotted path).',
     });
 }
 

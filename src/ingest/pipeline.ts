@@ -1,6 +1,7 @@
 import { EmbeddingMismatchError, type DocumentWrite, type IndexStore } from '../store/index.js';
 import { chunkDocument, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
+import { locatePassages, titleWithSection } from './layout.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 import { countSourceDocuments, readSources } from './readers.js';
 import {
@@ -49,7 +50,7 @@ interface PreparedDocument {
 }
 
 function emptySummary(): IngestSummary {
-  return { documentsSeen: 0, added: 0, updated: 0, unchanged: 0, deleted: 0, passagesAdded: 0, passagesRemoved: 0, errors: [], seconds: 0 };
+  return { documentsSeen: 0, added: 0, updated: 0, unchanged: 0, deleted: 0, passagesAdded: 0, passagesRemoved: 0, errors: [], unsupported: {}, seconds: 0 };
 }
 
 function isPlainObject(value: unknown): boolean {
@@ -137,7 +138,7 @@ class IngestRun {
       this.reportProgress();
       return;
     }
-    const passages = chunkDocument(doc, this.count, this.chunk);
+    const passages = locatePassages(chunkDocument(doc, this.count, this.chunk), doc.layout);
     this.pending.push({ doc, hash, passages });
     this.pendingIds.add(doc.id);
     this.pendingPassages += passages.length;
@@ -164,6 +165,8 @@ class IngestRun {
         metadata: p.metadata,
         charStart: p.charStart,
         charEnd: p.charEnd,
+        ...(p.pageStart !== undefined ? { pageStart: p.pageStart, pageEnd: p.pageEnd } : {}),
+        ...(p.section !== undefined ? { section: p.section } : {}),
         vector: vectors[next++]!,
       })),
     }));
@@ -181,7 +184,10 @@ class IngestRun {
   }
 
   private async embed(passages: Passage[]): Promise<Float32Array[]> {
-    const texts = passages.map((p) => (this.embedTitle && p.title.trim() !== '' ? `${p.title}\n${p.text}` : p.text));
+    const texts = passages.map((p) => {
+      const title = titleWithSection(p.title, p.section);
+      return this.embedTitle && title.trim() !== '' ? `${title}\n${p.text}` : p.text;
+    });
     const vectors: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += this.batchPassages) {
       vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + this.batchPassages))));
@@ -210,6 +216,7 @@ async function run(items: AsyncIterable<SourceItem>, options: IngestOptions, tot
   try {
     for await (const item of items) {
       if (item.kind === 'error') ingest.reportError(item.error);
+      else if (item.kind === 'unsupported') ingest.summary.unsupported[item.extension] = (ingest.summary.unsupported[item.extension] ?? 0) + 1;
       else await ingest.add(item.document);
     }
     return await ingest.finish();

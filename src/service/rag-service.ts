@@ -4,8 +4,8 @@ import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
 import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
-import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
-import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
+import { effectiveChunkOptions, ingestDocuments, ingestPaths, titleWithSection, type IngestSummary, type SourceDocument } from '../ingest/index.js';
+import { passageLocation, Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
 import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
 import { IndexWriter, type DeleteResult, type DocumentInput, type DocumentWriteStatus } from './index-writer.js';
@@ -32,8 +32,8 @@ export interface AskParams {
 export interface AskOutcome {
   answer: string;
   /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
-  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number }>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number }>;
+  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
+  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number } & PassageLocation>;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;
@@ -43,6 +43,9 @@ export interface AskOutcome {
   /** `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients. */
   timings: { retrieveMs: number; embedMs: number; searchMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
 }
+
+/** Page range and heading path of a passage, when its document has them. */
+export type PassageLocation = ReturnType<typeof passageLocation>;
 
 export interface DocumentView {
   id: string;
@@ -172,7 +175,7 @@ export class RagService {
     const k = params.k ?? this.config.retrieval.defaultK;
     const { hits, timings } = await this.retriever.search(params.query, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
     return {
-      results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score })),
+      results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score, ...passageLocation(h) })),
       timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
     };
   }
@@ -237,7 +240,7 @@ export class RagService {
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
-    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score }));
+    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score, ...passageLocation(h) }));
     if (passages.length === 0) {
       // Nothing matched (empty index, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
@@ -252,7 +255,9 @@ export class RagService {
         timings: { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
-    const result: AnswerResult = await this.reader.answer(params.question, passages, {
+    // The reader sees where a passage sits: its title field is the document title and the heading path.
+    const readerPassages = passages.map((p) => ({ ...p, title: titleWithSection(p.title, p.section) }));
+    const result: AnswerResult = await this.reader.answer(params.question, readerPassages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
       numBeams: params.numBeams ?? rc.numBeams,
@@ -335,12 +340,12 @@ function summaryCounts(s: IngestSummary) {
  * the cited passages; `attention` keeps the share over all passages.
  */
 export function citationsFrom(
-  passages: ReadonlyArray<{ passageId: string; docId: string; title: string }>,
+  passages: ReadonlyArray<{ passageId: string; docId: string; title: string } & PassageLocation>,
   shares: readonly number[],
   minShare: number,
 ): AskOutcome['citations'] {
   const ranked = passages
-    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, attention: shares[i] ?? 0 }))
+    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, ...passageLocation(p), attention: shares[i] ?? 0 }))
     .sort((a, b) => b.attention - a.attention);
   const cited = ranked.filter((c, i) => i === 0 || c.attention >= minShare);
   const total = cited.reduce((sum, c) => sum + c.attention, 0);

@@ -31,6 +31,11 @@ export interface PassageFields {
   metadata: Metadata;
   charStart: number;
   charEnd: number;
+  /** First and last page of the passage, for paged formats (PDF). */
+  pageStart?: number;
+  pageEnd?: number;
+  /** Heading path the passage falls under, outermost first ("Install", "Linux"). */
+  section?: string[];
 }
 
 /** A passage to write: its document comes from the enclosing `DocumentWrite`. */
