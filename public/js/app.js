@@ -5,7 +5,7 @@
 import { apiKeyStore, askStreaming, indexStatus, search } from './api.js';
 import { attentionMatrix, normalizeToken, tokenWeights } from './attention.js';
 import { describeError } from './errors.js';
-import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderTimings } from './render.js';
+import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderSources, renderTimings } from './render.js';
 
 /**
  * @template {HTMLElement} T
@@ -144,6 +144,7 @@ class AnswerView {
     this.detail = byId('token-detail');
     this.timings = byId('timings');
     this.meta = byId('answer-meta');
+    this.sources = byId('answer-sources');
     this.heatmapSection = byId('heatmap-section');
     this.heatmap = byId('heatmap');
     this.passagesSection = byId('passages-section');
@@ -198,6 +199,7 @@ class AnswerView {
     this.attention = body.tokenAttention ?? [];
     const cited = new Set((body.citations ?? []).map((/** @type {{passageId: string}} */ c) => c.passageId));
     this.passageViews = renderPassages(this.passageList, body.passages ?? [], cited, body.attribution);
+    renderSources(this.sources, body.citations ?? []);
     this.passagesSection.hidden = this.passageViews.length === 0;
 
     const labels = this.attention.map((t, i) => this.tokenSpans.get(i)?.textContent ?? normalizeToken(t.token));
