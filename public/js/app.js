@@ -2,7 +2,7 @@
  * The playground's wiring: tabs, API key, index status, the streaming Ask flow with its attention views, and
  * search. All server access goes through api.js.
  */
-import { apiKeyStore, askStreaming, indexStatus, search } from './api.js';
+import { apiKeyStore, askStreaming, indexStatus, search, uploadFiles } from './api.js';
 import { attentionMatrix, normalizeToken, tokenWeights } from './attention.js';
 import { describeError } from './errors.js';
 import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderSources, renderTimings } from './render.js';
@@ -408,8 +408,55 @@ function setupSearch() {
   });
 }
 
+// ----------------------------------------------------------------------------------------------------------- upload
+
+function setupUpload() {
+  const form = /** @type {HTMLFormElement} */ (byId('upload-form'));
+  const input = /** @type {HTMLInputElement} */ (byId('upload-files'));
+  const meta = byId('upload-meta');
+  const list = byId('upload-results');
+  const button = /** @type {HTMLButtonElement} */ (byId('upload-button'));
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError();
+    const files = [...(input.files ?? [])];
+    if (files.length === 0) {
+      meta.textContent = 'Choose one or more files first.';
+      return;
+    }
+    button.disabled = true;
+    meta.textContent = `Uploading ${files.length} file${files.length === 1 ? '' : 's'}…`;
+    list.replaceChildren();
+    try {
+      const body = await uploadFiles(files);
+      /** @type {Array<{id: string, status: string, passages?: number, error?: string}>} */
+      const outcomes = body.documents ?? [];
+      for (const d of outcomes) {
+        const detail = d.status === 'error' ? d.error ?? 'error' : `${d.passages ?? 0} passages`;
+        list.append(
+          el('li', { className: 'upload-result', attrs: { 'data-status': d.status, 'data-id': d.id } }, [
+            el('span', { className: 'doc-id', text: d.id }),
+            el('span', { className: `badge status-${d.status}`, text: d.status }),
+            el('span', { className: 'upload-detail', text: detail }),
+          ]),
+        );
+      }
+      const ok = outcomes.filter((d) => d.status !== 'error').length;
+      meta.textContent = `${ok} of ${outcomes.length} document${outcomes.length === 1 ? '' : 's'} indexed`;
+      void refreshStatus();
+    } catch (err) {
+      meta.textContent = '';
+      showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 setupTabs();
 setupApiKey();
 setupAsk();
 setupSearch();
+setupUpload();
 void refreshStatus();
