@@ -106,7 +106,7 @@ export async function planSync(
       else plan.update.push(doc.id);
     }
   }
-  plan.remove = [...owned.keys()].filter((id) => !present.has(id)).sort();
+  plan.remove = removedSince(owned, present);
   return plan;
 }
 
