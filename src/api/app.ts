@@ -12,7 +12,9 @@ import type {
   DocumentWriteStatus,
   SearchParams,
   ServiceStats,
+  UploadedDocumentFile,
 } from '../service/index.js';
+import type { Metadata } from '../store/index.js';
 import { requireScope, type AuthPolicy } from './auth.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
@@ -23,6 +25,7 @@ import { buildOpenApiDocument } from './openapi.js';
 import {
   askRequestSchema,
   documentIdSchema,
+  metadataSchema,
   searchRequestSchema,
   upsertDocumentsRequestSchema,
   type ApiLimits,
@@ -30,12 +33,14 @@ import {
   type SearchResponse,
 } from './schemas.js';
 import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
+import { readMultipart, type UploadLimits } from './uploads.js';
 
 /** What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive. */
 export interface ApiBackend {
   search(params: SearchParams): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
   deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
   getDocument(id: string): DocumentView | undefined;
   stats(): ServiceStats;
@@ -47,6 +52,7 @@ export interface ApiOptions {
   documentLimits: DocumentLimits;
   bodyLimit: string;
   documentsBodyLimit: string;
+  uploadLimits: UploadLimits;
   requestTimeoutMs: number;
   generationConcurrency: number;
   generationQueueLength: number;
@@ -84,6 +90,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const askSchema = askRequestSchema(options.limits);
   const upsertSchema = upsertDocumentsRequestSchema(options.documentLimits);
   const idSchema = documentIdSchema(options.documentLimits);
+  const uploadMetadataSchema = metadataSchema(options.documentLimits);
   const openApi = buildOpenApiDocument(options.limits, options.documentLimits);
 
   const read = requireScope(options.auth, 'read');
@@ -176,6 +183,29 @@ export function createApp(state: ApiState, options: ApiOptions) {
     }
   });
 
+  app.post('/v1/documents/files', write, limit, async (req, res) => {
+    const backend = ready(state);
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `upload not read or written within ${options.requestTimeoutMs} ms`);
+    const started = performance.now();
+    try {
+      const upload = await readMultipart(req, options.uploadLimits);
+      const metadata = parseUploadMetadata(uploadMetadataSchema, upload.fields.get('metadata'));
+      const seen = new Map<string, number>();
+      for (const file of upload.files) {
+        const id = idSchema.safeParse(file.name);
+        if (!id.success) throw new HttpError(400, 'invalid_request', `files.${file.index}: the file name is the document id and it ${id.error.issues[0]?.message ?? 'is invalid'}`, { field: `files.${file.index}` });
+        if (seen.has(file.name)) throw new HttpError(400, 'invalid_request', `files.${file.index}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`, { field: `files.${file.index}` });
+        seen.set(file.name, file.index);
+      }
+      const results = await backend.upsertFiles(upload.files, metadata, { signal });
+      metrics.observeStage('write', performance.now() - started);
+      req.log.info({ files: upload.files.length, bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0), ...countStatuses(results) }, 'files written');
+      res.json({ documents: results });
+    } finally {
+      done();
+    }
+  });
+
   app.get('/v1/documents/:id', read, limit, (req, res) => {
     const id = parseId(idSchema, req);
     const doc = ready(state).getDocument(id);
@@ -225,6 +255,20 @@ function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   }
   const result = schema.safeParse(req.body);
   if (!result.success) throw validationError(result.error);
+  return result.data;
+}
+
+/** The optional `metadata` form field of an upload: a JSON object within the document metadata limits. */
+function parseUploadMetadata(schema: z.ZodType<Record<string, unknown>>, raw: string | undefined): Metadata {
+  if (raw === undefined || raw.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'metadata: not valid JSON', { field: 'metadata' });
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw new HttpError(400, 'invalid_request', `metadata: ${result.error.issues[0]?.message ?? 'invalid'}`, { field: 'metadata' });
   return result.data;
 }
 

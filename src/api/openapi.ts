@@ -99,6 +99,40 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
     },
   });
   registry.registerPath({
+    method: 'post',
+    path: '/v1/documents/files',
+    summary: 'Upload files (PDF, DOCX, Markdown, HTML, text) as documents',
+    description:
+      'multipart/form-data with one `files` part per file; the file name is the document id. An optional `metadata` ' +
+      'field (a JSON object) is added to every document. Files are read like `npm run ingest` reads them (PDF pages, ' +
+      'headings) and written through the same path as `POST /v1/documents`, with the same per-document outcomes; a ' +
+      'file that cannot be read (encrypted or image-only PDF, not UTF-8) gets status `error` with the reason. Another ' +
+      'file type is a 415 naming it; a file or request over `documents.upload` limits is a 413. Nothing is written ' +
+      'for a request that fails.',
+    ...needs('write'),
+    request: {
+      body: {
+        required: true,
+        content: {
+          'multipart/form-data': {
+            schema: {
+              type: 'object',
+              properties: {
+                files: { type: 'array', items: { type: 'string', format: 'binary' } },
+                metadata: { type: 'string', description: 'JSON object added to the metadata of every uploaded document' },
+              },
+              required: ['files'],
+            },
+          },
+        },
+      },
+    },
+    responses: {
+      200: json('Per-document status, in upload order', upsertDocumentsResponseSchema),
+      ...errors([400, 401, 403, 409, 413, 415, 429, 503, 504]),
+    },
+  });
+  registry.registerPath({
     method: 'get',
     path: '/v1/documents/{id}',
     summary: 'A document with its passages',

@@ -53,7 +53,7 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limits.maxRequestBytes) {
     req.resume();
-    return Promise.reject(tooLarge(`request body of ${declared} bytes exceeds the limit of ${limits.maxRequestBytes} bytes`));
+    return Promise.reject(tooLarge(`request body of ${declared} bytes exceeds the request limit of ${limits.maxRequestBytes} bytes`));
   }
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
@@ -70,6 +70,7 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
     const files: UploadedFile[] = [];
     const fields = new Map<string, string>();
     let total = 0;
+    let parts = 0;
     let failed = false;
     const fail = (err: HttpError) => {
       if (failed) return;
@@ -81,7 +82,7 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
     };
 
     parser.on('file', (field, stream, info) => {
-      const index = files.length;
+      const index = parts++;
       const name = baseName(info.filename ?? '');
       const format = formatOf(name, info.mimeType);
       if (!format) {

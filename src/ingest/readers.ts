@@ -3,7 +3,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Metadata } from '../store/index.js';
-import { extensionOf, fileFormat, parseFile, UnreadableFileError } from './formats/index.js';
+import { extensionOf, fileFormat, fileToDocument, UnreadableFileError } from './formats/index.js';
 import type { IngestError, SourceDocument, SourceItem } from './types.js';
 
 export const BEIR_CORPUS_FILE = 'corpus.jsonl';
@@ -48,10 +48,7 @@ export async function readDocumentFile(file: string, id: string): Promise<Source
     return errorItem({ path: file, message: `cannot read: ${(err as Error).message}` });
   }
   try {
-    const parsed = await parseFile(bytes, file, format);
-    const metadata: Metadata = { format, ...parsed.metadata };
-    const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata, origin: { path: file } };
-    if (parsed.layout) document.layout = parsed.layout;
+    const document = await fileToDocument(bytes, file, format, id);
     return { kind: 'document', document };
   } catch (err) {
     if (err instanceof UnreadableFileError) return errorItem({ path: file, message: err.message });

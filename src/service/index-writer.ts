@@ -1,5 +1,5 @@
 import PQueue from 'p-queue';
-import type { ChunkOptions, SourceDocument } from '../ingest/index.js';
+import type { ChunkOptions, SourceDocument, TextLayout } from '../ingest/index.js';
 import { deleteDocuments, ingestDocuments } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
 import type { IndexStore, Metadata } from '../store/index.js';
@@ -11,6 +11,8 @@ export interface DocumentInput {
   title?: string;
   text: string;
   metadata?: Metadata;
+  /** Pages and headings, for documents read from files (uploads). */
+  layout?: TextLayout;
 }
 
 export type DocumentWriteState = 'added' | 'updated' | 'unchanged' | 'error';
@@ -141,7 +143,7 @@ export class IndexWriter {
 
     const sources: SourceDocument[] = docs
       .filter((d) => !errors.has(d.id))
-      .map((d) => ({ id: d.id, title: d.title ?? '', text: d.text, metadata: d.metadata ?? {}, origin: { path: d.id } }));
+      .map((d) => ({ id: d.id, title: d.title ?? '', text: d.text, metadata: d.metadata ?? {}, origin: { path: d.id }, ...(d.layout ? { layout: d.layout } : {}) }));
     let summary;
     try {
       summary = await ingestDocuments(oneMacrotaskEach(sources, signal), {

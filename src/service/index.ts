@@ -7,6 +7,7 @@ export {
   type ServiceLog,
   type DocumentView,
   type ServiceStats,
+  type UploadedDocumentFile,
   type OpenOptions,
 } from './rag-service.js';
 export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';

@@ -4,7 +4,17 @@ import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
 import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
-import { effectiveChunkOptions, ingestDocuments, ingestPaths, titleWithSection, type IngestSummary, type SourceDocument } from '../ingest/index.js';
+import {
+  effectiveChunkOptions,
+  fileToDocument,
+  ingestDocuments,
+  ingestPaths,
+  titleWithSection,
+  UnreadableFileError,
+  type FileFormat,
+  type IngestSummary,
+  type SourceDocument,
+} from '../ingest/index.js';
 import { passageLocation, Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
 import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
@@ -44,6 +54,13 @@ export interface AskOutcome {
   timings: { retrieveMs: number; embedMs: number; searchMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
 }
 
+/** One uploaded file: its name (the document id), its format and its bytes. */
+export interface UploadedDocumentFile {
+  name: string;
+  format: FileFormat;
+  bytes: Uint8Array;
+}
+
 /** Page range and heading path of a passage, when its document has them. */
 export type PassageLocation = ReturnType<typeof passageLocation>;
 
@@ -51,7 +68,7 @@ export interface DocumentView {
   id: string;
   title: string;
   metadata: Metadata;
-  passages: Array<{ passageId: string; text: string }>;
+  passages: Array<{ passageId: string; text: string } & PassageLocation>;
 }
 
 export interface ServiceStats {
@@ -185,6 +202,29 @@ export class RagService {
     return this.requireWriter().upsert(docs, options.signal);
   }
 
+  /**
+   * Files (uploads) through the same readers and write path as the CLI: each file is read into a document whose id is
+   * its name; one that cannot be read gets an `error` outcome with the reason, the others are written in one batch.
+   */
+  async upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: { signal?: AbortSignal } = {}): Promise<DocumentWriteStatus[]> {
+    const writer = this.requireWriter();
+    const outcomes: Array<DocumentWriteStatus | DocumentInput> = [];
+    for (const file of files) {
+      options.signal?.throwIfAborted();
+      try {
+        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata);
+        outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
+      } catch (err) {
+        if (!(err instanceof UnreadableFileError)) throw err;
+        outcomes.push({ id: file.name, status: 'error', error: err.message });
+      }
+    }
+    const inputs = outcomes.filter((o): o is DocumentInput => 'text' in o);
+    const written = inputs.length > 0 ? await writer.upsert(inputs, options.signal) : [];
+    const byId = new Map(written.map((w) => [w.id, w]));
+    return outcomes.map((o) => ('text' in o ? byId.get(o.id)! : o));
+  }
+
   deleteDocument(id: string, options: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
     return this.requireWriter().delete(id, options.signal);
   }
@@ -193,7 +233,7 @@ export class RagService {
     this.store.refresh();
     const doc = this.store.getDocument(id);
     if (!doc) return undefined;
-    const passages = this.store.passagesOfDocument(id).map((p) => ({ passageId: p.id, text: p.text }));
+    const passages = this.store.passagesOfDocument(id).map((p) => ({ passageId: p.id, text: p.text, ...passageLocation(p) }));
     return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
   }
 

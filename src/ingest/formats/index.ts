@@ -4,6 +4,7 @@ import { parseHtml } from './html.js';
 import { parseMarkdown } from './markdown.js';
 import { parsePdf } from './pdf.js';
 import { decodeText } from './text.js';
+import type { SourceDocument } from '../types.js';
 import { UnreadableFileError, type ParsedFile } from './types.js';
 
 export type FileFormat = 'text' | 'markdown' | 'html' | 'pdf' | 'docx';
@@ -60,6 +61,23 @@ export async function parseFile(bytes: Uint8Array, name: string, format: FileFor
     throw new UnreadableFileError(`cannot parse ${format}: ${(err as Error).message}`);
   }
   return { title: stem, text: decoded.text, format };
+}
+
+/**
+ * A file as a document to ingest: id as given, metadata = `format` and the format's facts (e.g. `pages`) under the
+ * caller's own metadata. Throws UnreadableFileError with the reason.
+ */
+export async function fileToDocument(
+  bytes: Uint8Array,
+  name: string,
+  format: FileFormat,
+  id: string,
+  metadata: Record<string, unknown> = {},
+): Promise<SourceDocument> {
+  const parsed = await parseFile(bytes, name, format);
+  const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata: { format, ...parsed.metadata, ...metadata }, origin: { path: name } };
+  if (parsed.layout) document.layout = parsed.layout;
+  return document;
 }
 
 export { UnreadableFileError, type ParsedFile } from './types.js';
