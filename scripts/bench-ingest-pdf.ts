@@ -1,16 +1,17 @@
 /**
  * PDF ingest throughput: a folder of generated multi-page PDFs (text from a BEIR corpus, laid out with pdf-lib) is
  * read and ingested; prints pages/s and how the time splits between text extraction, embedding and the rest
- * (chunking, SQLite, HNSW). Medians over several runs, each into a fresh index.
+ * (tokenizing, chunking, SQLite, HNSW). Embedding time is the embedding model's onnxruntime time. Medians over several
+ * runs, each into a fresh collection.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { PDFDocument, StandardFonts } from 'pdf-lib';
-import { ingestDocuments, readDocumentFile, type IngestEmbedder, type SourceDocument } from '../src/ingest/index.js';
-import { Embedder } from '../src/models/index.js';
-import { IndexStore } from '../src/store/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { readDocumentFile, type SourceDocument } from '../src/ingest/index.js';
+import { openSystem } from '../src/service/index.js';
 import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
@@ -74,26 +75,6 @@ async function writePdfs(dir: string): Promise<void> {
   }
 }
 
-/** Counts time spent inside the embedding model. */
-function timed(embedder: Embedder): IngestEmbedder & { ms: number } {
-  const wrapper = {
-    ms: 0,
-    modelId: embedder.modelId,
-    dim: embedder.dim,
-    maxTokens: embedder.maxTokens,
-    tokenizer: embedder.tokenizer,
-    async embedPassages(texts: string[]) {
-      const t0 = performance.now();
-      try {
-        return await embedder.embedPassages(texts);
-      } finally {
-        wrapper.ms += performance.now() - t0;
-      }
-    },
-  };
-  return wrapper;
-}
-
 const work = mkdtempSync(path.join(os.tmpdir(), 'bench-ingest-pdf-'));
 try {
   const folder = path.join(work, 'pdfs');
@@ -101,14 +82,24 @@ try {
   await writePdfs(folder);
   const files = Array.from({ length: opts.files }, (_, f) => path.join(folder, `report-${String(f).padStart(3, '0')}.pdf`));
   const totalPages = opts.files * opts.pages;
-  const embedder = await Embedder.load(opts.model, {
-    modelsDir: opts.models ? path.resolve(opts.models) : await ensureFullFixtures(),
-    allowRemote: false,
-    quantized: false,
-    batchSize: 32,
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      modelsDir: opts.models ? path.resolve(opts.models) : await ensureFullFixtures(),
+      embedModel: opts.model,
+      quantized: false,
+      allowRemote: false,
+      indexesDir: path.join(work, 'indexes'),
+      logLevel: 'silent',
+    },
   });
-  await embedder.embedPassages(['warm-up passage']);
-  await readDocumentFile(files[0]!, 'warm-up'); // pdf.js initialisation is paid once per process, not per file
+  // The same composition root as the ingest CLI: the same embedder settings, write path and checkpoint policy.
+  const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
+  // Warm-up: pdf.js initialisation and the first onnxruntime runs are paid once per process, not per file.
+  const warm = await readDocumentFile(files[0]!, 'warm-up');
+  if (warm.kind !== 'document') throw new Error(`could not read ${files[0]}`);
+  await service.createCollection('warm-up');
+  await service.ingestDocuments([warm.document], { collection: 'warm-up', progress: false });
 
   const rows: Array<{ pagesPerS: number; extractShare: number; embedShare: number; otherShare: number; passages: number; extractPagesPerS: number }> = [];
   for (let run = 0; run < opts.runs; run++) {
@@ -120,19 +111,20 @@ try {
       docs.push(item.document);
     }
     const extractMs = performance.now() - t0;
-    const store = IndexStore.open(path.join(work, `index-${run}`), { embedModel: embedder.modelId, dim: embedder.dim });
-    const measured = timed(embedder);
+    const collection = `bench-${run}`;
+    await service.createCollection(collection);
+    const embedBefore = service.embedOnnxMs;
     const t1 = performance.now();
-    const summary = await ingestDocuments(docs, { store, embedder: measured, progress: false });
-    store.close();
+    const summary = await service.ingestDocuments(docs, { collection, progress: false });
     const ingestMs = performance.now() - t1;
+    const embedMs = service.embedOnnxMs - embedBefore;
     const totalMs = extractMs + ingestMs;
     const row = {
       pagesPerS: totalPages / (totalMs / 1000),
       extractPagesPerS: totalPages / (extractMs / 1000),
       extractShare: extractMs / totalMs,
-      embedShare: measured.ms / totalMs,
-      otherShare: (ingestMs - measured.ms) / totalMs,
+      embedShare: embedMs / totalMs,
+      otherShare: (ingestMs - embedMs) / totalMs,
       passages: summary.passagesAdded,
     };
     rows.push(row);
@@ -142,6 +134,7 @@ try {
         `embedding ${(row.embedShare * 100).toFixed(1)} %, other ${(row.otherShare * 100).toFixed(1)} %`,
     );
   }
+  await service.close();
   const m = (k: keyof (typeof rows)[number]) => median(rows.map((r) => r[k]));
   console.log(
     `model=${opts.model} files=${opts.files} pages=${totalPages} passages=${m('passages')} runs=${opts.runs} ` +

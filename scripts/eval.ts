@@ -1,12 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { indexDir, loadConfig } from '../src/config/index.js';
+import { loadConfig } from '../src/config/index.js';
 import { loadBeirDataset, evaluateRun, passagesToDocRun, percentile, recallAgainst, RETRIEVAL_METRICS, type ScoredDoc } from '../src/eval/index.js';
-import { ingestDocuments } from '../src/ingest/index.js';
-import { loadEmbedder } from '../src/models/index.js';
-import { Retriever, type SearchMode } from '../src/retrieval/index.js';
-import { IndexStore } from '../src/store/index.js';
+import type { SearchMode } from '../src/retrieval/index.js';
+import { openSystem } from '../src/service/index.js';
 import { evalIndexName, fail, formatTable, intOption, runCli } from './lib/cli.js';
 
 const program = new Command()
@@ -16,30 +14,34 @@ const program = new Command()
   .addOption(new Option('--mode <mode>', 'retrieval mode').choices(['bm25', 'dense', 'hybrid', 'exact']).default('hybrid'))
   .option('--k <n>', 'passages retrieved per query', intOption('--k'), 100)
   .option('--split <name>', 'qrels split', 'test')
-  .option('--index <name>', 'index name (default: derived from dataset and embedding model)')
+  .option('--collection <name>', 'collection to evaluate in, built on first run (default: derived from dataset and embedding model)')
+  .option('--index <name>', 'same as --collection (older name)')
   .option('--json <file>', 'write the results as JSON');
 
 runCli(async () => {
-  const opts = program.parse().opts<{ dataset: string; mode: SearchMode; k: number; split: string; index?: string; json?: string }>();
-  const config = loadConfig();
+  const opts = program
+    .parse()
+    .opts<{ dataset: string; mode: SearchMode; k: number; split: string; collection?: string; index?: string; json?: string }>();
+  const base = loadConfig();
+  const config = loadConfig({ overrides: { retrieval: { ...base.retrieval, maxK: Math.max(opts.k, base.retrieval.maxK) } } });
   const dataset = await loadBeirDataset(opts.dataset, { split: opts.split });
   const datasetName = path.basename(path.resolve(opts.dataset));
-  const embedder = await loadEmbedder(config);
-  const dir = indexDir(config, opts.index ?? evalIndexName('beir', datasetName, config.embedModel));
+  const collection = opts.collection ?? opts.index ?? evalIndexName('beir', datasetName, config.embedModel);
 
-  // Building the index is part of the eval on first run; later runs find every document unchanged and reuse it.
-  const store = IndexStore.open(dir, { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw });
+  const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
   try {
-    const ingest = await ingestDocuments(dataset.corpus, { store, embedder, chunk: config.chunk, progress: 'auto' });
-    const stats = store.stats();
+    // Building the collection is part of the eval on first run; later runs find every document unchanged and reuse it.
+    if (!(await service.hasCollection(collection))) await service.createCollection(collection);
+    const ingest = await service.ingestDocuments(dataset.corpus, { collection, progress: 'auto' });
+    const stats = await service.stats({ collection });
     const built = ingest.passagesAdded > 0;
     console.log(
-      `index ${dir}: ${stats.documents} documents, ${stats.passages} passages` +
+      `collection ${collection}: ${stats.documents} documents, ${stats.passages} passages` +
         (built ? `; embedded ${ingest.passagesAdded} passages in ${ingest.seconds.toFixed(1)} s (${(ingest.passagesAdded / ingest.seconds).toFixed(1)} passages/s)` : ' (reused)'),
     );
     if (ingest.errors.length > 0) console.error(`${ingest.errors.length} corpus records skipped, first: ${JSON.stringify(ingest.errors[0])}`);
 
-    const retriever = new Retriever(store, embedder, { ...config.retrieval, maxK: Math.max(opts.k, config.retrieval.maxK) });
+    const search = async (query: string, k: number, mode: SearchMode) => service.search({ collection, query, k, mode });
     const run = new Map<string, ScoredDoc[]>();
     const searchMs: number[] = [];
     const embedMs: number[] = [];
@@ -49,13 +51,13 @@ runCli(async () => {
     if (judged.length === 0) fail(`no query of ${opts.dataset} has relevance judgments in qrels/${opts.split}.tsv`);
 
     for (const [qid, text] of judged) {
-      const result = await retriever.search(text, { k: opts.k, mode: opts.mode });
+      const result = await search(text, opts.k, opts.mode);
       searchMs.push(result.timings.searchMs);
       if (opts.mode !== 'bm25') embedMs.push(result.timings.embedMs);
-      run.set(qid, passagesToDocRun(result.hits));
+      run.set(qid, passagesToDocRun(result.results));
       // HNSW recall is measured passage-wise on the same queries, whatever mode is being evaluated.
-      approx.push((await retriever.search(text, { k: 10, mode: 'dense' })).hits.map((h) => h.passageId));
-      exact.push((await retriever.search(text, { k: 10, mode: 'exact' })).hits.map((h) => h.passageId));
+      approx.push((await search(text, 10, 'dense')).results.map((h) => h.passageId));
+      exact.push((await search(text, 10, 'exact')).results.map((h) => h.passageId));
     }
 
     const evaluation = evaluateRun(run, dataset.qrels);
@@ -90,6 +92,6 @@ runCli(async () => {
       console.log(`wrote ${opts.json}`);
     }
   } finally {
-    store.close();
+    await service.close();
   }
 });

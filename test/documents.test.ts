@@ -9,9 +9,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
-import { IndexStore, type PassageRecord } from '../src/store/index.js';
+import type { PassageRecord } from '../src/store/index.js';
 import { docxFile, encryptedPdf, imageOnlyPdf, sentences, singleColumnPdf, twoColumnPdf } from './helpers/documents.js';
 import { BERT_TINY, FIXTURES_DIR } from './helpers/fixtures.js';
+import { ingestOptions, openTestStore } from './helpers/store.js';
 
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'documents-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
@@ -156,20 +157,20 @@ describe('ingesting a folder of documents', () => {
     write('more/other.xlsx', 'x');
     write('Makefile', 'all:');
 
-    const store = IndexStore.open(path.join(TMP, `index-${Date.now()}`), { embedModel: embedder.modelId, dim: embedder.dim });
+    const store = await openTestStore(path.join(TMP, `index-${Date.now()}`), { embedModel: embedder.modelId, dim: embedder.dim });
     try {
-      const summary = await ingestPaths([root], { store, embedder, progress: false, chunk: { maxTokens: 64, overlapTokens: 8 } });
+      const summary = await ingestPaths([root], ingestOptions(store, embedder, { chunk: { maxTokens: 64, overlapTokens: 8 } }));
       expect(summary.added).toBe(3);
       expect(summary.unsupported).toEqual({ '.png': 1, '.xlsx': 2, '(none)': 1 });
       expect(summary.errors.map((e) => [path.basename(e.path), e.message])).toEqual([
         ['scan.pdf', expect.stringMatching(/image-only/)],
         ['secret.pdf', expect.stringMatching(/encrypted/)],
       ]);
-      expect(store.getDocument('scan.pdf')).toBeUndefined();
+      expect(await store.getDocument('scan.pdf')).toBeUndefined();
 
-      const pdfPassages: PassageRecord[] = store.passagesOfDocument('long.pdf');
+      const pdfPassages: PassageRecord[] = await store.passagesOfDocument('long.pdf');
       expect(pdfPassages.length).toBeGreaterThan(3);
-      expect(store.getDocument('long.pdf')!.metadata).toEqual({ format: 'pdf', pages: 3 });
+      expect((await store.getDocument('long.pdf'))!.metadata).toEqual({ format: 'pdf', pages: 3 });
       for (const p of pdfPassages) {
         expect(p.pageStart).toBeGreaterThanOrEqual(1);
         expect(p.pageEnd).toBeGreaterThanOrEqual(p.pageStart!);
@@ -181,10 +182,11 @@ describe('ingesting a folder of documents', () => {
       expect(new Set(pdfPassages.map((p) => p.pageStart))).toEqual(new Set([1, 2, 3]));
       expect(pdfPassages.some((p) => p.pageEnd! > p.pageStart!)).toBe(true);
 
-      expect(store.passagesOfDocument('guide.docx').map((p) => p.section)).toEqual([['Install', 'Linux']]);
-      expect(store.passagesOfDocument('notes/readme.md').map((p) => p.section)).toEqual([['Notes', 'Part A']]);
+      expect((await store.passagesOfDocument('guide.docx')).map((p) => p.section)).toEqual([['Install', 'Linux']]);
+      expect((await store.passagesOfDocument('notes/readme.md')).map((p) => p.section)).toEqual([['Notes', 'Part A']]);
+      expect((await store.verify()).ok).toBe(true);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -1,4 +1,14 @@
-export { ingestPaths, ingestDocuments, deleteDocuments, effectiveChunkOptions, type IngestOptions, type IngestEmbedder } from './pipeline.js';
+export {
+  ingestPaths,
+  ingestDocuments,
+  deleteDocuments,
+  effectiveChunkOptions,
+  type CheckpointPolicy,
+  type IngestOptions,
+  type IngestEmbedder,
+  type ValidationRules,
+  type WriteSettings,
+} from './pipeline.js';
 export { chunkText, chunkDocument, tokenCounter, passageId, type CountTokens, type TokenizerLike, type TextChunk } from './chunker.js';
 export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
 export { parseFile, fileToDocument, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, type FileFormat, type ParsedDocument } from './formats/index.js';
@@ -6,8 +16,8 @@ export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type P
 export { contentHash } from './content-hash.js';
 export { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 export {
-  DEFAULT_CHUNK,
   type ChunkOptions,
+  type DocumentOutcome,
   type IngestError,
   type IngestSummary,
   type Passage,

@@ -38,7 +38,6 @@ export interface ChunkOptions {
   overlapTokens: number;
 }
 
-export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 };
 
 /**
  * A chunk of a document, before embedding. Its `id` is `${docId}#${chunkNo}`: stable as long as the document and the
@@ -46,6 +45,17 @@ export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 }
  */
 export interface Passage extends PassageFields {
   tokens: number;
+}
+
+/** What happened to one input document; the same document gets the same outcome from every writer. */
+export interface DocumentOutcome {
+  /** The document id, or where the input came from when it had no usable id. */
+  id: string;
+  status: 'added' | 'updated' | 'unchanged' | 'deleted' | 'error';
+  /** Passages the document has after the write (absent for errors and deletes). */
+  passages?: number;
+  /** Why it is an error. */
+  reason?: string;
 }
 
 export interface IngestSummary {
@@ -59,5 +69,7 @@ export interface IngestSummary {
   errors: IngestError[];
   /** Files skipped because no reader handles their type, counted by extension ("(none)" for no extension). */
   unsupported: Record<string, number>;
+  /** One per input document (and per unreadable input), in input order. */
+  outcomes: DocumentOutcome[];
   seconds: number;
 }

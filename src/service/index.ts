@@ -1,14 +1,28 @@
+export { openSystem, engineSpecFor, type SystemOptions } from './compose.js';
 export {
   RagService,
+  citationsFrom,
   type AskParams,
   type AskOutcome,
   type AskHooks,
+  type BulkRunOptions,
+  type CollectionScope,
+  type CollectionSummary,
+  type SearchOutcome,
   type SearchParams,
-  type ServiceLog,
   type DocumentView,
   type ServiceStats,
   type UploadedDocumentFile,
-  type OpenOptions,
 } from './rag-service.js';
+export type { ServiceLog } from './log.js';
+export type { NewCollection } from './collections.js';
 export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';
-export { ServiceError, WriteQueueFullError, WriteCancelledError, ReadOnlyIndexError, IndexInconsistentError } from './errors.js';
+export {
+  ServiceError,
+  WriteQueueFullError,
+  WriteCancelledError,
+  ReadOnlyIndexError,
+  IndexInconsistentError,
+  CollectionExistsError,
+  CollectionNotFoundError,
+} from './errors.js';

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { registerFilterFunctions } from './filter-sql.js';
+import { registerFilterFunctions } from '../filter-sql.js';
 
 export const SCHEMA_VERSION = 1;
 
