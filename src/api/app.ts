@@ -13,8 +13,10 @@ import type {
   SearchParams,
   ServiceStats,
   UploadedDocumentFile,
+  DocumentList,
 } from '../service/index.js';
-import type { Metadata } from '../store/index.js';
+import type { ListDocumentsOptions } from '../store/index.js';
+import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFilter } from '../store/index.js';
 import { requireScope, type AuthPolicy } from './auth.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
@@ -25,6 +27,7 @@ import { buildOpenApiDocument } from './openapi.js';
 import {
   askRequestSchema,
   documentIdSchema,
+  listDocumentsQuerySchema,
   metadataSchema,
   searchRequestSchema,
   upsertDocumentsRequestSchema,
@@ -41,6 +44,7 @@ export interface ApiBackend {
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
   upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  listDocuments(options: ListDocumentsOptions): Promise<DocumentList>;
   deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
   getDocument(id: string): Promise<DocumentView | undefined>;
   stats(): Promise<ServiceStats>;
@@ -91,6 +95,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const upsertSchema = upsertDocumentsRequestSchema(options.documentLimits);
   const idSchema = documentIdSchema(options.documentLimits);
   const uploadMetadataSchema = metadataSchema(options.documentLimits);
+  const listSchema = listDocumentsQuerySchema(options.documentLimits);
   const openApi = buildOpenApiDocument(options.limits, options.documentLimits);
 
   const read = requireScope(options.auth, 'read');
@@ -206,6 +211,14 @@ export function createApp(state: ApiState, options: ApiOptions) {
     }
   });
 
+  app.get('/v1/documents', read, limit, async (req, res) => {
+    const query = listSchema.safeParse(req.query);
+    if (!query.success) throw validationError(query.error);
+    const { filter, prefix, after, limit: pageSize } = query.data;
+    const metadata = filter === undefined ? undefined : parseListFilter(filter);
+    res.json(await ready(state).listDocuments({ metadata, idPrefix: prefix, after, limit: pageSize }));
+  });
+
   app.get('/v1/documents/:id', read, limit, async (req, res) => {
     const id = parseId(idSchema, req);
     const doc = await ready(state).getDocument(id);
@@ -256,6 +269,25 @@ function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   const result = schema.safeParse(req.body);
   if (!result.success) throw validationError(result.error);
   return result.data;
+}
+
+/** The `filter` query parameter: JSON in the filter language; a malformed one is a 400 naming its path. */
+function parseListFilter(raw: string): MetadataFilter {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'filter: not valid JSON', { field: 'filter' });
+  }
+  try {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FilterSyntaxError([], 'must be a JSON object');
+    if (Object.keys(value).length > 0) parseMetadataFilter(value);
+  } catch (err) {
+    if (!(err instanceof FilterSyntaxError)) throw err;
+    const field = ['filter', ...err.path].join('.');
+    throw new HttpError(400, 'invalid_request', `${field}: ${err.message}`, { field });
+  }
+  return value as MetadataFilter;
 }
 
 /** The optional `metadata` form field of an upload: a JSON object within the document metadata limits. */

@@ -14,6 +14,8 @@ import {
   upsertDocumentsResponseSchema,
   type ApiLimits,
   type DocumentLimits,
+  documentListSchema,
+  listDocumentsQuerySchema,
 } from './schemas.js';
 
 const errors = (codes: number[]) =>
@@ -97,6 +99,14 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
       200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
       ...errors([400, 401, 403, 409, 413, 415, 429, 503, 504]),
     },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/documents',
+    summary: 'List documents, filtered by id prefix and the metadata filter language, one page at a time',
+    ...needs('read'),
+    request: { query: listDocumentsQuerySchema(documentLimits) },
+    responses: { 200: json('One page of documents ordered by id', documentListSchema), ...errors([400, 401, 403, 429, 503]) },
   });
   registry.registerPath({
     method: 'post',

@@ -275,12 +275,35 @@ export const upsertDocumentsResponseSchema = z
   .object({ documents: z.array(documentWriteStatusSchema) })
   .openapi('UpsertDocumentsResponse');
 
+/** Query of `GET /v1/documents`; `filter` is the metadata filter language as JSON. */
+export function listDocumentsQuerySchema(limits: DocumentLimits) {
+  return z
+    .object({
+      filter: z
+        .string()
+        .max(16_384)
+        .optional()
+        .openapi({ description: 'Metadata filter (the search filter language) as JSON, e.g. {"team":"docs","year":{"$gte":2020}}' }),
+      prefix: z.string().max(limits.maxIdChars).optional().openapi({ description: 'Only ids starting with this string.' }),
+      after: z.string().max(limits.maxIdChars).optional().openapi({ description: 'Paging cursor: the `next` of the previous page.' }),
+      limit: z.coerce.number().int().min(1).max(1000).optional().openapi({ description: 'Page size (default 100).' }),
+    })
+    .strict();
+}
+
+export const documentListSchema = z
+  .object({
+    documents: z.array(z.object({ id: z.string(), title: z.string(), metadata: z.record(z.string(), z.unknown()) })),
+    next: z.string().optional(),
+  })
+  .openapi('DocumentList');
+
 export const documentViewSchema = z
   .object({
     id: z.string(),
     title: z.string(),
     metadata: z.record(z.string(), z.unknown()),
-    passages: z.array(z.object({ passageId: z.string(), text: z.string() })),
+    passages: z.array(z.object({ passageId: z.string(), text: z.string(), ...passageLocationShape })),
   })
   .openapi('Document');
 

@@ -13,6 +13,7 @@ export {
   type DocumentView,
   type ServiceStats,
   type UploadedDocumentFile,
+  type DocumentList,
 } from './rag-service.js';
 export type { ServiceLog } from './log.js';
 export type { NewCollection } from './collections.js';

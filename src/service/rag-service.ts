@@ -4,7 +4,7 @@ import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOpt
 import type { Embedder } from '../models/index.js';
 import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
 import { passageLocation, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
-import type { CollectionManifest, Metadata, VerifyReport } from '../store/index.js';
+import type { CollectionManifest, ListDocumentsOptions, Metadata, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
 import { ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
@@ -61,6 +61,12 @@ export interface UploadedDocumentFile {
   name: string;
   format: FileFormat;
   bytes: Uint8Array;
+}
+
+export interface DocumentList {
+  documents: Array<{ id: string; title: string; metadata: Metadata }>;
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string;
 }
 
 export interface DocumentView {
@@ -279,6 +285,18 @@ export class RagService {
       if (!doc) return undefined;
       const passages = (await c.store.passagesOfDocument(id)).map((p) => ({ passageId: p.id, text: p.text, ...passageLocation(p) }));
       return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
+    });
+  }
+
+  /** One page of documents ordered by id, filtered by id prefix and/or the metadata filter language. */
+  listDocuments(options: CollectionScope & ListDocumentsOptions = {}): Promise<DocumentList> {
+    return this.use(options, async (c) => {
+      const { collection: _collection, ...query } = options;
+      const page = await c.store.listDocuments(query);
+      return {
+        documents: page.documents.map((d) => ({ id: d.id, title: d.title, metadata: d.metadata })),
+        ...(page.next !== undefined ? { next: page.next } : {}),
+      };
     });
   }
 
