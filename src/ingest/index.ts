@@ -14,7 +14,7 @@ export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolde
 export { parseFile, fileToDocument, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, type FileFormat, type ParsedDocument } from './formats/index.js';
 export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';
 export { contentHash } from './content-hash.js';
-export { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
+export { createProgress, LineProgress, type IngestProgress, type ProgressMode } from './progress.js';
 export {
   type ChunkOptions,
   type DocumentOutcome,
@@ -25,3 +25,4 @@ export {
   type SourceItem,
   type TextLayout,
 } from './types.js';
+export { SOURCE_FOLDER_KEY, assertSyncFolder, folderDocuments, folderKey, ownedDocuments, removedSince, type FolderWalk, type SyncLister } from './sync.js';

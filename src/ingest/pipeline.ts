@@ -59,6 +59,8 @@ export interface IngestOptions extends WriteSettings {
   progress: ProgressMode;
   /** Called as each bad input is skipped, e.g. to print it. */
   onError?: (error: IngestError) => void;
+  /** Decide every document's outcome (added / updated / unchanged / error) without chunking, embedding or writing. */
+  dryRun?: boolean;
 }
 
 interface PreparedDocument {
@@ -122,6 +124,7 @@ function chunkingSignature(chunk: ChunkOptions, embedTitle: boolean): string {
  */
 class IngestRun {
   readonly summary = emptySummary();
+  private passagesEmbedded = 0;
   private readonly startedAt = performance.now();
   private readonly chunk: ChunkOptions;
   private readonly chunking: string;
@@ -169,6 +172,11 @@ class IngestRun {
       this.summary.unchanged++;
       this.summary.outcomes.push({ id: doc.id, status: 'unchanged', passages: state.passages });
       this.reportProgress();
+      return;
+    }
+    if (this.options.dryRun) {
+      this.summary[state ? 'updated' : 'added']++;
+      this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added' });
       return;
     }
     const passages = locatePassages(chunkDocument(doc, this.count, this.chunk), doc.layout);
@@ -229,6 +237,9 @@ class IngestRun {
     const step = Number.isFinite(this.options.batchPassages) ? this.options.batchPassages : Math.max(1, texts.length);
     for (let i = 0; i < texts.length; i += step) {
       vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + step))));
+      // Reported per embedding step, so one large document shows progress while it is embedded.
+      this.passagesEmbedded += Math.min(step, texts.length - i);
+      this.reportProgress();
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;
@@ -236,7 +247,7 @@ class IngestRun {
 
   private reportProgress(): void {
     const done = this.summary.documentsSeen - this.pending.length;
-    this.progress.update(done, this.summary.passagesAdded);
+    this.progress.update(done, this.passagesEmbedded);
   }
 
   async finish(): Promise<IngestSummary> {
@@ -269,8 +280,7 @@ async function* asItems(docs: Iterable<SourceDocument> | AsyncIterable<SourceDoc
 
 /** Ingests files and folders (.txt, .md, .html, .jsonl, BEIR folders); bad inputs are reported and skipped. */
 export async function ingestPaths(paths: string[], options: IngestOptions): Promise<IngestSummary> {
-  const wantsProgress = options.progress === true || ((options.progress ?? 'auto') === 'auto' && process.stderr.isTTY === true);
-  const total = wantsProgress ? await countSourceDocuments(paths) : undefined;
+  const total = options.progress !== false ? await countSourceDocuments(paths) : undefined;
   return run(readSources(paths), options, total);
 }
 

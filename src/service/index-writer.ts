@@ -61,6 +61,8 @@ export interface BulkIngestOptions {
   onError?: (error: IngestError) => void;
   /** This run only: cut documents differently from the collection's chunking. */
   chunk?: WriteSettings['chunk'];
+  /** Decide outcomes without writing (`ingest --dry-run`). */
+  dryRun?: boolean;
 }
 
 /** A request's write is one transaction; the graph is saved by the writer's own policy across requests. */
@@ -150,6 +152,7 @@ export class IndexWriter {
       embedder: this.embedder,
       progress: options.progress,
       onError: options.onError,
+      dryRun: options.dryRun,
     };
   }
 

@@ -14,6 +14,7 @@ export {
   type ServiceStats,
   type UploadedDocumentFile,
   type DocumentList,
+  type SyncSummary,
 } from './rag-service.js';
 export type { ServiceLog } from './log.js';
 export type { NewCollection } from './collections.js';

@@ -1,5 +1,14 @@
 import type { AppConfig } from '../config/index.js';
-import { fileToDocument, titleWithSection, UnreadableFileError } from '../ingest/index.js';
+import {
+  assertSyncFolder,
+  fileToDocument,
+  folderDocuments,
+  ownedDocuments,
+  removedSince,
+  titleWithSection,
+  UnreadableFileError,
+  type FolderWalk,
+} from '../ingest/index.js';
 import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
 import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
@@ -107,6 +116,13 @@ export interface BulkRunOptions extends CollectionScope {
   onError?: (error: IngestError) => void;
   /** This run only: cut documents differently from the collection's chunking. */
   chunk?: ChunkOptions;
+  /** Decide outcomes (and, for a sync, the deletions) without writing. */
+  dryRun?: boolean;
+}
+
+/** A folder sync: the ingest summary of the folder's documents plus the documents removed (or, dry, to remove). */
+export interface SyncSummary extends IngestSummary {
+  removed: string[];
 }
 
 export type { ServiceLog } from './log.js';
@@ -308,6 +324,34 @@ export class RagService {
   /** A bulk run over documents in memory or streamed (eval corpora). */
   ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkRunOptions): Promise<IngestSummary> {
     return this.use(options, (c) => this.writerOf(c).ingestDocuments(docs, options));
+  }
+
+  /**
+   * Makes the collection mirror a folder: its documents are added or updated, and documents an earlier sync of the
+   * same folder wrote whose files are gone are deleted — nothing else is. A dry run reads every file and reports the
+   * same outcomes and deletions without writing.
+   */
+  syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
+    return this.use(options, async (c) => {
+      const writer = this.writerOf(c);
+      await assertSyncFolder(folder);
+      const owned = await ownedDocuments(c.store, folder);
+      const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
+      const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError), options);
+      const removed = removedSince(owned, walk.present);
+      summary.errors.push(...walk.errors);
+      summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));
+      summary.unsupported = walk.unsupported;
+      if (removed.length > 0 && !options.dryRun) {
+        const deleted = await writer.deleteMany(removed);
+        summary.deleted = deleted.deleted;
+        summary.passagesRemoved += deleted.passagesRemoved;
+      } else if (options.dryRun) {
+        summary.deleted = removed.length;
+      }
+      summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
+      return { ...summary, removed };
+    });
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
