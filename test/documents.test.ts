@@ -115,6 +115,9 @@ describe('sections', () => {
     expect(at('Three.')).toEqual(['Manual', 'Setup fast', 'Linux']);
     expect(at('Four.')).toEqual(['Manual', 'Use']);
     expect(titleWithSection('Manual', ['Setup fast', 'Linux'])).toBe('Manual › Setup fast › Linux');
+    expect(titleWithSection('Manual', ['Manual', 'Setup fast'])).toBe('Manual › Setup fast');
+    expect(titleWithSection('Manual', ['Manual'])).toBe('Manual');
+    expect(titleWithSection('', ['Setup'])).toBe('Setup');
   });
 });
 

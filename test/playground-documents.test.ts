@@ -42,12 +42,11 @@ describe.skipIf(!hasChromium)('playground with uploaded documents', () => {
   beforeAll(async () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-playground-docs-'));
     writeFileSync(path.join(corpus, 'welcome.md'), '# Welcome\n\nThis index holds reports uploaded in the playground.');
+    const survey = 'The survey team mapped the northern glacier during the spring season. Crews walked the moraine, set stakes and photographed the ice front from the ridge. Weather held for nine days, which let the team repeat every transect twice. ';
+    const retreat = 'The northern glacier retreated forty metres since the previous survey. Meltwater lakes formed at the terminus in early summer and drained by August. The retreat was fastest on the eastern lobe, where the ice is thinnest. ';
+    const volcano = 'The crater lake warmed by two degrees. Gas emissions stayed low and no eruption is expected this year. Seismic stations recorded only the usual background tremor. ';
     const report = await singleColumnPdf(
-      [
-        lines('Annual field report. The survey team mapped the northern glacier during the spring season and measured its retreat at the terminus.'),
-        lines('Glacier retreat. The northern glacier retreated forty metres since the previous survey. Meltwater lakes formed at the terminus in early summer.'),
-        lines('Volcanic activity. The crater lake warmed by two degrees. Gas emissions stayed low and no eruption is expected this year.'),
-      ],
+      [lines(`Survey. ${survey.repeat(3)}`), lines(`Glacier retreat. ${retreat.repeat(3)}`), lines(`Volcanic activity. ${volcano.repeat(3)}`)],
       'Field report 2024',
     );
     writeFileSync(path.join(files, 'field-report-2024.pdf'), report);
@@ -96,7 +95,8 @@ describe.skipIf(!hasChromium)('playground with uploaded documents', () => {
     await page.waitForSelector('#answer[data-state="done"]');
     const facts = await page.$$eval('#passages .passage-facts', (ps) => ps.map((p) => p.textContent ?? ''));
     expect(facts.some((f) => /p\. \d/.test(f)), facts.join(' | ')).toBe(true);
-    expect(facts.some((f) => f.includes('Station manual \u203a Glacier instruments')), facts.join(' | ')).toBe(true);
+    // The manual's title is its first heading, so the path below it is shown.
+    expect(facts.some((f) => f.startsWith('Glacier instruments')), facts.join(' | ')).toBe(true);
     const sources = (await page.textContent('#answer-sources')) ?? '';
     expect(sources).toMatch(/^Sources:/);
     expect(await page.isVisible('#answer-sources')).toBe(true);

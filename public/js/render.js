@@ -86,13 +86,24 @@ export function formatPages(p) {
 }
 
 /**
+ * The heading path below the title: "Install › Linux" (a first heading equal to the title is not repeated).
+ * @param {{title?: string, section?: string[]}} p
+ */
+export function formatSection(p) {
+  if (!Array.isArray(p.section)) return '';
+  const rest = p.section[0] === p.title ? p.section.slice(1) : p.section;
+  return rest.join(' \u203a ');
+}
+
+/**
  * Where a passage sits: its heading path ("Install › Linux") and page range, as spans for a facts line.
- * @param {{pageStart?: number, pageEnd?: number, section?: string[]}} p
+ * @param {{title?: string, pageStart?: number, pageEnd?: number, section?: string[]}} p
  * @returns {HTMLElement[]}
  */
 export function locationFacts(p) {
   const facts = [];
-  if (Array.isArray(p.section) && p.section.length > 0) facts.push(el('span', { className: 'section', text: p.section.join(' \u203a ') }));
+  const section = formatSection(p);
+  if (section) facts.push(el('span', { className: 'section', text: section }));
   const pages = formatPages(p);
   if (pages) facts.push(el('span', { className: 'pages', text: pages }));
   return facts;
@@ -235,7 +246,7 @@ export function renderSources(target, citations) {
   if (citations.length === 0) return;
   target.append(el('span', { className: 'sources-label', text: 'Sources:' }));
   for (const c of citations) {
-    const where = [formatPages(c), Array.isArray(c.section) && c.section.length > 0 ? c.section.join(' \u203a ') : '']
+    const where = [formatPages(c), formatSection(c)]
       .filter((s) => s !== '')
       .join(', ');
     target.append(

@@ -79,8 +79,10 @@ export const SECTION_SEPARATOR = ' › ';
 
 /** A passage's title as the reader and the embedder see it: the document title, then its heading path. */
 export function titleWithSection(title: string, section: readonly string[] | undefined): string {
-  if (!section || section.length === 0) return title;
-  const path = section.join(SECTION_SEPARATOR);
+  // The title is often the first heading itself ("Guide" › "Guide" › "Install"): say it once.
+  const rest = section && section[0] === title ? section.slice(1) : (section ?? []);
+  if (rest.length === 0) return title;
+  const path = rest.join(SECTION_SEPARATOR);
   return title.trim() === '' ? path : `${title}${SECTION_SEPARATOR}${path}`;
 }
 
