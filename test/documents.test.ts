@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
+import { FileParserThread, ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { PassageRecord } from '../src/store/index.js';
 import { docxFile, encryptedPdf, imageOnlyPdf, sentences, singleColumnPdf, twoColumnPdf } from './helpers/documents.js';
@@ -118,6 +118,37 @@ describe('sections', () => {
     expect(titleWithSection('Manual', ['Manual', 'Setup fast'])).toBe('Manual › Setup fast');
     expect(titleWithSection('Manual', ['Manual'])).toBe('Manual');
     expect(titleWithSection('', ['Setup'])).toBe('Setup');
+  });
+});
+
+describe('parsing on a worker thread (uploads)', () => {
+  it('gives the same result as parsing in-process, keeps the event loop free, and reports unreadable files', async () => {
+    const blocks = Array.from({ length: 1200 }, (_, i) => [
+      { heading: 2 as const, text: `Part ${i}` },
+      { text: `Paragraph ${i} of a long manual.` },
+    ]).flat();
+    const bytes = await docxFile(blocks);
+    const thread = new FileParserThread();
+    try {
+      let last = performance.now();
+      let maxGap = 0;
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        maxGap = Math.max(maxGap, now - last);
+        last = now;
+      }, 5);
+      const started = performance.now();
+      const threaded = await thread.parse(bytes, 'manual.docx', 'docx');
+      const ms = performance.now() - started;
+      clearInterval(ticker);
+      // Seconds of mammoth's synchronous work happened elsewhere: this thread kept ticking.
+      expect(maxGap, `parse took ${ms.toFixed(0)} ms`).toBeLessThan(1000);
+      expect(threaded).toEqual(await parseFile(bytes, 'manual.docx', 'docx'));
+      await expect(thread.parse(await encryptedPdf(), 'secret.pdf', 'pdf')).rejects.toThrow(UnreadableFileError);
+      expect((await thread.parse(new TextEncoder().encode('# A\n\nb'), 'a.md', 'markdown')).title).toBe('A');
+    } finally {
+      await thread.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import type { AppConfig } from '../config/index.js';
 import {
   assertSyncFolder,
+  FileParserThread,
   fileToDocument,
   folderDocuments,
   ownedDocuments,
@@ -132,6 +133,9 @@ export type { ServiceLog } from './log.js';
  * `openSystem` (compose.ts); its parts stay inside, so an eval measures exactly what a client of /v1/ask gets.
  */
 export class RagService {
+  /** Started by the first upload. */
+  private fileParser: FileParserThread | undefined;
+
   constructor(
     private readonly config: AppConfig,
     private readonly collections: Collections,
@@ -278,7 +282,10 @@ export class RagService {
     for (const file of files) {
       options.signal?.throwIfAborted();
       try {
-        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata);
+        // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
+        this.fileParser ??= new FileParserThread();
+        const parser = this.fileParser;
+        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f));
         outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
       } catch (err) {
         if (!(err instanceof UnreadableFileError)) throw err;
@@ -391,8 +398,9 @@ export class RagService {
   }
 
   /** Saves what changed and releases every collection; call drainWrites() first to finish accepted writes. */
-  close(): Promise<void> {
-    return this.collections.closeAll();
+  async close(): Promise<void> {
+    await this.fileParser?.close();
+    await this.collections.closeAll();
   }
 
   private use<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {

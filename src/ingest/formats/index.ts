@@ -73,14 +73,16 @@ export async function fileToDocument(
   format: FileFormat,
   id: string,
   metadata: Record<string, unknown> = {},
+  parse: typeof parseFile = parseFile,
 ): Promise<SourceDocument> {
-  const parsed = await parseFile(bytes, name, format);
+  const parsed = await parse(bytes, name, format);
   const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata: { format, ...parsed.metadata, ...metadata }, origin: { path: name } };
   if (parsed.layout) document.layout = parsed.layout;
   return document;
 }
 
 export { UnreadableFileError, type ParsedFile } from './types.js';
+export { FileParserThread } from './parser-thread.js';
 export { decodeText } from './text.js';
 export { parseHtml } from './html.js';
 export { parseMarkdown } from './markdown.js';
