@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../src/config/index.js';
-import type { IngestError, IngestSummary } from '../src/ingest/index.js';
+import { readSources, type IngestError, type IngestSummary } from '../src/ingest/index.js';
 import { openSystem } from '../src/service/index.js';
 import { COLLECTION_NAME } from '../src/store/index.js';
 
@@ -21,18 +21,22 @@ function collectionName(value: string): string {
 const program = new Command()
   .name('ingest')
   .description(
-    'Ingest .txt/.md/.html/.jsonl files, folders and BEIR folders (with corpus.jsonl) into an index under the indexes folder.\n' +
-      'Re-ingesting unchanged documents is a no-op; changed documents replace their passages.',
+    'Ingest .pdf/.docx/.txt/.md/.html/.jsonl files, folders and BEIR folders (with corpus.jsonl) into a collection.\n' +
+      'Re-ingesting unchanged documents is a no-op; changed documents replace their passages.\n' +
+      '--sync DIR makes the collection mirror a folder: adds, updates, and deletes the documents an earlier sync of\n' +
+      'DIR wrote whose files are gone (nothing else); --dry-run prints what would change without writing.',
   )
   .argument('[paths...]', 'files or folders to ingest')
   .option('--collection <name>', 'collection to write, created if missing (default: config indexName)', collectionName)
   .option('--index <name>', 'same as --collection (older name)', collectionName)
   .option('--delete <ids...>', 'document ids to remove from every store (give paths before this option)')
+  .option('--sync <dir>', 'mirror this folder: add, update, and delete documents of earlier syncs of it whose files are gone')
+  .option('--dry-run', 'read everything and print the plan (added / updated / unchanged / deleted) without writing')
   .option('--chunk-tokens <n>', 'passage budget in embedding-model tokens', positiveInt('--chunk-tokens', 16))
   .option('--overlap <n>', 'tokens shared by consecutive passages', positiveInt('--overlap', 0))
   .option('--config <file>', 'config file (default: RAG_CONFIG or ./rag.config.json)')
-  .option('--progress', 'always show the progress bar (default: only when stderr is a terminal)')
-  .option('--no-progress', 'never show the progress bar')
+  .option('--progress', 'always report progress (default: a bar on a terminal, a line every 5 s otherwise)')
+  .option('--no-progress', 'never report progress')
   .showHelpAfterError();
 
 program.parse();
@@ -41,6 +45,8 @@ const opts = program.opts<{
   collection?: string;
   index?: string;
   delete?: string[];
+  sync?: string;
+  dryRun?: boolean;
   chunkTokens?: number;
   overlap?: number;
   config?: string;
@@ -60,15 +66,62 @@ function printSummary(label: string, s: IngestSummary): void {
     `deleted ${s.deleted}`,
     `passages +${s.passagesAdded}/-${s.passagesRemoved}`,
     `errors ${s.errors.length}`,
-    `${s.seconds.toFixed(1)} s`,
   ];
+  const unsupported = Object.entries(s.unsupported ?? {}).sort(([, a], [, b]) => b - a);
+  if (unsupported.length > 0) {
+    const total = unsupported.reduce((n, [, c]) => n + c, 0);
+    parts.push(`unsupported files ${total} (${unsupported.map(([ext, c]) => `${ext} ${c}`).join(', ')})`);
+  }
+  parts.push(`${s.seconds.toFixed(1)} s`);
   console.log(`${label}: ${parts.join(', ')}`);
+}
+
+const PLAN_MARK: Record<string, string> = { added: '+', updated: '~', deleted: '-' };
+
+/** A dry run's plan: one line per document that would change, then the summary. */
+function printPlan(s: IngestSummary): void {
+  for (const o of s.outcomes) {
+    const mark = PLAN_MARK[o.status];
+    if (mark) console.log(`${mark} ${o.id}`);
+  }
+}
+
+/** A dry run against a collection that does not exist yet: every readable document would be added. */
+async function planNewCollection(sources: string[]): Promise<IngestSummary> {
+  const started = performance.now();
+  const summary: IngestSummary = {
+    documentsSeen: 0, added: 0, updated: 0, unchanged: 0, deleted: 0, passagesAdded: 0, passagesRemoved: 0,
+    errors: [], outcomes: [], unsupported: {}, seconds: 0,
+  };
+  for await (const item of readSources(sources)) {
+    if (item.kind === 'document') {
+      summary.documentsSeen++;
+      summary.added++;
+      summary.outcomes.push({ id: item.document.id, status: 'added' });
+    } else if (item.kind === 'error') {
+      summary.errors.push(item.error);
+      console.error(formatError(item.error));
+    } else {
+      summary.unsupported[item.extension] = (summary.unsupported[item.extension] ?? 0) + 1;
+    }
+  }
+  summary.seconds = (performance.now() - started) / 1000;
+  return summary;
 }
 
 async function main(): Promise<number> {
   const deleteIds = opts.delete ?? [];
-  if (paths.length === 0 && deleteIds.length === 0) {
+  if (paths.length === 0 && deleteIds.length === 0 && opts.sync === undefined) {
     program.outputHelp({ error: true });
+    return 2;
+  }
+  if (opts.sync !== undefined && (paths.length > 0 || deleteIds.length > 0)) {
+    console.error('error: --sync takes one folder and no other paths or --delete');
+    return 2;
+  }
+  const dryRun = opts.dryRun === true;
+  if (dryRun && deleteIds.length > 0) {
+    console.error('error: --dry-run plans an ingest or a --sync, not --delete');
     return 2;
   }
   const config = loadConfig({ file: opts.config });
@@ -80,7 +133,30 @@ async function main(): Promise<number> {
   const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
   let failed = false;
   try {
-    if (paths.length > 0 && !(await service.hasCollection(collection))) await service.createCollection(collection, { chunk });
+    const sources = opts.sync !== undefined ? [opts.sync] : paths;
+    const exists = await service.hasCollection(collection);
+    if (dryRun) {
+      // A plan changes nothing, not even by creating the collection.
+      const summary = exists
+        ? opts.sync !== undefined
+          ? await service.syncFolder(opts.sync, { collection, chunk, dryRun, progress: false, onError: (e) => console.error(formatError(e)) })
+          : await service.ingestPaths(paths, { collection, chunk, dryRun, progress: false, onError: (e) => console.error(formatError(e)) })
+        : await planNewCollection(sources);
+      printPlan(summary);
+      printSummary(`plan (dry run, collection ${collection}${exists ? '' : ' would be created'})`, summary);
+      return 0;
+    }
+    if (sources.length > 0 && !exists) await service.createCollection(collection, { chunk });
+    if (opts.sync !== undefined) {
+      const summary = await service.syncFolder(opts.sync, {
+        collection,
+        chunk,
+        progress: opts.progress ?? 'auto',
+        onError: (e) => console.error(formatError(e)),
+      });
+      printPlan({ ...summary, outcomes: summary.outcomes.filter((o) => o.status === 'deleted') });
+      printSummary(`sync ${opts.sync}`, summary);
+    }
     if (deleteIds.length > 0) {
       const summary = await service.deleteDocuments(deleteIds, { collection });
       for (const e of summary.errors) console.error(formatError(e));

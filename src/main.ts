@@ -37,6 +37,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     documentLimits: config.documents,
     bodyLimit: config.server.bodyLimit,
     documentsBodyLimit: config.documents.bodyLimit,
+    uploadLimits: config.documents.upload,
     requestTimeoutMs: config.server.requestTimeoutMs,
     generationConcurrency: config.server.generationConcurrency,
     generationQueueLength: config.server.generationQueueLength,

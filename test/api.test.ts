@@ -114,7 +114,7 @@ describe('POST /v1/search', () => {
     [{ query: 'x', mode: 'fuzzy' }, 'mode'],
     [{ query: 42 }, 'query'],
     [{ query: 'x', filter: { docIds: 'a' } }, 'filter.docIds'],
-    [{ query: 'x', filter: { metadata: { a: { $ne: 1 } } } }, 'filter.metadata.a'],
+    [{ query: 'x', filter: { metadata: { a: { $regex: 1 } } } }, 'filter.metadata.a.$regex'],
   ])('rejects %j with a 400 naming %s', async (body, field) => {
     const res = await post('/v1/search', body);
     expect(res.status).toBe(400);

@@ -131,7 +131,9 @@ describe.each(['/v1/search', '/v1/ask'] as const)('%s', (route) => {
       [valid({ filter: { metadata: 'topic=animals' } }), 'filter.metadata'],
       [valid({ filter: { metadata: { topic: null } } }), 'filter.metadata.topic'],
       [valid({ filter: { metadata: { topic: ['animals'] } } }), 'filter.metadata.topic'],
-      [valid({ filter: { metadata: { topic: { $regex: '.*' } } } }), 'filter.metadata.topic'],
+      [valid({ filter: { metadata: { topic: { $regex: '.*' } } } }), 'filter.metadata.topic.$regex'],
+      [valid({ filter: { metadata: { year: { $gt: 'soon' } } } }), 'filter.metadata.year.$gt'],
+      [valid({ filter: { metadata: { $or: [{ topic: 'x' }, { year: { $in: 3 } }] } } }), 'filter.metadata.$or.1.year.$in'],
     ];
     if (route === '/v1/ask') {
       cases.push([valid({ stream: 'yes' }), 'stream'], [valid({ fusion: 'late' }), 'fusion'], [valid({ numBeams: '2' }), 'numBeams']);
@@ -284,23 +286,76 @@ describe('filters with injection attempts', () => {
     await expectHealthy();
   });
 
-  it('JSON path syntax in keys addresses a literal top-level key, never a path', async () => {
-    // "a.b" exists literally on the volcano document; zebra has the nested path a.b — which must not match.
-    expect(ids(await search({ metadata: { 'a.b': 1 } }))).toEqual(['volcano']);
+  it('dotted keys address nested values; an escaped dot is a literal dot; JSON path syntax is never interpreted', async () => {
+    // zebra has the nested path a.b; volcano has the literal key "a.b".
+    expect(ids(await search({ metadata: { 'a.b': 1 } }))).toEqual(['zebra']);
+    expect(ids(await search({ metadata: { 'a\\.b': 1 } }))).toEqual(['volcano']);
     for (const key of ['$', '$.topic', '$..topic', 'a[0]', '$.a.b', '*', '$[*]', '#-1', 'a"."b']) {
       const reply = await search({ metadata: { [key]: key === '$.topic' ? 'animals' : 1 } });
-      // A key that cannot be quoted into a JSON path is refused; any other key is literal and matches nothing here.
+      // A key the language cannot read is refused naming it; any other key is literal and matches nothing here.
       if (reply.status === 200) expect(ids(reply), key).toEqual([]);
       else expectClientError(reply, 400, `filter.metadata.${key}`);
     }
     await expectHealthy();
   });
 
-  it('filter keys and values with quotes, control characters or the empty string get a 400, not a 500', async () => {
-    for (const metadata of [{ 'a"b': 1 }, { 'a\u0000b': 1 }, { 'a\nb': 1 }, { '': 1 }]) {
+  it('keys with quotes or control characters are data; empty keys, empty segments and NUL get a 400 naming the key', async () => {
+    for (const metadata of [{ 'a"b': 1 }, { 'a\nb': 1 }, { "a'b": 1 }]) {
       const reply = await search({ metadata });
-      expectClientError(reply, 400);
-      expect(reply.json.error.field ?? '').toMatch(/^filter\.metadata/);
+      expect(reply.status, reply.text).toBe(200);
+      expect(ids(reply)).toEqual([]);
+    }
+    for (const key of ['', 'a\u0000b', 'a..b', '.a']) {
+      const reply = await search({ metadata: { [key]: 1 } });
+      expectClientError(reply, 400, `filter.metadata.${key}`);
+    }
+    await expectHealthy();
+  });
+
+  // Issue 12, defect 2: a key ending in a backslash reached SQLite as a malformed JSON path (500 in every mode and ask).
+  it('a key ending in a backslash is a 400 naming it in every search mode and in ask; an escaped backslash matches', async () => {
+    for (const mode of ['dense', 'bm25', 'hybrid', 'exact']) {
+      const reply = await search({ metadata: { 'a\\': 1 } }, mode);
+      expectClientError(reply, 400, 'filter.metadata.a\\');
+      expect(reply.json.error.message).toMatch(/backslash/);
+    }
+    const ask = await post('/v1/ask', { question: 'zebra', k: 2, maxNewTokens: 2, filter: { metadata: { 'a\\': 1 } } });
+    expectClientError(ask, 400, 'filter.metadata.a\\');
+    const written = await post('/v1/documents', { documents: [{ id: 'slash', text: 'A zebra volcano sourdough note.', metadata: { 'w\\': 1, 'p\\q': { r: 'x' } } }] });
+    expect(written.status, written.text).toBe(200);
+    try {
+      for (const mode of ['dense', 'bm25', 'hybrid', 'exact']) {
+        expect(ids(await search({ metadata: { 'w\\\\': 1 } }, mode)), mode).toEqual(['slash']);
+        expect(ids(await search({ metadata: { 'p\\\\q.r': 'x' } }, mode)), mode).toEqual(['slash']);
+      }
+      const asked = await post('/v1/ask', { question: 'zebra', k: 3, maxNewTokens: 2, filter: { metadata: { 'w\\\\': 1 } } });
+      expect(asked.status, asked.text).toBe(200);
+      expect(asked.json.passages.map((p: { docId: string }) => p.docId)).toEqual(['slash']);
+    } finally {
+      expect((await send('DELETE', '/v1/documents/slash')).status).toBe(200);
+    }
+    await expectHealthy();
+  });
+
+  it('operators run inside every search mode: ranges, $in, $or, $not, $exists, nested keys', async () => {
+    const cases: Array<[Record<string, unknown>, string[]]> = [
+      [{ year: { $gte: 2021 } }, ['bread', 'volcano']],
+      [{ year: { $gt: 2020, $lt: 2022 } }, ['volcano']],
+      [{ topic: { $in: ['animals', 'food'] } }, ['bread', 'zebra']],
+      [{ topic: { $nin: ['animals', 'food'] } }, ['volcano']],
+      [{ $or: [{ topic: 'food' }, { 'a.b': 1 }] }, ['bread', 'zebra']],
+      [{ $not: { topic: 'food' } }, ['volcano', 'zebra']],
+      [{ year: { $not: { $gte: 2021 } } }, ['zebra']],
+      [{ a: { $exists: true } }, ['zebra']],
+      [{ 'a.b': { $exists: false } }, ['bread', 'volcano']],
+      [{ $and: [{ year: { $lte: 2022 } }, { topic: { $ne: 'geology' } }] }, ['bread', 'zebra']],
+    ];
+    for (const [metadata, expected] of cases) {
+      for (const mode of ['dense', 'bm25', 'hybrid', 'exact']) {
+        const reply = await search({ metadata }, mode);
+        expect(reply.status, reply.text).toBe(200);
+        expect(ids(reply), `${mode} ${JSON.stringify(metadata)}`).toEqual(expected);
+      }
     }
     await expectHealthy();
   });

@@ -13,7 +13,7 @@ async function collect(paths: string[]): Promise<{ docs: SourceDocument[]; error
   const errors: IngestError[] = [];
   for await (const item of readSources(paths)) {
     if (item.kind === 'document') docs.push(item.document);
-    else errors.push(item.error);
+    else if (item.kind === 'error') errors.push(item.error);
   }
   return { docs, errors };
 }

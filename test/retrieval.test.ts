@@ -187,7 +187,7 @@ describe('Retriever', () => {
   });
 
   it('rejects malformed filters with a clear error', async () => {
-    await expect(retriever.search('river', { mode: 'bm25', filter: { metadata: { 'bad"key': 1 } } })).rejects.toThrow(InvalidFilterError);
+    await expect(retriever.search('river', { mode: 'bm25', filter: { metadata: { 'bad\\': 1 } } })).rejects.toThrow(InvalidFilterError);
     await expect(
       retriever.search('river', { mode: 'dense', filter: { metadata: { nested: { a: 1 } as unknown as string } } }),
     ).rejects.toThrow(InvalidFilterError);

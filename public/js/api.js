@@ -91,6 +91,19 @@ export function search(request, signal) {
 }
 
 /**
+ * Uploads files as multipart/form-data to /v1/documents/files; the body is one outcome per document.
+ * @param {File[]} files
+ * @param {AbortSignal} [signal]
+ */
+export async function uploadFiles(files, signal) {
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  const res = await fetch('/v1/documents/files', { method: 'POST', headers: headers({ Accept: 'application/json' }), body: form, signal });
+  if (!res.ok) throw await errorFrom(res);
+  return res.json();
+}
+
+/**
  * Asks with `stream: true` and reads the Server-Sent Events as they arrive.
  * @param {Record<string, unknown>} request the /v1/ask body without `stream`
  * @param {{onToken: (t: {id: number, text: string, index: number}) => void, signal?: AbortSignal}} options

@@ -2,10 +2,10 @@
  * The playground's wiring: tabs, API key, index status, the streaming Ask flow with its attention views, and
  * search. All server access goes through api.js.
  */
-import { apiKeyStore, askStreaming, collectionStore, indexStatus, listCollections, search } from './api.js';
+import { apiKeyStore, askStreaming, collectionStore, indexStatus, listCollections, search, uploadFiles } from './api.js';
 import { attentionMatrix, normalizeToken, tokenWeights } from './attention.js';
 import { describeError } from './errors.js';
-import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderTimings } from './render.js';
+import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderSources, renderTimings } from './render.js';
 
 /**
  * @template {HTMLElement} T
@@ -177,6 +177,7 @@ class AnswerView {
     this.detail = byId('token-detail');
     this.timings = byId('timings');
     this.meta = byId('answer-meta');
+    this.sources = byId('answer-sources');
     this.heatmapSection = byId('heatmap-section');
     this.heatmap = byId('heatmap');
     this.passagesSection = byId('passages-section');
@@ -231,6 +232,7 @@ class AnswerView {
     this.attention = body.tokenAttention ?? [];
     const cited = new Set((body.citations ?? []).map((/** @type {{passageId: string}} */ c) => c.passageId));
     this.passageViews = renderPassages(this.passageList, body.passages ?? [], cited, body.attribution);
+    renderSources(this.sources, body.citations ?? []);
     this.passagesSection.hidden = this.passageViews.length === 0;
 
     const labels = this.attention.map((t, i) => this.tokenSpans.get(i)?.textContent ?? normalizeToken(t.token));
@@ -439,9 +441,56 @@ function setupSearch() {
   });
 }
 
+// ----------------------------------------------------------------------------------------------------------- upload
+
+function setupUpload() {
+  const form = /** @type {HTMLFormElement} */ (byId('upload-form'));
+  const input = /** @type {HTMLInputElement} */ (byId('upload-files'));
+  const meta = byId('upload-meta');
+  const list = byId('upload-results');
+  const button = /** @type {HTMLButtonElement} */ (byId('upload-button'));
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearError();
+    const files = [...(input.files ?? [])];
+    if (files.length === 0) {
+      meta.textContent = 'Choose one or more files first.';
+      return;
+    }
+    button.disabled = true;
+    meta.textContent = `Uploading ${files.length} file${files.length === 1 ? '' : 's'}…`;
+    list.replaceChildren();
+    try {
+      const body = await uploadFiles(files);
+      /** @type {Array<{id: string, status: string, passages?: number, error?: string}>} */
+      const outcomes = body.documents ?? [];
+      for (const d of outcomes) {
+        const detail = d.status === 'error' ? d.error ?? 'error' : `${d.passages ?? 0} passages`;
+        list.append(
+          el('li', { className: 'upload-result', attrs: { 'data-status': d.status, 'data-id': d.id } }, [
+            el('span', { className: 'doc-id', text: d.id }),
+            el('span', { className: `badge status-${d.status}`, text: d.status }),
+            el('span', { className: 'upload-detail', text: detail }),
+          ]),
+        );
+      }
+      const ok = outcomes.filter((d) => d.status !== 'error').length;
+      meta.textContent = `${ok} of ${outcomes.length} document${outcomes.length === 1 ? '' : 's'} indexed`;
+      void refreshStatus();
+    } catch (err) {
+      meta.textContent = '';
+      showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 setupTabs();
 setupApiKey();
 setupCollections();
 setupAsk();
 setupSearch();
+setupUpload();
 void refreshStatus();

@@ -76,7 +76,41 @@ export function renderPassageText(target, text, weights, maxWeight = 0) {
 }
 
 /**
- * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, attention: number}} AnswerPassage
+ * "p. 3" or "p. 3–4" for passages of paged documents (PDF); empty otherwise.
+ * @param {{pageStart?: number, pageEnd?: number}} p
+ */
+export function formatPages(p) {
+  if (typeof p.pageStart !== 'number') return '';
+  const end = typeof p.pageEnd === 'number' ? p.pageEnd : p.pageStart;
+  return end > p.pageStart ? `p. ${p.pageStart}\u2013${end}` : `p. ${p.pageStart}`;
+}
+
+/**
+ * The heading path below the title: "Install › Linux" (a first heading equal to the title is not repeated).
+ * @param {{title?: string, section?: string[]}} p
+ */
+export function formatSection(p) {
+  if (!Array.isArray(p.section)) return '';
+  const rest = p.section[0] === p.title ? p.section.slice(1) : p.section;
+  return rest.join(' \u203a ');
+}
+
+/**
+ * Where a passage sits: its heading path ("Install › Linux") and page range, as spans for a facts line.
+ * @param {{title?: string, pageStart?: number, pageEnd?: number, section?: string[]}} p
+ * @returns {HTMLElement[]}
+ */
+export function locationFacts(p) {
+  const facts = [];
+  const section = formatSection(p);
+  if (section) facts.push(el('span', { className: 'section', text: section }));
+  const pages = formatPages(p);
+  if (pages) facts.push(el('span', { className: 'pages', text: pages }));
+  return facts;
+}
+
+/**
+ * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, attention: number, pageStart?: number, pageEnd?: number, section?: string[]}} AnswerPassage
  * @typedef {{li: HTMLLIElement, textEl: HTMLElement, topEl: HTMLElement, passage: AnswerPassage}} PassageView
  */
 
@@ -111,6 +145,7 @@ export function renderPassages(list, passages, cited, attribution) {
     ]);
     if (cited.has(passage.passageId)) heading.append(el('span', { className: 'badge', text: 'cited' }));
     const facts = el('p', { className: 'passage-facts' }, [
+      ...locationFacts(passage),
       el('span', { className: 'doc-id', text: passage.docId }),
       el('span', { className: 'passage-id', text: passage.passageId }),
       el('span', { className: 'score', text: `retrieval ${passage.retrievalScore.toFixed(4)}` }),
@@ -177,7 +212,7 @@ export function renderHeatmap(container, matrix, tokenLabels, passages) {
 
 /**
  * @param {HTMLElement} list
- * @param {Array<{passageId: string, docId: string, title: string, text: string, score: number}>} results
+ * @param {Array<{passageId: string, docId: string, title: string, text: string, score: number, pageStart?: number, pageEnd?: number, section?: string[]}>} results
  */
 export function renderResults(list, results) {
   list.replaceChildren();
@@ -190,6 +225,7 @@ export function renderResults(list, results) {
           el('span', { className: 'score result-score', text: r.score.toFixed(4), attrs: { 'data-score': String(r.score) } }),
         ]),
         el('p', { className: 'passage-facts' }, [
+          ...locationFacts(r),
           el('span', { className: 'doc-id', text: r.docId }),
           el('span', { className: 'passage-id', text: r.passageId }),
         ]),
@@ -197,4 +233,27 @@ export function renderResults(list, results) {
       ]),
     );
   });
+}
+
+/**
+ * "Sources: report.pdf p. 3–4 (Results › Table 2) · guide.md (Install)" — the cited passages with where they sit.
+ * @param {HTMLElement} target
+ * @param {Array<{passageId: string, docId: string, title: string, score: number, pageStart?: number, pageEnd?: number, section?: string[]}>} citations
+ */
+export function renderSources(target, citations) {
+  target.replaceChildren();
+  target.hidden = citations.length === 0;
+  if (citations.length === 0) return;
+  target.append(el('span', { className: 'sources-label', text: 'Sources:' }));
+  for (const c of citations) {
+    const where = [formatPages(c), formatSection(c)]
+      .filter((s) => s !== '')
+      .join(', ');
+    target.append(
+      el('span', { className: 'source', attrs: { 'data-passage-id': c.passageId, title: `${formatPercent(c.score)} of the cited attention` } }, [
+        el('span', { className: 'source-doc', text: c.title || c.docId }),
+        ...(where ? [el('span', { className: 'source-where', text: where })] : []),
+      ]),
+    );
+  }
 }

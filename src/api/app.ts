@@ -15,8 +15,12 @@ import type {
   NewCollection,
   SearchParams,
   ServiceStats,
+  UploadedDocumentFile,
+  DocumentList,
 } from '../service/index.js';
 import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
+import type { ListDocumentsOptions } from '../store/index.js';
+import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFilter } from '../store/index.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
@@ -28,6 +32,8 @@ import {
   collectionNameSchema,
   createCollectionRequestSchema,
   documentIdSchema,
+  listDocumentsQuerySchema,
+  metadataSchema,
   searchRequestSchema,
   upsertDocumentsRequestSchema,
   type ApiLimits,
@@ -35,6 +41,7 @@ import {
   type SearchResponse,
 } from './schemas.js';
 import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
+import { readMultipart, type UploadLimits } from './uploads.js';
 
 /**
  * What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive.
@@ -44,6 +51,8 @@ export interface ApiBackend {
   search(params: SearchParams): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  listDocuments(options: CollectionScope & ListDocumentsOptions): Promise<DocumentList>;
   deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal }): Promise<DeleteResult>;
   getDocument(id: string, options: CollectionScope): Promise<DocumentView | undefined>;
   stats(options: CollectionScope): Promise<ServiceStats>;
@@ -61,6 +70,7 @@ export interface ApiOptions {
   documentLimits: DocumentLimits;
   bodyLimit: string;
   documentsBodyLimit: string;
+  uploadLimits: UploadLimits;
   requestTimeoutMs: number;
   generationConcurrency: number;
   generationQueueLength: number;
@@ -98,6 +108,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const askSchema = askRequestSchema(options.limits);
   const upsertSchema = upsertDocumentsRequestSchema(options.documentLimits);
   const idSchema = documentIdSchema(options.documentLimits);
+  const uploadMetadataSchema = metadataSchema(options.documentLimits);
+  const listSchema = listDocumentsQuerySchema(options.documentLimits);
   const openApi = buildOpenApiDocument(options.limits, options.documentLimits);
 
   const read = requireScope(options.auth, 'read');
@@ -212,6 +224,39 @@ export function createApp(state: ApiState, options: ApiOptions) {
       }
     });
 
+    app.post(`${prefix}/documents/files`, write, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `upload not read or written within ${options.requestTimeoutMs} ms`);
+      const started = performance.now();
+      try {
+        const upload = await readMultipart(req, options.uploadLimits);
+        const metadata = parseUploadMetadata(uploadMetadataSchema, upload.fields.get('metadata'));
+        const seen = new Map<string, number>();
+        for (const file of upload.files) {
+          const id = idSchema.safeParse(file.name);
+          if (!id.success) throw new HttpError(400, 'invalid_request', `files.${file.index}: the file name is the document id and it ${id.error.issues[0]?.message ?? 'is invalid'}`, { field: `files.${file.index}` });
+          if (seen.has(file.name)) throw new HttpError(400, 'invalid_request', `files.${file.index}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`, { field: `files.${file.index}` });
+          seen.set(file.name, file.index);
+        }
+        const results = await backend.upsertFiles(upload.files, metadata, { signal, collection });
+        metrics.observeStage('write', performance.now() - started);
+        req.log.info({ collection, files: upload.files.length, bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0), ...countStatuses(results) }, 'files written');
+        res.json({ documents: results });
+      } finally {
+        done();
+      }
+    });
+
+    app.get(`${prefix}/documents`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const query = listSchema.safeParse(req.query);
+      if (!query.success) throw validationError(query.error);
+      const { filter, prefix: idPrefix, after, limit: pageSize } = query.data;
+      const metadata = filter === undefined ? undefined : parseListFilter(filter);
+      res.json(await ready(state).listDocuments({ collection, metadata, idPrefix, after, limit: pageSize }));
+    });
+
     app.get(`${prefix}/documents/:id`, read, limit, async (req, res) => {
       const collection = scoped(req, res);
       const id = parseId(idSchema, req);
@@ -302,6 +347,39 @@ function parseCollectionName(value: unknown): string {
   if (!result.success) {
     throw new HttpError(400, 'invalid_request', `collection: ${result.error.issues[0]?.message ?? 'invalid'}`, { field: 'collection' });
   }
+  return result.data;
+}
+
+/** The `filter` query parameter: JSON in the filter language; a malformed one is a 400 naming its path. */
+function parseListFilter(raw: string): MetadataFilter {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'filter: not valid JSON', { field: 'filter' });
+  }
+  try {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FilterSyntaxError([], 'must be a JSON object');
+    if (Object.keys(value).length > 0) parseMetadataFilter(value);
+  } catch (err) {
+    if (!(err instanceof FilterSyntaxError)) throw err;
+    const field = ['filter', ...err.path].join('.');
+    throw new HttpError(400, 'invalid_request', `${field}: ${err.message}`, { field });
+  }
+  return value as MetadataFilter;
+}
+
+/** The optional `metadata` form field of an upload: a JSON object within the document metadata limits. */
+function parseUploadMetadata(schema: z.ZodType<Record<string, unknown>>, raw: string | undefined): Metadata {
+  if (raw === undefined || raw.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'metadata: not valid JSON', { field: 'metadata' });
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw new HttpError(400, 'invalid_request', `metadata: ${result.error.issues[0]?.message ?? 'invalid'}`, { field: 'metadata' });
   return result.data;
 }
 

@@ -19,6 +19,8 @@ import {
   upsertDocumentsResponseSchema,
   type ApiLimits,
   type DocumentLimits,
+  documentListSchema,
+  listDocumentsQuerySchema,
 } from './schemas.js';
 
 const errors = (codes: number[]) =>
@@ -108,6 +110,49 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
       request: { params, body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } } },
       responses: {
         200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
+        ...errors([400, 401, 403, 404, 409, 413, 415, 429, 503, 504]),
+      },
+    });
+    registry.registerPath({
+      method: 'get',
+      path: `${prefix}/documents`,
+      summary: 'List documents, filtered by id prefix and the metadata filter language, one page at a time',
+      ...needs('read'),
+      request: { params, query: listDocumentsQuerySchema(documentLimits) },
+      responses: { 200: json('One page of documents ordered by id', documentListSchema), ...errors([400, 401, 403, 404, 429, 503]) },
+    });
+    registry.registerPath({
+      method: 'post',
+      path: `${prefix}/documents/files`,
+      summary: 'Upload files (PDF, DOCX, Markdown, HTML, text) as documents',
+      description:
+        'multipart/form-data with one `files` part per file; the file name is the document id. An optional `metadata` ' +
+        'field (a JSON object) is added to every document. Files are read like `npm run ingest` reads them (PDF pages, ' +
+        'headings) and written through the same path as `POST /v1/documents`, with the same per-document outcomes; a ' +
+        'file that cannot be read (encrypted or image-only PDF, not UTF-8) gets status `error` with the reason. Another ' +
+        'file type is a 415 naming it; a file or request over `documents.upload` limits is a 413. Nothing is written ' +
+        'for a request that fails.',
+      ...needs('write'),
+      request: {
+        params,
+        body: {
+          required: true,
+          content: {
+            'multipart/form-data': {
+              schema: {
+                type: 'object',
+                properties: {
+                  files: { type: 'array', items: { type: 'string', format: 'binary' } },
+                  metadata: { type: 'string', description: 'JSON object added to the metadata of every uploaded document' },
+                },
+                required: ['files'],
+              },
+            },
+          },
+        },
+      },
+      responses: {
+        200: json('Per-document status, in upload order', upsertDocumentsResponseSchema),
         ...errors([400, 401, 403, 404, 409, 413, 415, 429, 503, 504]),
       },
     });

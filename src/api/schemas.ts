@@ -1,6 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { COLLECTION_NAME } from '../store/index.js';
+import { COLLECTION_NAME, FilterSyntaxError, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
 
 extendZodWithOpenApi(z);
 
@@ -16,37 +16,35 @@ export interface ApiLimits {
   maxBeams: number;
 }
 
-const filterValue = z.union([z.string().max(1000), z.number(), z.boolean()]);
-
 /**
- * A filter key is quoted into a JSON path, which has no escape for a double quote; `__proto__` would be assigned as
- * the parsed object's prototype instead of a key, silently dropping the condition.
+ * Metadata filters are validated by the store's own parser, so the API refuses exactly what the store cannot run and
+ * names the offending part (e.g. `filter.metadata.$or.1.year.$gt`). The value is passed through as parsed: rebuilding
+ * it key by key could turn a `__proto__` key into a prototype and silently drop that condition.
  */
-const filterKey = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^"\u0000-\u001f]+$/, 'must not contain double quotes or control characters')
-  .refine((key) => key !== '__proto__', 'is a reserved key');
-
-/**
- * zod records skip a `__proto__` key without an issue, which would silently drop that condition from a filter; this
- * refuses it before the record is built. (The OpenAPI shape is spelled out because zod-to-openapi cannot see through it.)
- */
-const filterMetadataInput = z
-  .custom<unknown>((v) => !(v !== null && typeof v === 'object' && Object.hasOwn(v, '__proto__')), '"__proto__" is a reserved key')
+const metadataFilterSchema = z
+  .custom<MetadataFilter>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
+  .superRefine((value, ctx) => {
+    if (Object.keys(value).length === 0) return;
+    try {
+      parseMetadataFilter(value);
+    } catch (err) {
+      if (!(err instanceof FilterSyntaxError)) throw err;
+      ctx.addIssue({ code: 'custom', path: err.path, message: err.message });
+    }
+  })
   .openapi({
     type: 'object',
-    additionalProperties: { anyOf: [{ type: 'string', maxLength: 1000 }, { type: 'number' }, { type: 'boolean' }] },
+    additionalProperties: true,
+    description:
+      'Conditions on document metadata: `{"key": value}` (type-strict equality), field operators `$eq $ne $gt $gte $lt ' +
+      '$lte $in $nin $exists $not` (`$gt`… on numbers and ISO 8601 dates), logical `$and $or $not`; dotted keys ' +
+      'address nested objects (`\\.` is a literal dot in a key).',
   });
 
 export const searchFilterSchema = z
   .object({
     docIds: z.array(z.string().min(1).max(1000)).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
-    metadata: filterMetadataInput
-      .pipe(z.record(filterKey, filterValue))
-      .optional()
-      .openapi({ description: 'Only passages whose document metadata has all of these key/value pairs.' }),
+    metadata: metadataFilterSchema.optional(),
   })
   .strict()
   .openapi('SearchFilter');
@@ -82,6 +80,13 @@ export function askRequestSchema(limits: ApiLimits) {
     .openapi('AskRequest');
 }
 
+/** Where a passage sits in its document; present when the format has pages (PDF) or headings (Markdown, HTML, DOCX). */
+const passageLocationShape = {
+  pageStart: z.number().int().optional().openapi({ description: 'First page of the passage (paged formats such as PDF).' }),
+  pageEnd: z.number().int().optional().openapi({ description: 'Last page of the passage.' }),
+  section: z.array(z.string()).optional().openapi({ description: 'Heading path, outermost first, e.g. ["Install", "Linux"].' }),
+};
+
 export const searchHitSchema = z
   .object({
     passageId: z.string(),
@@ -89,6 +94,7 @@ export const searchHitSchema = z
     title: z.string(),
     text: z.string(),
     score: z.number(),
+    ...passageLocationShape,
   })
   .openapi('SearchHit');
 
@@ -106,6 +112,7 @@ export const citationSchema = z
     title: z.string(),
     score: z.number().openapi({ description: "The passage's attention share renormalised over the citations: citation scores sum to 1." }),
     attention: z.number().openapi({ description: "The passage's share of the decoder's cross-attention over all retrieved passages." }),
+    ...passageLocationShape,
   })
   .openapi('Citation');
 
@@ -134,6 +141,7 @@ export const askResponseSchema = z
         text: z.string(),
         retrievalScore: z.number(),
         attention: z.number().openapi({ description: "Share of the decoder's cross-attention on this passage; shares sum to 1." }),
+        ...passageLocationShape,
       }),
     ),
     tokenAttention: z.array(tokenAttentionSchema).openapi({ description: 'Per answer token, the passages and passage tokens it attended to most.' }),
@@ -219,7 +227,7 @@ export function metadataSchema(limits: DocumentLimits) {
     .openapi({
       type: 'object',
       additionalProperties: true,
-      description: 'JSON object copied onto every passage; top-level string, number and boolean values can be used in search filters.',
+      description: 'JSON object copied onto every passage; searchable with the metadata filter language (nested keys by dotted path).',
     });
 }
 
@@ -267,12 +275,35 @@ export const upsertDocumentsResponseSchema = z
   .object({ documents: z.array(documentWriteStatusSchema) })
   .openapi('UpsertDocumentsResponse');
 
+/** Query of `GET /v1/documents`; `filter` is the metadata filter language as JSON. */
+export function listDocumentsQuerySchema(limits: DocumentLimits) {
+  return z
+    .object({
+      filter: z
+        .string()
+        .max(16_384)
+        .optional()
+        .openapi({ description: 'Metadata filter (the search filter language) as JSON, e.g. {"team":"docs","year":{"$gte":2020}}' }),
+      prefix: z.string().max(limits.maxIdChars).optional().openapi({ description: 'Only ids starting with this string.' }),
+      after: z.string().max(limits.maxIdChars).optional().openapi({ description: 'Paging cursor: the `next` of the previous page.' }),
+      limit: z.coerce.number().int().min(1).max(1000).optional().openapi({ description: 'Page size (default 100).' }),
+    })
+    .strict();
+}
+
+export const documentListSchema = z
+  .object({
+    documents: z.array(z.object({ id: z.string(), title: z.string(), metadata: z.record(z.string(), z.unknown()) })),
+    next: z.string().optional(),
+  })
+  .openapi('DocumentList');
+
 export const documentViewSchema = z
   .object({
     id: z.string(),
     title: z.string(),
     metadata: z.record(z.string(), z.unknown()),
-    passages: z.array(z.object({ passageId: z.string(), text: z.string() })),
+    passages: z.array(z.object({ passageId: z.string(), text: z.string(), ...passageLocationShape })),
   })
   .openapi('Document');
 

@@ -199,6 +199,14 @@ const configSchema = z.object({
        */
       checkpointEveryPassages: z.number().int().positive().default(5000),
       checkpointIdleMs: z.number().int().positive().default(5000),
+      /** `POST /v1/documents/files` (multipart): bytes per file, bytes per request, files per request. */
+      upload: z
+        .object({
+          maxFileBytes: z.number().int().positive().default(50 * 1024 * 1024),
+          maxRequestBytes: z.number().int().positive().default(200 * 1024 * 1024),
+          maxFiles: z.number().int().positive().default(20),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /**

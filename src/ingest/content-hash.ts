@@ -13,6 +13,9 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-export function contentHash(doc: Pick<SourceDocument, 'title' | 'text' | 'metadata'>): string {
-  return createHash('sha256').update(canonicalJson([doc.title, doc.text, doc.metadata])).digest('hex');
+/** Layout (pages, headings) counts when present; documents without one hash as they always did. */
+export function contentHash(doc: Pick<SourceDocument, 'title' | 'text' | 'metadata' | 'layout'>): string {
+  const parts: unknown[] = [doc.title, doc.text, doc.metadata];
+  if (doc.layout) parts.push(doc.layout);
+  return createHash('sha256').update(canonicalJson(parts)).digest('hex');
 }

@@ -10,9 +10,11 @@ export {
   type WriteSettings,
 } from './pipeline.js';
 export { chunkText, chunkDocument, tokenCounter, passageId, type CountTokens, type TokenizerLike, type TextChunk } from './chunker.js';
-export { readSources, readJsonl, recordToDocument, parseHtml, isBeirFolder, countSourceDocuments } from './readers.js';
+export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
+export { parseFile, fileToDocument, FileParserThread, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, type FileFormat, type ParsedDocument } from './formats/index.js';
+export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';
 export { contentHash } from './content-hash.js';
-export { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
+export { createProgress, LineProgress, type IngestProgress, type ProgressMode } from './progress.js';
 export {
   type ChunkOptions,
   type DocumentOutcome,
@@ -21,4 +23,6 @@ export {
   type Passage,
   type SourceDocument,
   type SourceItem,
+  type TextLayout,
 } from './types.js';
+export { SOURCE_FOLDER_KEY, assertSyncFolder, folderDocuments, folderKey, ownedDocuments, removedSince, type FolderWalk, type SyncLister } from './sync.js';

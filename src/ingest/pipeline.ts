@@ -1,6 +1,7 @@
 import { EmbeddingMismatchError, type DocumentWrite, type PassageStore } from '../store/index.js';
 import { chunkDocument, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
+import { locatePassages, titleWithSection } from './layout.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 import { countSourceDocuments, readSources } from './readers.js';
 import type {
@@ -58,6 +59,8 @@ export interface IngestOptions extends WriteSettings {
   progress: ProgressMode;
   /** Called as each bad input is skipped, e.g. to print it. */
   onError?: (error: IngestError) => void;
+  /** Decide every document's outcome (added / updated / unchanged / error) without chunking, embedding or writing. */
+  dryRun?: boolean;
 }
 
 interface PreparedDocument {
@@ -79,6 +82,7 @@ function emptySummary(): IngestSummary {
     passagesRemoved: 0,
     errors: [],
     outcomes: [],
+    unsupported: {},
     seconds: 0,
   };
 }
@@ -120,6 +124,7 @@ function chunkingSignature(chunk: ChunkOptions, embedTitle: boolean): string {
  */
 class IngestRun {
   readonly summary = emptySummary();
+  private passagesEmbedded = 0;
   private readonly startedAt = performance.now();
   private readonly chunk: ChunkOptions;
   private readonly chunking: string;
@@ -169,7 +174,12 @@ class IngestRun {
       this.reportProgress();
       return;
     }
-    const passages = chunkDocument(doc, this.count, this.chunk);
+    if (this.options.dryRun) {
+      this.summary[state ? 'updated' : 'added']++;
+      this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added' });
+      return;
+    }
+    const passages = locatePassages(chunkDocument(doc, this.count, this.chunk), doc.layout);
     const slot = this.summary.outcomes.push({ id: doc.id, status: 'error', reason: 'not written' }) - 1;
     this.pending.push({ doc, hash, passages, slot });
     this.pendingIds.add(doc.id);
@@ -197,6 +207,8 @@ class IngestRun {
         metadata: p.metadata,
         charStart: p.charStart,
         charEnd: p.charEnd,
+        ...(p.pageStart !== undefined ? { pageStart: p.pageStart, pageEnd: p.pageEnd } : {}),
+        ...(p.section !== undefined ? { section: p.section } : {}),
         vector: vectors[next++]!,
       })),
     }));
@@ -217,11 +229,17 @@ class IngestRun {
   }
 
   private async embed(passages: Passage[]): Promise<Float32Array[]> {
-    const texts = passages.map((p) => (this.options.embedTitle && p.title.trim() !== '' ? `${p.title}\n${p.text}` : p.text));
+    const texts = passages.map((p) => {
+      const title = titleWithSection(p.title, p.section);
+      return this.options.embedTitle && title.trim() !== '' ? `${title}\n${p.text}` : p.text;
+    });
     const vectors: Float32Array[] = [];
     const step = Number.isFinite(this.options.batchPassages) ? this.options.batchPassages : Math.max(1, texts.length);
     for (let i = 0; i < texts.length; i += step) {
       vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + step))));
+      // Reported per embedding step, so one large document shows progress while it is embedded.
+      this.passagesEmbedded += Math.min(step, texts.length - i);
+      this.reportProgress();
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;
@@ -229,7 +247,7 @@ class IngestRun {
 
   private reportProgress(): void {
     const done = this.summary.documentsSeen - this.pending.length;
-    this.progress.update(done, this.summary.passagesAdded);
+    this.progress.update(done, this.passagesEmbedded);
   }
 
   async finish(): Promise<IngestSummary> {
@@ -247,6 +265,7 @@ async function run(items: AsyncIterable<SourceItem>, options: IngestOptions, tot
   try {
     for await (const item of items) {
       if (item.kind === 'error') ingest.reportError(item.error);
+      else if (item.kind === 'unsupported') ingest.summary.unsupported[item.extension] = (ingest.summary.unsupported[item.extension] ?? 0) + 1;
       else await ingest.add(item.document);
     }
     return await ingest.finish();
@@ -261,8 +280,7 @@ async function* asItems(docs: Iterable<SourceDocument> | AsyncIterable<SourceDoc
 
 /** Ingests files and folders (.txt, .md, .html, .jsonl, BEIR folders); bad inputs are reported and skipped. */
 export async function ingestPaths(paths: string[], options: IngestOptions): Promise<IngestSummary> {
-  const wantsProgress = options.progress === true || ((options.progress ?? 'auto') === 'auto' && process.stderr.isTTY === true);
-  const total = wantsProgress ? await countSourceDocuments(paths) : undefined;
+  const total = options.progress !== false ? await countSourceDocuments(paths) : undefined;
   return run(readSources(paths), options, total);
 }
 

@@ -1,12 +1,16 @@
 import cliProgress from 'cli-progress';
 
+/** Progress of one ingest run: documents finished, passages embedded (updated during a large document too). */
 export interface IngestProgress {
   start(totalDocuments: number): void;
   update(documents: number, passages: number): void;
   stop(): void;
 }
 
-/** true: always draw (also to a pipe, as periodic lines); false: never; 'auto': only on an interactive stderr. */
+/**
+ * true: always report; false: never; 'auto': a redrawn bar on an interactive stderr, otherwise (a pipe, a log file,
+ * CI) one plain line every few seconds, so a long run never looks hung.
+ */
 export type ProgressMode = boolean | 'auto';
 
 class SilentProgress implements IngestProgress {
@@ -14,6 +18,11 @@ class SilentProgress implements IngestProgress {
   update(): void {}
   stop(): void {}
 }
+
+const rate = (count: number, since: number) => {
+  const seconds = (performance.now() - since) / 1000;
+  return seconds > 0 ? (count / seconds).toFixed(1) : '0.0';
+};
 
 class BarProgress implements IngestProgress {
   private readonly bar: cliProgress.SingleBar;
@@ -24,9 +33,7 @@ class BarProgress implements IngestProgress {
     this.bar = new cliProgress.SingleBar(
       {
         stream,
-        format: 'ingest |{bar}| {value}/{total} docs | {passages} passages | {rate} docs/s | ETA {eta_formatted}',
-        noTTYOutput: true,
-        notTTYSchedule: 5000,
+        format: 'ingest |{bar}| {value}/{total} docs | {passages} passages ({rate}/s) | ETA {eta_formatted}',
         etaBuffer: 200,
         hideCursor: true,
       },
@@ -41,13 +48,12 @@ class BarProgress implements IngestProgress {
   }
 
   update(documents: number, passages: number): void {
-    const seconds = (performance.now() - this.startedAt) / 1000;
     // The total is a pre-count estimate; never let the bar overflow it.
     if (documents > this.total) {
       this.total = documents;
       this.bar.setTotal(this.total);
     }
-    this.bar.update(documents, { passages, rate: seconds > 0 ? (documents / seconds).toFixed(1) : '0.0' });
+    this.bar.update(documents, { passages, rate: rate(passages, this.startedAt) });
   }
 
   stop(): void {
@@ -55,7 +61,48 @@ class BarProgress implements IngestProgress {
   }
 }
 
+/** For a non-interactive stderr: a line every `intervalMs`, and a last one at the end if any was written. */
+export class LineProgress implements IngestProgress {
+  private startedAt = 0;
+  private total = 0;
+  private documents = 0;
+  private passages = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private wrote = false;
+
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    private readonly intervalMs = 5000,
+  ) {}
+
+  start(totalDocuments: number): void {
+    this.startedAt = performance.now();
+    this.total = totalDocuments;
+    this.timer = setInterval(() => this.write(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  update(documents: number, passages: number): void {
+    this.documents = documents;
+    this.passages = passages;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    if (this.wrote) this.write();
+  }
+
+  private write(): void {
+    this.wrote = true;
+    const seconds = Math.round((performance.now() - this.startedAt) / 1000);
+    const of = this.total > 0 ? `/${Math.max(this.total, this.documents)}` : '';
+    this.stream.write(
+      `ingest: ${this.documents}${of} documents, ${this.passages} passages embedded (${rate(this.passages, this.startedAt)}/s), ${seconds} s\n`,
+    );
+  }
+}
+
 export function createProgress(mode: ProgressMode | undefined, stream: NodeJS.WriteStream = process.stderr): IngestProgress {
-  const enabled = mode === true || ((mode === 'auto' || mode === undefined) && stream.isTTY === true);
-  return enabled ? new BarProgress(stream) : new SilentProgress();
+  if (mode === false) return new SilentProgress();
+  return stream.isTTY === true ? new BarProgress(stream) : new LineProgress(stream);
 }

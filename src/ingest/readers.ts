@@ -2,25 +2,16 @@ import { createReadStream, existsSync } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { convert } from 'html-to-text';
 import type { Metadata } from '../store/index.js';
+import { extensionOf, fileFormat, fileToDocument, UnreadableFileError } from './formats/index.js';
 import type { IngestError, SourceDocument, SourceItem } from './types.js';
 
 export const BEIR_CORPUS_FILE = 'corpus.jsonl';
 
-const TEXT_EXTENSIONS = new Map<string, 'text' | 'markdown' | 'html'>([
-  ['.txt', 'text'],
-  ['.text', 'text'],
-  ['.md', 'markdown'],
-  ['.markdown', 'markdown'],
-  ['.html', 'html'],
-  ['.htm', 'html'],
-]);
 const JSONL_EXTENSIONS = new Set(['.jsonl', '.ndjson']);
 
 export function isSupportedFile(file: string): boolean {
-  const ext = path.extname(file).toLowerCase();
-  return TEXT_EXTENSIONS.has(ext) || JSONL_EXTENSIONS.has(ext);
+  return fileFormat(file) !== undefined || JSONL_EXTENSIONS.has(path.extname(file).toLowerCase());
 }
 
 export function isBeirFolder(dir: string): boolean {
@@ -46,81 +37,23 @@ async function looksBinary(file: string): Promise<boolean> {
   }
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
-
-function decodeUtf8(buffer: Buffer): string {
-  return utf8.decode(buffer);
-}
-
-function fileStem(file: string): string {
-  return path.basename(file, path.extname(file));
-}
-
-/** Markdown: YAML front matter `title:` wins, then the first ATX heading, then the file name. */
-function parseMarkdown(raw: string, file: string): { title: string; text: string } {
-  let text = raw;
-  let title: string | undefined;
-  const front = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?/.exec(raw);
-  if (front) {
-    text = raw.slice(front[0].length);
-    const t = /^title:\s*(.+)$/m.exec(front[1]!);
-    if (t) title = t[1]!.trim().replace(/^(['"])(.*)\1$/, '$2');
-  }
-  title ??= /^#{1,6}\s+(.+?)\s*#*\s*$/m.exec(text)?.[1];
-  return { title: title ?? fileStem(file), text };
-}
-
-const HTML_OPTIONS = {
-  wordwrap: false as const,
-  selectors: [
-    { selector: 'a', options: { ignoreHref: true } },
-    { selector: 'img', format: 'skip' },
-    { selector: 'script', format: 'skip' },
-    { selector: 'style', format: 'skip' },
-    { selector: 'noscript', format: 'skip' },
-    { selector: 'svg', format: 'skip' },
-    { selector: 'template', format: 'skip' },
-    ...['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].map((h) => ({ selector: h, options: { uppercase: false } })),
-  ],
-};
-
-function htmlFragmentToText(fragment: string): string {
-  return convert(fragment, HTML_OPTIONS).replace(/\s+/g, ' ').trim();
-}
-
-/** HTML: visible text without scripts and styles; title from <title>, else the first <h1>, else the file name. */
-export function parseHtml(raw: string, fallbackTitle: string): { title: string; text: string } {
-  const titleTag = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(raw)?.[1];
-  const h1 = /<h1[^>]*>([\s\S]*?)<\/h1>/i.exec(raw)?.[1];
-  const title = [titleTag, h1].map((t) => (t === undefined ? '' : htmlFragmentToText(t))).find((t) => t !== '');
-  return { title: title ?? fallbackTitle, text: convert(raw, HTML_OPTIONS).trim() };
-}
-
-async function readTextFile(file: string, id: string): Promise<SourceItem> {
-  const format = TEXT_EXTENSIONS.get(path.extname(file).toLowerCase());
-  if (!format) return errorItem({ path: file, message: `unsupported file type "${path.extname(file)}"` });
-  let buffer: Buffer;
+/** One document file (text, Markdown, HTML, PDF, DOCX); an unreadable one is reported with the reason and skipped. */
+export async function readDocumentFile(file: string, id: string): Promise<SourceItem> {
+  const format = fileFormat(file);
+  if (!format) return { kind: 'unsupported', path: file, extension: extensionOf(file) };
+  let bytes: Buffer;
   try {
-    buffer = await readFile(file);
+    bytes = await readFile(file);
   } catch (err) {
     return errorItem({ path: file, message: `cannot read: ${(err as Error).message}` });
   }
-  if (buffer.subarray(0, SNIFF_BYTES).includes(0)) return errorItem({ path: file, message: 'binary file (contains NUL bytes)' });
-  let raw: string;
   try {
-    raw = decodeUtf8(buffer);
-  } catch {
-    return errorItem({ path: file, message: 'not valid UTF-8 text' });
-  }
-  let parsed: { title: string; text: string };
-  try {
-    parsed =
-      format === 'html' ? parseHtml(raw, fileStem(file)) : format === 'markdown' ? parseMarkdown(raw, file) : { title: fileStem(file), text: raw };
+    const document = await fileToDocument(bytes, file, format, id);
+    return { kind: 'document', document };
   } catch (err) {
-    return errorItem({ path: file, message: `cannot parse ${format}: ${(err as Error).message}` });
+    if (err instanceof UnreadableFileError) return errorItem({ path: file, message: err.message });
+    return errorItem({ path: file, message: `cannot read ${format}: ${(err as Error).message}` });
   }
-  const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata: { format }, origin: { path: file } };
-  return { kind: 'document', document };
 }
 
 // ---------------------------------------------------------------------------------------------- JSONL records
@@ -203,20 +136,21 @@ async function* walk(dir: string, root: string): AsyncGenerator<SourceItem> {
     if (entry.isDirectory()) {
       yield* walk(full, root);
     } else if (entry.isFile() || entry.isSymbolicLink()) {
-      if (!isSupportedFile(full)) continue;
-      yield* readFileItems(full, toPosix(path.relative(root, full)));
+      if (!isSupportedFile(full)) yield { kind: 'unsupported', path: full, extension: extensionOf(full) };
+      else yield* readFileItems(full, toPosix(path.relative(root, full)));
     }
   }
 }
 
 async function* readFileItems(file: string, id: string): AsyncGenerator<SourceItem> {
   if (JSONL_EXTENSIONS.has(path.extname(file).toLowerCase())) yield* readJsonl(file);
-  else yield await readTextFile(file, id);
+  else yield await readDocumentFile(file, id);
 }
 
 /**
  * Documents from files and folders. A folder holding `corpus.jsonl` is a BEIR dataset (only the corpus is read);
- * other folders are walked for .txt/.md/.html/.jsonl files, other file types are ignored. File documents are
+ * other folders are walked for .txt/.md/.html/.pdf/.docx/.jsonl files; files of other types are yielded as
+ * `unsupported` (counted in the summary by extension). File documents are
  * identified by their path relative to the folder given (or their file name when a file is given directly); JSONL
  * records by their own id.
  */

@@ -8,6 +8,15 @@ export interface SourceDocument {
   metadata: Metadata;
   /** Where it came from, for error messages. */
   origin?: { path: string; line?: number };
+  /** Pages and headings as character spans of `text`, when the format has them (PDF pages; Markdown/HTML/DOCX headings). */
+  layout?: TextLayout;
+}
+
+export interface TextLayout {
+  /** Page spans of `text`, in order; `page` is the 1-based page number. Text between pages belongs to none. */
+  pages?: Array<{ page: number; start: number; end: number }>;
+  /** Heading paths in order of `start`: each applies from its start to the next entry's start. */
+  sections?: Array<{ start: number; path: string[] }>;
 }
 
 export interface IngestError {
@@ -16,8 +25,11 @@ export interface IngestError {
   message: string;
 }
 
-/** What readers yield: a document, or a problem that skipped one (the run continues). */
-export type SourceItem = { kind: 'document'; document: SourceDocument } | { kind: 'error'; error: IngestError };
+/** What readers yield: a document, a problem that skipped one, or a file of a type no reader handles (the run continues). */
+export type SourceItem =
+  | { kind: 'document'; document: SourceDocument }
+  | { kind: 'error'; error: IngestError }
+  | { kind: 'unsupported'; path: string; extension: string };
 
 export interface ChunkOptions {
   /** Budget per passage in tokens of the embedding model's tokenizer, special tokens excluded. */
@@ -55,6 +67,8 @@ export interface IngestSummary {
   passagesAdded: number;
   passagesRemoved: number;
   errors: IngestError[];
+  /** Files skipped because no reader handles their type, counted by extension ("(none)" for no extension). */
+  unsupported: Record<string, number>;
   /** One per input document (and per unreadable input), in input order. */
   outcomes: DocumentOutcome[];
   seconds: number;

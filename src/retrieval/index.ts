@@ -1,5 +1,6 @@
 export {
   Retriever,
+  passageLocation,
   SEARCH_MODES,
   type QueryEmbedder,
   type RetrieverOptions,

@@ -49,6 +49,10 @@ export interface SearchHit {
   metadata: Metadata;
   charStart: number;
   charEnd: number;
+  /** Page range (paged formats) and heading path, when the document has them. */
+  pageStart?: number;
+  pageEnd?: number;
+  section?: string[];
   /** In hybrid mode, the scores of the lists the passage came from. */
   components?: { dense?: number; bm25?: number };
 }
@@ -155,6 +159,7 @@ export class Retriever {
         metadata: p.metadata,
         charStart: p.charStart,
         charEnd: p.charEnd,
+        ...passageLocation(p),
       };
       if (components) hit.components = components;
       hits.push(hit);
@@ -167,4 +172,16 @@ interface RankedHit {
   label: number;
   score: number;
   components?: { dense?: number; bm25?: number };
+}
+
+/** The optional page range and heading path of a passage, as fields to spread into a response object. */
+export function passageLocation(p: { pageStart?: number; pageEnd?: number; section?: string[] }): {
+  pageStart?: number;
+  pageEnd?: number;
+  section?: string[];
+} {
+  return {
+    ...(p.pageStart !== undefined ? { pageStart: p.pageStart, pageEnd: p.pageEnd ?? p.pageStart } : {}),
+    ...(p.section !== undefined && p.section.length > 0 ? { section: p.section } : {}),
+  };
 }

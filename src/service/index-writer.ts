@@ -8,6 +8,7 @@ import {
   type IngestSummary,
   type ProgressMode,
   type SourceDocument,
+  type TextLayout,
   type WriteSettings,
 } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
@@ -20,6 +21,8 @@ export interface DocumentInput {
   title?: string;
   text: string;
   metadata?: Metadata;
+  /** Pages and headings, for documents read from files (uploads). */
+  layout?: TextLayout;
 }
 
 export type DocumentWriteState = 'added' | 'updated' | 'unchanged' | 'error';
@@ -58,6 +61,8 @@ export interface BulkIngestOptions {
   onError?: (error: IngestError) => void;
   /** This run only: cut documents differently from the collection's chunking. */
   chunk?: WriteSettings['chunk'];
+  /** Decide outcomes without writing (`ingest --dry-run`). */
+  dryRun?: boolean;
 }
 
 /** A request's write is one transaction; the graph is saved by the writer's own policy across requests. */
@@ -147,6 +152,7 @@ export class IndexWriter {
       embedder: this.embedder,
       progress: options.progress,
       onError: options.onError,
+      dryRun: options.dryRun,
     };
   }
 
@@ -174,6 +180,7 @@ export class IndexWriter {
       text: d.text,
       metadata: d.metadata ?? {},
       origin: { path: d.id },
+      ...(d.layout ? { layout: d.layout } : {}),
     }));
     let summary: IngestSummary;
     try {

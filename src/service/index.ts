@@ -12,6 +12,9 @@ export {
   type SearchParams,
   type DocumentView,
   type ServiceStats,
+  type UploadedDocumentFile,
+  type DocumentList,
+  type SyncSummary,
 } from './rag-service.js';
 export type { ServiceLog } from './log.js';
 export type { NewCollection } from './collections.js';

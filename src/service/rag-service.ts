@@ -1,9 +1,20 @@
 import type { AppConfig } from '../config/index.js';
-import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions } from '../ingest/index.js';
+import {
+  assertSyncFolder,
+  FileParserThread,
+  fileToDocument,
+  folderDocuments,
+  ownedDocuments,
+  removedSince,
+  titleWithSection,
+  UnreadableFileError,
+  type FolderWalk,
+} from '../ingest/index.js';
+import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
 import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
-import type { SearchFilter, SearchHit, SearchMode } from '../retrieval/index.js';
-import type { CollectionManifest, Metadata, StoreStats, VerifyReport } from '../store/index.js';
+import { passageLocation, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
+import type { CollectionManifest, ListDocumentsOptions, Metadata, StoreStats, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
 import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
@@ -35,8 +46,8 @@ export interface AskParams extends CollectionScope {
 export interface AskOutcome {
   answer: string;
   /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
-  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number }>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number }>;
+  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
+  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number } & PassageLocation>;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;
@@ -48,15 +59,31 @@ export interface AskOutcome {
 }
 
 export interface SearchOutcome {
-  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number }>;
+  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number } & PassageLocation>;
   timings: { embedMs: number; searchMs: number; totalMs: number };
+}
+
+/** Page range and heading path of a passage, when its document has them. */
+export type PassageLocation = ReturnType<typeof passageLocation>;
+
+/** One uploaded file: its name (the document id), its format and its bytes. */
+export interface UploadedDocumentFile {
+  name: string;
+  format: FileFormat;
+  bytes: Uint8Array;
+}
+
+export interface DocumentList {
+  documents: Array<{ id: string; title: string; metadata: Metadata }>;
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string;
 }
 
 export interface DocumentView {
   id: string;
   title: string;
   metadata: Metadata;
-  passages: Array<{ passageId: string; text: string }>;
+  passages: Array<{ passageId: string; text: string } & PassageLocation>;
 }
 
 export interface ServiceStats {
@@ -92,6 +119,13 @@ export interface BulkRunOptions extends CollectionScope {
   onError?: (error: IngestError) => void;
   /** This run only: cut documents differently from the collection's chunking. */
   chunk?: ChunkOptions;
+  /** Decide outcomes (and, for a sync, the deletions) without writing. */
+  dryRun?: boolean;
+}
+
+/** A folder sync: the ingest summary of the folder's documents plus the documents removed (or, dry, to remove). */
+export interface SyncSummary extends IngestSummary {
+  removed: string[];
 }
 
 export type { ServiceLog } from './log.js';
@@ -101,6 +135,9 @@ export type { ServiceLog } from './log.js';
  * `openSystem` (compose.ts); its parts stay inside, so an eval measures exactly what a client of /v1/ask gets.
  */
 export class RagService {
+  /** Started by the first upload. */
+  private fileParser: FileParserThread | undefined;
+
   constructor(
     private readonly config: AppConfig,
     private readonly collections: Collections,
@@ -158,7 +195,7 @@ export class RagService {
       const k = params.k ?? this.config.retrieval.defaultK;
       const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode, filter: params.filter });
       return {
-        results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score })),
+        results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score, ...passageLocation(h) })),
         timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
       };
     });
@@ -177,7 +214,7 @@ export class RagService {
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
-    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score }));
+    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score, ...passageLocation(h) }));
     if (passages.length === 0) {
       // Nothing matched (empty collection, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
@@ -192,7 +229,9 @@ export class RagService {
         timings: { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
-    const result: AnswerResult = await reader.answer(params.question, passages, {
+    // The reader sees where a passage sits: its title field is the document title and the heading path.
+    const readerPassages = passages.map((p) => ({ ...p, title: titleWithSection(p.title, p.section) }));
+    const result: AnswerResult = await reader.answer(params.question, readerPassages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
       numBeams: params.numBeams ?? rc.numBeams,
@@ -232,6 +271,35 @@ export class RagService {
     return this.use(options, (c) => this.writerOf(c).upsert(docs, options.signal));
   }
 
+  /**
+   * Files (uploads) through the same readers and write path as the CLI: each file is read into a document whose id is
+   * its name; one that cannot be read gets an `error` outcome with the reason, the others are written in one batch.
+   */
+  async upsertFiles(
+    files: UploadedDocumentFile[],
+    metadata: Metadata,
+    options: CollectionScope & { signal?: AbortSignal } = {},
+  ): Promise<DocumentWriteStatus[]> {
+    const outcomes: Array<DocumentWriteStatus | DocumentInput> = [];
+    for (const file of files) {
+      options.signal?.throwIfAborted();
+      try {
+        // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
+        this.fileParser ??= new FileParserThread();
+        const parser = this.fileParser;
+        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f));
+        outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
+      } catch (err) {
+        if (!(err instanceof UnreadableFileError)) throw err;
+        outcomes.push({ id: file.name, status: 'error', error: err.message });
+      }
+    }
+    const inputs = outcomes.filter((o): o is DocumentInput => 'text' in o);
+    const written = inputs.length > 0 ? await this.upsertDocuments(inputs, options) : [];
+    const byId = new Map(written.map((w) => [w.id, w]));
+    return outcomes.map((o) => ('text' in o ? byId.get(o.id)! : o));
+  }
+
   deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal } = {}): Promise<DeleteResult> {
     return this.use(options, (c) => this.writerOf(c).delete(id, options.signal));
   }
@@ -240,8 +308,20 @@ export class RagService {
     return this.use(options, async (c) => {
       const doc = await c.store.getDocument(id);
       if (!doc) return undefined;
-      const passages = (await c.store.passagesOfDocument(id)).map((p) => ({ passageId: p.id, text: p.text }));
+      const passages = (await c.store.passagesOfDocument(id)).map((p) => ({ passageId: p.id, text: p.text, ...passageLocation(p) }));
       return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
+    });
+  }
+
+  /** One page of documents ordered by id, filtered by id prefix and/or the metadata filter language. */
+  listDocuments(options: CollectionScope & ListDocumentsOptions = {}): Promise<DocumentList> {
+    return this.use(options, async (c) => {
+      const { collection: _collection, ...query } = options;
+      const page = await c.store.listDocuments(query);
+      return {
+        documents: page.documents.map((d) => ({ id: d.id, title: d.title, metadata: d.metadata })),
+        ...(page.next !== undefined ? { next: page.next } : {}),
+      };
     });
   }
 
@@ -253,6 +333,34 @@ export class RagService {
   /** A bulk run over documents in memory or streamed (eval corpora). */
   ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkRunOptions): Promise<IngestSummary> {
     return this.use(options, (c) => this.writerOf(c).ingestDocuments(docs, options));
+  }
+
+  /**
+   * Makes the collection mirror a folder: its documents are added or updated, and documents an earlier sync of the
+   * same folder wrote whose files are gone are deleted — nothing else is. A dry run reads every file and reports the
+   * same outcomes and deletions without writing.
+   */
+  syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
+    return this.use(options, async (c) => {
+      const writer = this.writerOf(c);
+      await assertSyncFolder(folder);
+      const owned = await ownedDocuments(c.store, folder);
+      const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
+      const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError), options);
+      const removed = removedSince(owned, walk.present);
+      summary.errors.push(...walk.errors);
+      summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));
+      summary.unsupported = walk.unsupported;
+      if (removed.length > 0 && !options.dryRun) {
+        const deleted = await writer.deleteMany(removed);
+        summary.deleted = deleted.deleted;
+        summary.passagesRemoved += deleted.passagesRemoved;
+      } else if (options.dryRun) {
+        summary.deleted = removed.length;
+      }
+      summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
+      return { ...summary, removed };
+    });
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
@@ -293,8 +401,9 @@ export class RagService {
   }
 
   /** Saves what changed and releases every collection; call drainWrites() first to finish accepted writes. */
-  close(): Promise<void> {
-    return this.collections.closeAll();
+  async close(): Promise<void> {
+    await this.fileParser?.close();
+    await this.collections.closeAll();
   }
 
   private use<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {
@@ -328,12 +437,12 @@ function summarize(name: string, manifest: CollectionManifest): CollectionSummar
  * the cited passages; `attention` keeps the share over all passages.
  */
 export function citationsFrom(
-  passages: ReadonlyArray<{ passageId: string; docId: string; title: string }>,
+  passages: ReadonlyArray<{ passageId: string; docId: string; title: string } & PassageLocation>,
   shares: readonly number[],
   minShare: number,
 ): AskOutcome['citations'] {
   const ranked = passages
-    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, attention: shares[i] ?? 0 }))
+    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, ...passageLocation(p), attention: shares[i] ?? 0 }))
     .sort((a, b) => b.attention - a.attention);
   const cited = ranked.filter((c, i) => i === 0 || c.attention >= minShare);
   const total = cited.reduce((sum, c) => sum + c.attention, 0);

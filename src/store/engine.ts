@@ -15,6 +15,7 @@ import type {
   HnswParams,
   LabelScore,
   Metadata,
+  MetadataFilter,
   PassageRecord,
   SearchFilter,
   StoreStats,
@@ -55,8 +56,8 @@ export interface DocumentInfo {
 export interface ListDocumentsOptions {
   /** Only ids starting with this string (plain prefix, no pattern syntax). */
   idPrefix?: string;
-  /** Only documents whose top-level metadata has exactly these values (type-strict, as in search filters). */
-  metadata?: Record<string, string | number | boolean>;
+  /** Only documents whose metadata matches this filter (the search filter language, see `filter.ts`). */
+  metadata?: MetadataFilter;
   /** Paging cursor: only ids sorting after this one (binary order of the UTF-8 id). */
   after?: string;
   /** Page size; engines cap it at 1000. Default 100. */

@@ -34,6 +34,7 @@ export type {
   HnswParams,
   LabelScore,
   Metadata,
+  MetadataFilter,
   PassageFields,
   PassageInput,
   PassageRecord,
@@ -45,3 +46,4 @@ export type {
 } from './types.js';
 export { StorageUnavailableError } from './errors.js';
 export { moveEmbeddedIndexToPostgres, type ImportSummary, type MoveOptions } from './postgres/import.js';
+export { parseMetadataFilter, parseKeyPath, isoDateToMs, FilterSyntaxError, FILTER_LIMITS, type FilterNode, type FilterScalar } from './filter.js';

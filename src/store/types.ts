@@ -29,6 +29,11 @@ export interface PassageFields {
   metadata: Metadata;
   charStart: number;
   charEnd: number;
+  /** First and last page of the passage, for paged formats (PDF). */
+  pageStart?: number;
+  pageEnd?: number;
+  /** Heading path the passage falls under, outermost first ("Install", "Linux"). */
+  section?: string[];
 }
 
 /** A passage to write: its document comes from the enclosing `DocumentWrite`. */
@@ -66,11 +71,14 @@ export interface DeleteOutcome {
   passagesRemoved: number;
 }
 
-/** Restricts a search to passages of the given documents and/or with the given top-level metadata values. */
+/** Restricts a search to passages of the given documents and/or whose metadata matches a filter (see `filter.ts`). */
 export interface SearchFilter {
   docIds?: string[];
-  metadata?: Record<string, string | number | boolean>;
+  metadata?: MetadataFilter;
 }
+
+/** A metadata filter as JSON, e.g. `{"year": {"$gte": 2020}, "$or": [{"lang": "en"}, {"lang": "de"}]}`. */
+export type MetadataFilter = Record<string, unknown>;
 
 export interface LabelScore {
   label: number;

@@ -25,6 +25,11 @@ export async function request(base: string, method: string, route: string, optio
   const raw = options.body;
   const body = raw === undefined ? undefined : typeof raw === 'string' || Buffer.isBuffer(raw) ? raw : JSON.stringify(raw);
   const res = await fetch(base + route, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? 30_000) });
+  return readReply(res);
+}
+
+/** A fetch response's body read both as text and (when it parses) as JSON. */
+export async function readReply(res: Response): Promise<HttpReply> {
   const text = await res.text();
   let json: any;
   try {

@@ -30,6 +30,9 @@ interface PassageRow {
   metadata: string;
   char_start: number;
   char_end: number;
+  page_start?: number | null;
+  page_end?: number | null;
+  section?: string | null;
 }
 
 export function chunks<T>(items: T[], size: number): T[][] {
@@ -54,6 +57,8 @@ function toPassageRecord(row: PassageRow): PassageRecord {
     metadata: parseMetadata(row.metadata),
     charStart: row.char_start,
     charEnd: row.char_end,
+    ...(typeof row.page_start === 'number' ? { pageStart: row.page_start, pageEnd: row.page_end ?? row.page_start } : {}),
+    ...(typeof row.section === 'string' ? { section: JSON.parse(row.section) as string[] } : {}),
   };
 }
 
@@ -101,8 +106,8 @@ export class PassageTables {
         'chunking = excluded.chunking, metadata = excluded.metadata, updated_at = excluded.updated_at',
     );
     const insertPassage = this.prepare(
-      'INSERT INTO passages (id, doc_id, chunk_no, title, text, metadata, char_start, char_end, in_hnsw) ' +
-        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING label',
+      'INSERT INTO passages (id, doc_id, chunk_no, title, text, metadata, char_start, char_end, page_start, page_end, section, in_hnsw) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING label',
     ).pluck();
     const insertVector = this.prepare('INSERT INTO passage_vectors (label, vector) VALUES (?, ?)');
 
@@ -125,6 +130,7 @@ export class PassageTables {
         for (const p of passages) {
           const label = insertPassage.get(
             p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
+            p.pageStart ?? null, p.pageEnd ?? null, p.section ? JSON.stringify(p.section) : null,
           ) as number;
           const unit = normalized(p.vector);
           insertVector.run(label, vectorToBlob(unit));

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { registerFilterFunctions } from '../filter-sql.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -32,7 +33,10 @@ CREATE TABLE IF NOT EXISTS passages (
   metadata TEXT NOT NULL,
   char_start INTEGER NOT NULL,
   char_end INTEGER NOT NULL,
-  in_hnsw INTEGER NOT NULL DEFAULT 0
+  in_hnsw INTEGER NOT NULL DEFAULT 0,
+  page_start INTEGER,
+  page_end INTEGER,
+  section TEXT
 );
 CREATE INDEX IF NOT EXISTS passages_by_doc ON passages(doc_id, chunk_no);
 CREATE INDEX IF NOT EXISTS passages_pending ON passages(label) WHERE in_hnsw = 0;
@@ -66,6 +70,7 @@ export function configureConnection(db: Database.Database, readonly: boolean): v
   }
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  registerFilterFunctions(db);
 }
 
 /** Tables and meta rows in one transaction: a process killed while creating an index leaves all of it or none. */
@@ -77,6 +82,7 @@ export function createSchema(db: Database.Database, embedModel: string, dim: num
     insertMeta.run('embed_model', embedModel);
     insertMeta.run('dim', String(dim));
     insertMeta.run('hnsw_generation', '0');
+    addLayoutColumns(db);
   })();
 }
 
@@ -88,4 +94,12 @@ export function hasSchema(db: Database.Database): boolean {
 export function readMeta(db: Database.Database, key: string): string | undefined {
   const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
   return row?.value;
+}
+
+/** Indexes made before passages had page ranges and heading paths get the (nullable) columns on their next writable open. */
+function addLayoutColumns(db: Database.Database): void {
+  const columns = new Set((db.prepare('PRAGMA table_info(passages)').all() as Array<{ name: string }>).map((c) => c.name));
+  for (const [name, type] of [['page_start', 'INTEGER'], ['page_end', 'INTEGER'], ['section', 'TEXT']]) {
+    if (!columns.has(name!)) db.exec(`ALTER TABLE passages ADD COLUMN ${name} ${type}`);
+  }
 }

@@ -1,0 +1,106 @@
+import type { Passage, TextLayout } from './types.js';
+
+/**
+ * Where a passage sits in its document: the pages its characters come from and the heading path it falls under.
+ * Readers describe a document's layout as character spans of its text; the chunker knows nothing about it, and this
+ * module maps each passage's span onto those spans.
+ */
+export interface PassageLocation {
+  pageStart?: number;
+  pageEnd?: number;
+  section?: string[];
+}
+
+/** Index of the last entry whose start is <= pos (entries sorted by start); -1 if none. */
+function lastStartingAtOrBefore(starts: ReadonlyArray<{ start: number }>, pos: number): number {
+  let lo = 0;
+  let hi = starts.length - 1;
+  let found = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid]!.start <= pos) {
+      found = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return found;
+}
+
+/** Page range of [start, end): separators between pages count towards no page. */
+function pageRange(pages: NonNullable<TextLayout['pages']>, start: number, end: number): [number, number] | undefined {
+  if (pages.length === 0 || end <= start) return undefined;
+  let first = lastStartingAtOrBefore(pages, start);
+  // A passage starting in the gap before a page starts on that page.
+  if (first === -1 || pages[first]!.end <= start) first = Math.min(first + 1, pages.length - 1);
+  const last = Math.max(first, lastStartingAtOrBefore(pages, end - 1));
+  return [pages[first]!.page, pages[last]!.page];
+}
+
+/** The heading path under which most of the span's characters lie; undefined for text before the first heading. */
+function sectionOf(sections: NonNullable<TextLayout['sections']>, start: number, end: number): string[] | undefined {
+  let i = lastStartingAtOrBefore(sections, start);
+  let best: string[] | undefined;
+  let bestChars = 0;
+  let from = start;
+  while (from < end) {
+    const nextStart = i + 1 < sections.length ? Math.min(sections[i + 1]!.start, end) : end;
+    const chars = nextStart - from;
+    const path = i >= 0 ? sections[i]!.path : undefined;
+    if (chars > bestChars) {
+      bestChars = chars;
+      best = path;
+    }
+    from = nextStart;
+    i++;
+  }
+  return best !== undefined && best.length > 0 ? best : undefined;
+}
+
+export function locateSpan(layout: TextLayout | undefined, start: number, end: number): PassageLocation {
+  if (!layout) return {};
+  const location: PassageLocation = {};
+  const pages = layout.pages && pageRange(layout.pages, start, end);
+  if (pages) [location.pageStart, location.pageEnd] = pages;
+  const section = layout.sections && sectionOf(layout.sections, start, end);
+  if (section) location.section = section;
+  return location;
+}
+
+/** Adds page ranges and heading paths to a document's passages (a no-op for documents without a layout). */
+export function locatePassages(passages: Passage[], layout: TextLayout | undefined): Passage[] {
+  if (!layout) return passages;
+  return passages.map((p) => ({ ...p, ...locateSpan(layout, p.charStart, p.charEnd) }));
+}
+
+/** "Install › Linux" */
+export const SECTION_SEPARATOR = ' › ';
+
+/** A passage's title as the reader and the embedder see it: the document title, then its heading path. */
+export function titleWithSection(title: string, section: readonly string[] | undefined): string {
+  // The title is often the first heading itself ("Guide" › "Guide" › "Install"): say it once.
+  const rest = section && section[0] === title ? section.slice(1) : (section ?? []);
+  if (rest.length === 0) return title;
+  const path = rest.join(SECTION_SEPARATOR);
+  return title.trim() === '' ? path : `${title}${SECTION_SEPARATOR}${path}`;
+}
+
+/** Builds a document's text and its section spans from headings met in reading order. */
+export class SectionTracker {
+  readonly sections: NonNullable<TextLayout['sections']> = [];
+  private readonly stack: Array<{ level: number; title: string }> = [];
+
+  /** A heading of `level` (1 = top) starting at `offset` in the text. */
+  heading(level: number, title: string, offset: number): void {
+    while (this.stack.length > 0 && this.stack[this.stack.length - 1]!.level >= level) this.stack.pop();
+    const clean = title.replace(/\s+/g, ' ').trim();
+    if (clean === '') return;
+    this.stack.push({ level, title: clean });
+    const path = this.stack.map((h) => h.title);
+    const last = this.sections[this.sections.length - 1];
+    // Two headings at one offset (nothing between them): the later, deeper one describes the text that follows.
+    if (last && last.start === offset) this.sections.pop();
+    this.sections.push({ start: offset, path });
+  }
+}

@@ -1,0 +1,86 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { readSources } from './readers.js';
+import type { IngestError, SourceDocument, SourceItem } from './types.js';
+
+/**
+ * Folder sync: a collection mirrors a folder. Every document read from the folder records the folder in its metadata
+ * under this key, and only documents that carry it are ever deleted by a sync of that folder — documents ingested from
+ * elsewhere (another folder, the REST API, a plain `npm run ingest`) are never touched.
+ */
+export const SOURCE_FOLDER_KEY = 'sourceFolder';
+
+/** The slice of a collection a sync reads: its documents, filtered by metadata, one page at a time. */
+export interface SyncLister {
+  listDocuments(options: { metadata?: Record<string, string>; after?: string; limit?: number }): Promise<{
+    documents: Array<{ id: string }>;
+    next?: string;
+  }>;
+}
+
+/** The folder as it is recorded: absolute and normalised, so `docs` and `./docs/` are the same folder. */
+export function folderKey(folder: string): string {
+  return path.resolve(folder);
+}
+
+/** Refuses a folder that is missing or not a folder: syncing it would delete every document it owns. */
+export async function assertSyncFolder(folder: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(folder);
+  } catch (err) {
+    throw new Error(`cannot sync ${folder}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; nothing was changed`);
+  }
+  if (!info.isDirectory()) throw new Error(`cannot sync ${folder}: not a folder; nothing was changed`);
+}
+
+/** Ids of the documents a folder's syncs wrote. */
+export async function ownedDocuments(store: SyncLister, folder: string): Promise<Set<string>> {
+  const owned = new Set<string>();
+  let after: string | undefined;
+  do {
+    const page = await store.listDocuments({ metadata: { [SOURCE_FOLDER_KEY]: folderKey(folder) }, after, limit: 1000 });
+    for (const d of page.documents) owned.add(d.id);
+    after = page.next;
+  } while (after !== undefined);
+  return owned;
+}
+
+export interface FolderWalk {
+  /** Ids of every document found, and the paths of files and folders that could not be read. */
+  present: Set<string>;
+  errors: IngestError[];
+  unsupported: Record<string, number>;
+}
+
+/**
+ * The folder's documents, each recording the folder. What is not a document is recorded in `walk` as the walk goes:
+ * an unreadable file or folder keeps its documents (its path counts as present), an unsupported file is counted.
+ */
+export async function* folderDocuments(folder: string, walk: FolderWalk, onError?: (e: IngestError) => void): AsyncGenerator<SourceDocument> {
+  const key = folderKey(folder);
+  for await (const item of readSources([folder]) as AsyncGenerator<SourceItem>) {
+    if (item.kind === 'document') {
+      walk.present.add(item.document.id);
+      yield { ...item.document, metadata: { ...item.document.metadata, [SOURCE_FOLDER_KEY]: key } };
+    } else if (item.kind === 'error') {
+      walk.present.add(path.relative(folder, item.error.path).split(path.sep).join('/'));
+      walk.errors.push(item.error);
+      onError?.(item.error);
+    } else {
+      walk.unsupported[item.extension] = (walk.unsupported[item.extension] ?? 0) + 1;
+    }
+  }
+}
+
+/**
+ * Owned documents whose files are gone. A document under a path that could not be read (a file, or a whole folder
+ * that could not be listed) is kept: it may well still be there.
+ */
+export function removedSince(owned: Set<string>, present: Set<string>): string[] {
+  const underPresent = (id: string) => {
+    for (let i = id.indexOf('/'); i !== -1; i = id.indexOf('/', i + 1)) if (present.has(id.slice(0, i))) return true;
+    return false;
+  };
+  return [...owned].filter((id) => !present.has(id) && !underPresent(id)).sort();
+}

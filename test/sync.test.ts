@@ -1,0 +1,168 @@
+/**
+ * Folder sync: the collection mirrors a folder (adds, updates, deletes what an earlier sync of that folder wrote and is
+ * gone), never touches documents from elsewhere, and a dry run reports exactly what the real run then does. Plus the
+ * CLI (`--sync`, `--dry-run`) and progress lines when stderr is not a terminal.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LineProgress, removedSince } from '../src/ingest/index.js';
+import { openSystem, type RagService } from '../src/service/index.js';
+import { fixtureConfig } from './helpers/config.js';
+import { singleColumnPdf } from './helpers/documents.js';
+import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+
+const TMP = mkdtempSync(path.join(os.tmpdir(), 'sync-'));
+afterAll(() => rmSync(TMP, { recursive: true, force: true }));
+
+function write(root: string, rel: string, content: string | Uint8Array): void {
+  mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+  writeFileSync(path.join(root, rel), content);
+}
+
+const ids = async (service: RagService, collection: string) => (await service.listDocuments({ collection })).documents.map((d) => d.id).sort();
+
+describe('syncFolder', () => {
+  let service: RagService;
+  const collection = 'synced';
+  beforeAll(async () => {
+    const config = fixtureConfig({ server: { ingestCorpusOnStart: false } });
+    service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
+    await service.createCollection(collection);
+  });
+  afterAll(async () => {
+    await service?.close();
+  });
+
+  it('adds, updates and deletes only what came from the folder; a dry run predicts the real run', async () => {
+    const folder = path.join(TMP, 'papers');
+    write(folder, 'intro.md', '# Intro\n\nThe first note about rivers.');
+    write(folder, 'deep/report.pdf', await singleColumnPdf([['A report about lakes.'], ['Its second page.']]));
+    write(folder, 'deep/photo.png', 'png bytes');
+    const other = path.join(TMP, 'other');
+    write(other, 'intro.md', '# Other\n\nSame file name, another folder.'.replace('intro', 'x'));
+    write(other, 'keep.md', '# Keep\n\nFrom another folder.');
+
+    const first = await service.syncFolder(folder, { collection, progress: false });
+    expect(first).toMatchObject({ added: 2, updated: 0, deleted: 0, removed: [], unsupported: { '.png': 1 } });
+    // Documents from elsewhere: a plain ingest of another folder, and one written over the API.
+    await service.ingestPaths([path.join(other, 'keep.md')], { collection, progress: false });
+    await service.upsertDocuments([{ id: 'api-doc', text: 'Written over the REST API.' }], { collection });
+    expect(await ids(service, collection)).toEqual(['api-doc', 'deep/report.pdf', 'intro.md', 'keep.md']);
+    expect((await service.getDocument('intro.md', { collection }))!.metadata).toEqual({ format: 'markdown', sourceFolder: folder });
+
+    // Change the folder: edit one file, remove one, add one.
+    write(folder, 'intro.md', '# Intro\n\nThe first note about rivers, revised.');
+    rmSync(path.join(folder, 'deep/report.pdf'));
+    write(folder, 'new.txt', 'A new plain text note.');
+
+    const plan = await service.syncFolder(folder, { collection, progress: false, dryRun: true });
+    expect(plan.removed).toEqual(['deep/report.pdf']);
+    const planned = plan.outcomes.map((o) => [o.id, o.status]).sort();
+    expect(planned).toEqual([
+      ['deep/report.pdf', 'deleted'],
+      ['intro.md', 'updated'],
+      ['new.txt', 'added'],
+    ]);
+    // Nothing was written.
+    expect(await ids(service, collection)).toEqual(['api-doc', 'deep/report.pdf', 'intro.md', 'keep.md']);
+
+    const real = await service.syncFolder(folder, { collection, progress: false });
+    expect(real).toMatchObject({ added: 1, updated: 1, unchanged: 0, deleted: 1, removed: ['deep/report.pdf'] });
+    expect(await ids(service, collection)).toEqual(['api-doc', 'intro.md', 'keep.md', 'new.txt']);
+
+    const again = await service.syncFolder(folder, { collection, progress: false });
+    expect(again).toMatchObject({ added: 0, updated: 0, unchanged: 2, deleted: 0, removed: [] });
+    expect((await service.verify({ collection })).ok).toBe(true);
+  });
+
+  it('refuses a missing folder and changes nothing', async () => {
+    const before = await ids(service, collection);
+    await expect(service.syncFolder(path.join(TMP, 'papers-gone'), { collection, progress: false })).rejects.toThrow(/cannot sync.*nothing was changed/);
+    expect(await ids(service, collection)).toEqual(before);
+  });
+
+  it('keeps documents under a path that could not be read', () => {
+    const owned = new Set(['a.md', 'sub/b.md', 'sub/deeper/c.md', 'gone.md', 'subway.md']);
+    expect(removedSince(owned, new Set(['a.md', 'sub']))).toEqual(['gone.md', 'subway.md']);
+  });
+});
+
+describe('progress when stderr is not a terminal', () => {
+  it('writes a line every interval while a run lasts, and a last one at the end', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString()));
+    const progress = new LineProgress(out, 20);
+    progress.start(10);
+    progress.update(3, 120);
+    await new Promise((r) => setTimeout(r, 70));
+    progress.update(10, 400);
+    progress.stop();
+    const lines = text.trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    expect(lines[0]).toMatch(/^ingest: 3\/10 documents, 120 passages embedded \(\d+\.\d\/s\), \d+ s$/);
+    expect(lines.at(-1)).toMatch(/^ingest: 10\/10 documents, 400 passages embedded/);
+  });
+
+  it('a run shorter than the interval writes nothing', () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString()));
+    const progress = new LineProgress(out, 5000);
+    progress.start(1);
+    progress.update(1, 1);
+    progress.stop();
+    expect(text).toBe('');
+  });
+});
+
+function runCli(args: string[], indexesDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), ...args], {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        RAG_MODELS_DIR: FIXTURES_DIR,
+        RAG_EMBED_MODEL: BERT_TINY,
+        RAG_QUANTIZED: 'false',
+        RAG_ALLOW_REMOTE: 'false',
+        RAG_INDEXES_DIR: indexesDir,
+        RAG_CONFIG: '',
+      },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('npm run ingest -- --sync', () => {
+  it('prints the plan with --dry-run without writing, then syncs', async () => {
+    const folder = path.join(TMP, 'cli-folder');
+    write(folder, 'a.md', '# A\n\nAlpha.');
+    write(folder, 'b.txt', 'Beta.');
+    write(folder, 'c.xlsx', 'x');
+    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+
+    const plan = await runCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('+ a.md\n+ b.txt\n');
+    expect(plan.stdout).toMatch(/plan \(dry run, collection docs would be created\).*added 2.*unsupported files 1 \(\.xlsx 1\)/);
+
+    const synced = await runCli(['--sync', folder, '--collection', 'docs'], indexes);
+    expect(synced.code, synced.stderr).toBe(0);
+    expect(synced.stdout).toMatch(/sync .*: documents seen 2, added 2/);
+
+    rmSync(path.join(folder, 'b.txt'));
+    const plan2 = await runCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+    expect(plan2.stdout).toContain('- b.txt\n');
+    expect(plan2.stdout).toMatch(/unchanged 1, deleted 1/);
+  });
+});
