@@ -1,5 +1,16 @@
 export { ingestPaths, ingestDocuments, deleteDocuments, effectiveChunkOptions, type IngestOptions, type IngestEmbedder } from './pipeline.js';
-export { chunkText, chunkDocument, tokenCounter, passageId, type CountTokens, type TokenizerLike, type TextChunk } from './chunker.js';
+export {
+  chunkText,
+  chunkTextAsync,
+  chunkDocument,
+  chunkDocumentAsync,
+  tokenCounter,
+  passageId,
+  type ChunkAsyncOptions,
+  type CountTokens,
+  type TokenizerLike,
+  type TextChunk,
+} from './chunker.js';
 export { readSources, readJsonl, recordToDocument, parseHtml, isBeirFolder, countSourceDocuments } from './readers.js';
 export { contentHash } from './content-hash.js';
 export { createProgress, type IngestProgress, type ProgressMode } from './progress.js';

@@ -1,5 +1,5 @@
 import { EmbeddingMismatchError, type DocumentWrite, type IndexStore } from '../store/index.js';
-import { chunkDocument, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
+import { chunkDocumentAsync, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 import { countSourceDocuments, readSources } from './readers.js';
@@ -137,7 +137,7 @@ class IngestRun {
       this.reportProgress();
       return;
     }
-    const passages = chunkDocument(doc, this.count, this.chunk);
+    const passages = await chunkDocumentAsync(doc, this.count, this.chunk);
     this.pending.push({ doc, hash, passages });
     this.pendingIds.add(doc.id);
     this.pendingPassages += passages.length;
