@@ -28,7 +28,7 @@ const program = new Command()
   .option('--chunk-tokens <n>', 'passage budget in embedding-model tokens', positiveInt('--chunk-tokens', 16))
   .option('--overlap <n>', 'tokens shared by consecutive passages', positiveInt('--overlap', 0))
   .option('--config <file>', 'config file (default: RAG_CONFIG or ./rag.config.json)')
-  .option('--progress', 'always show the progress bar (default: only when stderr is a terminal)')
+  .option('--progress', 'show progress (the default): a bar on a terminal, else a line every 5 s')
   .option('--no-progress', 'never show the progress bar')
   .showHelpAfterError();
 
@@ -98,7 +98,7 @@ async function main(): Promise<number> {
           maxTokens: opts.chunkTokens ?? config.chunk.maxTokens,
           overlapTokens: opts.overlap ?? config.chunk.overlapTokens,
         },
-        progress: opts.progress ?? 'auto',
+        progress: opts.progress ?? true,
         onError: (e) => console.error(formatError(e)),
       });
       printSummary('ingest', summary);

@@ -152,7 +152,7 @@ class IngestRun {
     this.pendingPassages = 0;
 
     const passages = batch.flatMap((p) => p.passages);
-    const vectors = await this.embed(passages);
+    const vectors = await this.embed(passages, this.summary.documentsSeen - batch.length);
     let next = 0;
     const writes: DocumentWrite[] = batch.map(({ doc, hash, passages: docPassages }) => ({
       document: { id: doc.id, title: doc.title, contentHash: hash, chunking: this.chunking, metadata: doc.metadata },
@@ -180,11 +180,15 @@ class IngestRun {
     this.reportProgress();
   }
 
-  private async embed(passages: Passage[]): Promise<Float32Array[]> {
+  private async embed(passages: Passage[], documentsDone: number): Promise<Float32Array[]> {
     const texts = passages.map((p) => (this.embedTitle && p.title.trim() !== '' ? `${p.title}\n${p.text}` : p.text));
     const vectors: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += this.batchPassages) {
       vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + this.batchPassages))));
+      // One large document is many batches: show them move rather than a bar stuck until the document is written.
+      // onnxruntime resolves in a nextTick, so without a macrotask turn here no timer (the progress line) would run.
+      this.progress.update(documentsDone, this.summary.passagesAdded + vectors.length);
+      await new Promise((resolve) => setImmediate(resolve));
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;
