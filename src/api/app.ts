@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -89,8 +91,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const read = requireScope(options.auth, 'read');
   const write = requireScope(options.auth, 'write');
   const limit = rateLimiter(options.rateLimit) ?? passThrough;
-  const json = express.json({ limit: options.bodyLimit, strict: true });
-  const documentsJson = express.json({ limit: options.documentsBodyLimit, strict: true });
+  const json = express.json({ limit: options.bodyLimit, strict: true, verify: requireUtf8 });
+  const documentsJson = express.json({ limit: options.documentsBodyLimit, strict: true, verify: requireUtf8 });
 
   app.use(requestLogger(options.logger));
   app.use(metrics.middleware());
@@ -207,6 +209,17 @@ export function createApp(state: ApiState, options: ApiOptions) {
 }
 
 const passThrough: RequestHandler = (_req, _res, next) => next();
+
+/**
+ * The JSON parser decodes bytes that are not UTF-8 into U+FFFD without a word, which would store text the client
+ * never sent; a body declared (or defaulting to) UTF-8 must be valid UTF-8. Other charsets the parser accepts
+ * (UTF-16/32) are decoded strictly by their own decoders.
+ */
+function requireUtf8(_req: IncomingMessage, _res: unknown, body: Buffer, encoding: string): void {
+  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
+    throw Object.assign(new Error('request body is not valid UTF-8'), { status: 400, type: 'entity.invalid.utf8' });
+  }
+}
 
 /** Tags responses a middleware ends itself (no route), for the metrics' route label. */
 function labelled(label: string, handler: RequestHandler): RequestHandler {

@@ -3,6 +3,14 @@ import { z } from 'zod';
 
 extendZodWithOpenApi(z);
 
+const NOT_WELL_FORMED = 'is not well-formed Unicode (it contains a lone surrogate, e.g. "\\ud800" without its pair)';
+
+/**
+ * A string that is well-formed UTF-16. A lone surrogate survives JSON.parse, but not storage: SQLite and every UTF-8
+ * encoder turn it into U+FFFD, so an id holding one could be written but never found again.
+ */
+const wellFormed = <S extends z.ZodString>(schema: S) => schema.refine((s) => s.isWellFormed(), NOT_WELL_FORMED);
+
 /**
  * The request and response shapes of the REST API. The same objects validate requests and generate /openapi.json,
  * so the published contract cannot drift from what the server accepts.
@@ -15,7 +23,7 @@ export interface ApiLimits {
   maxBeams: number;
 }
 
-const filterValue = z.union([z.string().max(1000), z.number(), z.boolean()]);
+const filterValue = z.union([wellFormed(z.string().max(1000)), z.number(), z.boolean()]);
 
 /**
  * A filter key is quoted into a JSON path, which has no escape for a double quote; `__proto__` would be assigned as
@@ -26,6 +34,7 @@ const filterKey = z
   .min(1)
   .max(200)
   .regex(/^[^"\u0000-\u001f]+$/, 'must not contain double quotes or control characters')
+  .refine((key) => key.isWellFormed(), NOT_WELL_FORMED)
   .refine((key) => key !== '__proto__', 'is a reserved key');
 
 /**
@@ -41,7 +50,7 @@ const filterMetadataInput = z
 
 export const searchFilterSchema = z
   .object({
-    docIds: z.array(z.string().min(1).max(1000)).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
+    docIds: z.array(wellFormed(z.string().min(1).max(1000))).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
     metadata: filterMetadataInput
       .pipe(z.record(filterKey, filterValue))
       .optional()
@@ -56,7 +65,7 @@ export const fusionModeSchema = z.enum(['fid', 'concat']).openapi('FusionMode');
 export function searchRequestSchema(limits: ApiLimits) {
   return z
     .object({
-      query: z.string().trim().min(1).max(limits.maxQueryChars),
+      query: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
       k: z.number().int().min(1).max(limits.maxSearchK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
@@ -68,7 +77,7 @@ export function searchRequestSchema(limits: ApiLimits) {
 export function askRequestSchema(limits: ApiLimits) {
   return z
     .object({
-      question: z.string().trim().min(1).max(limits.maxQueryChars),
+      question: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
       k: z.number().int().min(1).max(limits.maxAskK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
@@ -170,12 +179,18 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 /**
  * Checks a parsed JSON value without recursing deeper than `maxDepth` + 1 levels (request bodies can nest 100k deep,
  * and JSON.stringify or a plain recursive walk of those overflows the stack). `__proto__` is refused because copying
- * such an object anywhere (a spread, a zod record) would set a prototype instead of a key.
+ * such an object anywhere (a spread, a zod record) would set a prototype instead of a key. `malformed` is the path of
+ * the first key or string that is not well-formed Unicode.
  */
-function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean } {
+function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean; malformed?: Array<string | number> } {
   let tooDeep = false;
   let protoKey = false;
-  const visit = (node: unknown, depth: number): void => {
+  let malformed: Array<string | number> | undefined;
+  const visit = (node: unknown, depth: number, at: Array<string | number>): void => {
+    if (typeof node === 'string') {
+      if (!malformed && !node.isWellFormed()) malformed = at;
+      return;
+    }
     if (node === null || typeof node !== 'object' || tooDeep) return;
     if (depth > maxDepth) {
       tooDeep = true;
@@ -183,18 +198,17 @@ function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; prot
     }
     for (const key of Object.keys(node)) {
       if (key === '__proto__') protoKey = true;
-      visit((node as Record<string, unknown>)[key], depth + 1);
+      const path = [...at, Array.isArray(node) ? Number(key) : key];
+      if (!malformed && !key.isWellFormed()) malformed = path;
+      visit((node as Record<string, unknown>)[key], depth + 1, path);
     }
   };
-  visit(value, 1);
-  return { tooDeep, protoKey };
+  visit(value, 1, []);
+  return { tooDeep, protoKey, malformed };
 }
 
 export function documentIdSchema(limits: DocumentLimits) {
-  return z
-    .string()
-    .min(1)
-    .max(limits.maxIdChars)
+  return wellFormed(z.string().min(1).max(limits.maxIdChars))
     .refine((id) => id.trim() !== '', 'must not be blank')
     .refine((id) => !CONTROL_CHARS.test(id), 'must not contain control characters');
 }
@@ -204,12 +218,13 @@ export function metadataSchema(limits: DocumentLimits) {
   return z
     .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
     .superRefine((metadata, ctx) => {
-      const { tooDeep, protoKey } = inspectJson(metadata, limits.maxMetadataDepth);
+      const { tooDeep, protoKey, malformed } = inspectJson(metadata, limits.maxMetadataDepth);
       if (tooDeep) {
         ctx.addIssue({ code: 'custom', message: `nests deeper than ${limits.maxMetadataDepth} levels` });
         return;
       }
       if (protoKey) ctx.addIssue({ code: 'custom', message: '"__proto__" is a reserved key' });
+      if (malformed) ctx.addIssue({ code: 'custom', path: malformed, message: `key or value ${NOT_WELL_FORMED}` });
       const bytes = Buffer.byteLength(JSON.stringify(metadata), 'utf8');
       if (bytes > limits.maxMetadataBytes) {
         ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON; the limit is ${limits.maxMetadataBytes}` });
@@ -226,8 +241,8 @@ export function documentInputSchema(limits: DocumentLimits) {
   return z
     .object({
       id: documentIdSchema(limits),
-      title: z.string().max(limits.maxTitleChars).optional(),
-      text: z.string().max(limits.maxTextChars),
+      title: wellFormed(z.string().max(limits.maxTitleChars)).optional(),
+      text: wellFormed(z.string().max(limits.maxTextChars)),
       metadata: metadataSchema(limits).optional(),
     })
     .strict()
