@@ -557,12 +557,63 @@ describe('Authorization headers', () => {
   });
 });
 
+/** A raw request, so a header can be sent twice (fetch would join repeated values into one field). */
+function rawRequest(method: string, route: string, headers: Record<string, string | string[]>, body = ''): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${route}`, { method });
+    for (const [name, value] of Object.entries(headers)) req.setHeader(name, value);
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || 'null') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('repeated Authorization headers', () => {
+  it('two Authorization headers are refused, whichever comes first', async () => {
+    const body = JSON.stringify({ query: 'zebra' });
+    for (const pair of [
+      [`Bearer ${WRITER_KEY}`, `Bearer ${WRITER_KEY}`],
+      [`Bearer ${READER_KEY}`, `Bearer ${WRITER_KEY}`],
+      [`Bearer ${WRITER_KEY}`, 'Bearer rag_wrong'],
+    ]) {
+      const reply = await rawRequest('POST', '/v1/search', { 'content-type': 'application/json', authorization: pair }, body);
+      expect(reply.status).toBe(400);
+      expect(reply.body.error.field).toBe('Authorization');
+    }
+    const one = await rawRequest('POST', '/v1/search', { 'content-type': 'application/json', authorization: `Bearer ${WRITER_KEY}` }, body);
+    expect(one.status).toBe(200);
+    await expectHealthy();
+  });
+});
+
 describe('HTTP-level oddities', () => {
-  it('wrong methods, unknown and traversal paths are JSON 404s', async () => {
+  it('a wrong method on a known route is a JSON 405 with Allow', async () => {
+    for (const [method, route, allow] of [
+      ['GET', '/v1/search', 'POST'],
+      ['PUT', '/v1/ask', 'POST'],
+      ['DELETE', '/v1/search', 'POST'],
+      ['PUT', '/v1/documents', 'POST'],
+      ['POST', '/v1/documents/some%2Fid', 'DELETE, GET, HEAD'],
+      ['PATCH', '/v1/documents/x', 'DELETE, GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/v1/stats', 'GET, HEAD'],
+    ] as const) {
+      const reply = await send(method, route);
+      expect(reply.status, `${method} ${route}`).toBe(405);
+      expect(reply.headers.get('allow'), `${method} ${route}`).toBe(allow);
+      expect(reply.json?.error?.code).toBe('method_not_allowed');
+    }
+    await expectHealthy();
+  });
+
+  it('unknown and traversal paths are JSON 404s', async () => {
     for (const [method, route] of [
-      ['GET', '/v1/search'],
-      ['PUT', '/v1/ask'],
-      ['DELETE', '/v1/search'],
+      ['GET', '/v1/searches'],
+      ['POST', '/v1/documents/a/b'],
       ['GET', '/v1/%2e%2e/%2e%2e/etc/passwd'],
       ['GET', '/..%2f..%2fpackage.json'],
       ['GET', '/v1/search%00'],

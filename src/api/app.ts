@@ -19,6 +19,7 @@ import { requireScope, type AuthPolicy } from './auth.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import { requestLogger } from './logging.js';
 import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -203,6 +204,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.json(ready(state).stats());
   });
 
+  app.use(methodNotAllowed(app));
   app.use(notFound);
   app.use(errorHandler());
   return Object.assign(app, { generationQueue: queue, inFlight, metrics });
