@@ -2,6 +2,9 @@
  * Creates an API key: prints the key once (only its hash is ever stored) and the config entry that admits it.
  *   npm run keys -- --name ci-bot --scopes read
  *   npm run keys -- --name admin --scopes read,write
+ * A write-only key is allowed (least privilege for an ingestion job that never reads), but it is rarely what someone
+ * asking for a "writer" key wants: it cannot search, ask, or read back what it wrote. So it is made only with a warning
+ * that says exactly that.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { generateApiKey, hashApiKey } from '../src/api/index.js';
@@ -30,6 +33,14 @@ const program = new Command()
 
 program.parse();
 const opts = program.opts<{ name: string; scopes: ApiScope[] }>();
+
+if (opts.scopes.includes('write') && !opts.scopes.includes('read')) {
+  console.error(
+    'warning: this key has the "write" scope only. It can add and delete documents but gets 403 on search, ask, ' +
+      'GET /v1/documents/{id}, /v1/stats and the playground. For a writer that also reads (the usual case) use ' +
+      '--scopes read,write.\n',
+  );
+}
 
 const key = generateApiKey();
 const entry: ApiKeyConfig = { name: opts.name, sha256: hashApiKey(key), scopes: opts.scopes };
