@@ -2,7 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
 import { indexDir } from '../config/index.js';
-import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
+import { loadModels, type Embedder } from '../models/index.js';
 import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
 import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
 import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
@@ -100,9 +100,8 @@ export class RagService {
    * read-only open sees other processes' ingests as they commit. A new index gets the bundled corpus either way.
    */
   static async open(config: AppConfig, log?: ServiceLog, options: OpenOptions = {}): Promise<RagService> {
-    const embedder = await loadEmbedder(config);
+    const { embedder, readerModel } = await loadModels(config);
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
-    const readerModel = await loadReaderModel(config);
     const reader = await FidReader.create(readerModel);
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
 
