@@ -1,3 +1,6 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
 /** Prints a message for the user (no stack trace) and exits non-zero: for errors the user can fix. */
 export function fail(message: string, code = 1): never {
   console.error(`error: ${message}`);
@@ -22,7 +25,18 @@ export const intOption = (name: string) => (value: string): number => {
   return n;
 };
 
-/** An index name derived from a dataset and a model, so evals of different models never share an index. */
+/**
+ * An index name derived from a dataset and a model, so evals of different models never share an index. A dataset
+ * whose name already starts with the prefix (`beir-msmarco-mini`) does not get it twice.
+ */
 export function evalIndexName(prefix: string, dataset: string, model: string): string {
-  return `${prefix}-${dataset}-${model}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+  const name = dataset.startsWith(`${prefix}-`) ? dataset : `${prefix}-${dataset}`;
+  return `${name}-${model}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/** Writes a JSON report, creating the folders on its path (`--json out/run.json` on a fresh clone). */
+export function writeJsonReport(file: string, report: unknown): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${file}`);
 }

@@ -62,12 +62,13 @@ const DEFAULTS = { defaultK: 10, maxK: 100, rrfK: 60, denseWeight: 1, bm25Weight
 export class Retriever {
   private readonly options: typeof DEFAULTS & { ef?: number };
 
+  /** Without a query embedder only `bm25` can be searched: for callers that need no embedding model at all. */
   constructor(
     readonly store: IndexStore,
-    private readonly embedder: QueryEmbedder,
+    private readonly embedder: QueryEmbedder | undefined,
     options: RetrieverOptions = {},
   ) {
-    if (embedder.modelId !== store.embedModel || embedder.dim !== store.dim) {
+    if (embedder && (embedder.modelId !== store.embedModel || embedder.dim !== store.dim)) {
       throw new EmbeddingMismatchError(store.dir, store.embedModel, store.dim, embedder.modelId, embedder.dim);
     }
     const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
@@ -83,6 +84,7 @@ export class Retriever {
     let embedMs = 0;
     let vector: Float32Array | undefined;
     if (mode !== 'bm25') {
+      if (!this.embedder) throw new Error(`search mode "${mode}" needs the embedding model; this retriever has none (bm25 only)`);
       const started = performance.now();
       vector = await this.embedder.embedQuery(query);
       embedMs = performance.now() - started;
