@@ -73,13 +73,10 @@ function* sentenceSpans(text: string): Generator<[number, number]> {
   }
 }
 
+/** Word spans inside [start, end); the search never reads past `end` (a word there may run on for megabytes). */
 function wordSpans(text: string, start: number, end: number): Array<[number, number]> {
   const spans: Array<[number, number]> = [];
-  const re = /\S+/g;
-  re.lastIndex = start;
-  for (let m = re.exec(text); m !== null && m.index < end; m = re.exec(text)) {
-    spans.push([m.index, Math.min(m.index + m[0].length, end)]);
-  }
+  for (const m of text.slice(start, end).matchAll(/\S+/g)) spans.push([start + m.index, start + m.index + m[0].length]);
   return spans;
 }
 
