@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../src/config/index.js';
@@ -6,7 +5,7 @@ import { answerInPassages, loadSquad, percentile, scoreAnswer } from '../src/eva
 import type { FusionMode } from '../src/reader/index.js';
 import type { SearchMode } from '../src/retrieval/index.js';
 import { openSystem } from '../src/service/index.js';
-import { evalIndexName, formatTable, intOption, runCli } from './lib/cli.js';
+import { evalIndexName, formatTable, intOption, runCli, writeJsonReport } from './lib/cli.js';
 
 const program = new Command()
   .name('eval:qa')
@@ -104,8 +103,7 @@ runCli(async () => {
       ]),
     );
     if (opts.json) {
-      writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
-      console.log(`wrote ${opts.json}`);
+      writeJsonReport(opts.json, report);
     }
   } finally {
     await service.close();

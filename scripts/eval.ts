@@ -1,11 +1,10 @@
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../src/config/index.js';
 import { loadBeirDataset, evaluateRun, passagesToDocRun, percentile, recallAgainst, RETRIEVAL_METRICS, type ScoredDoc } from '../src/eval/index.js';
 import type { SearchMode } from '../src/retrieval/index.js';
 import { openSystem } from '../src/service/index.js';
-import { evalIndexName, fail, formatTable, intOption, runCli } from './lib/cli.js';
+import { evalIndexName, fail, formatTable, intOption, runCli, writeJsonReport } from './lib/cli.js';
 
 const program = new Command()
   .name('eval')
@@ -87,10 +86,7 @@ runCli(async () => {
       ]),
     );
     if (evaluation.skipped.notInRun.length > 0) console.log(`(${evaluation.skipped.notInRun.length} judged queries returned nothing)`);
-    if (opts.json) {
-      writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
-      console.log(`wrote ${opts.json}`);
-    }
+    if (opts.json) writeJsonReport(opts.json, report);
   } finally {
     await service.close();
   }

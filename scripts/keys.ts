@@ -3,6 +3,9 @@
  *   npm run keys -- --name ci-bot --scopes read
  *   npm run keys -- --name admin --scopes read,write
  *   npm run keys -- --name team-a --scopes read,write --collections team-a
+ * A write-only key is allowed (least privilege for an ingestion job that never reads), but it is rarely what someone
+ * asking for a "writer" key wants: it cannot search, ask, or read back what it wrote. So it is made only with a warning
+ * that says exactly that.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { generateApiKey, hashApiKey } from '../src/api/index.js';
@@ -40,6 +43,14 @@ const program = new Command()
 
 program.parse();
 const opts = program.opts<{ name: string; scopes: ApiScope[]; collections?: string[] }>();
+
+if (opts.scopes.includes('write') && !opts.scopes.includes('read')) {
+  console.error(
+    'warning: this key has the "write" scope only. It can add and delete documents but gets 403 on search, ask, ' +
+      'GET /v1/documents/{id}, /v1/stats and the playground. For a writer that also reads (the usual case) use ' +
+      '--scopes read,write.\n',
+  );
+}
 
 const key = generateApiKey();
 const entry: ApiKeyConfig = {

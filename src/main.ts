@@ -1,16 +1,17 @@
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { authPolicyFor, createApp, HttpError, type ApiState } from './api/index.js';
+import { AuthConfigError, authPolicyFor, createApp, HttpError, type ApiState } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
-import { openSystem } from './service/index.js';
+import { openSystem, type RagService } from './service/index.js';
 
 /** After the shutdown deadline, cancelled requests get this long to send their error before connections are cut. */
 const CANCEL_GRACE_MS = 2000;
 
 /**
- * Starts listening at once so /healthz answers while models load and the bundled corpus is ingested;
- * /readyz turns 200 when the service can answer. Throws before listening when auth is on without any key.
+ * Opens the models and the index (ingesting the bundled corpus into a new index), then listens: a port that accepts
+ * connections is a service that can answer. Throws before listening when auth is on without any key, or when a
+ * model or the index cannot be opened (the message names every missing model).
  */
 export async function startServer(config: AppConfig, log: Logger = pino({ level: config.logLevel })) {
   const auth = authPolicyFor(config.auth);
@@ -48,40 +49,41 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     trustProxy: config.server.trustProxy,
     logger: log,
   });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
-  });
+
+  const writable = !config.server.readOnly;
+  let service: RagService;
+  try {
+    service = await openSystem(config, {
+      log,
+      writable,
+      verify: config.server.verifyIndexOnStart,
+      reader: true,
+      prepareDefaultCollection: true,
+    });
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed');
+    throw err;
+  }
+  let server: Server;
+  try {
+    server = await new Promise((resolve, reject) => {
+      const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    });
+  } catch (err) {
+    await service.close();
+    throw err;
+  }
   // A client trickling its headers or body must not hold a connection for longer than an answer may take.
   server.requestTimeout = config.server.requestTimeoutMs;
   server.headersTimeout = Math.min(60_000, config.server.requestTimeoutMs);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  state.backend = service;
+  state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
+  state.status = 'ready';
   log.info({ port, host: config.host }, 'listening');
-
-  const writable = !config.server.readOnly;
-  const ready = openSystem(config, {
-    log,
-    writable,
-    verify: config.server.verifyIndexOnStart,
-    reader: true,
-    prepareDefaultCollection: true,
-  }).then(
-    (service) => {
-      state.backend = service;
-      state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
-      if (state.status === 'starting') state.status = 'ready';
-      log.info('ready');
-      return service;
-    },
-    (err: unknown) => {
-      state.status = 'failed';
-      state.detail = { error: (err as Error).message };
-      log.fatal({ err }, 'start-up failed');
-      throw err;
-    },
-  );
-  // Callers that never await `ready` (a shutdown during start-up) must not see an unhandled rejection.
-  ready.catch(() => undefined);
+  log.info('ready');
+  const ready = Promise.resolve(service);
 
   /**
    * Stop accepting, let in-flight requests finish until `server.shutdownTimeoutMs`, then cancel the rest (answers stop
@@ -102,22 +104,13 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     }
     server.closeAllConnections();
     await closed;
-    const service = await Promise.race([ready.catch(() => undefined), delay(Math.max(0, deadline - (performance.now() - started)))]);
-    if (service) {
-      await service.drainWrites();
-      await service.close();
-    } else {
-      log.warn('start-up had not finished; the index is left for the next start to recover');
-    }
+    await service.drainWrites();
+    await service.close();
     log.info({ ms: Math.round(performance.now() - started) }, 'shut down');
   };
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= shutdown());
   return { app, server, port, ready, close };
-}
-
-function delay(ms: number): Promise<undefined> {
-  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
 
 const isEntryPoint = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
@@ -130,18 +123,7 @@ if (isEntryPoint) {
     process.exit(2);
   }
   const log = pino({ level: config.logLevel });
-  let running: Awaited<ReturnType<typeof startServer>>;
-  try {
-    running = await startServer(config, log);
-  } catch (err) {
-    console.error((err as Error).message);
-    process.exit(2);
-  }
-  running.ready.catch((err: unknown) => {
-    // A model or index that cannot be opened is fatal: print the one clear message and exit.
-    console.error((err as Error).message);
-    process.exit(1);
-  });
+  let running: Awaited<ReturnType<typeof startServer>> | undefined;
   let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     // `on`, not `once`: a repeated signal (a terminal's Ctrl-C plus a wrapper relaying it) must not kill the shutdown.
@@ -151,6 +133,11 @@ if (isEntryPoint) {
         return;
       }
       stopping = true;
+      if (!running) {
+        // Nothing listens yet; every store write so far is crash-safe, and the next start recovers the rest.
+        log.warn({ signal }, 'stopped during start-up; the index is left for the next start to recover');
+        process.exit(0);
+      }
       log.info({ signal }, 'shutting down');
       // Whatever hangs, the process ends: the index is crash-safe, and a supervisor waits for us.
       setTimeout(() => {
@@ -165,5 +152,12 @@ if (isEntryPoint) {
         },
       );
     });
+  }
+  try {
+    running = await startServer(config, log);
+  } catch (err) {
+    // Auth without keys, a missing model, an index that cannot be opened: print the one clear message and exit.
+    console.error((err as Error).message);
+    process.exit(err instanceof AuthConfigError ? 2 : 1);
   }
 }

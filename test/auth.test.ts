@@ -176,6 +176,15 @@ describe('auth configuration', () => {
     }
   });
 
+  it('npm run keys makes a write-only key only with a clear warning that it cannot read', async () => {
+    const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+    const writeOnly = await promisify(execFile)(tsx, ['scripts/keys.ts', '--name', 'ingest-bot', '--scopes', 'write'], { cwd: REPO_ROOT });
+    expect(writeOnly.stderr).toMatch(/warning: this key has the "write" scope only[\s\S]*--scopes read,write/);
+    expect(writeOnly.stdout).toMatch(/"scopes":\["write"\]/);
+    const both = await promisify(execFile)(tsx, ['scripts/keys.ts', '--name', 'admin', '--scopes', 'read,write'], { cwd: REPO_ROOT });
+    expect(both.stderr).toBe('');
+  });
+
   it('npm run keys prints a key once and the config entry that admits it', async () => {
     const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
     const { stdout } = await promisify(execFile)(tsx, ['scripts/keys.ts', '--name', 'ci-bot', '--scopes', 'read,write'], { cwd: REPO_ROOT });

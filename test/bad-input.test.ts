@@ -215,21 +215,38 @@ describe.each(['/v1/search', '/v1/ask'] as const)('%s', (route) => {
     for (const raw of ['\u0001', '\u0008', '\u001f', '\n']) {
       expectClientError(await post(route, `{"${textField}": "zeb${raw}ra"}`), 400, '(body)');
     }
-    for (const escaped of ['\\u0000', '\\u0000zebra\\u0000', '\\u0007\\u001b[31mzebra', '\\ud800', '\\udfff\\ud800', '\\u202ezebra', '\\ufeffzebra']) {
+    for (const escaped of ['\\u0000', '\\u0000zebra\\u0000', '\\u0007\\u001b[31mzebra', '\\u202ezebra', '\\ufeffzebra', '\\ud83d\\ude00']) {
       const reply = await post(route, `{"${textField}": "${escaped}", "k": 1${route === '/v1/ask' ? ', "maxNewTokens": 2' : ''}}`);
       expect(reply.status, `${escaped}: ${reply.text.slice(0, 300)}`).toBe(200);
     }
     await expectHealthy();
   });
 
-  it('invalid UTF-8 bytes in the body do not break the server', async () => {
+  it('lone surrogates (not well-formed Unicode) are a 400 naming the field', async () => {
+    for (const escaped of ['\\ud800', 'zebra\\udfff\\ud800', '\\ude00\\ud83d']) {
+      const reply = await post(route, `{"${textField}": "${escaped}", "k": 1${route === '/v1/ask' ? ', "maxNewTokens": 2' : ''}}`);
+      expectClientError(reply, 400, textField);
+      expect(reply.json.error.message).toMatch(/well-formed Unicode/);
+    }
+    const filters: Array<[unknown, string]> = [
+      [{ metadata: { 'topic\ud800': 'animals' } }, 'filter.metadata.topic\ud800'],
+      [{ metadata: { topic: 'animals\udc00' } }, 'filter.metadata.topic'],
+      [{ docIds: ['zebra', 'x\ud800'] }, 'filter.docIds.1'],
+    ];
+    for (const [filter, field] of filters) expectClientError(await post(route, valid({ filter })), 400, field);
+    await expectHealthy();
+  });
+
+  it('invalid UTF-8 bytes in the body are a 400, not silently replaced', async () => {
     const prefix = Buffer.from(`{"${textField}": "zebra `);
     const suffix = Buffer.from(`", "k": 1${route === '/v1/ask' ? ', "maxNewTokens": 2' : ''}}`);
     for (const bad of [[0xff], [0xc3], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xc0, 0xaf]]) {
       const reply = await post(route, Buffer.concat([prefix, Buffer.from(bad), suffix]));
-      // The body is decoded leniently (WHATWG decoding, U+FFFD for each bad sequence): a search, not an error.
-      expect(reply.status, `${Buffer.from(bad).toString('hex')}: ${reply.text.slice(0, 300)}`).toBe(200);
+      expectClientError(reply, 400, '(body)');
+      expect(reply.json.error.code, Buffer.from(bad).toString('hex')).toBe('invalid_utf8');
     }
+    // Valid multi-byte UTF-8 is of course fine.
+    expect((await post(route, Buffer.concat([prefix, Buffer.from('zèbre 斑马 🦓'), suffix]))).status).toBe(200);
     await expectHealthy();
   });
 
@@ -477,35 +494,55 @@ describe('/v1/documents', () => {
     await expectHealthy();
   });
 
-  it('odd but valid text is stored and searchable: control characters, lone surrogates, invalid UTF-8, FTS syntax', async () => {
-    const bad = Buffer.concat([
-      Buffer.from('{"documents": [{"id": "utf8-probe", "text": "quartzite '),
+  it('ids, titles, text and metadata that are not well-formed Unicode are a 400 naming the field; nothing is stored', async () => {
+    // A lone surrogate survives JSON.parse but not UTF-8 storage: such an id could be written but never read or deleted.
+    const cases: Array<[unknown, string]> = [
+      [{ documents: [doc({ id: 's\ud800' })] }, 'documents.0.id'],
+      [{ documents: [doc(), doc({ id: 'probe-2', title: 'T\udc00' })] }, 'documents.1.title'],
+      [{ documents: [doc({ text: 'quartz \ud800 crystals' })] }, 'documents.0.text'],
+      [{ documents: [doc({ metadata: { 'k\ud800': 1 } })] }, 'documents.0.metadata.k\ud800'],
+      [{ documents: [doc({ metadata: { tags: ['ok', 'bad\udfff'] } })] }, 'documents.0.metadata.tags.1'],
+      [{ documents: [doc({ metadata: { a: { b: '\ud800x' } } })] }, 'documents.0.metadata.a.b'],
+    ];
+    for (const [body, field] of cases) {
+      const reply = await upsert(body);
+      expectClientError(reply, 400, field);
+      expect(reply.json.error.message).toMatch(/well-formed Unicode/);
+    }
+    expect((await send('GET', `/v1/documents/${encodeURIComponent('s\ufffd')}`)).status).toBe(404);
+    const bytes = Buffer.concat([
+      Buffer.from('{"documents": [{"id": "probe", "text": "quartzite '),
       Buffer.from([0xff, 0xc3, 0xed, 0xa0, 0x80]),
       Buffer.from(' crystals"}]}'),
     ]);
-    const utf8 = await upsert(bad);
-    expect(utf8.status, utf8.text).toBe(200);
-    expect(utf8.json.documents[0].status).toBe('added');
+    const utf8 = await upsert(bytes);
+    expectClientError(utf8, 400, '(body)');
+    expect(utf8.json.error.code).toBe('invalid_utf8');
+    await expectUnchanged();
+  });
+
+  it('odd but valid text is stored and searchable: control characters, FTS syntax, SQL', async () => {
     const weird = await upsert({
       documents: [
-        { id: 'ctrl-probe', text: 'feldspar\u0000 \u0007 \u001b[31m granite \ud800 NEAR(a b) "unbalanced * title:x ^ (' },
+        { id: 'ctrl-probe', text: 'feldspar\u0000 \u0007 \u001b[31m granite \ud83d\ude00 NEAR(a b) "unbalanced * title:x ^ (' },
         { id: "sql-probe') OR 1=1 --", text: 'basalt obsidian', metadata: { "k') OR 1=1 --": "v' OR '1'='1" } },
       ],
     });
     expect(weird.status, weird.text).toBe(200);
     expect(weird.json.documents.map((d: { status: string }) => d.status)).toEqual(['added', 'added']);
     for (const [query, id] of [
-      ['quartzite', 'utf8-probe'],
       ['feldspar granite', 'ctrl-probe'],
       ['obsidian', "sql-probe') OR 1=1 --"],
     ] as const) {
       const found = await post('/v1/search', { query, mode: 'bm25', k: 3 });
       expect(found.json.results[0]?.docId, query).toBe(id);
     }
-    // Every character round-trips except the lone surrogate, which UTF-8 storage cannot hold.
+    // Every character round-trips.
     const stored = await send('GET', `/v1/documents/${encodeURIComponent("sql-probe') OR 1=1 --")}`);
     expect(stored.json.metadata).toEqual({ "k') OR 1=1 --": "v' OR '1'='1" });
-    for (const id of ['utf8-probe', 'ctrl-probe', "sql-probe') OR 1=1 --"]) {
+    const ctrl = await send('GET', '/v1/documents/ctrl-probe');
+    expect(ctrl.json.passages.map((p: { text: string }) => p.text).join(' ')).toContain('granite \ud83d\ude00 NEAR');
+    for (const id of ['ctrl-probe', "sql-probe') OR 1=1 --"]) {
       expect((await send('DELETE', `/v1/documents/${encodeURIComponent(id)}`)).status).toBe(200);
     }
     await expectHealthy();
@@ -575,12 +612,63 @@ describe('Authorization headers', () => {
   });
 });
 
+/** A raw request, so a header can be sent twice (fetch would join repeated values into one field). */
+function rawRequest(method: string, route: string, headers: Record<string, string | string[]>, body = ''): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${route}`, { method });
+    for (const [name, value] of Object.entries(headers)) req.setHeader(name, value);
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || 'null') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('repeated Authorization headers', () => {
+  it('two Authorization headers are refused, whichever comes first', async () => {
+    const body = JSON.stringify({ query: 'zebra' });
+    for (const pair of [
+      [`Bearer ${WRITER_KEY}`, `Bearer ${WRITER_KEY}`],
+      [`Bearer ${READER_KEY}`, `Bearer ${WRITER_KEY}`],
+      [`Bearer ${WRITER_KEY}`, 'Bearer rag_wrong'],
+    ]) {
+      const reply = await rawRequest('POST', '/v1/search', { 'content-type': 'application/json', authorization: pair }, body);
+      expect(reply.status).toBe(400);
+      expect(reply.body.error.field).toBe('Authorization');
+    }
+    const one = await rawRequest('POST', '/v1/search', { 'content-type': 'application/json', authorization: `Bearer ${WRITER_KEY}` }, body);
+    expect(one.status).toBe(200);
+    await expectHealthy();
+  });
+});
+
 describe('HTTP-level oddities', () => {
-  it('wrong methods, unknown and traversal paths are JSON 404s', async () => {
+  it('a wrong method on a known route is a JSON 405 with Allow', async () => {
+    for (const [method, route, allow] of [
+      ['GET', '/v1/search', 'POST'],
+      ['PUT', '/v1/ask', 'POST'],
+      ['DELETE', '/v1/search', 'POST'],
+      ['PUT', '/v1/documents', 'POST'],
+      ['POST', '/v1/documents/some%2Fid', 'DELETE, GET, HEAD'],
+      ['PATCH', '/v1/documents/x', 'DELETE, GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
+      ['DELETE', '/v1/stats', 'GET, HEAD'],
+    ] as const) {
+      const reply = await send(method, route);
+      expect(reply.status, `${method} ${route}`).toBe(405);
+      expect(reply.headers.get('allow'), `${method} ${route}`).toBe(allow);
+      expect(reply.json?.error?.code).toBe('method_not_allowed');
+    }
+    await expectHealthy();
+  });
+
+  it('unknown and traversal paths are JSON 404s', async () => {
     for (const [method, route] of [
-      ['GET', '/v1/search'],
-      ['PUT', '/v1/ask'],
-      ['DELETE', '/v1/search'],
+      ['GET', '/v1/searches'],
+      ['POST', '/v1/documents/a/b'],
       ['GET', '/v1/%2e%2e/%2e%2e/etc/passwd'],
       ['GET', '/..%2f..%2fpackage.json'],
       ['GET', '/v1/search%00'],

@@ -114,6 +114,33 @@ describe('readSources', () => {
     expect(errors[4]!.message).toMatch(/"metadata"/);
   });
 
+  it('reports a duplicate id inside one JSONL file and keeps the first record', async () => {
+    const lines = [
+      JSON.stringify({ id: 'a', text: 'first alpha' }),
+      JSON.stringify({ id: 'b', text: 'beta' }),
+      JSON.stringify({ id: 'a', text: 'second alpha' }),
+      JSON.stringify({ _id: 'b', text: 'beta again, BEIR style' }),
+      JSON.stringify({ id: 7, text: 'numeric' }),
+      JSON.stringify({ id: '7', text: 'the same id as a string' }),
+    ];
+    const root = tree({ 'dups.jsonl': lines.join('\n') + '\n', 'other.jsonl': JSON.stringify({ id: 'a', text: 'another file' }) + '\n' });
+    const file = path.join(root, 'dups.jsonl');
+    const { docs, errors } = await collect([file]);
+    expect(docs.map((d) => [d.id, d.text])).toEqual([
+      ['a', 'first alpha'],
+      ['b', 'beta'],
+      ['7', 'numeric'],
+    ]);
+    expect(errors.map((e) => [e.path, e.line])).toEqual([
+      [file, 3],
+      [file, 4],
+      [file, 6],
+    ]);
+    expect(errors[0]!.message).toBe('duplicate id "a" (first at line 1); this record is skipped');
+    // Ids are unique per file: the same id in another file is an update, handled by the pipeline as before.
+    expect((await collect([root])).docs.filter((d) => d.id === 'a')).toHaveLength(2);
+  });
+
   it('reads a BEIR folder through corpus.jsonl (_id) and ignores queries and qrels', async () => {
     const root = tree({
       'beir/corpus.jsonl': [

@@ -197,16 +197,13 @@ describe('start-up checks', () => {
     db.prepare("DELETE FROM passage_vectors WHERE label = (SELECT label FROM passages WHERE doc_id = 'a')").run();
     db.close();
 
-    const second = await startServer(config, pino({ level: 'silent' }));
-    try {
-      await expect(second.ready).rejects.toBeInstanceOf(IndexInconsistentError);
-      await expect(second.ready).rejects.toThrow(/1 passages have no stored vector.*re-running the ingest/);
-      const readyz = await fetch(`http://127.0.0.1:${second.port}/readyz`);
-      expect(readyz.status).toBe(503);
-      expect(((await readyz.json()) as { status: string }).status).toBe('failed');
-    } finally {
-      await second.close();
-    }
+    // Start-up fails before listening: no port ever accepts requests for a service that cannot answer them.
+    const logged: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
+    const second = startServer(config, log);
+    await expect(second).rejects.toBeInstanceOf(IndexInconsistentError);
+    await expect(second).rejects.toThrow(/1 passages have no stored vector.*re-running the ingest/);
+    expect(logged.some((l) => l.includes('"listening"'))).toBe(false);
   });
 
   it('tells what to do when another process holds the index', async () => {
@@ -216,10 +213,9 @@ describe('start-up checks', () => {
     await first.close();
     const other = await openExistingTestStore(indexDir(config));
     try {
-      const second = await startServer(config, pino({ level: 'silent' }));
-      await expect(second.ready).rejects.toBeInstanceOf(IndexLockedError);
-      await expect(second.ready).rejects.toThrow(/must be the only writer.*server\.readOnly/);
-      await second.close();
+      const second = startServer(config, pino({ level: 'silent' }));
+      await expect(second).rejects.toBeInstanceOf(IndexLockedError);
+      await expect(second).rejects.toThrow(/must be the only writer.*server\.readOnly/);
     } finally {
       await other.close();
     }

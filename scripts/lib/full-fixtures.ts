@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { buildFixtures, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../../src/fixtures/index.js';
+import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../../src/fixtures/index.js';
 
+export const TINY_FIXTURES_DIR = path.join(findRepoRoot(process.cwd()), '.cache', 'fixtures');
+export const BERT_TINY = fixtureDirName('bert', 'tiny');
+export const T5_TINY = fixtureDirName('t5', 'tiny');
 export const FULL_FIXTURES_DIR = path.join(findRepoRoot(process.cwd()), '.cache', 'fixtures-full');
 export const BERT_FULL = fixtureDirName('bert', 'full');
 export const T5_FULL = fixtureDirName('t5', 'full');
@@ -12,5 +15,14 @@ export async function ensureFullFixtures(dir = FULL_FIXTURES_DIR): Promise<strin
   if (done.every((f) => existsSync(f))) return dir;
   console.error(`building full-size fixture models into ${dir} (once) ...`);
   await buildFixtures({ size: 'full', outDir: dir, sharedModelsDir: defaultSharedModelsDir() });
+  return dir;
+}
+
+/** Tiny fixtures live where vitest's global setup builds them; build them here if a test run never did. */
+export async function ensureTinyFixtures(dir = TINY_FIXTURES_DIR): Promise<string> {
+  const done = [path.join(dir, BERT_TINY, 'onnx', 'model.onnx'), path.join(dir, T5_TINY, 'onnx', 'decoder_model_merged.onnx')];
+  if (done.every((f) => existsSync(f))) return dir;
+  console.error(`building tiny fixture models into ${dir} ...`);
+  await buildFixtures({ size: 'tiny', outDir: dir, sharedModelsDir: defaultSharedModelsDir(), seed: DEFAULT_FIXTURE_SEED });
   return dir;
 }

@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -24,6 +26,7 @@ import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFil
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import { requestLogger } from './logging.js';
 import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -115,8 +118,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const read = requireScope(options.auth, 'read');
   const write = requireScope(options.auth, 'write');
   const limit = rateLimiter(options.rateLimit) ?? passThrough;
-  const json = express.json({ limit: options.bodyLimit, strict: true });
-  const documentsJson = express.json({ limit: options.documentsBodyLimit, strict: true });
+  const json = express.json({ limit: options.bodyLimit, strict: true, verify: requireUtf8 });
+  const documentsJson = express.json({ limit: options.documentsBodyLimit, strict: true, verify: requireUtf8 });
 
   app.use(requestLogger(options.logger));
   app.use(metrics.middleware());
@@ -315,12 +318,24 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.json({ name, deleted: true });
   });
 
+  app.use(methodNotAllowed(app));
   app.use(notFound);
   app.use(errorHandler());
   return Object.assign(app, { generationQueue: queue, inFlight, metrics });
 }
 
 const passThrough: RequestHandler = (_req, _res, next) => next();
+
+/**
+ * The JSON parser decodes bytes that are not UTF-8 into U+FFFD without a word, which would store text the client
+ * never sent; a body declared (or defaulting to) UTF-8 must be valid UTF-8. Other charsets the parser accepts
+ * (UTF-16/32) are decoded strictly by their own decoders.
+ */
+function requireUtf8(_req: IncomingMessage, _res: unknown, body: Buffer, encoding: string): void {
+  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
+    throw Object.assign(new Error('request body is not valid UTF-8'), { status: 400, type: 'entity.invalid.utf8' });
+  }
+}
 
 /** Tags responses a middleware ends itself (no route), for the metrics' route label. */
 function labelled(label: string, handler: RequestHandler): RequestHandler {

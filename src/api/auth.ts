@@ -71,6 +71,11 @@ export function requireScope(policy: AuthPolicy, scope: ApiScope): RequestHandle
       next();
       return;
     }
+    // Node keeps only the first of repeated Authorization fields; which one a proxy in front used is unknowable.
+    if ((req.headersDistinct.authorization?.length ?? 0) > 1) {
+      next(new HttpError(400, 'invalid_request', 'send exactly one Authorization header', { field: 'Authorization' }));
+      return;
+    }
     const header = req.get('authorization');
     if (header === undefined || header.trim() === '') {
       next(unauthorized('missing API key: send it as "Authorization: Bearer <key>"', false));

@@ -109,6 +109,9 @@ export function toHttpError(err: unknown): HttpError {
     return new HttpError(413, 'payload_too_large', `request body exceeds the limit of ${e.limit} bytes`, { field: '(body)' });
   }
   if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'request body is not valid JSON', { field: '(body)' });
+  if (e?.type === 'entity.invalid.utf8') {
+    return new HttpError(400, 'invalid_utf8', 'request body is not valid UTF-8 (send JSON as UTF-8 text)', { field: '(body)' });
+  }
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new HttpError(415, 'unsupported_encoding', e.message);
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'bad_request', e.message);
   return new HttpError(500, 'internal_error', 'internal error');

@@ -4,6 +4,14 @@ import { COLLECTION_NAME, FilterSyntaxError, parseMetadataFilter, type MetadataF
 
 extendZodWithOpenApi(z);
 
+const NOT_WELL_FORMED = 'is not well-formed Unicode (it contains a lone surrogate, e.g. "\\ud800" without its pair)';
+
+/**
+ * A string that is well-formed UTF-16. A lone surrogate survives JSON.parse, but not storage: SQLite and every UTF-8
+ * encoder turn it into U+FFFD, so an id holding one could be written but never found again.
+ */
+const wellFormed = <S extends z.ZodString>(schema: S) => schema.refine((s) => s.isWellFormed(), NOT_WELL_FORMED);
+
 /**
  * The request and response shapes of the REST API. The same objects validate requests and generate /openapi.json,
  * so the published contract cannot drift from what the server accepts.
@@ -16,6 +24,26 @@ export interface ApiLimits {
   maxBeams: number;
 }
 
+/** The first string in a JSON value (a key or a string value) that is not well-formed Unicode, as a path. */
+function illFormedPath(value: unknown, path: Array<string | number> = []): Array<string | number> | undefined {
+  if (typeof value === 'string') return value.isWellFormed() ? undefined : path;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = illFormedPath(value[i], [...path, i]);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (value !== null && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) {
+      if (!key.isWellFormed()) return [...path, key];
+      const found = illFormedPath(inner, [...path, key]);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
 /**
  * Metadata filters are validated by the store's own parser, so the API refuses exactly what the store cannot run and
  * names the offending part (e.g. `filter.metadata.$or.1.year.$gt`). The value is passed through as parsed: rebuilding
@@ -24,6 +52,11 @@ export interface ApiLimits {
 const metadataFilterSchema = z
   .custom<MetadataFilter>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
   .superRefine((value, ctx) => {
+    const illFormed = illFormedPath(value);
+    if (illFormed) {
+      ctx.addIssue({ code: 'custom', path: illFormed, message: NOT_WELL_FORMED });
+      return;
+    }
     if (Object.keys(value).length === 0) return;
     try {
       parseMetadataFilter(value);
@@ -43,7 +76,7 @@ const metadataFilterSchema = z
 
 export const searchFilterSchema = z
   .object({
-    docIds: z.array(z.string().min(1).max(1000)).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
+    docIds: z.array(wellFormed(z.string().min(1).max(1000))).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
     metadata: metadataFilterSchema.optional(),
   })
   .strict()
@@ -55,7 +88,7 @@ export const fusionModeSchema = z.enum(['fid', 'concat']).openapi('FusionMode');
 export function searchRequestSchema(limits: ApiLimits) {
   return z
     .object({
-      query: z.string().trim().min(1).max(limits.maxQueryChars),
+      query: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
       k: z.number().int().min(1).max(limits.maxSearchK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
@@ -67,7 +100,7 @@ export function searchRequestSchema(limits: ApiLimits) {
 export function askRequestSchema(limits: ApiLimits) {
   return z
     .object({
-      question: z.string().trim().min(1).max(limits.maxQueryChars),
+      question: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
       k: z.number().int().min(1).max(limits.maxAskK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
@@ -179,12 +212,18 @@ const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 /**
  * Checks a parsed JSON value without recursing deeper than `maxDepth` + 1 levels (request bodies can nest 100k deep,
  * and JSON.stringify or a plain recursive walk of those overflows the stack). `__proto__` is refused because copying
- * such an object anywhere (a spread, a zod record) would set a prototype instead of a key.
+ * such an object anywhere (a spread, a zod record) would set a prototype instead of a key. `malformed` is the path of
+ * the first key or string that is not well-formed Unicode.
  */
-function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean } {
+function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean; malformed?: Array<string | number> } {
   let tooDeep = false;
   let protoKey = false;
-  const visit = (node: unknown, depth: number): void => {
+  let malformed: Array<string | number> | undefined;
+  const visit = (node: unknown, depth: number, at: Array<string | number>): void => {
+    if (typeof node === 'string') {
+      if (!malformed && !node.isWellFormed()) malformed = at;
+      return;
+    }
     if (node === null || typeof node !== 'object' || tooDeep) return;
     if (depth > maxDepth) {
       tooDeep = true;
@@ -192,18 +231,17 @@ function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; prot
     }
     for (const key of Object.keys(node)) {
       if (key === '__proto__') protoKey = true;
-      visit((node as Record<string, unknown>)[key], depth + 1);
+      const path = [...at, Array.isArray(node) ? Number(key) : key];
+      if (!malformed && !key.isWellFormed()) malformed = path;
+      visit((node as Record<string, unknown>)[key], depth + 1, path);
     }
   };
-  visit(value, 1);
-  return { tooDeep, protoKey };
+  visit(value, 1, []);
+  return { tooDeep, protoKey, malformed };
 }
 
 export function documentIdSchema(limits: DocumentLimits) {
-  return z
-    .string()
-    .min(1)
-    .max(limits.maxIdChars)
+  return wellFormed(z.string().min(1).max(limits.maxIdChars))
     .refine((id) => id.trim() !== '', 'must not be blank')
     .refine((id) => !CONTROL_CHARS.test(id), 'must not contain control characters');
 }
@@ -213,12 +251,13 @@ export function metadataSchema(limits: DocumentLimits) {
   return z
     .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
     .superRefine((metadata, ctx) => {
-      const { tooDeep, protoKey } = inspectJson(metadata, limits.maxMetadataDepth);
+      const { tooDeep, protoKey, malformed } = inspectJson(metadata, limits.maxMetadataDepth);
       if (tooDeep) {
         ctx.addIssue({ code: 'custom', message: `nests deeper than ${limits.maxMetadataDepth} levels` });
         return;
       }
       if (protoKey) ctx.addIssue({ code: 'custom', message: '"__proto__" is a reserved key' });
+      if (malformed) ctx.addIssue({ code: 'custom', path: malformed, message: `key or value ${NOT_WELL_FORMED}` });
       const bytes = Buffer.byteLength(JSON.stringify(metadata), 'utf8');
       if (bytes > limits.maxMetadataBytes) {
         ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON; the limit is ${limits.maxMetadataBytes}` });
@@ -235,8 +274,8 @@ export function documentInputSchema(limits: DocumentLimits) {
   return z
     .object({
       id: documentIdSchema(limits),
-      title: z.string().max(limits.maxTitleChars).optional(),
-      text: z.string().max(limits.maxTextChars),
+      title: wellFormed(z.string().max(limits.maxTitleChars)).optional(),
+      text: wellFormed(z.string().max(limits.maxTextChars)),
       metadata: metadataSchema(limits).optional(),
     })
     .strict()

@@ -29,6 +29,17 @@ interface Unit {
 
 const sentenceSegmenter = new Intl.Segmenter('en', { granularity: 'sentence' });
 
+/**
+ * Characters handed to Intl.Segmenter at a time. V8's segment iterator costs time proportional to the whole string at
+ * every step, so segmenting a long text in one go is quadratic (a 490k-character document took 41 s); over bounded
+ * windows it is linear. UAX #29 decides a boundary from the text around it, and only the last boundary of a window can
+ * be decided on text the window cut off (SB8's look-ahead stops at the next sentence terminator), so each window's last
+ * segment is segmented again as the start of the next window: the result is what segmenting the whole text gives,
+ * except inside a sentence longer than a window, which is cut at its last whitespace (such a sentence is split between
+ * words anyway whenever it is over the token budget).
+ */
+const SEGMENT_WINDOW = 2048;
+
 /** Trims whitespace off a span; returns undefined for an all-whitespace span. */
 function trimSpan(text: string, start: number, end: number): [number, number] | undefined {
   while (start < end && /\s/.test(text[start]!)) start++;
@@ -36,22 +47,36 @@ function trimSpan(text: string, start: number, end: number): [number, number] | 
   return start < end ? [start, end] : undefined;
 }
 
-function sentenceSpans(text: string): Array<[number, number]> {
-  const spans: Array<[number, number]> = [];
-  for (const { index, segment } of sentenceSegmenter.segment(text)) {
-    const span = trimSpan(text, index, index + segment.length);
-    if (span) spans.push(span);
-  }
-  return spans;
+/** Where to cut a window that holds no sentence boundary: after its last whitespace, else at its end. */
+function forcedCut(text: string, start: number, end: number): number {
+  for (let i = end - 1; i > start + (end - start) / 2; i--) if (/\s/.test(text[i]!)) return i + 1;
+  return codePointBoundary(text, end);
 }
 
+/** Sentence spans in text order, trimmed, with no blank ones; linear in the length of the text. */
+function* sentenceSpans(text: string): Generator<[number, number]> {
+  let pos = 0;
+  while (pos < text.length) {
+    const windowEnd = Math.min(text.length, pos + SEGMENT_WINDOW);
+    const starts: number[] = [];
+    for (const { index } of sentenceSegmenter.segment(text.slice(pos, windowEnd))) starts.push(pos + index);
+    let next: number;
+    if (windowEnd === text.length) next = windowEnd;
+    else if (starts.length > 1) next = starts.pop()!;
+    else next = forcedCut(text, pos, windowEnd);
+    starts.push(next);
+    for (let i = 0; i + 1 < starts.length; i++) {
+      const span = trimSpan(text, starts[i]!, Math.min(starts[i + 1]!, next));
+      if (span) yield span;
+    }
+    pos = next;
+  }
+}
+
+/** Word spans inside [start, end); the search never reads past `end` (a word there may run on for megabytes). */
 function wordSpans(text: string, start: number, end: number): Array<[number, number]> {
   const spans: Array<[number, number]> = [];
-  const re = /\S+/g;
-  re.lastIndex = start;
-  for (let m = re.exec(text); m !== null && m.index < end; m = re.exec(text)) {
-    spans.push([m.index, Math.min(m.index + m[0].length, end)]);
-  }
+  for (const m of text.slice(start, end).matchAll(/\S+/g)) spans.push([start + m.index, start + m.index + m[0].length]);
   return spans;
 }
 
@@ -63,27 +88,50 @@ function codePointBoundary(text: string, pos: number): number {
 
 /**
  * A single "word" over the budget (a URL, a run of CJK characters, base64): cut where the token count reaches the
- * budget, found by binary search over character prefixes, so each piece's tokens map back to a character span.
+ * budget, so each piece's tokens map back to a character span. The piece grows by doubling from `budget` characters
+ * until it is over the budget, then the cut is searched inside the last doubling: each cut costs about
+ * (piece length × log of it), never the length of the rest of the word.
  */
 function splitWord(text: string, start: number, end: number, count: CountTokens, budget: number): Unit[] {
   const units: Unit[] = [];
   let pos = start;
   while (pos < end) {
-    const rest = count(text.slice(pos, end));
-    if (rest <= budget) {
-      units.push({ start: pos, end, tokens: rest });
+    let fitting = pos;
+    let fittingTokens = 0;
+    let probe = Math.min(end, pos + budget);
+    let probeTokens = count(text.slice(pos, probe));
+    while (probeTokens <= budget && probe < end) {
+      fitting = probe;
+      fittingTokens = probeTokens;
+      probe = Math.min(end, pos + 2 * (probe - pos));
+      probeTokens = count(text.slice(pos, probe));
+    }
+    if (probeTokens <= budget) {
+      units.push({ start: pos, end, tokens: probeTokens });
       break;
     }
-    let lo = pos + 1;
-    let hi = end;
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2);
-      if (count(text.slice(pos, mid)) <= budget) lo = mid;
-      else hi = mid - 1;
+    // The last end known to fit (or pos) and the first known not to; their token counts steer the next guess.
+    let lo = fitting;
+    let loTokens = fittingTokens;
+    let hi = probe;
+    let hiTokens = probeTokens;
+    for (let step = 0; hi - lo > 1; step++) {
+      // Interpolating on token counts finds the cut in a step or two in evenly tokenized text (CJK, base64);
+      // every other step bisects, so uneven text still costs only logarithmically many counts.
+      const guess = step % 2 === 0 ? lo + Math.floor(((hi - lo) * (budget - loTokens)) / (hiTokens - loTokens)) : (lo + hi) >> 1;
+      const mid = Math.min(hi - 1, Math.max(lo + 1, guess));
+      const tokens = count(text.slice(pos, mid));
+      if (tokens <= budget) {
+        lo = mid;
+        loTokens = tokens;
+      } else {
+        hi = mid;
+        hiTokens = tokens;
+      }
     }
-    let cut = codePointBoundary(text, lo);
+    let cut = codePointBoundary(text, Math.max(lo, pos + 1));
     if (cut <= pos) cut = Math.min(end, pos + (text.codePointAt(pos)! > 0xffff ? 2 : 1));
-    units.push({ start: pos, end: cut, tokens: count(text.slice(pos, cut)) });
+    units.push({ start: pos, end: cut, tokens: cut === lo ? loTokens : count(text.slice(pos, cut)) });
     pos = cut;
   }
   return units;
@@ -112,14 +160,13 @@ function splitSentence(text: string, start: number, end: number, count: CountTok
   return units;
 }
 
-function units(text: string, count: CountTokens, budget: number): Unit[] {
-  const out: Unit[] = [];
+/** Sentences within the budget, and the word runs of those over it, in text order; each costs bounded work. */
+function* units(text: string, count: CountTokens, budget: number): Generator<Unit> {
   for (const [start, end] of sentenceSpans(text)) {
     const tokens = count(text.slice(start, end));
-    if (tokens <= budget) out.push({ start, end, tokens });
-    else out.push(...splitSentence(text, start, end, count, budget));
+    if (tokens <= budget) yield { start, end, tokens };
+    else yield* splitSentence(text, start, end, count, budget);
   }
-  return out;
 }
 
 /**
@@ -160,11 +207,10 @@ export function validateChunkOptions(options: ChunkOptions): void {
 }
 
 /**
- * Cuts text into passages of at most `maxTokens` tokens, preferring sentence boundaries: sentences are packed whole;
- * a sentence over the budget is cut between words (or inside a word over the budget). Consecutive passages share up
- * to `overlapTokens` tokens. Every passage is an exact span of the input.
+ * The chunking work as steps of bounded cost: the generator pauses after every unit and every passage, so a caller
+ * can run it to the end at once or hand the event loop back between steps.
  */
-export function chunkText(text: string, count: CountTokens, options: ChunkOptions): TextChunk[] {
+function* chunkSteps(text: string, count: CountTokens, options: ChunkOptions): Generator<void, TextChunk[]> {
   validateChunkOptions(options);
   const budget = options.maxTokens;
   const passages: Unit[][] = [];
@@ -180,22 +226,65 @@ export function chunkText(text: string, count: CountTokens, options: ChunkOption
     }
     current.push(unit);
     currentTokens += unit.tokens;
+    yield;
   }
   if (current.length > 0) passages.push(current);
-  return passages.map((p) => {
+  const chunks: TextChunk[] = [];
+  for (const p of passages) {
     const start = p[0]!.start;
     const end = p[p.length - 1]!.end;
     const slice = text.slice(start, end);
-    return { start, end, text: slice, tokens: count(slice) };
-  });
+    chunks.push({ start, end, text: slice, tokens: count(slice) });
+    yield;
+  }
+  return chunks;
+}
+
+/**
+ * How long chunking may hold the event loop before it lets other work run. Servers must never stall for more than
+ * about 50 ms; one step (a sentence of at most a segmenter window, or one passage) stays well below the rest.
+ */
+const YIELD_EVERY_MS = 10;
+
+export interface ChunkAsyncOptions {
+  /** Stops chunking at the next step with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Cuts text into passages of at most `maxTokens` tokens, preferring sentence boundaries: sentences are packed whole;
+ * a sentence over the budget is cut between words (or inside a word over the budget). Consecutive passages share up
+ * to `overlapTokens` tokens. Every passage is an exact span of the input. Time is linear in the length of the text.
+ */
+export function chunkText(text: string, count: CountTokens, options: ChunkOptions): TextChunk[] {
+  const steps = chunkSteps(text, count, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** `chunkText` that returns to the event loop every few milliseconds, for servers chunking documents of any size. */
+export async function chunkTextAsync(text: string, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<TextChunk[]> {
+  const steps = chunkSteps(text, count, options);
+  let sliceStarted = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (performance.now() - sliceStarted >= YIELD_EVERY_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      run.signal?.throwIfAborted();
+      sliceStarted = performance.now();
+    }
+  }
 }
 
 export function passageId(docId: string, chunkNo: number): string {
   return `${docId}#${chunkNo}`;
 }
 
-export function chunkDocument(doc: SourceDocument, count: CountTokens, options: ChunkOptions): Passage[] {
-  return chunkText(doc.text, count, options).map((chunk, chunkNo) => ({
+function toPassages(doc: SourceDocument, chunks: TextChunk[]): Passage[] {
+  return chunks.map((chunk, chunkNo) => ({
     id: passageId(doc.id, chunkNo),
     docId: doc.id,
     chunkNo,
@@ -206,4 +295,13 @@ export function chunkDocument(doc: SourceDocument, count: CountTokens, options: 
     charEnd: chunk.end,
     tokens: chunk.tokens,
   }));
+}
+
+export function chunkDocument(doc: SourceDocument, count: CountTokens, options: ChunkOptions): Passage[] {
+  return toPassages(doc, chunkText(doc.text, count, options));
+}
+
+/** `chunkDocument` that returns to the event loop every few milliseconds (see `chunkTextAsync`). */
+export async function chunkDocumentAsync(doc: SourceDocument, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<Passage[]> {
+  return toPassages(doc, await chunkTextAsync(doc.text, count, options, run));
 }

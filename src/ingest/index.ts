@@ -9,7 +9,18 @@ export {
   type ValidationRules,
   type WriteSettings,
 } from './pipeline.js';
-export { chunkText, chunkDocument, tokenCounter, passageId, type CountTokens, type TokenizerLike, type TextChunk } from './chunker.js';
+export {
+  chunkText,
+  chunkTextAsync,
+  chunkDocument,
+  chunkDocumentAsync,
+  tokenCounter,
+  passageId,
+  type ChunkAsyncOptions,
+  type CountTokens,
+  type TokenizerLike,
+  type TextChunk,
+} from './chunker.js';
 export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
 export { parseFile, fileToDocument, FileParserThread, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, type FileFormat, type ParsedDocument } from './formats/index.js';
 export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';

@@ -1,5 +1,5 @@
 import { EmbeddingMismatchError, type DocumentWrite, type PassageStore } from '../store/index.js';
-import { chunkDocument, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
+import { chunkDocumentAsync, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
 import { locatePassages, titleWithSection } from './layout.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
@@ -179,7 +179,7 @@ class IngestRun {
       this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added' });
       return;
     }
-    const passages = locatePassages(chunkDocument(doc, this.count, this.chunk), doc.layout);
+    const passages = locatePassages(await chunkDocumentAsync(doc, this.count, this.chunk), doc.layout);
     const slot = this.summary.outcomes.push({ id: doc.id, status: 'error', reason: 'not written' }) - 1;
     this.pending.push({ doc, hash, passages, slot });
     this.pendingIds.add(doc.id);
@@ -240,6 +240,8 @@ class IngestRun {
       // Reported per embedding step, so one large document shows progress while it is embedded.
       this.passagesEmbedded += Math.min(step, texts.length - i);
       this.reportProgress();
+      // onnxruntime resolves in a nextTick, so without a macrotask turn here no timer (the progress line) would run.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;

@@ -90,6 +90,7 @@ export async function* readJsonl(file: string): AsyncGenerator<SourceItem> {
   const stream = createReadStream(file, { encoding: 'utf8' });
   const lines = createInterface({ input: stream, crlfDelay: Infinity });
   let lineNo = 0;
+  const seenIds = new Map<string, number>();
   try {
     for await (const rawLine of lines) {
       lineNo++;
@@ -103,8 +104,18 @@ export async function* readJsonl(file: string): AsyncGenerator<SourceItem> {
         continue;
       }
       const doc = recordToDocument(value);
-      if (typeof doc === 'string') yield errorItem({ path: file, line: lineNo, message: doc });
-      else yield { kind: 'document', document: { ...doc, origin: { path: file, line: lineNo } } };
+      if (typeof doc === 'string') {
+        yield errorItem({ path: file, line: lineNo, message: doc });
+        continue;
+      }
+      // A second record with the same id would silently replace the first: the file is ambiguous, so keep the first.
+      const firstLine = seenIds.get(doc.id);
+      if (firstLine !== undefined) {
+        yield errorItem({ path: file, line: lineNo, message: `duplicate id "${doc.id}" (first at line ${firstLine}); this record is skipped` });
+        continue;
+      }
+      seenIds.set(doc.id, lineNo);
+      yield { kind: 'document', document: { ...doc, origin: { path: file, line: lineNo } } };
     }
   } catch (err) {
     yield errorItem({ path: file, line: lineNo > 0 ? lineNo : undefined, message: `read failed: ${(err as Error).message}` });

@@ -81,7 +81,7 @@ export class Embedder {
       return new Embedder(name, location, tokenizer, session, settings, opts.batchSize);
     } catch (err) {
       if (err instanceof ModelNotFoundError) throw err;
-      throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`);
+      throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
     }
   }
 

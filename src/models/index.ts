@@ -1,10 +1,11 @@
 import type { AppConfig } from '../config/index.js';
 import { Embedder } from './embedder.js';
 import { loadSeq2SeqModel, type Seq2SeqModel } from './reader-model.js';
+import { ModelNotFoundError, ModelsNotFoundError } from './resolve.js';
 
 export { Embedder, type EmbedderOptions, type Pooling } from './embedder.js';
 export { loadSeq2SeqModel, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
-export { ModelNotFoundError, locateModel, type ModelLocation } from './resolve.js';
+export { ModelNotFoundError, ModelsNotFoundError, locateModel, type ModelLocation } from './resolve.js';
 export { knownEmbeddingModel, KNOWN_EMBEDDING_MODELS } from './known-models.js';
 
 export function loadEmbedder(config: AppConfig): Promise<Embedder> {
@@ -25,4 +26,17 @@ export function loadReaderModel(config: AppConfig): Promise<Seq2SeqModel> {
     quantized: config.quantized,
     maxInputTokens: config.reader.maxInputTokens,
   });
+}
+
+/**
+ * Both models, loaded side by side. When any cannot be found, one error names every missing model, so a first run
+ * learns everything that is missing at once instead of one model per attempt.
+ */
+export async function loadModels(config: AppConfig): Promise<{ embedder: Embedder; readerModel: Seq2SeqModel }> {
+  const [embedder, readerModel] = await Promise.allSettled([loadEmbedder(config), loadReaderModel(config)]);
+  const failures = [embedder, readerModel].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  const other = failures.find((f) => !(f instanceof ModelNotFoundError));
+  if (other !== undefined) throw other;
+  if (failures.length > 0) throw new ModelsNotFoundError(failures as ModelNotFoundError[]);
+  return { embedder: (embedder as PromiseFulfilledResult<Embedder>).value, readerModel: (readerModel as PromiseFulfilledResult<Seq2SeqModel>).value };
 }

@@ -56,7 +56,7 @@ export async function loadSeq2SeqModel(name: string, opts: Seq2SeqLoadOptions): 
     };
   } catch (err) {
     if (err instanceof ModelNotFoundError) throw err;
-    throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`);
+    throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
   }
 }
 

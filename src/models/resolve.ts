@@ -3,20 +3,49 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { env } from '@xenova/transformers';
 
+/** How to get going without the real models: the project's fixture models (random weights, real tokenizers). */
+const FIXTURE_HINT =
+  '  to try the service offline without the real models, build the fixture models (random weights: the answers are ' +
+  'meaningless, everything else works):\n' +
+  '    npm run fixtures -- --size tiny --out models/fixtures\n' +
+  '    RAG_MODELS_DIR=models/fixtures RAG_EMBED_MODEL=fixture-bert-tiny RAG_READER_MODEL=fixture-t5-tiny RAG_QUANTIZED=false RAG_INDEX=fixtures npm start';
+
+/** What to do about models that could not be loaded; the hub advice depends on whether downloads were on. */
+function modelFix(allowRemote: boolean): string {
+  const hub = allowRemote
+    ? 'hub downloads are on (RAG_ALLOW_REMOTE=true) but did not work: check that this machine can reach the hub, or set RAG_HUB_URL to a mirror'
+    : 'or allow hub downloads with RAG_ALLOW_REMOTE=true on a machine with internet access';
+  return (
+    `  fix: put the model (config.json, tokenizer files, onnx/*.onnx) in one of those folders, or set RAG_MODELS_DIR to ` +
+    `the folder that holds it; ${hub}; or choose another model with RAG_EMBED_MODEL / RAG_READER_MODEL.\n${FIXTURE_HINT}`
+  );
+}
+
 /** Thrown at start-up when a model can be found neither locally nor on the hub; the message says how to fix it. */
 export class ModelNotFoundError extends Error {
   override name = 'ModelNotFoundError';
+  /** The model, why it failed and where it was looked for, without the advice. */
+  readonly problem: string;
   constructor(
     readonly model: string,
     readonly triedPaths: string[],
     reason: string,
+    readonly allowRemote: boolean,
   ) {
+    const problem = `model "${model}" could not be loaded: ${reason}\n  tried local folders: ${triedPaths.join(', ') || '(none)'}`;
+    super(`${problem}\n${modelFix(allowRemote)}`);
+    this.problem = problem;
+  }
+}
+
+/** Every model that could not be loaded, so one start-up attempt tells about all of them. */
+export class ModelsNotFoundError extends Error {
+  override name = 'ModelsNotFoundError';
+  constructor(readonly failures: readonly ModelNotFoundError[]) {
     super(
-      `model "${model}" could not be loaded: ${reason}\n` +
-        `  tried local folders: ${triedPaths.join(', ') || '(none)'}\n` +
-        `  fix: put the model (config.json, tokenizer files, onnx/*.onnx) in one of those folders, ` +
-        `or set RAG_MODELS_DIR to the folder that holds it, or allow hub downloads with RAG_ALLOW_REMOTE=true ` +
-        `on a machine with internet access, or choose another model with RAG_EMBED_MODEL / RAG_READER_MODEL.`,
+      `${failures.length === 1 ? 'a model' : `${failures.length} models`} could not be loaded:\n` +
+        failures.map((f) => f.problem).join('\n') +
+        `\n${modelFix(failures.some((f) => f.allowRemote))}`,
     );
   }
 }
@@ -95,7 +124,7 @@ export function locateModel(name: string, opts: ModelLocationOptions): ModelLoca
   ]
     .filter(Boolean)
     .join('; ');
-  throw new ModelNotFoundError(name, candidates, reason || 'not found');
+  throw new ModelNotFoundError(name, candidates, reason || 'not found', opts.allowRemote);
 }
 
 let configuredFor: string | undefined;

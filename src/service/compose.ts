@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
-import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
+import { loadEmbedder, loadModels, type Embedder } from '../models/index.js';
 import { FidReader } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
@@ -67,13 +67,18 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     return pending;
   };
 
-  // Every model is loaded before anything is opened, so a missing one fails start-up with its own message.
-  await embedderFor(config.embedModel);
+  // Every model is loaded before anything is opened, and all of them are resolved before a failure is reported, so a
+  // start-up without models names every missing one at once.
   let reader: FidReader | undefined;
   if (options.reader) {
-    const readerModel = await loadReaderModel(config);
+    const { embedder, readerModel } = await loadModels(config);
+    loaded.push(embedder);
+    embedders.set(config.embedModel, Promise.resolve(embedder));
+    log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
     reader = await FidReader.create(readerModel, { logger: log });
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
+  } else {
+    await embedderFor(config.embedModel);
   }
 
   const engine = await openStoreEngine(engineSpecFor(config), log);

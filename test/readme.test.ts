@@ -1,0 +1,147 @@
+/**
+ * The README's commands, run as written (on the tiny fixture models, with temporary folders), so the README cannot
+ * drift from what a fresh clone does. Every command in a ```bash block is either run or skipped for a stated reason;
+ * a new command the table below does not know fails the test until it is classified.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
+
+/** Commands in README code blocks, continuation lines joined and comments removed, in order. */
+function readmeCommands(): string[] {
+  const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+  const commands: string[] = [];
+  for (const block of readme.matchAll(/```bash\n([\s\S]*?)```/g)) {
+    const joined = block[1]!.replace(/\\\n\s*/g, '');
+    for (const line of joined.split('\n')) {
+      const command = line.replace(/(^|\s{2,})#.*$/, '').trim();
+      if (command !== '' && !command.startsWith('#')) commands.push(command);
+    }
+  }
+  return commands;
+}
+
+/** Why a command is not run here; everything else is. */
+const SKIPPED: Array<[RegExp, string]> = [
+  [/^npm install$/, 'installs dependencies: CI has already done it (npm ci)'],
+  [/^npm test$/, 'this test is part of it'],
+  [/^npm start$/, 'needs the real models; the fixture-model start line of the quick start is run instead'],
+  [/--size full/, 'full-size fixtures are about 1 GB and minutes of CPU; the tiny ones are built instead'],
+  [/fixture-\w+-full/, 'runs on the full-size fixtures, which are not built here (see above)'],
+  [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in the README'],
+];
+
+const skipReason = (command: string) => SKIPPED.find(([pattern]) => pattern.test(command))?.[1];
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const work = mkdtempSync(path.join(os.tmpdir(), 'readme-'));
+let server: ChildProcess | undefined;
+
+afterAll(async () => {
+  if (server?.pid !== undefined && server.exitCode === null) {
+    // npm runs the server as its child: signal the whole process group this test started.
+    process.kill(-server.pid, 'SIGTERM');
+    await new Promise((resolve) => server!.on('close', resolve));
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('README commands', () => {
+  it('run as written on a fresh clone (tiny fixture models, temporary folders)', async () => {
+    const commands = readmeCommands();
+    expect(commands.length).toBeGreaterThan(10);
+    const port = await freePort();
+    writeFileSync(path.join(work, 'rag.config.json'), '{}');
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RAG_') && k !== 'PORT' && k !== 'HOST'));
+    // What a user would have set to try it offline; commands that set these themselves override them.
+    const env = {
+      ...inherited,
+      RAG_MODELS_DIR: FIXTURES_DIR,
+      RAG_EMBED_MODEL: BERT_TINY,
+      RAG_READER_MODEL: T5_TINY,
+      RAG_QUANTIZED: 'false',
+      RAG_ALLOW_REMOTE: 'false',
+      RAG_INDEXES_DIR: path.join(work, 'indexes'),
+      RAG_CONFIG: path.join(work, 'rag.config.json'),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    };
+    // Folders a command creates inside the checkout go to the temporary folder instead.
+    const relocate = (command: string) =>
+      command
+        .replace(/--out (\S+)/, (_m, dir: string) => `--out ${path.join(work, dir)}`)
+        .replace(/RAG_MODELS_DIR=models\/fixtures/, `RAG_MODELS_DIR=${path.join(work, 'models/fixtures')}`)
+        .replace(/--json out\//, `--json ${path.join(work, 'out')}/`)
+        .replace(/localhost:8080/g, `127.0.0.1:${port}`)
+        .replace(/^curl -s(N?) /, 'curl -sS$1 --fail-with-body ');
+
+    const ran: string[] = [];
+    for (const command of commands) {
+      if (skipReason(command)) continue;
+      const shell = relocate(command);
+      if (/ npm start$/.test(command)) {
+        server = await startServer(shell, env, port);
+        ran.push(command);
+        continue;
+      }
+      const { code, stdout, stderr } = await runShell(shell, env);
+      expect(code, `${command}\n${stderr}\n${stdout}`).toBe(0);
+      ran.push(command);
+      if (command.includes('/v1/search')) {
+        // The example's filter must match the bundled corpus: a search that finds nothing would teach nothing.
+        expect(JSON.parse(stdout).results.length, command).toBeGreaterThan(0);
+      }
+      if (command.includes('text/event-stream')) expect(stdout).toContain('event: answer');
+      if (command.includes('--json')) {
+        const file = /--json (\S+)/.exec(shell)![1]!;
+        expect(JSON.parse(readFileSync(file, 'utf8')), command).toBeTypeOf('object');
+      }
+    }
+    // The server, its API calls, ingest, both evals and the fixture build all ran.
+    expect(ran.filter((c) => c.startsWith('curl')).length).toBeGreaterThanOrEqual(8);
+    for (const kind of ['npm start', 'npm run fixtures', 'npm run ingest', 'npm run eval ', 'npm run eval:qa']) {
+      expect(ran.some((c) => c.includes(kind)), kind).toBe(true);
+    }
+  }, 900_000);
+});
+
+function runShell(command: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-c', command], { cwd: REPO_ROOT, env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts the README's server command in its own process group and waits until it answers /readyz. */
+async function startServer(command: string, env: NodeJS.ProcessEnv, port: number): Promise<ChildProcess> {
+  const child = spawn('bash', ['-c', command], { cwd: REPO_ROOT, env, detached: true });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${command} exited:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`${command} not ready:\n${output}`);
+    const status = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.status,
+      () => 0,
+    );
+    if (status === 200) return child;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
