@@ -32,6 +32,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
       maxAskK: config.reader.maxK,
       maxNewTokens: config.reader.maxNewTokensLimit,
       maxBeams: config.reader.maxBeams,
+      maxRerankTopN: Math.min(config.rerank.maxTopN, config.retrieval.maxK),
     },
     documentLimits: config.documents,
     bodyLimit: config.server.bodyLimit,
@@ -45,6 +46,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     rateLimit: config.server.rateLimit,
     trustProxy: config.server.trustProxy,
     logger: log,
+    chatRetrievalTurns: config.chat.retrievalTurns,
   });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, (err?: Error) => (err ? reject(err) : resolve(s)));

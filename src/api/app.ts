@@ -14,6 +14,7 @@ import type {
   ServiceStats,
 } from '../service/index.js';
 import { requireScope, type AuthPolicy } from './auth.js';
+import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
@@ -57,6 +58,8 @@ export interface ApiOptions {
   rateLimit: { windowMs: number; max: number };
   trustProxy: boolean | number | string;
   logger: Logger;
+  /** User turns folded into a chat's retrieval query (config chat.retrievalTurns). */
+  chatRetrievalTurns: number;
 }
 
 export interface ApiState {
@@ -161,6 +164,10 @@ export function createApp(state: ApiState, options: ApiOptions) {
     }
   });
 
+  app.use(
+    chatRouter({ state, limits: options.limits, queue, inFlight, metrics, read, limit, bodyLimit: options.bodyLimit, requestTimeoutMs: options.requestTimeoutMs, retrievalTurns: options.chatRetrievalTurns }),
+  );
+
   app.post('/v1/documents', write, limit, documentsJson, async (req, res) => {
     const { documents } = parseBody(upsertSchema, req);
     const backend = ready(state);
@@ -219,7 +226,7 @@ function labelled(label: string, handler: RequestHandler): RequestHandler {
   };
 }
 
-function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
+export function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   if (!req.is('application/json')) {
     throw new HttpError(415, 'unsupported_media_type', 'send the request body as application/json', { field: '(body)' });
   }
@@ -237,7 +244,7 @@ function parseId(schema: z.ZodType<string>, req: Request): string {
   return result.data;
 }
 
-function ready(state: ApiState): ApiBackend {
+export function ready(state: ApiState): ApiBackend {
   if (state.status !== 'ready' || !state.backend) {
     throw new HttpError(503, 'not_ready', `service is ${state.status}`, { headers: { 'Retry-After': '5' } });
   }
@@ -248,7 +255,7 @@ function ready(state: ApiState): ApiBackend {
  * One signal ends a request's work for every reason: the client went away, the request timed out, the server is
  * shutting down. The abort reason is the HttpError the client would get.
  */
-function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string) {
+export function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new HttpError(504, 'timeout', timeoutMessage)), timeoutMs);
   const unregister = inFlight.register(controller);
@@ -276,7 +283,7 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number, what: string)
   }
 }
 
-async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
+export async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
   try {
     return await queue.run(task, signal);
   } catch (err) {
@@ -291,7 +298,7 @@ async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, sign
   }
 }
 
-function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
+export function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
   const t = outcome.timings;
   metrics.observeStage('embed', t.embedMs);
   metrics.observeStage('search', t.searchMs);
@@ -314,6 +321,6 @@ function sendEvent(res: Response, event: string, data: unknown): void {
 /** The response shape of /v1/ask: internal timings and counters stay inside. */
 function publicAnswer(outcome: AskOutcome) {
   const { onnxMs: _onnxMs, embedMs: _embedMs, searchMs: _searchMs, ...timings } = outcome.timings;
-  const { tokens: _tokens, ...rest } = outcome;
+  const { tokens: _tokens, promptTokens: _promptTokens, finishReason: _finishReason, ...rest } = outcome;
   return { ...rest, timings };
 }

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
-import { ReadOnlyIndexError, WriteCancelledError, WriteQueueFullError } from '../service/index.js';
+import { InvalidRerankError, ReadOnlyIndexError, RerankerUnavailableError, WriteCancelledError, WriteQueueFullError } from '../service/index.js';
 import { InvalidFilterError } from '../store/index.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
@@ -48,6 +48,8 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
     return new HttpError(reason.status, reason.code, `${reason.message}; the write was not applied, nothing was changed`, reason.extra);
   }
   if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
+  if (err instanceof RerankerUnavailableError) return new HttpError(503, 'rerank_unavailable', err.message);
+  if (err instanceof InvalidRerankError) return new HttpError(400, 'invalid_request', err.message, { field: 'rerank.topN' });
   // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
   if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
   return undefined;

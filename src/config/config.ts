@@ -38,6 +38,8 @@ const configSchema = z.object({
   modelsDir: z.string().default('./models'),
   embedModel: z.string().default('Xenova/bge-small-en-v1.5'),
   readerModel: z.string().default('Xenova/flan-t5-small'),
+  /** Cross-encoder for `rerank` requests; loaded on the first such request unless rerank.loadOnStart. */
+  rerankModel: z.string().default('Xenova/ms-marco-MiniLM-L-6-v2'),
   quantized: z.boolean().default(true),
   allowRemote: z.boolean().default(true),
   /** Hub endpoint for downloads; a company mirror can stand in for huggingface.co. */
@@ -103,6 +105,28 @@ const configSchema = z.object({
       noRepeatNgramSize: 0,
       citationShare: 0.15,
     }),
+  rerank: z
+    .object({
+      /** Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request. */
+      loadOnStart: z.boolean().default(false),
+      /** Largest `rerank.topN` a request may ask for (also capped by retrieval.maxK). */
+      maxTopN: z.number().int().positive().default(100),
+      /** (query, passage) pairs per cross-encoder run. */
+      batchSize: z.number().int().positive().default(16),
+      /** Pair length limit in tokens; default from the model's tokenizer or config. */
+      maxTokens: z.number().int().positive().optional(),
+    })
+    .prefault({}),
+  chat: z
+    .object({
+      /**
+       * User turns folded into the retrieval query of /v1/chat/completions, newest last: 1 retrieves with the last
+       * question only, 2 also with the previous user turn (so a follow-up such as "and how fast is it?" still finds
+       * its subject). The reader always reads the last question alone.
+       */
+      retrievalTurns: z.number().int().min(1).max(10).default(2),
+    })
+    .prefault({}),
   server: z
     .object({
       bodyLimit: z.string().default('1mb'),
@@ -189,6 +213,7 @@ const ENV_KEYS: Array<{ env: string; key: string; type: EnvType }> = [
   { env: 'RAG_MODELS_DIR', key: 'modelsDir', type: 'string' },
   { env: 'RAG_EMBED_MODEL', key: 'embedModel', type: 'string' },
   { env: 'RAG_READER_MODEL', key: 'readerModel', type: 'string' },
+  { env: 'RAG_RERANK_MODEL', key: 'rerankModel', type: 'string' },
   { env: 'RAG_QUANTIZED', key: 'quantized', type: 'boolean' },
   { env: 'RAG_ALLOW_REMOTE', key: 'allowRemote', type: 'boolean' },
   { env: 'RAG_HUB_URL', key: 'hubUrl', type: 'string' },

@@ -3,6 +3,7 @@ export {
   type AskParams,
   type AskOutcome,
   type AskHooks,
+  type SamplingParams,
   type SearchParams,
   type ServiceLog,
   type DocumentView,
@@ -11,3 +12,4 @@ export {
 } from './rag-service.js';
 export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';
 export { ServiceError, WriteQueueFullError, WriteCancelledError, ReadOnlyIndexError, IndexInconsistentError } from './errors.js';
+export { RerankerSlot, RerankerUnavailableError, InvalidRerankError, retrieve, type RerankParams } from './reranking.js';

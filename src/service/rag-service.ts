@@ -5,43 +5,72 @@ import { indexDir } from '../config/index.js';
 import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
 import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
 import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
-import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
-import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
+import { Retriever, type SearchFilter, type SearchMode } from '../retrieval/index.js';
+import { FidReader, type AnswerResult, type FusionMode, type SamplingOptions } from '../reader/index.js';
 import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
 import { IndexWriter, type DeleteResult, type DocumentInput, type DocumentWriteStatus } from './index-writer.js';
+import { retrieve, RerankerSlot, type RerankParams } from './reranking.js';
 
 export interface SearchParams {
   query: string;
   k?: number;
   mode?: SearchMode;
   filter?: SearchFilter;
+  rerank?: RerankParams;
 }
 
-export interface AskParams {
+/** Temperature > 0 samples (see src/reader/sampling.ts); absent or 0 decodes greedily (or with beams). */
+export interface SamplingParams {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+}
+
+export interface AskParams extends SamplingParams {
   question: string;
   k?: number;
   mode?: SearchMode;
   filter?: SearchFilter;
   fusion?: FusionMode;
+  rerank?: RerankParams;
   maxNewTokens?: number;
   numBeams?: number;
   /** Not exposed over HTTP: benchmarks force a fixed answer length with it. */
   minNewTokens?: number;
+  /** Retrieve with this text instead of the question (chat folds earlier user turns into it). */
+  retrievalQuery?: string;
 }
 
 export interface AskOutcome {
   answer: string;
   /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
   citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number }>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number }>;
+  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; rerankScore?: number; attention: number }>;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;
   model: string;
   /** Generated tokens, EOS included. */
   tokens: number;
-  /** `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients. */
-  timings: { retrieveMs: number; embedMs: number; searchMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
+  /** Encoder tokens the reader read (all passages' inputs); 0 without passages. */
+  promptTokens: number;
+  /** 'stop': the model ended the answer (or there was nothing to read); 'length': maxNewTokens cut it off. */
+  finishReason: 'stop' | 'length';
+  /**
+   * `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients;
+   * `rerankMs` (also inside `retrieveMs`) is there when the passages were reranked.
+   */
+  timings: {
+    retrieveMs: number;
+    embedMs: number;
+    searchMs: number;
+    rerankMs?: number;
+    encodeMs: number;
+    decodeMs: number;
+    totalMs: number;
+    onnxMs: number;
+  };
 }
 
 export interface DocumentView {
@@ -93,6 +122,7 @@ export class RagService {
     readonly reader: FidReader,
     /** Present when the index was opened writable: the document API goes through it. */
     readonly writer: IndexWriter | undefined,
+    readonly reranker: RerankerSlot = RerankerSlot.fromConfig(config),
   ) {}
 
   /**
@@ -156,7 +186,15 @@ export class RagService {
           log,
         })
       : undefined;
-    return new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader, writer);
+    const service = new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader, writer);
+    if (config.rerank.loadOnStart) {
+      await service.reranker.get().catch((err: unknown) => {
+        service.close();
+        throw err;
+      });
+      log?.info({ model: config.rerankModel }, 'rerank model loaded');
+    }
+    return service;
   }
 
   ingest(paths: string[], progress: boolean | 'auto' = false): Promise<IngestSummary> {
@@ -167,13 +205,21 @@ export class RagService {
     return ingestDocuments(docs, { store: this.store, embedder: this.embedder, chunk: this.config.chunk, progress });
   }
 
-  async search(params: SearchParams) {
+  async search(params: SearchParams, options: { signal?: AbortSignal } = {}) {
     const started = performance.now();
     const k = params.k ?? this.config.retrieval.defaultK;
-    const { hits, timings } = await this.retriever.search(params.query, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
+    const query = { k, mode: params.mode ?? 'hybrid', filter: params.filter, rerank: params.rerank };
+    const { hits, timings } = await retrieve(this.retriever, this.reranker, params.query, query, options.signal);
     return {
-      results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score })),
-      timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
+      results: hits.map((h) => ({
+        passageId: h.passageId,
+        docId: h.docId,
+        title: h.title,
+        text: h.text,
+        score: h.score,
+        ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
+      })),
+      timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }), totalMs: performance.now() - started },
     };
   }
 
@@ -233,11 +279,20 @@ export class RagService {
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
     const fusion = params.fusion ?? 'fid';
-    const { hits, timings } = await this.retriever.search(params.question, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
+    const query = { k, mode: params.mode ?? 'hybrid', filter: params.filter, rerank: params.rerank };
+    const { hits, timings } = await retrieve(this.retriever, this.reranker, params.retrievalQuery ?? params.question, query, hooks.signal);
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
-    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score }));
+    const passages = hits.map((h) => ({
+      passageId: h.passageId,
+      docId: h.docId,
+      title: h.title,
+      text: h.text,
+      retrievalScore: h.score,
+      ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
+    }));
+    const retrievalTimings = { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }) };
     if (passages.length === 0) {
       // Nothing matched (empty index, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
@@ -249,7 +304,9 @@ export class RagService {
         fusion,
         model: this.config.readerModel,
         tokens: 0,
-        timings: { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
+        promptTokens: 0,
+        finishReason: 'stop',
+        timings: { ...retrievalTimings, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
     const result: AnswerResult = await this.reader.answer(params.question, passages, {
@@ -257,6 +314,7 @@ export class RagService {
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
       numBeams: params.numBeams ?? rc.numBeams,
       minNewTokens: params.minNewTokens,
+      sampling: samplingOptions(params),
       lengthPenalty: rc.lengthPenalty,
       noRepeatNgramSize: rc.noRepeatNgramSize,
       signal: hooks.signal,
@@ -273,10 +331,10 @@ export class RagService {
       fusion,
       model: this.config.readerModel,
       tokens: result.tokenIds.length,
+      promptTokens: result.promptTokens,
+      finishReason: result.tokenIds.at(-1) === this.reader.model.config.eos_token_id ? 'stop' : 'length',
       timings: {
-        retrieveMs,
-        embedMs: timings.embedMs,
-        searchMs: timings.searchMs,
+        ...retrievalTimings,
         encodeMs: result.timings.encodeMs,
         decodeMs: result.timings.decodeMs,
         totalMs: performance.now() - started,
@@ -290,6 +348,12 @@ export class RagService {
     this.writer?.close();
     this.store.close();
   }
+}
+
+/** Sampling options for the reader, or undefined for greedy/beam decoding (no temperature, or temperature 0). */
+function samplingOptions(params: SamplingParams): SamplingOptions | undefined {
+  if (!params.temperature) return undefined;
+  return { temperature: params.temperature, topP: params.topP ?? 1, topK: params.topK ?? 0, seed: params.seed };
 }
 
 async function ingestBundledCorpus(config: AppConfig, store: IndexStore, embedder: Embedder, log: ServiceLog | undefined): Promise<void> {
