@@ -1,7 +1,8 @@
 /**
  * Cross-encoder reranking cost on the full-size fixture (ms-marco-MiniLM-L-6-v2's dimensions): per query, scoring topN
  * (query, passage) pairs for topN = 20, 50, 100, on MS MARCO passages and on passages of the product's default chunk size
- * (200 tokens), plus the batch size at topN = 50. Medians over the queries.
+ * (200 tokens), plus the batch size at topN = 50. Medians over the queries. onnxruntime-node runs a session on the
+ * event loop's thread, so the longest single batch is how long a reranking request can hold up every other request.
  */
 import path from 'node:path';
 import { Command } from 'commander';
@@ -9,7 +10,7 @@ import { loadConfig } from '../src/config/index.js';
 import { readBeirCorpus, readBeirQueries } from '../src/eval/index.js';
 import { chunkText, tokenCounter } from '../src/ingest/chunker.js';
 import { loadCrossEncoder } from '../src/models/index.js';
-import { CrossEncoderReranker } from '../src/retrieval/index.js';
+import { CrossEncoderReranker, type PairScorer } from '../src/retrieval/index.js';
 import { findRepoRoot } from '../src/fixtures/index.js';
 import { formatTable, intOption, runCli } from './lib/cli.js';
 import { CROSS_ENCODER_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
@@ -19,7 +20,7 @@ const program = new Command()
   .name('bench:rerank')
   .description('Cross-encoder reranking latency for topN = 20/50/100 on the full-size fixture')
   .option('--top-n <list>', 'candidates scored per query', '20,50,100')
-  .option('--batch-sizes <list>', 'pairs per model run, compared at the middle topN', '8,16,32')
+  .option('--batch-sizes <list>', 'pairs per model run, compared at the middle topN', '1,2,4,8,16,32')
   .option('--queries <n>', 'timed queries per setting (after 1 warm-up)', intOption('--queries'), 5)
   .option('--dataset <dir>', 'BEIR folder whose corpus and queries are used', path.join(findRepoRoot(process.cwd()), '..', 'shared', 'data', 'beir-msmarco-mini'))
   .option('--models <dir>', 'models folder holding fixture-cross-encoder-full (default: built on first use)');
@@ -44,34 +45,54 @@ runCli(async () => {
   const queries = [...(await readBeirQueries(path.join(opts.dataset, 'queries.jsonl'))).values()].slice(0, opts.queries + 1);
   const tokens = (texts: string[]) => median(texts.slice(0, 200).map((t) => model.tokenize(t).length));
 
+  // The real model, timed per batch: the longest run is the longest the event loop is blocked.
+  let longestBatch = 0;
+  const timed: PairScorer = {
+    modelId: model.modelId,
+    tokenize: (text) => model.tokenize(text),
+    pair: (q, p) => model.pair(q, p),
+    scoreBatch: async (pairs) => {
+      const started = performance.now();
+      const scores = await model.scoreBatch(pairs);
+      longestBatch = Math.max(longestBatch, performance.now() - started);
+      return scores;
+    },
+  };
   const measure = async (passages: string[], topN: number, batchSize: number) => {
-    const reranker = new CrossEncoderReranker(model, { batchSize });
+    const reranker = new CrossEncoderReranker(timed, { batchSize });
     const times: number[] = [];
+    const blocks: number[] = [];
     for (const [i, query] of queries.entries()) {
       const offset = (i * topN) % Math.max(passages.length - topN, 1);
+      longestBatch = 0;
       const started = performance.now();
       await reranker.score(query, passages.slice(offset, offset + topN));
-      if (i > 0) times.push(performance.now() - started);
+      if (i > 0) {
+        times.push(performance.now() - started);
+        blocks.push(longestBatch);
+      }
     }
-    return median(times);
+    return { ms: median(times), block: median(blocks) };
   };
 
-  const rows: Array<Array<string | number>> = [['passages', 'median tokens/pair', 'topN', 'batch', 'median ms/query', 'ms/pair']];
+  const rows: Array<Array<string | number>> = [
+    ['passages', 'median tokens/pair', 'topN', 'batch', 'median ms/query', 'ms/pair', 'longest batch ms (median)'],
+  ];
   const defaultBatch = config.rerank.batchSize;
   for (const [name, passages] of [
     ['MS MARCO', short],
     ['200-token chunks', long],
   ] as const) {
     for (const topN of topNs) {
-      const ms = await measure(passages, topN, defaultBatch);
-      rows.push([name, tokens(passages), topN, defaultBatch, ms.toFixed(0), (ms / topN).toFixed(2)]);
+      const { ms, block } = await measure(passages, topN, defaultBatch);
+      rows.push([name, tokens(passages), topN, defaultBatch, ms.toFixed(0), (ms / topN).toFixed(2), block.toFixed(0)]);
       console.error(`${name} topN=${topN} done`);
     }
   }
   const middle = topNs[Math.floor(topNs.length / 2)]!;
   for (const batch of batchSizes.filter((b) => b !== defaultBatch)) {
-    const ms = await measure(long, middle, batch);
-    rows.push(['200-token chunks', tokens(long), middle, batch, ms.toFixed(0), (ms / middle).toFixed(2)]);
+    const { ms, block } = await measure(long, middle, batch);
+    rows.push(['200-token chunks', tokens(long), middle, batch, ms.toFixed(0), (ms / middle).toFixed(2), block.toFixed(0)]);
   }
   console.log(`cross-encoder ${CROSS_ENCODER_FULL} (22.7M parameters, 6 layers, 384 hidden), ${opts.queries} queries per row (after 1 warm-up), medians`);
   console.log(formatTable(rows));
