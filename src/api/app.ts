@@ -34,7 +34,7 @@ import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
 
 /** What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive. */
 export interface ApiBackend {
-  search(params: SearchParams): Promise<SearchResponse>;
+  search(params: SearchParams, options?: { signal?: AbortSignal }): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
   deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
@@ -124,9 +124,12 @@ export function createApp(state: ApiState, options: ApiOptions) {
   app.post('/v1/search', read, limit, json, async (req, res) => {
     const params = parseBody(searchSchema, req);
     const backend = ready(state);
-    const result = await withTimeout(backend.search(params), options.requestTimeoutMs, 'search');
+    // Only reranking looks at the signal: it stops scoring when the client leaves or the request times out.
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `search not finished within ${options.requestTimeoutMs} ms`);
+    const result = await withTimeout(backend.search(params, { signal }), options.requestTimeoutMs, 'search').finally(done);
     if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
     metrics.observeStage('search', result.timings.searchMs);
+    if (result.timings.rerankMs !== undefined) metrics.observeStage('rerank', result.timings.rerankMs);
     res.json(result);
   });
 
@@ -302,6 +305,7 @@ export function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
   const t = outcome.timings;
   metrics.observeStage('embed', t.embedMs);
   metrics.observeStage('search', t.searchMs);
+  if (t.rerankMs !== undefined) metrics.observeStage('rerank', t.rerankMs);
   metrics.observeStage('encode', t.encodeMs);
   metrics.observeStage('decode', t.decodeMs);
   metrics.countTokens(outcome.tokens);

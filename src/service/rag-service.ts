@@ -309,12 +309,14 @@ export class RagService {
         timings: { ...retrievalTimings, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
+    const sampling = samplingOptions(params);
     const result: AnswerResult = await this.reader.answer(params.question, passages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
-      numBeams: params.numBeams ?? rc.numBeams,
+      // A sampling request decodes one sequence, whatever the configured default beam count.
+      numBeams: params.numBeams ?? (sampling ? 1 : rc.numBeams),
       minNewTokens: params.minNewTokens,
-      sampling: samplingOptions(params),
+      sampling,
       lengthPenalty: rc.lengthPenalty,
       noRepeatNgramSize: rc.noRepeatNgramSize,
       signal: hooks.signal,
