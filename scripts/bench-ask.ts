@@ -63,7 +63,7 @@ runCli(async () => {
       let totalSum = 0;
       for (let i = -2; i < opts.requests; i++) {
         const question = QUESTIONS[(i + QUESTIONS.length) % QUESTIONS.length]!;
-        const embedBefore = service.embedder.onnxRunMs;
+        const embedBefore = service.embedOnnxMs;
         const started = performance.now();
         const res = await fetch(`${base}/v1/ask`, {
           method: 'POST',
@@ -74,7 +74,7 @@ runCli(async () => {
         const elapsed = performance.now() - started;
         if (res.status !== 200) throw new Error(`ask failed with ${res.status}: ${JSON.stringify(body)}`);
         if (i < 0) continue; // warm-up requests
-        const onnxMs = readerOnnxMs + (service.embedder.onnxRunMs - embedBefore);
+        const onnxMs = readerOnnxMs + (service.embedOnnxMs - embedBefore);
         latencies.push(elapsed);
         outsideShares.push((elapsed - onnxMs) / elapsed);
         outsideSum += elapsed - onnxMs;

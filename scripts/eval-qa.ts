@@ -5,7 +5,7 @@ import { loadConfig } from '../src/config/index.js';
 import { answerInPassages, loadSquad, percentile, scoreAnswer } from '../src/eval/index.js';
 import type { FusionMode } from '../src/reader/index.js';
 import type { SearchMode } from '../src/retrieval/index.js';
-import { RagService } from '../src/service/index.js';
+import { openSystem } from '../src/service/index.js';
 import { evalIndexName, formatTable, intOption, runCli } from './lib/cli.js';
 
 const program = new Command()
@@ -18,7 +18,8 @@ const program = new Command()
   .option('--limit <n>', 'evaluate only the first N questions', intOption('--limit'))
   .option('--max-new-tokens <n>', 'answer length limit', intOption('--max-new-tokens'), 32)
   .option('--beams <n>', 'beam width', intOption('--beams'), 1)
-  .option('--index <name>', 'index name (default: derived from dataset and embedding model)')
+  .option('--collection <name>', 'collection to answer from, built on first run (default: derived from dataset and embedding model)')
+  .option('--index <name>', 'same as --collection (older name)')
   .option('--json <file>', 'write the results as JSON');
 
 runCli(async () => {
@@ -30,6 +31,7 @@ runCli(async () => {
     limit?: number;
     maxNewTokens: number;
     beams: number;
+    collection?: string;
     index?: string;
     json?: string;
   }>();
@@ -38,19 +40,20 @@ runCli(async () => {
   const squad = await loadSquad(opts.dataset);
   const config = loadConfig({
     overrides: {
-      indexName: opts.index ?? evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
+      indexName: opts.collection ?? opts.index ?? evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
       server: { ...base.server, ingestCorpusOnStart: false },
       reader: { ...base.reader, maxK: Math.max(base.reader.maxK, opts.k) },
     },
   });
-  const service = await RagService.open(config, undefined, { writable: true });
+  // The evaluated collection is the default one of this run, so ask() addresses it exactly as /v1/ask does.
+  const service = await openSystem(config, { writable: true, verify: false, reader: true, prepareDefaultCollection: true });
   try {
     // The paragraphs are the corpus; unchanged paragraphs make this a no-op on later runs.
     const ingest = await service.ingestDocuments(
       squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
-      'auto',
+      { progress: 'auto' },
     );
-    console.log(`index ${config.indexName}: ${service.store.stats().passages} passages (${ingest.passagesAdded} new)`);
+    console.log(`collection ${config.indexName}: ${(await service.stats()).passages} passages (${ingest.passagesAdded} new)`);
 
     const questions = opts.limit ? squad.questions.slice(0, opts.limit) : squad.questions;
     let em = 0;
@@ -105,6 +108,6 @@ runCli(async () => {
       console.log(`wrote ${opts.json}`);
     }
   } finally {
-    service.close();
+    await service.close();
   }
 });

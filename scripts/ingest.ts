@@ -1,8 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { indexDir, loadConfig } from '../src/config/index.js';
-import { deleteDocuments, ingestPaths, type IngestError, type IngestSummary } from '../src/ingest/index.js';
-import { loadEmbedder } from '../src/models/index.js';
-import { IndexNotFoundError, IndexStore, readManifest } from '../src/store/index.js';
+import { loadConfig } from '../src/config/index.js';
+import type { IngestError, IngestSummary } from '../src/ingest/index.js';
+import { openSystem } from '../src/service/index.js';
+import { COLLECTION_NAME } from '../src/store/index.js';
 
 function positiveInt(name: string, min: number) {
   return (value: string): number => {
@@ -11,8 +11,10 @@ function positiveInt(name: string, min: number) {
   };
 }
 
-function indexName(value: string): string {
-  if (!/^[A-Za-z0-9._-]+$/.test(value)) throw new InvalidArgumentError('index names may use letters, digits, ".", "_" and "-"');
+function collectionName(value: string): string {
+  if (!COLLECTION_NAME.test(value)) {
+    throw new InvalidArgumentError('collection names use 1-64 lower-case letters, digits, "_" or "-", starting with a letter or digit');
+  }
   return value;
 }
 
@@ -23,7 +25,8 @@ const program = new Command()
       'Re-ingesting unchanged documents is a no-op; changed documents replace their passages.',
   )
   .argument('[paths...]', 'files or folders to ingest')
-  .option('--index <name>', 'index name (default: config indexName)', indexName)
+  .option('--collection <name>', 'collection to write, created if missing (default: config indexName)', collectionName)
+  .option('--index <name>', 'same as --collection (older name)', collectionName)
   .option('--delete <ids...>', 'document ids to remove from every store (give paths before this option)')
   .option('--chunk-tokens <n>', 'passage budget in embedding-model tokens', positiveInt('--chunk-tokens', 16))
   .option('--overlap <n>', 'tokens shared by consecutive passages', positiveInt('--overlap', 0))
@@ -35,6 +38,7 @@ const program = new Command()
 program.parse();
 const paths = program.args;
 const opts = program.opts<{
+  collection?: string;
   index?: string;
   delete?: string[];
   chunkTokens?: number;
@@ -68,36 +72,25 @@ async function main(): Promise<number> {
     return 2;
   }
   const config = loadConfig({ file: opts.config });
-  const dir = indexDir(config, opts.index ?? config.indexName);
-
-  // Deleting needs no embedding model: open the index with the model it was built with.
-  let store: IndexStore;
-  let embedder: Awaited<ReturnType<typeof loadEmbedder>> | undefined;
-  if (paths.length > 0) {
-    embedder = await loadEmbedder(config);
-    store = IndexStore.open(dir, { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw });
-  } else {
-    const manifest = readManifest(dir);
-    if (!manifest) throw new IndexNotFoundError(`no index at ${dir}`);
-    store = IndexStore.open(dir, { embedModel: manifest.embedModel, dim: manifest.dim, hnsw: config.hnsw });
-  }
-
+  const collection = opts.collection ?? opts.index ?? config.indexName;
+  const chunk =
+    opts.chunkTokens !== undefined || opts.overlap !== undefined
+      ? { maxTokens: opts.chunkTokens ?? config.chunk.maxTokens, overlapTokens: opts.overlap ?? config.chunk.overlapTokens }
+      : undefined;
+  const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
   let failed = false;
   try {
+    if (paths.length > 0 && !(await service.hasCollection(collection))) await service.createCollection(collection, { chunk });
     if (deleteIds.length > 0) {
-      const summary = deleteDocuments(deleteIds, store);
+      const summary = await service.deleteDocuments(deleteIds, { collection });
       for (const e of summary.errors) console.error(formatError(e));
       printSummary('delete', summary);
       if (summary.deleted === 0) failed = true;
     }
-    if (paths.length > 0 && embedder) {
-      const summary = await ingestPaths(paths, {
-        store,
-        embedder,
-        chunk: {
-          maxTokens: opts.chunkTokens ?? config.chunk.maxTokens,
-          overlapTokens: opts.overlap ?? config.chunk.overlapTokens,
-        },
+    if (paths.length > 0) {
+      const summary = await service.ingestPaths(paths, {
+        collection,
+        chunk,
         progress: opts.progress ?? 'auto',
         onError: (e) => console.error(formatError(e)),
       });
@@ -107,13 +100,13 @@ async function main(): Promise<number> {
         failed = true;
       }
     }
-    const stats = store.stats();
+    const stats = await service.stats({ collection });
     console.log(
-      `index ${dir}: ${stats.documents} documents, ${stats.passages} passages, ${stats.hnswLive} in HNSW, ` +
-        `model ${stats.embedModel} (${stats.dim}-d)`,
+      `collection ${collection}: ${stats.documents} documents, ${stats.passages} passages, ` +
+        `${stats.hnsw.live} in HNSW, model ${stats.models.embed}`,
     );
   } finally {
-    store.close();
+    await service.close();
   }
   return failed ? 1 : 0;
 }

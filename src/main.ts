@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { authPolicyFor, createApp, HttpError, type ApiState } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
-import { RagService } from './service/index.js';
+import { openSystem } from './service/index.js';
 
 /** After the shutdown deadline, cancelled requests get this long to send their error before connections are cut. */
 const CANCEL_GRACE_MS = 2000;
@@ -59,7 +59,13 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
   log.info({ port, host: config.host }, 'listening');
 
   const writable = !config.server.readOnly;
-  const ready = RagService.open(config, log, { writable, verify: config.server.verifyIndexOnStart }).then(
+  const ready = openSystem(config, {
+    log,
+    writable,
+    verify: config.server.verifyIndexOnStart,
+    reader: true,
+    prepareDefaultCollection: true,
+  }).then(
     (service) => {
       state.backend = service;
       state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
@@ -99,7 +105,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     const service = await Promise.race([ready.catch(() => undefined), delay(Math.max(0, deadline - (performance.now() - started)))]);
     if (service) {
       await service.drainWrites();
-      service.close();
+      await service.close();
     } else {
       log.warn('start-up had not finished; the index is left for the next start to recover');
     }

@@ -57,7 +57,7 @@ describe('service endpoints', () => {
     const ready = await fetch(base + '/readyz');
     expect(ready.status).toBe(200);
     expect(((await ready.json()) as any).status).toBe('ready');
-    expect(service.store.stats().documents).toBe(Object.keys(DOCS).length);
+    expect((await service.stats()).documents).toBe(Object.keys(DOCS).length);
   });
 
   it('publishes an OpenAPI 3.1 document of every route', async () => {

@@ -11,6 +11,7 @@ import { startServer } from '../src/main.js';
 import { WriteCancelledError, type RagService } from '../src/service/index.js';
 import type { ConfigInput } from '../src/config/index.js';
 import { fixtureConfig } from './helpers/config.js';
+import { BERT_TINY, T5_TINY } from './helpers/fixtures.js';
 import { request, type HttpReply } from './helpers/http.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
@@ -134,11 +135,11 @@ describe('document API', () => {
     expect(stats.status).toBe(200);
     expect(stats.json).toMatchObject({
       index: 'default',
-      models: { embed: service.config.embedModel, reader: service.config.readerModel },
+      models: { embed: BERT_TINY, reader: T5_TINY },
       writable: true,
     });
-    expect(stats.json.documents).toBe(service.store.stats().documents);
-    expect(stats.json.passages).toBe(service.store.stats().passages);
+    expect(stats.json.documents).toBe((await service.stats()).documents);
+    expect(stats.json.passages).toBe((await service.stats()).passages);
     expect(stats.json.indexBytes).toBeGreaterThan(10_000);
     expect(stats.json.hnsw.live).toBe(stats.json.passages);
   });
@@ -146,9 +147,9 @@ describe('document API', () => {
   it('saves the HNSW graph once writes pause, not on every request', async () => {
     await call(base, 'POST', '/v1/documents', { documents: [{ id: 'lazy', text: 'Narwhal tusks are teeth.' }] });
     // Committed and searchable at once, but not yet in the saved graph file.
-    expect(service.store.stats().pending).toBeGreaterThan(0);
-    await expect.poll(() => service.store.stats().pending, { timeout: 5000, interval: 50 }).toBe(0);
-    expect(service.store.verify().ok).toBe(true);
+    expect((await service.stats()).hnsw.pending).toBeGreaterThan(0);
+    await expect.poll(async () => (await service.stats()).hnsw.pending, { timeout: 5000, interval: 50 }).toBe(0);
+    expect((await service.verify()).ok).toBe(true);
   });
 
   it.each([
@@ -165,12 +166,12 @@ describe('document API', () => {
     [{ documents: [{ id: 'a', text: 'x', body: 'y' }] }, 'documents.0'],
     [{ docs: [] }, 'documents'],
   ])('rejects %j with a 400 naming %s and changes nothing', async (body, field) => {
-    const before = service.store.stats().documents;
+    const before = (await service.stats()).documents;
     const res = await call(base, 'POST', '/v1/documents', body);
     expect(res.status, res.text.slice(0, 300)).toBe(400);
     expect(res.json.error.code).toBe('invalid_request');
     expect(res.json.error.field.startsWith(field), res.json.error.field).toBe(true);
-    expect(service.store.stats().documents).toBe(before);
+    expect((await service.stats()).documents).toBe(before);
   });
 
   it('writes are applied one at a time, in the order they were accepted', async () => {
@@ -180,14 +181,14 @@ describe('document API', () => {
     expect((await first)[0]!.status).toBe('added');
     expect((await second)[0]!.status).toBe('updated');
     expect((await third)[0]!.status).toBe('unchanged');
-    expect(service.getDocument('order')!.passages[0]!.text).toBe('Version two of the ordering document.');
+    expect((await service.getDocument('order'))!.passages[0]!.text).toBe('Version two of the ordering document.');
   });
 
   it('searches keep running during a long batch and see all of it or none of it', async () => {
     const n = 60;
     const marker = 'zyxwvmarker';
     const docs = Array.from({ length: n }, (_, i) => ({ id: `batch-${i}`, title: `Batch ${i}`, text: `${marker} ${prose(i, 900)}` }));
-    const documentsBefore = service.store.stats().documents;
+    const documentsBefore = (await service.stats()).documents;
 
     let writing = true;
     const write = call(base, 'POST', '/v1/documents', { documents: docs }).finally(() => (writing = false));
@@ -223,16 +224,16 @@ describe('document API', () => {
   });
 
   it('a write cancelled before its commit changes nothing', async () => {
-    const before = service.store.stats();
+    const before = await service.stats();
     const controller = new AbortController();
     const docs = Array.from({ length: 40 }, (_, i) => ({ id: `cancelled-${i}`, text: prose(100 + i, 900) }));
     const pending = service.upsertDocuments(docs, { signal: controller.signal });
     setTimeout(() => controller.abort(new Error('test cancels')), 30);
     await expect(pending).rejects.toBeInstanceOf(WriteCancelledError);
-    const after = service.store.stats();
+    const after = await service.stats();
     expect(after.documents).toBe(before.documents);
     expect(after.passages).toBe(before.passages);
-    expect(service.getDocument('cancelled-0')).toBeUndefined();
+    expect(await service.getDocument('cancelled-0')).toBeUndefined();
   });
 });
 

@@ -12,9 +12,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../src/fixtures/prng.js';
 import { Embedder } from '../src/models/index.js';
-import { toFtsQuery } from '../src/retrieval/index.js';
-import { IndexNotFoundError, IndexStore } from '../src/store/index.js';
+import { queryTerms } from '../src/retrieval/index.js';
+import { IndexNotFoundError, type PassageStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
+import { openTestStore } from './helpers/store.js';
 import { startServerProcess, type ServerProcess } from '../scripts/lib/server-process.js';
 
 const INGEST = path.join(REPO_ROOT, 'scripts', 'ingest.ts');
@@ -149,29 +150,29 @@ function summary(run: RunResult): { seen: number; added: number; updated: number
 
 let embedder: Embedder;
 
-function openStore(indexesDir: string, readonly = false): IndexStore {
-  return IndexStore.open(indexDirOf(indexesDir), { embedModel: embedder.modelId, dim: embedder.dim, readonly });
+function openStore(indexesDir: string, readonly = false): Promise<PassageStore> {
+  return openTestStore(indexDirOf(indexesDir), { embedModel: embedder.modelId, dim: embedder.dim, readonly });
 }
 
 type Contents = Map<string, string[]>;
 
 /** Document id → its passages (id, span, text): what a correct index holds, independent of labels and order. */
-function contents(store: IndexStore, docs: Doc[]): Contents {
+async function contents(store: PassageStore, docs: Doc[]): Promise<Contents> {
   const out: Contents = new Map();
   for (const d of docs) {
-    if (!store.getDocument(d.id)) continue;
-    out.set(d.id, store.passagesOfDocument(d.id).map((p) => `${p.id}|${p.charStart}-${p.charEnd}|${p.text}`));
+    if (!(await store.getDocument(d.id))) continue;
+    out.set(d.id, (await store.passagesOfDocument(d.id)).map((p) => `${p.id}|${p.charStart}-${p.charEnd}|${p.text}`));
   }
   return out;
 }
 
 /** Consistent, and every document present is complete (never a half-written one). */
-function expectConsistent(store: IndexStore, reference: Contents, docs: Doc[]): Contents {
-  const report = store.verify();
+async function expectConsistent(store: PassageStore, reference: Contents, docs: Doc[]): Promise<Contents> {
+  const report = await store.verify();
   expect(report.problems).toEqual([]);
-  const found = contents(store, docs);
+  const found = await contents(store, docs);
   for (const [id, passages] of found) expect(passages, `document ${id}`).toEqual(reference.get(id));
-  const stats = store.stats();
+  const stats = await store.stats();
   const passages = [...found.values()].reduce((n, p) => n + p.length, 0);
   expect(stats.documents).toBe(found.size);
   expect(stats.passages).toBe(passages);
@@ -181,26 +182,27 @@ function expectConsistent(store: IndexStore, reference: Contents, docs: Doc[]): 
 }
 
 /** Each document found by BM25 (its unique marker) and by dense search (its own passage first), exactly once. */
-async function expectSearchableOnce(store: IndexStore, docs: Doc[], markerOf = (d: Doc) => /marker\d+x/.exec(d.text)![0]): Promise<void> {
+async function expectSearchableOnce(store: PassageStore, docs: Doc[], markerOf = (d: Doc) => /marker\d+x/.exec(d.text)![0]): Promise<void> {
   for (const d of docs) {
     const marker = markerOf(d);
-    const labels = store.bm25Search(toFtsQuery(marker), 50).map((h) => h.label);
-    const hits = [...store.passagesByLabels(labels).values()];
+    const labels = (await store.bm25Search(queryTerms(marker), 50, { titleWeight: 1, textWeight: 1 })).map((h) => h.label);
+    const hits = [...(await store.passagesByLabels(labels)).values()];
     expect(hits.length, `${marker} hits`).toBe(labels.length);
     expect(new Set(hits.map((h) => h.docId)), marker).toEqual(new Set([d.id]));
-    expect(hits.length).toBe(store.passagesOfDocument(d.id).filter((p) => p.text.includes(marker)).length);
+    expect(hits.length).toBe((await store.passagesOfDocument(d.id)).filter((p) => p.text.includes(marker)).length);
   }
-  const firsts = docs.map((d) => store.passagesOfDocument(d.id)[0]!);
+  const firsts = await Promise.all(docs.map(async (d) => (await store.passagesOfDocument(d.id))[0]!));
   const vectors = await embedder.embedPassages(firsts.map((p) => `${p.title}\n${p.text}`));
-  firsts.forEach((p, i) => {
+  for (const [i, p] of firsts.entries()) {
     // Random fixture weights make similar texts near-collinear, so "found" means: among the top 10, and scored as
     // high as the best hit (ties within rounding of the batched embedding).
-    const top = store.denseSearch(vectors[i]!, 10);
+    const top = await store.denseSearch(vectors[i]!, 10);
     const own = top.find((h) => h.label === p.label);
-    const shown = top.slice(0, 3).map((h) => `${store.passagesByLabels([h.label]).get(h.label)?.id ?? `orphan ${h.label}`}=${h.score.toFixed(5)}`);
+    const records = await store.passagesByLabels(top.slice(0, 3).map((h) => h.label));
+    const shown = top.slice(0, 3).map((h) => `${records.get(h.label)?.id ?? `orphan ${h.label}`}=${h.score.toFixed(5)}`);
     expect(own, `dense search for ${p.id}: ${shown.join(', ')}`).toBeDefined();
     expect(own!.score, `dense search for ${p.id}: ${shown.join(', ')}`).toBeGreaterThan(top[0]!.score - 1e-3);
-  });
+  }
 }
 
 // ---------------------------------------------------------------- reference
@@ -220,13 +222,13 @@ beforeAll(async () => {
   expectCompleted(run);
   expect(run.afterLockMs).toBeDefined();
   ingestWindowMs = run.afterLockMs!;
-  const store = openStore(referenceDir);
+  const store = await openStore(referenceDir);
   try {
-    reference = contents(store, ALL);
+    reference = await contents(store, ALL);
     expect(reference.size).toBe(N_DOCS);
-    expect(store.verify().problems).toEqual([]);
+    expect((await store.verify()).problems).toEqual([]);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -257,36 +259,36 @@ describe('kill -9 during the ingest CLI', () => {
       if (!existsSync(path.join(indexDirOf(indexes), 'index.sqlite'))) continue;
 
       // A reader sees a consistent index while the writer's lock is stale; documents are whole or absent.
-      let reader: IndexStore;
+      let reader: PassageStore;
       try {
-        reader = openStore(indexes, true);
+        reader = await openStore(indexes, true);
       } catch (err) {
         // Killed while creating the index, before its schema transaction: there is no index yet.
         expect(err).toBeInstanceOf(IndexNotFoundError);
         continue;
       }
       try {
-        const found = contents(reader, ALL);
+        const found = await contents(reader, ALL);
         for (const [id, passages] of found) expect(passages, `document ${id} after ${landed.at(-1)}`).toEqual(reference.get(id));
-        expect(reader.verify().problems).toEqual([]);
+        expect((await reader.verify()).problems).toEqual([]);
       } finally {
-        reader.close();
+        await reader.close();
       }
     }
 
-    const committed = (() => {
+    const committed = await (async () => {
       if (!existsSync(path.join(indexDirOf(indexes), 'index.sqlite'))) return 0;
-      let s: IndexStore;
+      let s: PassageStore;
       try {
-        s = openStore(indexes, true);
+        s = await openStore(indexes, true);
       } catch (err) {
         if (err instanceof IndexNotFoundError) return 0;
         throw err;
       }
       try {
-        return s.stats().documents;
+        return (await s.stats()).documents;
       } finally {
-        s.close();
+        await s.close();
       }
     })();
 
@@ -295,15 +297,15 @@ describe('kill -9 during the ingest CLI', () => {
     // Documents committed before the kills are recognised as unchanged; nothing is processed twice.
     expect(summary(final), landed.join('; ')).toEqual({ seen: N_DOCS, added: N_DOCS - committed, updated: 0, unchanged: committed });
 
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      const found = expectConsistent(store, reference, ALL);
+      const found = await expectConsistent(store, reference, ALL);
       expect(found).toEqual(reference);
-      expect(store.stats().pending).toBe(0);
+      expect((await store.stats()).pending).toBe(0);
       expect(readdirSync(indexDirOf(indexes)).filter((f) => f.startsWith('hnsw-'))).toHaveLength(1);
       await expectSearchableOnce(store, ALL);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });
@@ -318,15 +320,15 @@ describe('an index whose creator died before its schema transaction', () => {
     const raw = new Database(path.join(dir, 'index.sqlite'));
     raw.pragma('journal_mode = WAL');
     raw.close();
-    expect(() => openStore(indexes, true)).toThrow(IndexNotFoundError);
+    await expect(openStore(indexes, true)).rejects.toThrow(IndexNotFoundError);
     const run = await runIngest(indexes, corpusExtra);
     expectCompleted(run);
-    const store = openStore(indexes, true);
+    const store = await openStore(indexes, true);
     try {
-      expect(store.verify().problems).toEqual([]);
-      expect(store.stats().documents).toBe(EXTRA.length);
+      expect((await store.verify()).problems).toEqual([]);
+      expect((await store.stats()).documents).toBe(EXTRA.length);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });
@@ -354,20 +356,20 @@ describe('disk full (RLIMIT_FSIZE: writes past the limit fail with EFBIG)', () =
     expect(run.stderr).toMatch(DISK_FULL);
     expect(run.stderr).toMatch(NAMES_INDEX);
 
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      const found = expectConsistent(store, reference, ALL);
+      const found = await expectConsistent(store, reference, ALL);
       for (const d of ALL.slice(0, 100)) expect(found.has(d.id), d.id).toBe(true);
       expect(found.size).toBeLessThan(N_DOCS);
     } finally {
-      store.close();
+      await store.close();
     }
     expectCompleted(await runIngest(indexes, corpusAll));
-    const after = openStore(indexes);
+    const after = await openStore(indexes);
     try {
-      expect(expectConsistent(after, reference, ALL)).toEqual(reference);
+      expect(await expectConsistent(after, reference, ALL)).toEqual(reference);
     } finally {
-      after.close();
+      await after.close();
     }
   });
 
@@ -384,16 +386,16 @@ describe('disk full (RLIMIT_FSIZE: writes past the limit fail with EFBIG)', () =
     // The committed generation's file is untouched and no partial file is left behind.
     expect(readdirSync(dir).filter((f) => f.startsWith('hnsw-'))).toEqual([graphFile]);
 
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
       const extraReference = new Map([...reference, ...EXTRA.map((d) => [d.id, expectedPassages(d)] as const)]);
-      const found = expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
+      const found = await expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
       // The old graph loads as saved; the five new documents were committed to SQLite and are re-added from there.
-      expect(store.stats().rebuiltFromVectors).toBe(false);
+      expect((await store.stats()).rebuiltFromVectors).toBe(false);
       expect(found.size).toBe(N_DOCS + EXTRA.length);
       await expectSearchableOnce(store, EXTRA);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });
@@ -409,11 +411,11 @@ function expectedPassages(doc: Doc): string[] {
 beforeAll(async () => {
   const indexes = newIndexesDir('extra-reference');
   expectCompleted(await runIngest(indexes, corpusExtra));
-  const store = openStore(indexes);
+  const store = await openStore(indexes);
   try {
-    for (const [id, passages] of contents(store, EXTRA)) extraPassages.set(id, passages);
+    for (const [id, passages] of await contents(store, EXTRA)) extraPassages.set(id, passages);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
@@ -453,22 +455,22 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`real file system faults on tmpf
     expect(run.stderr).toMatch(DISK_FULL);
 
     rmSync(filler);
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
       const extraReference = new Map([...reference, ...EXTRA.map((d) => [d.id, expectedPassages(d)] as const)]);
-      const found = expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
+      const found = await expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
       for (const d of ALL) expect(found.has(d.id), d.id).toBe(true);
     } finally {
-      store.close();
+      await store.close();
     }
     const rerun = await runIngest(indexes, corpusExtra);
     expectCompleted(rerun);
-    const after = openStore(indexes);
+    const after = await openStore(indexes);
     try {
-      expect(after.verify().problems).toEqual([]);
-      expect(after.stats().documents).toBe(N_DOCS + EXTRA.length);
+      expect((await after.verify()).problems).toEqual([]);
+      expect((await after.stats()).documents).toBe(N_DOCS + EXTRA.length);
     } finally {
-      after.close();
+      await after.close();
     }
   });
 
@@ -483,11 +485,11 @@ describe.skipIf(tmpfsUnavailable !== undefined)(`real file system faults on tmpf
     } finally {
       expect(spawnSync('mount', ['-o', 'remount,rw', tmpfsDir]).status).toBe(0);
     }
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      expect(expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
+      expect(await expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });
@@ -521,11 +523,11 @@ describe('read-only index folder', () => {
     } finally {
       thaw();
     }
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      expect(expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
+      expect(await expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -540,11 +542,11 @@ describe('read-only index folder', () => {
     } finally {
       thaw();
     }
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      expect(expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
+      expect(await expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
     } finally {
-      store.close();
+      await store.close();
     }
     expectCompleted(await runIngest(indexes, corpusExtra));
   });
@@ -706,9 +708,9 @@ describe('kill -9 of the server during REST batch upserts', () => {
     }
 
     // After a clean shutdown: every store agrees, nothing pending, no orphan vectors, dense search finds each passage.
-    const store = openStore(indexes);
+    const store = await openStore(indexes);
     try {
-      const report = store.verify();
+      const report = await store.verify();
       expect(report.problems).toEqual([]);
       expect(report.stats.pending).toBe(0);
       expect(report.stats.vectors).toBe(report.stats.passages);
@@ -716,7 +718,7 @@ describe('kill -9 of the server during REST batch upserts', () => {
       const docs = [...held].map(([id, v]) => restDoc(Number(id.slice(5)), v));
       await expectSearchableOnce(store, docs, (d) => /marker\d+r/.exec(d.text)![0]);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -5,8 +5,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestDocuments, ingestPaths, tokenCounter, type IngestEmbedder, type IngestError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
-import { IndexStore } from '../src/store/index.js';
+import type { PassageStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { ingestOptions, openTestStore } from './helpers/store.js';
 
 let embedder: Embedder;
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'ingest-pipeline-'));
@@ -41,38 +42,38 @@ function corpusTree(): string {
   return root;
 }
 
-function openStore(): IndexStore {
-  return IndexStore.open(path.join(tempDir('ingest-pipeline-index-'), 'index'), { embedModel: embedder.modelId, dim: embedder.dim });
+function openStore(): Promise<PassageStore> {
+  return openTestStore(path.join(tempDir('ingest-pipeline-index-'), 'index'), { embedModel: embedder.modelId, dim: embedder.dim });
 }
 
 describe('ingestPaths', () => {
   it('ingests a tree, reports bad inputs with path and line, and is a no-op when repeated', async () => {
     const root = corpusTree();
-    const store = openStore();
+    const store = await openStore();
     try {
       const reported: IngestError[] = [];
-      const summary = await ingestPaths([root], { store, embedder, progress: false, onError: (e) => reported.push(e) });
+      const summary = await ingestPaths([root], ingestOptions(store, embedder, { onError: (e) => reported.push(e) }));
       expect(summary).toMatchObject({ documentsSeen: 5, added: 5, updated: 0, unchanged: 0 });
       expect(summary.errors).toEqual(reported);
       expect(summary.errors).toEqual([
         { path: path.join(root, 'blob.txt'), message: expect.stringMatching(/binary/) },
         { path: path.join(root, 'records.jsonl'), line: 2, message: expect.stringMatching(/invalid JSON/) },
       ]);
-      for (const id of ['a.md', 'nested/b.html', 'nested/c.txt', 'r1', 'r2']) expect(store.getDocument(id), id).toBeDefined();
-      expect(store.getDocument('nested/b.html')!.title).toBe('Beta');
-      expect(store.passagesOfDocument('r1')[0]!.metadata).toEqual({ src: 'jsonl' });
+      for (const id of ['a.md', 'nested/b.html', 'nested/c.txt', 'r1', 'r2']) expect((await store.getDocument(id)), id).toBeDefined();
+      expect((await store.getDocument('nested/b.html'))!.title).toBe('Beta');
+      expect((await store.passagesOfDocument('r1'))[0]!.metadata).toEqual({ src: 'jsonl' });
       expect(summary.seconds).toBeGreaterThan(0);
 
-      const again = await ingestPaths([root], { store, embedder, progress: false });
+      const again = await ingestPaths([root], ingestOptions(store, embedder));
       expect(again).toMatchObject({ documentsSeen: 5, added: 0, unchanged: 5, passagesAdded: 0 });
-      expect(store.verify().ok).toBe(true);
+      expect((await store.verify()).ok).toBe(true);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
   it('embeds and writes in bounded batches and checkpoints periodically', async () => {
-    const store = openStore();
+    const store = await openStore();
     const batches: number[] = [];
     // The real embedder, observed: records how many texts each call carries.
     const observed: IngestEmbedder = {
@@ -87,31 +88,31 @@ describe('ingestPaths', () => {
     };
     try {
       const docs = Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, title: '', text: `Short document number ${i}.`, metadata: {} }));
-      const summary = await ingestDocuments(docs, { store, embedder: observed, batchPassages: 6, checkpointEveryPassages: 12, progress: false });
+      const summary = await ingestDocuments(docs, ingestOptions(store, observed, { batchPassages: 6, checkpoint: { everyPassages: 12, atEnd: true } }));
       expect(summary.passagesAdded).toBe(40);
       expect(Math.max(...batches)).toBeLessThanOrEqual(6);
       expect(batches.reduce((a, b) => a + b, 0)).toBe(40);
       // 40 passages, a checkpoint after every 12 or more, plus the final one.
-      expect(store.stats().generation).toBeGreaterThanOrEqual(4);
-      expect(store.stats().pending).toBe(0);
+      expect((await store.stats()).generation).toBeGreaterThanOrEqual(4);
+      expect((await store.stats()).pending).toBe(0);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
   it('keeps passages within what the embedding model can take', async () => {
     const short = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
-    const store = openStore();
+    const store = await openStore();
     try {
       const text = Array.from({ length: 30 }, (_, i) => `Sentence ${i} is here with several words.`).join(' ');
-      await ingestDocuments([{ id: 'long', title: '', text, metadata: {} }], { store, embedder: short, chunk: { maxTokens: 200, overlapTokens: 32 }, progress: false });
+      await ingestDocuments([{ id: 'long', title: '', text, metadata: {} }], ingestOptions(store, short, { chunk: { maxTokens: 200, overlapTokens: 32 } }));
       const count = tokenCounter(short.tokenizer);
-      const passages = store.passagesOfDocument('long');
+      const passages = await store.passagesOfDocument('long');
       expect(passages.length).toBeGreaterThan(5);
       // 32 minus [CLS] and [SEP].
       for (const p of passages) expect(count(p.text)).toBeLessThanOrEqual(30);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

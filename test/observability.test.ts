@@ -149,7 +149,7 @@ describe('GET /metrics', () => {
     expect(m.get('rag_generated_tokens_total')).toBeGreaterThanOrEqual(1);
     expect(m.get('rag_answer_queue_depth')).toBe(0);
     expect(m.get('rag_write_queue_depth')).toBe(0);
-    expect(m.get('rag_index_passages')).toBe(service.store.stats().passages);
+    expect(m.get('rag_index_passages')).toBe((await service.stats()).passages);
     expect(m.get('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(m.get('nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
   });

@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestDocuments, type SourceDocument } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import { reciprocalRankFusion, Retriever, toFtsQuery, type SearchMode } from '../src/retrieval/index.js';
-import { EmbeddingMismatchError, IndexStore, InvalidFilterError } from '../src/store/index.js';
+import { EmbeddingMismatchError, InvalidFilterError, type PassageStore, type SearchFilter } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR } from './helpers/fixtures.js';
+import { DEFAULTS, ingestOptions, openTestStore } from './helpers/store.js';
 
 const WORDS = (
   'river mountain forest ocean desert city village castle bridge tower garden market harbor valley island ' +
@@ -40,20 +41,20 @@ function corpus(): SourceDocument[] {
 
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'retrieval-test-'));
 let embedder: Embedder;
-let store: IndexStore;
+let store: PassageStore;
 let retriever: Retriever;
 const MODES: SearchMode[] = ['dense', 'bm25', 'hybrid', 'exact'];
 
 beforeAll(async () => {
   embedder = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 32 });
   const dir = path.join(TMP, 'index');
-  store = IndexStore.open(dir, { embedModel: embedder.modelId, dim: embedder.dim, hnsw: { M: 16, efConstruction: 200, efSearch: 64 } });
-  await ingestDocuments(corpus(), { store, embedder, chunk: { maxTokens: 48, overlapTokens: 8 }, progress: false });
-  retriever = new Retriever(store, embedder);
+  store = await openTestStore(dir, { embedModel: embedder.modelId, dim: embedder.dim, hnsw: { M: 16, efConstruction: 200, efSearch: 64 } });
+  await ingestDocuments(corpus(), ingestOptions(store, embedder, { chunk: { maxTokens: 48, overlapTokens: 8 } }));
+  retriever = new Retriever(store, embedder, DEFAULTS.retrieval);
 });
 
-afterAll(() => {
-  store.close();
+afterAll(async () => {
+  await store.close();
   rmSync(TMP, { recursive: true, force: true });
 });
 
@@ -83,8 +84,8 @@ describe('Retriever', () => {
         await expect(retriever.search(query, { mode, k: 5 }), `${mode}: ${JSON.stringify(query.slice(0, 40))}`).resolves.toBeDefined();
       }
     }
-    expect(store.stats().passages).toBeGreaterThan(300);
-    expect(store.verify().ok).toBe(true);
+    expect((await store.stats()).passages).toBeGreaterThan(300);
+    expect((await store.verify()).ok).toBe(true);
   });
 
   it('BM25 finds a word next to operator syntax, as a plain term', async () => {
@@ -116,8 +117,8 @@ describe('Retriever', () => {
     for (let i = 0; i < 30; i++) {
       const query = Array.from({ length: 5 }, () => WORDS[Math.floor(rand() * WORDS.length)]!).join(' ');
       const vector = await embedder.embedQuery(query);
-      const exact = new Set(store.exactSearch(vector, 10).map((h) => h.label));
-      found += store.denseSearch(vector, 10).filter((h) => exact.has(h.label)).length;
+      const exact = new Set((await store.exactSearch(vector, 10)).map((h) => h.label));
+      found += (await store.denseSearch(vector, 10)).filter((h) => exact.has(h.label)).length;
       total += exact.size;
     }
     expect(found / total).toBeGreaterThanOrEqual(0.95);
@@ -164,22 +165,24 @@ describe('Retriever', () => {
 
   it('dense filters are applied inside the HNSW walk, also for large allowed sets', async () => {
     // Threshold 0 forces the graph walk with the label filter instead of the exact path for small sets.
-    const graphStore = IndexStore.open(store.dir, { embedModel: embedder.modelId, dim: embedder.dim, readonly: true, exactFilterThreshold: 0 });
+    const graphStore = await openTestStore(store.location, { embedModel: embedder.modelId, dim: embedder.dim, hnsw: { efSearch: 64 }, readonly: true, exactFilterThreshold: 0 });
     try {
       const vector = await embedder.embedQuery('ocean harbor island');
       const filter = { metadata: { lang: 'en' } };
-      const allowed = graphStore.allowedLabels(filter);
+      // Every passage the filter admits: an exact search asked for more than there are.
+      const allowedBy = async (f: SearchFilter) => new Set((await graphStore.exactSearch(vector, 1_000_000, f)).map((h) => h.label));
+      const allowed = await allowedBy(filter);
       expect(allowed.size).toBeGreaterThan(100);
-      const viaGraph = graphStore.denseSearch(vector, 10, { filter });
+      const viaGraph = await graphStore.denseSearch(vector, 10, { filter });
       expect(viaGraph).toHaveLength(10);
       expect(viaGraph.every((h) => allowed.has(h.label))).toBe(true);
-      const exact = new Set(graphStore.exactSearch(vector, 10, filter).map((h) => h.label));
+      const exact = new Set((await graphStore.exactSearch(vector, 10, filter)).map((h) => h.label));
       expect(viaGraph.filter((h) => exact.has(h.label)).length).toBeGreaterThanOrEqual(9);
       // A filter admitting only a few passages still fills k up to what exists.
-      const few = graphStore.denseSearch(vector, 10, { filter: { docIds: ['doc-11'] } });
-      expect(few.map((h) => h.label).sort()).toEqual([...graphStore.allowedLabels({ docIds: ['doc-11'] })].sort());
+      const few = await graphStore.denseSearch(vector, 10, { filter: { docIds: ['doc-11'] } });
+      expect(few.map((h) => h.label).sort()).toEqual([...(await allowedBy({ docIds: ['doc-11'] }))].sort());
     } finally {
-      graphStore.close();
+      await graphStore.close();
     }
   });
 
@@ -191,7 +194,7 @@ describe('Retriever', () => {
   });
 
   it('handles k, empty queries and unknown modes', async () => {
-    const small = new Retriever(store, embedder, { defaultK: 3, maxK: 5 });
+    const small = new Retriever(store, embedder, { ...DEFAULTS.retrieval, defaultK: 3, maxK: 5 });
     expect((await small.search('river', { mode: 'exact' })).hits).toHaveLength(3);
     expect((await small.search('river', { mode: 'exact', k: 50 })).hits).toHaveLength(5);
     await expect(small.search('river', { k: 0 })).rejects.toThrow(RangeError);
@@ -201,14 +204,14 @@ describe('Retriever', () => {
     expect(bm25.timings.embedMs).toBe(0);
   });
 
-  it('refuses an embedder other than the index model', () => {
+  it('refuses an embedder other than the index model', async () => {
     const dir = path.join(TMP, 'other-index');
-    const other = IndexStore.open(dir, { embedModel: 'Xenova/bge-small-en-v1.5', dim: 384 });
+    const other = await openTestStore(dir, { embedModel: 'Xenova/bge-small-en-v1.5', dim: 384 });
     try {
-      expect(() => new Retriever(other, embedder)).toThrow(EmbeddingMismatchError);
-      expect(() => new Retriever(other, embedder)).toThrow(/Xenova\/bge-small-en-v1\.5.*fixture-bert-tiny/);
+      expect(() => new Retriever(other, embedder, DEFAULTS.retrieval)).toThrow(EmbeddingMismatchError);
+      expect(() => new Retriever(other, embedder, DEFAULTS.retrieval)).toThrow(/Xenova\/bge-small-en-v1\.5.*fixture-bert-tiny/);
     } finally {
-      other.close();
+      await other.close();
     }
   });
 });

@@ -18,10 +18,11 @@ import { generateApiKey, hashApiKey } from '../src/api/index.js';
 import { indexDir } from '../src/config/index.js';
 import { startServer } from '../src/main.js';
 import { IndexInconsistentError } from '../src/service/index.js';
-import { IndexLockedError, IndexStore, readManifest } from '../src/store/index.js';
+import { IndexLockedError } from '../src/store/index.js';
 import { fixtureConfig } from './helpers/config.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 import { request } from './helpers/http.js';
+import { openExistingTestStore } from './helpers/store.js';
 
 const KEY = generateApiKey();
 const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -153,19 +154,18 @@ describe('server process', () => {
     await expect(fetch(`${child.base}/healthz`)).rejects.toThrow();
 
     // The lock is released, the graph saved, and the index holds exactly what was acknowledged.
-    const manifest = readManifest(dir)!;
-    const store = IndexStore.open(dir, { embedModel: manifest.embedModel, dim: manifest.dim });
+    const store = await openExistingTestStore(dir);
     try {
-      const report = store.verify();
+      const report = await store.verify();
       expect(report.problems).toEqual([]);
       expect(report.stats.pending).toBe(0);
-      expect(store.getDocument('before-term')).toBeDefined();
-      const racingStored = store.getDocument('racing-0') !== undefined;
+      expect((await store.getDocument('before-term'))).toBeDefined();
+      const racingStored = (await store.getDocument('racing-0')) !== undefined;
       expect([200, 503]).toContain(racingReply.status);
       expect(racingStored).toBe(racingReply.status === 200);
       if (racingReply.status === 503) expect(racingReply.json.error.message).toMatch(/nothing was changed/);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -175,13 +175,12 @@ describe('server process', () => {
     expect((await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'idle', text: 'Written before an idle shutdown.' }] })).status).toBe(200);
     child.process.kill('SIGTERM');
     expect((await child.exited).code).toBe(0);
-    const manifest = readManifest(dir)!;
-    const store = IndexStore.open(dir, { embedModel: manifest.embedModel, dim: manifest.dim });
+    const store = await openExistingTestStore(dir);
     try {
-      expect(store.stats().pending).toBe(0);
-      expect(store.getDocument('idle')).toBeDefined();
+      expect((await store.stats()).pending).toBe(0);
+      expect((await store.getDocument('idle'))).toBeDefined();
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });
@@ -215,15 +214,14 @@ describe('start-up checks', () => {
     const first = await startServer(config, pino({ level: 'silent' }));
     await first.ready;
     await first.close();
-    const manifest = readManifest(indexDir(config))!;
-    const other = IndexStore.open(indexDir(config), { embedModel: manifest.embedModel, dim: manifest.dim });
+    const other = await openExistingTestStore(indexDir(config));
     try {
       const second = await startServer(config, pino({ level: 'silent' }));
       await expect(second.ready).rejects.toBeInstanceOf(IndexLockedError);
       await expect(second.ready).rejects.toThrow(/must be the only writer.*server\.readOnly/);
       await second.close();
     } finally {
-      other.close();
+      await other.close();
     }
   });
 });

@@ -5,8 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { deleteDocuments, ingestDocuments, type SourceDocument } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
-import { IndexStore, type FaultPoint } from '../src/store/index.js';
+import type { FaultPoint } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR } from './helpers/fixtures.js';
+import { BULK_CHECKPOINTS, ingestOptions, openTestStore } from './helpers/store.js';
 
 interface CrashPlan {
   dir: string;
@@ -24,21 +25,21 @@ const docs = JSON.parse(readFileSync(plan.corpusFile, 'utf8')) as SourceDocument
 const embedder = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16 });
 
 let seen = 0;
-const store = IndexStore.open(plan.dir, {
+const store = await openTestStore(plan.dir, {
   embedModel: embedder.modelId,
   dim: embedder.dim,
   faultHook: (point) => {
     if (point === plan.point && ++seen === plan.occurrence) process.kill(process.pid, 'SIGKILL');
   },
 });
-if (plan.deleteIds.length > 0) deleteDocuments(plan.deleteIds, store);
-await ingestDocuments(docs, {
-  store,
-  embedder,
-  chunk: plan.chunk,
-  batchPassages: plan.batchPassages,
-  checkpointEveryPassages: plan.checkpointEveryPassages,
-  progress: false,
-});
-store.close();
+if (plan.deleteIds.length > 0) await deleteDocuments(plan.deleteIds, store, BULK_CHECKPOINTS);
+await ingestDocuments(
+  docs,
+  ingestOptions(store, embedder, {
+    chunk: plan.chunk,
+    batchPassages: plan.batchPassages,
+    checkpoint: { everyPassages: plan.checkpointEveryPassages, atEnd: true },
+  }),
+);
+await store.close();
 process.stdout.write('completed without reaching the fault point\n');

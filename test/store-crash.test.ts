@@ -5,8 +5,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteDocuments, ingestDocuments, type SourceDocument } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
-import { IndexStore, type FaultPoint } from '../src/store/index.js';
+import type { FaultPoint, PassageStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { BULK_CHECKPOINTS, ingestOptions, openTestStore } from './helpers/store.js';
 
 const CHILD = path.join(REPO_ROOT, 'test', 'store-crash-child.ts');
 // Small batches and frequent checkpoints so one run passes every fault point several times.
@@ -57,33 +58,40 @@ async function crashAt(dir: string, docs: SourceDocument[], point: FaultPoint, o
   expect(result.signal, `child should be killed at ${point} #${occurrence}; output:\n${result.output}`).toBe('SIGKILL');
 }
 
-function openStore(dir: string): IndexStore {
-  return IndexStore.open(dir, { embedModel: embedder.modelId, dim: embedder.dim });
+function openStore(dir: string): Promise<PassageStore> {
+  return openTestStore(dir, { embedModel: embedder.modelId, dim: embedder.dim });
 }
 
-async function ingest(store: IndexStore, docs: SourceDocument[]) {
-  return ingestDocuments(docs, { store, embedder, progress: false, ...SETTINGS });
+async function ingest(store: PassageStore, docs: SourceDocument[]) {
+  return ingestDocuments(
+    docs,
+    ingestOptions(store, embedder, {
+      chunk: SETTINGS.chunk,
+      batchPassages: SETTINGS.batchPassages,
+      checkpoint: { everyPassages: SETTINGS.checkpointEveryPassages, atEnd: true },
+    }),
+  );
 }
 
 /** Document id → passage ids and texts: what a correct index holds, independent of labels and insertion order. */
-function contents(store: IndexStore): Map<string, string[]> {
+async function contents(store: PassageStore): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  for (const id of docIds(store)) out.set(id, store.passagesOfDocument(id).map((p) => `${p.id}|${p.text}`));
+  for (const id of await docIds(store)) out.set(id, (await store.passagesOfDocument(id)).map((p) => `${p.id}|${p.text}`));
   return out;
 }
 
-function docIds(store: IndexStore): string[] {
+async function docIds(store: PassageStore): Promise<string[]> {
   const found: string[] = [];
-  for (const d of [...V1, ...V2]) if (store.getDocument(d.id) && !found.includes(d.id)) found.push(d.id);
+  for (const d of [...V1, ...V2]) if ((await store.getDocument(d.id)) && !found.includes(d.id)) found.push(d.id);
   return found.sort();
 }
 
 /** Exact top-10 passage ids for fixed queries; equal across indexes with the same passages and vectors. */
-async function exactAnswers(store: IndexStore): Promise<string[][]> {
+async function exactAnswers(store: PassageStore): Promise<string[][]> {
   const answers: string[][] = [];
   for (const q of ['topic1 sentence', 'marker v2 document', 'talks about topic3']) {
-    const hits = store.exactSearch(await embedder.embedQuery(q), 10);
-    const records = store.passagesByLabels(hits.map((h) => h.label));
+    const hits = await store.exactSearch(await embedder.embedQuery(q), 10);
+    const records = await store.passagesByLabels(hits.map((h) => h.label));
     answers.push(hits.map((h) => records.get(h.label)!.id));
   }
   return answers;
@@ -100,26 +108,26 @@ function reference(versions: SourceDocument[][], deleteIds: string[] = []): Prom
 }
 
 async function buildReference(versions: SourceDocument[][], deleteIds: string[]): Promise<Reference> {
-  const store = openStore(path.join(mkdtempSync(path.join(workDir, 'ref-')), 'index'));
+  const store = await openStore(path.join(mkdtempSync(path.join(workDir, 'ref-')), 'index'));
   try {
     for (const [i, docs] of versions.entries()) {
-      if (i === versions.length - 1 && deleteIds.length > 0) deleteDocuments(deleteIds, store);
+      if (i === versions.length - 1 && deleteIds.length > 0) await deleteDocuments(deleteIds, store, BULK_CHECKPOINTS);
       await ingest(store, docs);
     }
-    return { contents: contents(store), answers: await exactAnswers(store) };
+    return { contents: await contents(store), answers: await exactAnswers(store) };
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** After a crash: openable, all invariants hold, and each document is entirely one of the allowed versions. */
-function expectConsistentAfterCrash(store: IndexStore, allowed: Array<Map<string, string[]>>): void {
-  const report = store.verify();
+async function expectConsistentAfterCrash(store: PassageStore, allowed: Array<Map<string, string[]>>): Promise<void> {
+  const report = await store.verify();
   expect(report.problems).toEqual([]);
   // The protocol alone must keep the saved generation's file intact; the rebuild fallback is for lost files.
   expect(report.stats.rebuiltFromVectors).toBe(false);
   expect(report.stats.hnswLive).toBe(report.stats.passages);
-  for (const [id, passages] of contents(store)) {
+  for (const [id, passages] of await contents(store)) {
     const matches = allowed.some((version) => JSON.stringify(version.get(id)) === JSON.stringify(passages));
     expect(matches, `document ${id} is a mix of versions`).toBe(true);
   }
@@ -137,22 +145,22 @@ describe('crash safety (SIGKILL inside an ingest)', () => {
     const dir = path.join(mkdtempSync(path.join(workDir, 'a-')), 'index');
     await crashAt(dir, V1, point, 2);
 
-    const store = openStore(dir);
+    const store = await openStore(dir);
     try {
-      expectConsistentAfterCrash(store, [ref.contents]);
+      await expectConsistentAfterCrash(store, [ref.contents]);
       expect(hnswFiles(dir).length).toBeLessThanOrEqual(1);
-      const committed = store.stats().documents;
+      const committed = (await store.stats()).documents;
       expect(committed).toBeGreaterThan(0);
       expect(committed).toBeLessThan(V1.length);
 
       const rerun = await ingest(store, V1);
       expect(rerun).toMatchObject({ unchanged: committed, added: V1.length - committed, updated: 0, errors: [] });
-      expect(store.verify().problems).toEqual([]);
-      expect(store.stats().pending).toBe(0);
-      expect(contents(store)).toEqual(ref.contents);
+      expect((await store.verify()).problems).toEqual([]);
+      expect((await store.stats()).pending).toBe(0);
+      expect(await contents(store)).toEqual(ref.contents);
       expect(await exactAnswers(store)).toEqual(ref.answers);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -169,28 +177,28 @@ describe('crash safety (SIGKILL inside an ingest)', () => {
     const refV1 = await reference([V1]);
     const refV2 = await reference([V1, V2], DELETED);
     const dir = path.join(mkdtempSync(path.join(workDir, 'b-')), 'index');
-    const setup = openStore(dir);
+    const setup = await openStore(dir);
     await ingest(setup, V1);
-    setup.close();
+    await setup.close();
 
     await crashAt(dir, V2, point, occurrence, DELETED);
 
-    const store = openStore(dir);
+    const store = await openStore(dir);
     try {
-      expectConsistentAfterCrash(store, [refV1.contents, refV2.contents]);
+      await expectConsistentAfterCrash(store, [refV1.contents, refV2.contents]);
       // Passages of deleted or replaced versions must not come back through the graph: the dense results hydrate fully.
       const query = await embedder.embedQuery('marker v1 document');
-      const labels = store.denseSearch(query, 500, { ef: 500 }).map((h) => h.label);
-      expect(store.passagesByLabels(labels).size).toBe(labels.length);
+      const labels = (await store.denseSearch(query, 500, { ef: 500 })).map((h) => h.label);
+      expect((await store.passagesByLabels(labels)).size).toBe(labels.length);
 
-      deleteDocuments(DELETED, store);
+      await deleteDocuments(DELETED, store, BULK_CHECKPOINTS);
       await ingest(store, V2);
-      expect(store.verify().problems).toEqual([]);
-      expect(store.stats().pending).toBe(0);
-      expect(contents(store)).toEqual(refV2.contents);
+      expect((await store.verify()).problems).toEqual([]);
+      expect((await store.stats()).pending).toBe(0);
+      expect(await contents(store)).toEqual(refV2.contents);
       expect(await exactAnswers(store)).toEqual(refV2.answers);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /** Prints a message for the user (no stack trace) and exits non-zero: for errors the user can fix. */
 export function fail(message: string, code = 1): never {
   console.error(`error: ${message}`);
@@ -22,7 +24,12 @@ export const intOption = (name: string) => (value: string): number => {
   return n;
 };
 
-/** An index name derived from a dataset and a model, so evals of different models never share an index. */
+/**
+ * A collection name derived from a dataset and a model, so evals of different models never share a collection; a
+ * name too long for a collection keeps its start and gets a hash of the whole, so two long names stay distinct.
+ */
 export function evalIndexName(prefix: string, dataset: string, model: string): string {
-  return `${prefix}-${dataset}-${model}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+  const name = `${prefix}-${dataset}-${model}`.toLowerCase().replace(/[^a-z0-9_-]+/g, '_');
+  if (name.length <= 64) return name;
+  return `${name.slice(0, 55)}-${createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
 }

@@ -38,8 +38,10 @@ export interface ApiBackend {
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
   deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
-  getDocument(id: string): DocumentView | undefined;
-  stats(): ServiceStats;
+  getDocument(id: string): Promise<DocumentView | undefined>;
+  stats(): Promise<ServiceStats>;
+  /** Every collection; the chat API lists each as a model. */
+  listCollections(): Promise<Array<{ name: string; createdAt: string }>>;
   readonly pendingWrites: number;
 }
 
@@ -81,7 +83,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const metrics = new ApiMetrics({
     answerQueueDepth: () => queue.depth,
     writeQueueDepth: () => state.backend?.pendingWrites ?? 0,
-    indexPassages: () => (state.status === 'ready' ? state.backend?.stats().passages : undefined),
+    indexPassages: async () => (state.status === 'ready' ? (await state.backend?.stats())?.passages : undefined),
   });
   const searchSchema = searchRequestSchema(options.limits);
   const askSchema = askRequestSchema(options.limits);
@@ -186,9 +188,9 @@ export function createApp(state: ApiState, options: ApiOptions) {
     }
   });
 
-  app.get('/v1/documents/:id', read, limit, (req, res) => {
+  app.get('/v1/documents/:id', read, limit, async (req, res) => {
     const id = parseId(idSchema, req);
-    const doc = ready(state).getDocument(id);
+    const doc = await ready(state).getDocument(id);
     if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
     res.json(doc);
   });
@@ -207,8 +209,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
     }
   });
 
-  app.get('/v1/stats', read, limit, (_req, res) => {
-    res.json(ready(state).stats());
+  app.get('/v1/stats', read, limit, async (_req, res) => {
+    res.json(await ready(state).stats());
   });
 
   app.use(notFound);

@@ -16,11 +16,11 @@ import type { InFlightRequests } from './in-flight.js';
 import type { ApiMetrics } from './metrics.js';
 import { fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
 
-/** Model ids are `fid-rag/<index>`; the bare index name is accepted too. */
+/** Each collection is one model, `fid-rag/<collection>`; the bare collection name is accepted too. */
 export const MODEL_ID_PREFIX = 'fid-rag/';
 
-export function modelIdFor(index: string): string {
-  return MODEL_ID_PREFIX + index;
+export function modelIdFor(collection: string): string {
+  return MODEL_ID_PREFIX + collection;
 }
 
 const textPartSchema = z.object({ type: z.literal('text'), text: z.string() }).strict();
@@ -154,33 +154,37 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
   const router = express.Router();
   const schema = chatRequestSchema(options.limits);
   const json = express.json({ limit: options.bodyLimit, strict: true });
-  const started = Math.floor(Date.now() / 1000);
 
-  const models = () => {
-    const index = ready(options.state).stats().index;
-    return [{ id: modelIdFor(index), object: 'model' as const, created: started, owned_by: 'fid-rag', collection: index }];
-  };
-  const resolveModel = (requested: string) => {
-    const model = models().find((m) => m.id === requested || m.collection === requested);
+  const models = async () =>
+    (await ready(options.state).listCollections()).map((c) => ({
+      id: modelIdFor(c.name),
+      object: 'model' as const,
+      created: Math.floor(Date.parse(c.createdAt) / 1000) || 0,
+      owned_by: 'fid-rag',
+      collection: c.name,
+    }));
+  const resolveModel = async (requested: string) => {
+    const model = (await models()).find((m) => m.id === requested || m.collection === requested);
     if (!model) {
       throw new HttpError(404, 'model_not_found', `the model "${requested}" does not exist; GET /v1/models lists the models`, { field: 'model' });
     }
     return model;
   };
 
-  router.get('/v1/models', options.read, options.limit, (_req, res) => {
-    res.json({ object: 'list', data: models() });
+  router.get('/v1/models', options.read, options.limit, async (_req, res) => {
+    res.json({ object: 'list', data: await models() });
   });
 
-  router.get('/v1/models/:model', options.read, options.limit, (req, res) => {
-    res.json(resolveModel(String(req.params.model)));
+  // Model ids hold a "/", which clients send as is or percent-encoded.
+  router.get(/^\/v1\/models\/(.+)$/, options.read, options.limit, async (req, res) => {
+    res.json(await resolveModel(decodeURIComponent(String((req.params as Record<string, string>)[0]))));
   });
 
   router.post('/v1/chat/completions', options.read, options.limit, json, async (req, res) => {
     const body = parseChatBody(schema, req);
-    const model = resolveModel(body.model);
+    const model = await resolveModel(body.model);
     const backend = ready(options.state);
-    const params = askParams(body, options.retrievalTurns);
+    const params = { ...askParams(body, options.retrievalTurns), collection: model.collection };
     const markers = body.rag?.citationMarkers ?? false;
     const id = `chatcmpl-${randomBytes(12).toString('base64url')}`;
     const created = Math.floor(Date.now() / 1000);

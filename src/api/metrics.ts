@@ -8,7 +8,7 @@ export interface MetricsSources {
   answerQueueDepth(): number;
   writeQueueDepth(): number;
   /** Undefined while the index is not open yet. */
-  indexPassages(): number | undefined;
+  indexPassages(): Promise<number | undefined>;
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -63,8 +63,8 @@ export class ApiMetrics {
       name: 'rag_index_passages',
       help: 'Passages in the open index',
       registers,
-      collect() {
-        const passages = sources.indexPassages();
+      async collect() {
+        const passages = await sources.indexPassages();
         if (passages !== undefined) this.set(passages);
       },
     });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { COLLECTION_NAME } from '../store/engine.js';
 
 export const API_SCOPES = ['read', 'write'] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
@@ -53,25 +54,40 @@ const configSchema = z.object({
       maxTokens: z.number().int().positive().optional(),
       batchSize: z.number().int().positive().default(32),
     })
-    .default({ batchSize: 32 }),
+    .prefault({}),
   port: z.number().int().min(0).max(65535).default(8080),
   host: z.string().default('0.0.0.0'),
   indexesDir: z.string().default('./indexes'),
-  indexName: z.string().regex(/^[A-Za-z0-9._-]+$/).default('default'),
+  /** The default collection: what the unscoped routes, `ingest` and first-start ingest use. */
+  indexName: z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').default('default'),
   corpusDir: z.string().default('./corpus'),
   hnsw: z
     .object({
       M: z.number().int().min(2).default(16),
       efConstruction: z.number().int().min(1).default(200),
+      /** Measured on msmarco-mini: recall@10 vs exact 0.93 at 64, 0.972 at 128, 0.981 at 200. */
       efSearch: z.number().int().min(1).default(200),
     })
-    .default({ M: 16, efConstruction: 200, efSearch: 200 }),
+    .prefault({}),
   chunk: z
     .object({
       maxTokens: z.number().int().min(16).default(200),
       overlapTokens: z.number().int().min(0).default(32),
     })
-    .default({ maxTokens: 200, overlapTokens: 32 }),
+    .prefault({}),
+  /** How documents are written, by every writer alike (CLI, evals, first-start ingest, REST document API). */
+  ingest: z
+    .object({
+      /** Passages embedded and committed per transaction by bulk writers; bounds memory on large corpora. */
+      batchPassages: z.number().int().positive().default(256),
+      /** Bulk writers (CLI, evals) save the HNSW graph after this many changed passages, and at the end. */
+      checkpointEveryPassages: z.number().int().positive().default(20_000),
+      /** Embed "title\ntext" rather than the bare passage (the stored text stays the original span). */
+      embedTitle: z.boolean().default(true),
+      /** A document whose text is empty or whitespace is an error rather than a document without passages. */
+      rejectEmptyText: z.boolean().default(true),
+    })
+    .prefault({}),
   retrieval: z
     .object({
       defaultK: z.number().int().positive().default(10),
@@ -79,8 +95,19 @@ const configSchema = z.object({
       rrfK: z.number().positive().default(60),
       denseWeight: z.number().min(0).default(1),
       bm25Weight: z.number().min(0).default(1),
+      /** Hybrid fetches max(k, fusionDepth) candidates from each list before fusing. */
+      fusionDepth: z.number().int().positive().default(50),
+      /** bm25() column weights. */
+      titleWeight: z.number().min(0).default(1),
+      textWeight: z.number().min(0).default(1),
+      /**
+       * A dense-search filter admitting at most this many passages is answered by exact search over just those: a
+       * graph walk that may only collect a handful of labels visits most of the graph anyway. Measured crossover on
+       * 5k×384: exact wins below ~300 allowed vectors.
+       */
+      exactFilterThreshold: z.number().int().min(0).default(256),
     })
-    .default({ defaultK: 10, maxK: 100, rrfK: 60, denseWeight: 1, bm25Weight: 1 }),
+    .prefault({}),
   reader: z
     .object({
       maxInputTokens: z.number().int().positive().optional(),
@@ -94,17 +121,7 @@ const configSchema = z.object({
       noRepeatNgramSize: z.number().int().min(0).default(0),
       citationShare: z.number().min(0).max(1).default(0.15),
     })
-    .default({
-      defaultK: 10,
-      maxK: 50,
-      maxNewTokens: 32,
-      maxNewTokensLimit: 256,
-      numBeams: 1,
-      maxBeams: 8,
-      lengthPenalty: 1,
-      noRepeatNgramSize: 0,
-      citationShare: 0.15,
-    }),
+    .prefault({}),
   rerank: z
     .object({
       /** Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request. */
@@ -165,6 +182,12 @@ const configSchema = z.object({
       keys: z.array(apiKeySchema).default([]).superRefine(uniqueKeys),
       /** Require the `read` scope for GET /metrics too (it holds counts and latencies only, no content). */
       protectMetrics: z.boolean().default(false),
+    })
+    .prefault({}),
+  /** Named collections under indexesDir, opened on first use; at most `maxOpen` stay open (least recently used closes). */
+  collections: z
+    .object({
+      maxOpen: z.number().int().positive().default(8),
     })
     .prefault({}),
   /** REST document API: request limits and how the server's index writer saves its HNSW graph. */

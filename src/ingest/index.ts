@@ -1,11 +1,21 @@
-export { ingestPaths, ingestDocuments, deleteDocuments, effectiveChunkOptions, type IngestOptions, type IngestEmbedder } from './pipeline.js';
+export {
+  ingestPaths,
+  ingestDocuments,
+  deleteDocuments,
+  effectiveChunkOptions,
+  type CheckpointPolicy,
+  type IngestOptions,
+  type IngestEmbedder,
+  type ValidationRules,
+  type WriteSettings,
+} from './pipeline.js';
 export { chunkText, chunkDocument, tokenCounter, passageId, type CountTokens, type TokenizerLike, type TextChunk } from './chunker.js';
 export { readSources, readJsonl, recordToDocument, parseHtml, isBeirFolder, countSourceDocuments } from './readers.js';
 export { contentHash } from './content-hash.js';
 export { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 export {
-  DEFAULT_CHUNK,
   type ChunkOptions,
+  type DocumentOutcome,
   type IngestError,
   type IngestSummary,
   type Passage,

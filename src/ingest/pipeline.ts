@@ -1,16 +1,16 @@
-import { EmbeddingMismatchError, type DocumentWrite, type IndexStore } from '../store/index.js';
+import { EmbeddingMismatchError, type DocumentWrite, type PassageStore } from '../store/index.js';
 import { chunkDocument, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 import { countSourceDocuments, readSources } from './readers.js';
-import {
-  DEFAULT_CHUNK,
-  type ChunkOptions,
-  type IngestError,
-  type IngestSummary,
-  type Passage,
-  type SourceDocument,
-  type SourceItem,
+import type {
+  ChunkOptions,
+  DocumentOutcome,
+  IngestError,
+  IngestSummary,
+  Passage,
+  SourceDocument,
+  SourceItem,
 } from './types.js';
 
 /** The slice of the embedding service ingest needs (the models stage's `Embedder` satisfies it). */
@@ -23,50 +23,82 @@ export interface IngestEmbedder {
   embedPassages(texts: string[]): Promise<Float32Array[]>;
 }
 
-export interface IngestOptions {
-  store: IndexStore;
+/**
+ * When the write path asks the store to bring its derived structures (the saved HNSW graph) up to date. Every
+ * committed batch is durable either way; checkpoints only bound recovery work after a crash, and each rewrites the
+ * whole graph, so a server taking small batches leaves them to its own policy across requests.
+ */
+export interface CheckpointPolicy {
+  /** Within one run, after this many changed passages (Infinity: never mid-run). */
+  everyPassages: number;
+  /** When the run ends. */
+  atEnd: boolean;
+}
+
+/** What makes a document unacceptable, beyond its shape. The same rules for every writer give the same outcomes. */
+export interface ValidationRules {
+  rejectEmptyText: boolean;
+}
+
+/** How documents are cut, embedded and committed: the same for every writer of a collection. */
+export interface WriteSettings {
+  chunk: ChunkOptions;
+  /** Embed "title\ntext" instead of the bare passage (the stored text stays the original span). */
+  embedTitle: boolean;
+  /** Passages embedded and committed per transaction; Infinity: the whole run in one transaction. */
+  batchPassages: number;
+  checkpoint: CheckpointPolicy;
+  rules: ValidationRules;
+}
+
+export interface IngestOptions extends WriteSettings {
+  store: PassageStore;
   embedder: IngestEmbedder;
-  chunk?: Partial<ChunkOptions>;
-  /** Embed "title\ntext" instead of the bare passage (the stored text stays the original span). Default true. */
-  embedTitle?: boolean;
-  /** Passages embedded and written per batch; bounds memory on large corpora. Default 256. */
-  batchPassages?: number;
-  /** Save the HNSW graph after this many new passages, and always at the end. Default 20 000. */
-  checkpointEveryPassages?: number;
-  /** Progress bar on stderr: true, false, or 'auto' (default: only if stderr is a TTY). */
-  progress?: ProgressMode;
+  /** Progress bar on stderr: true, false, or 'auto' (only if stderr is a TTY). */
+  progress: ProgressMode;
   /** Called as each bad input is skipped, e.g. to print it. */
   onError?: (error: IngestError) => void;
 }
-
-const DEFAULT_BATCH_PASSAGES = 256;
-const DEFAULT_CHECKPOINT_EVERY = 20_000;
 
 interface PreparedDocument {
   doc: SourceDocument;
   hash: string;
   passages: Passage[];
+  /** Index of its slot in `summary.outcomes`, filled in once the batch is committed. */
+  slot: number;
 }
 
 function emptySummary(): IngestSummary {
-  return { documentsSeen: 0, added: 0, updated: 0, unchanged: 0, deleted: 0, passagesAdded: 0, passagesRemoved: 0, errors: [], seconds: 0 };
+  return {
+    documentsSeen: 0,
+    added: 0,
+    updated: 0,
+    unchanged: 0,
+    deleted: 0,
+    passagesAdded: 0,
+    passagesRemoved: 0,
+    errors: [],
+    outcomes: [],
+    seconds: 0,
+  };
 }
 
 function isPlainObject(value: unknown): boolean {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function invalidDocument(doc: SourceDocument): string | undefined {
+function invalidDocument(doc: SourceDocument, rules: ValidationRules): string | undefined {
   if (typeof doc.id !== 'string' || doc.id.trim() === '') return 'document id must be a non-empty string';
   if (typeof doc.text !== 'string') return 'document text must be a string';
   if (typeof doc.title !== 'string') return 'document title must be a string';
   if (!isPlainObject(doc.metadata)) return 'document metadata must be a JSON object';
+  if (rules.rejectEmptyText && doc.text.trim() === '') return 'text is empty: there is nothing to index';
   return undefined;
 }
 
 /** The budget actually used: never more than the embedding model can see after its special tokens. */
-export function effectiveChunkOptions(embedder: IngestEmbedder, requested: Partial<ChunkOptions> = {}): ChunkOptions {
-  const options: ChunkOptions = { ...DEFAULT_CHUNK, ...requested };
+export function effectiveChunkOptions(embedder: IngestEmbedder, requested: ChunkOptions): ChunkOptions {
+  const options: ChunkOptions = { ...requested };
   if (embedder.maxTokens !== undefined) {
     const special = embedder.tokenizer.encode('', null, { add_special_tokens: true }).length;
     const modelBudget = embedder.maxTokens - special;
@@ -83,8 +115,8 @@ function chunkingSignature(chunk: ChunkOptions, embedTitle: boolean): string {
 }
 
 /**
- * One ingest run: documents are hashed, unchanged ones skipped, the rest chunked, embedded and written in bounded
- * batches (one SQLite transaction each), with periodic HNSW checkpoints.
+ * One ingest run: documents are validated and hashed, unchanged ones skipped, the rest chunked, embedded and written
+ * in bounded batches (one transaction each), with checkpoints as the policy says. One outcome per input document.
  */
 class IngestRun {
   readonly summary = emptySummary();
@@ -92,9 +124,6 @@ class IngestRun {
   private readonly chunk: ChunkOptions;
   private readonly chunking: string;
   private readonly count: CountTokens;
-  private readonly embedTitle: boolean;
-  private readonly batchPassages: number;
-  private readonly checkpointEvery: number;
   private pending: PreparedDocument[] = [];
   private pendingIds = new Set<string>();
   private pendingPassages = 0;
@@ -106,42 +135,46 @@ class IngestRun {
   ) {
     const { store, embedder } = options;
     if (embedder.modelId !== store.embedModel || embedder.dim !== store.dim) {
-      throw new EmbeddingMismatchError(store.dir, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+      throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+    }
+    if (!(options.batchPassages >= 1) || !(options.checkpoint.everyPassages >= 1)) {
+      throw new RangeError('batchPassages and checkpoint.everyPassages must be at least 1');
     }
     this.chunk = effectiveChunkOptions(embedder, options.chunk);
-    this.embedTitle = options.embedTitle ?? true;
-    this.chunking = chunkingSignature(this.chunk, this.embedTitle);
+    this.chunking = chunkingSignature(this.chunk, options.embedTitle);
     this.count = tokenCounter(embedder.tokenizer);
-    this.batchPassages = Math.max(1, options.batchPassages ?? DEFAULT_BATCH_PASSAGES);
-    this.checkpointEvery = Math.max(1, options.checkpointEveryPassages ?? DEFAULT_CHECKPOINT_EVERY);
   }
 
-  reportError(error: IngestError): void {
+  reportError(error: IngestError, id?: string): void {
     this.summary.errors.push(error);
+    this.summary.outcomes.push({ id: id ?? error.path, status: 'error', reason: error.message });
     this.options.onError?.(error);
   }
 
   async add(doc: SourceDocument): Promise<void> {
-    const problem = invalidDocument(doc);
+    const problem = invalidDocument(doc, this.options.rules);
     if (problem) {
-      this.reportError({ path: doc.origin?.path ?? `document ${String(doc.id)}`, line: doc.origin?.line, message: problem });
+      const id = typeof doc.id === 'string' ? doc.id : undefined;
+      this.reportError({ path: doc.origin?.path ?? `document ${String(doc.id)}`, line: doc.origin?.line, message: problem }, id);
       return;
     }
     this.summary.documentsSeen++;
     // A second version of a document in the same batch must see the first one stored, not race it.
     if (this.pendingIds.has(doc.id)) await this.flush();
     const hash = contentHash(doc);
-    const state = this.options.store.documentStates([doc.id]).get(doc.id);
+    const state = (await this.options.store.documentStates([doc.id])).get(doc.id);
     if (state && state.contentHash === hash && state.chunking === this.chunking) {
       this.summary.unchanged++;
+      this.summary.outcomes.push({ id: doc.id, status: 'unchanged', passages: state.passages });
       this.reportProgress();
       return;
     }
     const passages = chunkDocument(doc, this.count, this.chunk);
-    this.pending.push({ doc, hash, passages });
+    const slot = this.summary.outcomes.push({ id: doc.id, status: 'error', reason: 'not written' }) - 1;
+    this.pending.push({ doc, hash, passages, slot });
     this.pendingIds.add(doc.id);
     this.pendingPassages += passages.length;
-    if (this.pendingPassages >= this.batchPassages) await this.flush();
+    if (this.pendingPassages >= this.options.batchPassages) await this.flush();
   }
 
   async flush(): Promise<void> {
@@ -167,24 +200,28 @@ class IngestRun {
         vector: vectors[next++]!,
       })),
     }));
-    const outcome = this.options.store.writeDocuments(writes);
+    const outcome = await this.options.store.writeDocuments(writes);
+    outcome.documents.forEach((written, i) => {
+      this.summary.outcomes[batch[i]!.slot] = { id: written.id, status: written.status, passages: written.passages };
+    });
     this.summary.added += outcome.inserted;
     this.summary.updated += outcome.replaced;
     this.summary.passagesAdded += outcome.passagesAdded;
     this.summary.passagesRemoved += outcome.passagesRemoved;
     this.sinceCheckpoint += outcome.passagesAdded + outcome.passagesRemoved;
-    if (this.sinceCheckpoint >= this.checkpointEvery) {
-      this.options.store.checkpoint();
+    if (this.sinceCheckpoint >= this.options.checkpoint.everyPassages) {
+      await this.options.store.checkpoint();
       this.sinceCheckpoint = 0;
     }
     this.reportProgress();
   }
 
   private async embed(passages: Passage[]): Promise<Float32Array[]> {
-    const texts = passages.map((p) => (this.embedTitle && p.title.trim() !== '' ? `${p.title}\n${p.text}` : p.text));
+    const texts = passages.map((p) => (this.options.embedTitle && p.title.trim() !== '' ? `${p.title}\n${p.text}` : p.text));
     const vectors: Float32Array[] = [];
-    for (let i = 0; i < texts.length; i += this.batchPassages) {
-      vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + this.batchPassages))));
+    const step = Number.isFinite(this.options.batchPassages) ? this.options.batchPassages : Math.max(1, texts.length);
+    for (let i = 0; i < texts.length; i += step) {
+      vectors.push(...(await this.options.embedder.embedPassages(texts.slice(i, i + step))));
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;
@@ -197,7 +234,7 @@ class IngestRun {
 
   async finish(): Promise<IngestSummary> {
     await this.flush();
-    this.options.store.checkpoint();
+    if (this.options.checkpoint.atEnd) await this.options.store.checkpoint();
     this.summary.seconds = (performance.now() - this.startedAt) / 1000;
     return this.summary;
   }
@@ -238,15 +275,19 @@ export async function ingestDocuments(
   return run(asItems(docs), options, total);
 }
 
-/** Removes documents from SQLite, FTS and HNSW, and saves the graph; unknown ids are reported as errors. */
-export function deleteDocuments(ids: string[], store: IndexStore): IngestSummary {
+/** Removes documents (passages, BM25 rows, vectors) in one transaction; unknown ids are reported as errors. */
+export async function deleteDocuments(ids: string[], store: PassageStore, checkpoint: CheckpointPolicy): Promise<IngestSummary> {
   const startedAt = performance.now();
-  const outcome = store.deleteDocuments(ids);
-  store.checkpoint();
+  const outcome = await store.deleteDocuments(ids);
+  if (checkpoint.atEnd || outcome.passagesRemoved >= checkpoint.everyPassages) await store.checkpoint();
   const summary = emptySummary();
   summary.deleted = outcome.deleted.length;
   summary.passagesRemoved = outcome.passagesRemoved;
   summary.errors = outcome.missing.map((id) => ({ path: id, message: 'no document with this id in the index' }));
+  const missing = new Set(outcome.missing);
+  summary.outcomes = [...new Set(ids)].map((id): DocumentOutcome =>
+    missing.has(id) ? { id, status: 'error', reason: 'no document with this id in the index' } : { id, status: 'deleted' },
+  );
   summary.seconds = (performance.now() - startedAt) / 1000;
   return summary;
 }

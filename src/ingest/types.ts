@@ -26,7 +26,6 @@ export interface ChunkOptions {
   overlapTokens: number;
 }
 
-export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 };
 
 /**
  * A chunk of a document, before embedding. Its `id` is `${docId}#${chunkNo}`: stable as long as the document and the
@@ -34,6 +33,17 @@ export const DEFAULT_CHUNK: ChunkOptions = { maxTokens: 200, overlapTokens: 32 }
  */
 export interface Passage extends PassageFields {
   tokens: number;
+}
+
+/** What happened to one input document; the same document gets the same outcome from every writer. */
+export interface DocumentOutcome {
+  /** The document id, or where the input came from when it had no usable id. */
+  id: string;
+  status: 'added' | 'updated' | 'unchanged' | 'deleted' | 'error';
+  /** Passages the document has after the write (absent for errors and deletes). */
+  passages?: number;
+  /** Why it is an error. */
+  reason?: string;
 }
 
 export interface IngestSummary {
@@ -45,5 +55,7 @@ export interface IngestSummary {
   passagesAdded: number;
   passagesRemoved: number;
   errors: IngestError[];
+  /** One per input document (and per unreadable input), in input order. */
+  outcomes: DocumentOutcome[];
   seconds: number;
 }

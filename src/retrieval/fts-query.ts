@@ -1,3 +1,5 @@
+import { ftsMatchExpression } from '../store/index.js';
+
 const MAX_TERMS = 64;
 
 /**
@@ -20,16 +22,15 @@ const STOPWORDS = new Set(
 const TOKEN_RUN = /[\p{L}\p{N}\p{M}\p{Co}\p{Cn}]+/gu;
 
 /**
- * User text → an FTS5 MATCH expression that cannot be FTS syntax: the text is cut into token-character runs, each
- * run becomes a quoted FTS5 string, and the strings are OR-ed. Operators (AND, NEAR, NOT), column filters (`title:`),
- * prefixes (`*`), parentheses and quotes in the input are thereby plain words or dropped. Returns '' when nothing
- * searchable remains.
+ * User text → the words a BM25 search looks for: token-character runs (so operators, column filters, prefixes,
+ * parentheses and quotes in the input are plain words or dropped), without common stop-words unless nothing else is
+ * left, at most 64. Empty when nothing searchable remains. Engines quote each word for their own query syntax.
  *
  * Each run is searched as typed and also in its NFKC form: the index holds the raw text (no NFKC), so a ligature
  * ("ﬁsh") or fullwidth ("ＡＢＣ") word copied from a document must stay as it is to be found there, while its NFKC form
  * finds the same word written plainly.
  */
-export function toFtsQuery(text: string): string {
+export function queryTerms(text: string): string[] {
   const seen = new Set<string>();
   const unique: string[] = [];
   for (const run of text.match(TOKEN_RUN) ?? []) {
@@ -41,6 +42,10 @@ export function toFtsQuery(text: string): string {
     }
   }
   const content = unique.filter((term) => !STOPWORDS.has(term.toLowerCase()));
-  const terms = (content.length > 0 ? content : unique).slice(0, MAX_TERMS);
-  return terms.map((term) => `"${term.replaceAll('"', '""')}"`).join(' OR ');
+  return (content.length > 0 ? content : unique).slice(0, MAX_TERMS);
+}
+
+/** The FTS5 MATCH expression the embedded engine runs for `text` ('' when there is nothing to search). */
+export function toFtsQuery(text: string): string {
+  return ftsMatchExpression(queryTerms(text));
 }

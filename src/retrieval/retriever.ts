@@ -1,5 +1,5 @@
-import { EmbeddingMismatchError, type IndexStore, type LabelScore, type Metadata, type SearchFilter } from '../store/index.js';
-import { toFtsQuery } from './fts-query.js';
+import { EmbeddingMismatchError, type LabelScore, type Metadata, type PassageStore, type SearchFilter } from '../store/index.js';
+import { queryTerms } from './fts-query.js';
 import { reciprocalRankFusion } from './rrf.js';
 
 export type SearchMode = 'dense' | 'bm25' | 'hybrid' | 'exact';
@@ -12,27 +12,27 @@ export interface QueryEmbedder {
   embedQuery(text: string): Promise<Float32Array>;
 }
 
+/** Complete options (the config schema's `retrieval` section satisfies it). */
 export interface RetrieverOptions {
-  defaultK?: number;
+  defaultK: number;
   /** Larger k is clamped to this. */
-  maxK?: number;
+  maxK: number;
   /** RRF constant. */
-  rrfK?: number;
-  denseWeight?: number;
-  bm25Weight?: number;
+  rrfK: number;
+  denseWeight: number;
+  bm25Weight: number;
   /** Hybrid fetches max(k, fusionDepth) candidates from each list before fusing. */
-  fusionDepth?: number;
-  /** HNSW search beam; defaults to the index's efSearch. */
-  ef?: number;
+  fusionDepth: number;
   /** bm25() column weights. */
-  titleWeight?: number;
-  textWeight?: number;
+  titleWeight: number;
+  textWeight: number;
 }
 
 export interface SearchOptions {
   k?: number;
   mode?: SearchMode;
   filter?: SearchFilter;
+  /** HNSW beam for this query; the store's own (config hnsw.efSearch) otherwise. */
   ef?: number;
 }
 
@@ -56,22 +56,16 @@ export interface SearchResult {
   timings: { embedMs: number; searchMs: number };
 }
 
-const DEFAULTS = { defaultK: 10, maxK: 100, rrfK: 60, denseWeight: 1, bm25Weight: 1, fusionDepth: 50, titleWeight: 1, textWeight: 1 };
-
-/** Dense (HNSW), BM25 (FTS5), hybrid (RRF of both) and exact (brute-force) search over one index. */
+/** Dense (HNSW), BM25, hybrid (RRF of both) and exact (brute-force) search over one collection. */
 export class Retriever {
-  private readonly options: typeof DEFAULTS & { ef?: number };
-
   constructor(
-    readonly store: IndexStore,
+    private readonly store: PassageStore,
     private readonly embedder: QueryEmbedder,
-    options: RetrieverOptions = {},
+    private readonly options: RetrieverOptions,
   ) {
     if (embedder.modelId !== store.embedModel || embedder.dim !== store.dim) {
-      throw new EmbeddingMismatchError(store.dir, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+      throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, embedder.modelId, embedder.dim);
     }
-    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    this.options = { ...DEFAULTS, ...defined };
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<SearchResult> {
@@ -89,9 +83,8 @@ export class Retriever {
     }
 
     const started = performance.now();
-    this.store.refresh();
-    const ranked = this.rank(query, vector, mode, k, options);
-    const hits = this.hydrate(ranked);
+    const ranked = await this.rank(query, vector, mode, k, options);
+    const hits = await this.hydrate(ranked);
     return { hits, timings: { embedMs, searchMs: performance.now() - started } };
   }
 
@@ -101,9 +94,9 @@ export class Retriever {
     return Math.min(value, this.options.maxK);
   }
 
-  private rank(query: string, vector: Float32Array | undefined, mode: SearchMode, k: number, options: SearchOptions): RankedHit[] {
+  private rank(query: string, vector: Float32Array | undefined, mode: SearchMode, k: number, options: SearchOptions): Promise<RankedHit[]> {
     const filter = options.filter;
-    const ef = options.ef ?? this.options.ef;
+    const ef = options.ef;
     switch (mode) {
       case 'dense':
         return this.store.denseSearch(vector!, k, { filter, ef });
@@ -116,17 +109,17 @@ export class Retriever {
     }
   }
 
-  private bm25(query: string, k: number, filter: SearchFilter | undefined): LabelScore[] {
-    const match = toFtsQuery(query);
-    if (match === '') return [];
-    return this.store.bm25Search(match, k, { filter, titleWeight: this.options.titleWeight, textWeight: this.options.textWeight });
+  private async bm25(query: string, k: number, filter: SearchFilter | undefined): Promise<LabelScore[]> {
+    const terms = queryTerms(query);
+    if (terms.length === 0) return [];
+    return this.store.bm25Search(terms, k, { filter, titleWeight: this.options.titleWeight, textWeight: this.options.textWeight });
   }
 
-  private hybrid(query: string, vector: Float32Array, k: number, filter: SearchFilter | undefined, ef: number | undefined): RankedHit[] {
+  private async hybrid(query: string, vector: Float32Array, k: number, filter: SearchFilter | undefined, ef: number | undefined): Promise<RankedHit[]> {
     const depth = Math.max(k, this.options.fusionDepth);
     // The graph search widens ef to at least the depth itself.
-    const dense = this.store.denseSearch(vector, depth, { filter, ef });
-    const bm25 = this.bm25(query, depth, filter);
+    const dense = await this.store.denseSearch(vector, depth, { filter, ef });
+    const bm25 = await this.bm25(query, depth, filter);
     const denseScore = new Map(dense.map((d) => [d.label, d.score]));
     const bm25Score = new Map(bm25.map((b) => [b.label, b.score]));
     const fused = reciprocalRankFusion(
@@ -143,11 +136,11 @@ export class Retriever {
     }));
   }
 
-  private hydrate(ranked: RankedHit[]): SearchHit[] {
-    const records = this.store.passagesByLabels(ranked.map((r) => r.label));
+  private async hydrate(ranked: RankedHit[]): Promise<SearchHit[]> {
+    const records = await this.store.passagesByLabels(ranked.map((r) => r.label));
     const hits: SearchHit[] = [];
     for (const { label, score, components } of ranked) {
-      // A reader's graph can briefly lag a writer's delete; such labels have no row any more and are skipped.
+      // A concurrent writer may delete a passage between search and lookup; its label has no row any more.
       const p = records.get(label);
       if (!p) continue;
       const hit: SearchHit = {

@@ -40,3 +40,19 @@ export class IndexInconsistentError extends ServiceError {
     );
   }
 }
+
+/** No collection of this name exists. */
+export class CollectionNotFoundError extends ServiceError {
+  override name = 'CollectionNotFoundError';
+  constructor(readonly collection: string) {
+    super(`no collection named "${collection}"`);
+  }
+}
+
+/** A collection of this name exists already. */
+export class CollectionExistsError extends ServiceError {
+  override name = 'CollectionExistsError';
+  constructor(readonly collection: string) {
+    super(`a collection named "${collection}" exists already`);
+  }
+}

@@ -1,8 +1,17 @@
 import PQueue from 'p-queue';
-import type { ChunkOptions, SourceDocument } from '../ingest/index.js';
-import { deleteDocuments, ingestDocuments } from '../ingest/index.js';
+import {
+  deleteDocuments,
+  ingestDocuments,
+  ingestPaths,
+  type CheckpointPolicy,
+  type IngestError,
+  type IngestSummary,
+  type ProgressMode,
+  type SourceDocument,
+  type WriteSettings,
+} from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
-import type { IndexStore, Metadata } from '../store/index.js';
+import type { Metadata, PassageStore } from '../store/index.js';
 import { WriteCancelledError, WriteQueueFullError } from './errors.js';
 import { YieldingEmbedder } from './yielding-embedder.js';
 
@@ -29,30 +38,30 @@ export interface DeleteResult {
 }
 
 export interface IndexWriterOptions {
-  chunk: ChunkOptions;
+  /**
+   * For bulk runs (CLI, evals, first-start ingest): bounded batches, checkpoints every N passages and at the end.
+   * Requests use the same chunking, embedding and rules, but commit each request as one transaction and leave
+   * checkpoints to the policy below.
+   */
+  bulk: WriteSettings;
+  /** Passages embedded between two yields to other requests while a request's write runs. */
   embedBatchSize: number;
   maxQueued: number;
+  /** Request writes: save the graph after this many changed passages, or when writes pause for checkpointIdleMs. */
   checkpointEveryPassages: number;
   checkpointIdleMs: number;
   log?: { info(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
 
-/**
- * The ingest pipeline saves the HNSW graph at the end of every run. For the CLI that is right; for a server taking one
- * small batch per request it would rewrite the whole graph each time (about 180 ms per 25k 384-d passages, blocking
- * searches meanwhile). This view of the store leaves checkpoints to the writer's policy; every other member is the
- * real store's. Skipping them is safe because every acknowledged passage is committed to SQLite with its vector, and
- * opening the index re-adds passages the saved graph lacks.
- */
-function withCheckpointsDeferred(store: IndexStore): IndexStore {
-  return new Proxy(store, {
-    get(target, property) {
-      if (property === 'checkpoint') return () => false;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+export interface BulkIngestOptions {
+  progress: ProgressMode;
+  onError?: (error: IngestError) => void;
+  /** This run only: cut documents differently from the collection's chunking. */
+  chunk?: WriteSettings['chunk'];
 }
+
+/** A request's write is one transaction; the graph is saved by the writer's own policy across requests. */
+const PER_REQUEST: CheckpointPolicy = { everyPassages: Number.POSITIVE_INFINITY, atEnd: false };
 
 /**
  * The pipeline chunks each document synchronously, and an iteration over an array never leaves the microtask queue:
@@ -68,41 +77,55 @@ async function* oneMacrotaskEach<T>(items: T[], signal: AbortSignal | undefined)
 }
 
 /**
- * The index's single writer inside the server: writes run one at a time in arrival order, each batch is embedded first
- * and then committed as one SQLite transaction plus its HNSW additions (synchronously, so no search in this process
- * ever sees part of a batch), and the graph file is saved by a policy instead of after every request.
+ * The single writer of one open collection. Every write (REST requests, CLI and eval runs, first-start ingest) goes
+ * through the ingest pipeline from here, one at a time in arrival order, so the same document gets the same outcome
+ * whoever sends it. A request's batch is embedded first and then committed as one transaction, which the store makes
+ * visible all at once; bulk runs commit in bounded batches.
  */
 export class IndexWriter {
   private readonly queue = new PQueue({ concurrency: 1 });
-  private readonly pipelineStore: IndexStore;
   private changedSinceCheckpoint = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private meanWriteMs = 1000;
   private closed = false;
 
   constructor(
-    private readonly store: IndexStore,
+    private readonly store: PassageStore,
     private readonly embedder: Embedder,
     private readonly options: IndexWriterOptions,
-  ) {
-    this.pipelineStore = withCheckpointsDeferred(store);
-  }
+  ) {}
 
   /** Writes waiting plus the one being applied. */
   get depth(): number {
     return this.queue.size + this.queue.pending;
   }
 
+  /** One request's documents: all committed together (or none), one status per input document. */
   upsert(docs: DocumentInput[], signal?: AbortSignal): Promise<DocumentWriteStatus[]> {
     return this.enqueue(() => this.applyUpsert(docs, signal), signal);
   }
 
   delete(id: string, signal?: AbortSignal): Promise<DeleteResult> {
     return this.enqueue(async () => {
-      const summary = deleteDocuments([id], this.pipelineStore);
-      this.noteChanges(summary.passagesRemoved);
+      const summary = await deleteDocuments([id], this.store, PER_REQUEST);
+      await this.noteChanges(summary.passagesRemoved);
       return { deleted: summary.deleted > 0, passagesRemoved: summary.passagesRemoved };
     }, signal);
+  }
+
+  /** A bulk run over files and folders (CLI). */
+  ingestPaths(paths: string[], options: BulkIngestOptions): Promise<IngestSummary> {
+    return this.enqueue(() => ingestPaths(paths, this.bulkOptions(options)), undefined, false);
+  }
+
+  /** A bulk run over documents given in memory or streamed (evals, first-start corpus). */
+  ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkIngestOptions): Promise<IngestSummary> {
+    return this.enqueue(() => ingestDocuments(docs, this.bulkOptions(options)), undefined, false);
+  }
+
+  /** A bulk delete (CLI): one transaction, checkpointed at the end. */
+  deleteMany(ids: string[]): Promise<IngestSummary> {
+    return this.enqueue(() => deleteDocuments(ids, this.store, this.options.bulk.checkpoint), undefined, false);
   }
 
   /** Resolves when every accepted write has been applied or refused. */
@@ -116,9 +139,20 @@ export class IndexWriter {
     clearTimeout(this.idleTimer);
   }
 
-  private async enqueue<T>(task: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  private bulkOptions(options: BulkIngestOptions) {
+    return {
+      ...this.options.bulk,
+      ...(options.chunk ? { chunk: options.chunk } : {}),
+      store: this.store,
+      embedder: this.embedder,
+      progress: options.progress,
+      onError: options.onError,
+    };
+  }
+
+  private async enqueue<T>(task: () => Promise<T>, signal: AbortSignal | undefined, bounded = true): Promise<T> {
     if (this.closed) throw new WriteCancelledError(new Error('the index writer is closed'));
-    if (this.queue.pending > 0 && this.queue.size >= this.options.maxQueued) {
+    if (bounded && this.queue.pending > 0 && this.queue.size >= this.options.maxQueued) {
       const waves = this.queue.size + 1;
       throw new WriteQueueFullError(Math.min(60, Math.max(1, Math.ceil((waves * this.meanWriteMs) / 1000))));
     }
@@ -134,68 +168,58 @@ export class IndexWriter {
   }
 
   private async applyUpsert(docs: DocumentInput[], signal: AbortSignal | undefined): Promise<DocumentWriteStatus[]> {
-    const ids = docs.map((d) => d.id);
-    const errors = new Map<string, string>();
-    for (const doc of docs) if (doc.text.trim() === '') errors.set(doc.id, 'text is empty: there is nothing to index');
-    const before = this.store.documentStates(ids);
-
-    const sources: SourceDocument[] = docs
-      .filter((d) => !errors.has(d.id))
-      .map((d) => ({ id: d.id, title: d.title ?? '', text: d.text, metadata: d.metadata ?? {}, origin: { path: d.id } }));
-    let summary;
+    const sources: SourceDocument[] = docs.map((d) => ({
+      id: d.id,
+      title: d.title ?? '',
+      text: d.text,
+      metadata: d.metadata ?? {},
+      origin: { path: d.id },
+    }));
+    let summary: IngestSummary;
     try {
       summary = await ingestDocuments(oneMacrotaskEach(sources, signal), {
-        store: this.pipelineStore,
+        ...this.options.bulk,
+        store: this.store,
         embedder: new YieldingEmbedder(this.embedder, this.options.embedBatchSize, signal),
-        chunk: this.options.chunk,
         progress: false,
-        // One flush for the whole request: one transaction, so readers see all of the batch or none of it.
-        batchPassages: Number.MAX_SAFE_INTEGER,
-        checkpointEveryPassages: Number.MAX_SAFE_INTEGER,
-        onError: (e) => errors.set(e.path, e.message),
+        // One transaction for the whole request: readers see all of the batch or none of it.
+        batchPassages: Number.POSITIVE_INFINITY,
+        checkpoint: PER_REQUEST,
       });
     } catch (err) {
       // The only commit is the final flush, after all embedding: a cancellation seen here changed nothing.
       if (signal?.aborted) throw new WriteCancelledError(signal.reason);
       throw err;
     }
-    this.noteChanges(summary.passagesAdded + summary.passagesRemoved);
-
-    const after = this.store.documentStates(ids);
-    return docs.map((doc): DocumentWriteStatus => {
-      const error = errors.get(doc.id);
-      if (error !== undefined) return { id: doc.id, status: 'error', error };
-      const was = before.get(doc.id);
-      const now = after.get(doc.id);
-      const passages = this.store.getDocument(doc.id)?.passages ?? 0;
-      if (!was) return { id: doc.id, status: 'added', passages };
-      const same = now !== undefined && now.contentHash === was.contentHash && now.chunking === was.chunking;
-      return { id: doc.id, status: same ? 'unchanged' : 'updated', passages };
+    await this.noteChanges(summary.passagesAdded + summary.passagesRemoved);
+    return summary.outcomes.map((o): DocumentWriteStatus => {
+      if (o.status === 'error') return { id: o.id, status: 'error', error: o.reason };
+      return { id: o.id, status: o.status === 'deleted' ? 'updated' : o.status, passages: o.passages };
     });
   }
 
-  private noteChanges(passages: number): void {
+  private async noteChanges(passages: number): Promise<void> {
     if (passages === 0) return;
     this.changedSinceCheckpoint += passages;
     if (this.changedSinceCheckpoint >= this.options.checkpointEveryPassages) {
-      this.checkpoint('changes');
+      await this.checkpoint('changes');
       return;
     }
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (this.closed) return;
-      void this.queue.add(async () => this.checkpoint('idle'));
+      void this.queue.add(() => this.checkpoint('idle'));
     }, this.options.checkpointIdleMs);
     // A pending idle checkpoint must not keep the process alive; close() saves the graph anyway.
     this.idleTimer.unref();
   }
 
-  private checkpoint(reason: 'changes' | 'idle'): void {
+  private async checkpoint(reason: 'changes' | 'idle'): Promise<void> {
     if (this.closed) return;
     clearTimeout(this.idleTimer);
     const started = performance.now();
     try {
-      const written = this.store.checkpoint();
+      const written = await this.store.checkpoint();
       const changed = this.changedSinceCheckpoint;
       this.changedSinceCheckpoint = 0;
       if (written) this.options.log?.info({ reason, changedPassages: changed, ms: Math.round(performance.now() - started) }, 'HNSW graph saved');

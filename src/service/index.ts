@@ -1,15 +1,29 @@
+export { openSystem, engineSpecFor, type SystemOptions } from './compose.js';
 export {
   RagService,
+  citationsFrom,
   type AskParams,
   type AskOutcome,
   type AskHooks,
   type SamplingParams,
+  type BulkRunOptions,
+  type CollectionScope,
+  type CollectionSummary,
+  type SearchOutcome,
   type SearchParams,
-  type ServiceLog,
   type DocumentView,
   type ServiceStats,
-  type OpenOptions,
 } from './rag-service.js';
+export type { ServiceLog } from './log.js';
+export type { NewCollection } from './collections.js';
 export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';
-export { ServiceError, WriteQueueFullError, WriteCancelledError, ReadOnlyIndexError, IndexInconsistentError } from './errors.js';
+export {
+  ServiceError,
+  WriteQueueFullError,
+  WriteCancelledError,
+  ReadOnlyIndexError,
+  IndexInconsistentError,
+  CollectionExistsError,
+  CollectionNotFoundError,
+} from './errors.js';
 export { RerankerSlot, RerankerUnavailableError, InvalidRerankError, retrieve, type RerankParams } from './reranking.js';

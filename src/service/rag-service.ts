@@ -1,17 +1,20 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
-import { indexDir } from '../config/index.js';
-import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
-import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
-import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
-import { Retriever, type SearchFilter, type SearchMode } from '../retrieval/index.js';
-import { FidReader, type AnswerResult, type FusionMode, type SamplingOptions } from '../reader/index.js';
-import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
-import { IndexWriter, type DeleteResult, type DocumentInput, type DocumentWriteStatus } from './index-writer.js';
-import { retrieve, RerankerSlot, type RerankParams } from './reranking.js';
+import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions } from '../ingest/index.js';
+import type { Embedder } from '../models/index.js';
+import type { FidReader, AnswerResult, FusionMode, SamplingOptions } from '../reader/index.js';
+import type { SearchFilter, SearchMode } from '../retrieval/index.js';
+import type { CollectionManifest, Metadata, VerifyReport } from '../store/index.js';
+import type { Collections, NewCollection, OpenCollection } from './collections.js';
+import { ReadOnlyIndexError, ServiceError } from './errors.js';
+import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
+import { retrieve, type RerankerSlot, type RerankParams } from './reranking.js';
 
-export interface SearchParams {
+/** Which collection a call addresses; the default collection (config `indexName`) when absent. */
+export interface CollectionScope {
+  collection?: string;
+}
+
+export interface SearchParams extends CollectionScope {
   query: string;
   k?: number;
   mode?: SearchMode;
@@ -27,7 +30,7 @@ export interface SamplingParams {
   seed?: number;
 }
 
-export interface AskParams extends SamplingParams {
+export interface AskParams extends CollectionScope, SamplingParams {
   question: string;
   k?: number;
   mode?: SearchMode;
@@ -73,6 +76,12 @@ export interface AskOutcome {
   };
 }
 
+export interface SearchOutcome {
+  /** `score`: the retrieval score; `rerankScore` (with rerank): the cross-encoder's, which orders the results. */
+  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number; rerankScore?: number }>;
+  timings: { embedMs: number; searchMs: number; rerankMs?: number; totalMs: number };
+}
+
 export interface DocumentView {
   id: string;
   title: string;
@@ -81,21 +90,24 @@ export interface DocumentView {
 }
 
 export interface ServiceStats {
+  /** The collection's name (kept under its historical key too). */
   index: string;
+  collection: string;
   documents: number;
   passages: number;
-  /** Bytes of every file in the index folder (SQLite with its WAL, HNSW graph, manifest). */
+  /** Bytes the collection occupies on disk (SQLite with its WAL, HNSW graph, manifest). */
   indexBytes: number;
   hnsw: { live: number; pending: number };
   models: { embed: string; reader: string };
   writable: boolean;
 }
 
-export interface OpenOptions {
-  /** Open the index as its single writer (the server, evals that ingest). Default false. */
-  writable?: boolean;
-  /** Refuse an index whose stores disagree beyond crash recovery. Default false. */
-  verify?: boolean;
+export interface CollectionSummary {
+  name: string;
+  embedModel: string;
+  dim: number;
+  chunk?: { maxTokens: number; overlapTokens: number };
+  createdAt: string;
 }
 
 export interface AskHooks {
@@ -103,184 +115,109 @@ export interface AskHooks {
   onToken?: (token: { id: number; text: string; index: number }) => void;
 }
 
-export interface ServiceLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
+export interface BulkRunOptions extends CollectionScope {
+  progress: ProgressMode;
+  onError?: (error: IngestError) => void;
+  /** This run only: cut documents differently from the collection's chunking. */
+  chunk?: ChunkOptions;
 }
 
+export type { ServiceLog } from './log.js';
+
 /**
- * The composition root: one embedder, one index, one retriever, one reader. The REST API and the evaluation CLIs
- * both go through here, so an eval measures exactly what a client of /v1/ask gets.
+ * What the REST API, the CLIs and the evaluations call: search, answers, documents and collections. Built by
+ * `openSystem` (compose.ts); its parts stay inside, so an eval measures exactly what a client of /v1/ask gets.
  */
 export class RagService {
-  private constructor(
-    readonly config: AppConfig,
-    readonly embedder: Embedder,
-    readonly store: IndexStore,
-    readonly retriever: Retriever,
-    readonly reader: FidReader,
-    /** Present when the index was opened writable: the document API goes through it. */
-    readonly writer: IndexWriter | undefined,
-    readonly reranker: RerankerSlot = RerankerSlot.fromConfig(config),
+  constructor(
+    private readonly config: AppConfig,
+    private readonly collections: Collections,
+    private readonly reader: FidReader | undefined,
+    private readonly embedders: () => Embedder[],
+    /** The cross-encoder for `rerank` requests, loaded on first use (see reranking.ts). */
+    readonly reranker: RerankerSlot,
   ) {}
 
-  /**
-   * A writable open makes this process the index's single writer (the server, evals that ingest their dataset); a
-   * read-only open sees other processes' ingests as they commit. A new index gets the bundled corpus either way.
-   */
-  static async open(config: AppConfig, log?: ServiceLog, options: OpenOptions = {}): Promise<RagService> {
-    const embedder = await loadEmbedder(config);
-    log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
-    const readerModel = await loadReaderModel(config);
-    const reader = await FidReader.create(readerModel);
-    log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
+  /** The collection unscoped calls address. */
+  get defaultCollection(): string {
+    return this.config.indexName;
+  }
 
-    const dir = indexDir(config);
-    const storeOptions = { embedModel: config.embedModel, dim: embedder.dim, hnsw: config.hnsw };
-    const isNew = !readManifest(dir);
-    const openStore = (readonly: boolean) => {
-      try {
-        return IndexStore.open(dir, { ...storeOptions, readonly });
-      } catch (err) {
-        if (err instanceof IndexLockedError) {
-          throw new IndexLockedError(
-            `${err.message}. The server writes its index itself (document API), so it must be the only writer: stop ` +
-              'the other writer (for example a running `npm run ingest`) and start again, or set server.readOnly to ' +
-              'true to serve searches beside it.',
-          );
-        }
-        throw err;
-      }
-    };
+  /** How the reader attributes answers to passages (decided, and logged, when it was loaded). */
+  get attributionMethod(): AnswerResult['attribution'] | undefined {
+    return this.reader?.attributionMethod;
+  }
 
-    let store: IndexStore;
-    if (options.writable) {
-      store = openStore(false);
-    } else {
-      if (isNew) {
-        // A short-lived writer creates the index, so that the reader can open it and `npm run ingest` can update it.
-        const creator = openStore(false);
-        try {
-          await ingestBundledCorpus(config, creator, embedder, log);
-        } finally {
-          creator.close();
-        }
-      }
-      store = openStore(true);
+  /** Milliseconds the embedding models have spent inside onnxruntime run() so far (benchmarks). */
+  get embedOnnxMs(): number {
+    return this.embedders().reduce((sum, e) => sum + e.onnxRunMs, 0);
+  }
+
+  /** Collections open right now, and the most open at once (bounded by `collections.maxOpen`). */
+  get openCollections(): { open: number; peak: number; max: number } {
+    return { open: this.collections.openCount, peak: this.collections.peakOpen, max: this.config.collections.maxOpen };
+  }
+
+  // ---------------------------------------------------------------- collections
+
+  async listCollections(): Promise<CollectionSummary[]> {
+    return (await this.collections.list()).map(({ name, manifest }) => summarize(name, manifest));
+  }
+
+  async hasCollection(name: string): Promise<boolean> {
+    return (await this.collections.describe(name)) !== undefined;
+  }
+
+  async createCollection(name: string, spec: NewCollection = {}): Promise<CollectionSummary> {
+    return summarize(name, await this.collections.create(name, spec));
+  }
+
+  /** Resolves false if there was no such collection. */
+  deleteCollection(name: string): Promise<boolean> {
+    if (name === this.defaultCollection) {
+      throw new ServiceError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`);
     }
-    try {
-      if (options.writable && isNew) await ingestBundledCorpus(config, store, embedder, log);
-      if (options.verify) verifyIndex(store, log);
-    } catch (err) {
-      store.close();
-      throw err;
-    }
-    const writer = options.writable
-      ? new IndexWriter(store, embedder, {
-          chunk: effectiveChunkOptions(embedder, config.chunk),
-          embedBatchSize: config.documents.embedBatchSize,
-          maxQueued: config.documents.maxQueuedWrites,
-          checkpointEveryPassages: config.documents.checkpointEveryPassages,
-          checkpointIdleMs: config.documents.checkpointIdleMs,
-          log,
-        })
-      : undefined;
-    const service = new RagService(config, embedder, store, new Retriever(store, embedder, config.retrieval), reader, writer);
-    if (config.rerank.loadOnStart) {
-      await service.reranker.get().catch((err: unknown) => {
-        service.close();
-        throw err;
-      });
-      log?.info({ model: config.rerankModel }, 'rerank model loaded');
-    }
-    return service;
+    return this.collections.drop(name);
   }
 
-  ingest(paths: string[], progress: boolean | 'auto' = false): Promise<IngestSummary> {
-    return ingestPaths(paths, { store: this.store, embedder: this.embedder, chunk: this.config.chunk, progress });
-  }
+  // ---------------------------------------------------------------- search and answers
 
-  ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, progress: boolean | 'auto' = false): Promise<IngestSummary> {
-    return ingestDocuments(docs, { store: this.store, embedder: this.embedder, chunk: this.config.chunk, progress });
-  }
-
-  async search(params: SearchParams, options: { signal?: AbortSignal } = {}) {
-    const started = performance.now();
-    const k = params.k ?? this.config.retrieval.defaultK;
-    const query = { k, mode: params.mode ?? 'hybrid', filter: params.filter, rerank: params.rerank };
-    const { hits, timings } = await retrieve(this.retriever, this.reranker, params.query, query, options.signal);
-    return {
-      results: hits.map((h) => ({
-        passageId: h.passageId,
-        docId: h.docId,
-        title: h.title,
-        text: h.text,
-        score: h.score,
-        ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
-      })),
-      timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }), totalMs: performance.now() - started },
-    };
-  }
-
-  /** Batch upsert through the ingest pipeline; resolves once the batch is committed (durable) and searchable. */
-  upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal } = {}): Promise<DocumentWriteStatus[]> {
-    return this.requireWriter().upsert(docs, options.signal);
-  }
-
-  deleteDocument(id: string, options: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
-    return this.requireWriter().delete(id, options.signal);
-  }
-
-  getDocument(id: string): DocumentView | undefined {
-    this.store.refresh();
-    const doc = this.store.getDocument(id);
-    if (!doc) return undefined;
-    const passages = this.store.passagesOfDocument(id).map((p) => ({ passageId: p.id, text: p.text }));
-    return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
-  }
-
-  stats(): ServiceStats {
-    this.store.refresh();
-    const s = this.store.stats();
-    return {
-      index: this.config.indexName,
-      documents: s.documents,
-      passages: s.passages,
-      indexBytes: folderBytes(this.store.dir),
-      hnsw: { live: s.hnswLive, pending: s.pending },
-      models: { embed: this.config.embedModel, reader: this.config.readerModel },
-      writable: this.writer !== undefined,
-    };
-  }
-
-  /** Write requests waiting or being applied. */
-  get pendingWrites(): number {
-    return this.writer?.depth ?? 0;
-  }
-
-  /** Resolves when every accepted write has been applied or refused. */
-  async drainWrites(): Promise<void> {
-    await this.writer?.drain();
-  }
-
-  private requireWriter(): IndexWriter {
-    if (!this.writer) {
-      throw new ReadOnlyIndexError(
-        `this server opened index "${this.config.indexName}" read-only (server.readOnly); change documents with ` +
-          '`npm run ingest`, or run the server with server.readOnly false',
-      );
-    }
-    return this.writer;
+  search(params: SearchParams, options: { signal?: AbortSignal } = {}): Promise<SearchOutcome> {
+    return this.use(params, async (c) => {
+      const started = performance.now();
+      const k = params.k ?? this.config.retrieval.defaultK;
+      const query = { k, mode: params.mode ?? 'hybrid', filter: params.filter, rerank: params.rerank };
+      const { hits, timings } = await retrieve(c.retriever, this.reranker, params.query, query, options.signal);
+      return {
+        results: hits.map((h) => ({
+          passageId: h.passageId,
+          docId: h.docId,
+          title: h.title,
+          text: h.text,
+          score: h.score,
+          ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
+        })),
+        timings: {
+          embedMs: timings.embedMs,
+          searchMs: timings.searchMs,
+          ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
+          totalMs: performance.now() - started,
+        },
+      };
+    });
   }
 
   async ask(params: AskParams, hooks: AskHooks = {}): Promise<AskOutcome> {
+    const reader = this.reader;
+    if (!reader) throw new ServiceError('this service was opened without a reader model');
     const started = performance.now();
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
     const fusion = params.fusion ?? 'fid';
     const query = { k, mode: params.mode ?? 'hybrid', filter: params.filter, rerank: params.rerank };
-    const { hits, timings } = await retrieve(this.retriever, this.reranker, params.retrievalQuery ?? params.question, query, hooks.signal);
+    const { hits, timings } = await this.use(params, (c) =>
+      retrieve(c.retriever, this.reranker, params.retrievalQuery ?? params.question, query, hooks.signal),
+    );
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
@@ -292,15 +229,20 @@ export class RagService {
       retrievalScore: h.score,
       ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
     }));
-    const retrievalTimings = { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }) };
+    const retrievalTimings = {
+      retrieveMs,
+      embedMs: timings.embedMs,
+      searchMs: timings.searchMs,
+      ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
+    };
     if (passages.length === 0) {
-      // Nothing matched (empty index, or a filter that excludes everything): no evidence, so no answer to cite.
+      // Nothing matched (empty collection, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
         answer: '',
         citations: [],
         passages: [],
         tokenAttention: [],
-        attribution: this.reader.attributionMethod,
+        attribution: reader.attributionMethod,
         fusion,
         model: this.config.readerModel,
         tokens: 0,
@@ -310,7 +252,7 @@ export class RagService {
       };
     }
     const sampling = samplingOptions(params);
-    const result: AnswerResult = await this.reader.answer(params.question, passages, {
+    const result: AnswerResult = await reader.answer(params.question, passages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
       // A sampling request decodes one sequence, whatever the configured default beam count.
@@ -334,7 +276,7 @@ export class RagService {
       model: this.config.readerModel,
       tokens: result.tokenIds.length,
       promptTokens: result.promptTokens,
-      finishReason: result.tokenIds.at(-1) === this.reader.model.config.eos_token_id ? 'stop' : 'length',
+      finishReason: result.tokenIds.at(-1) === reader.model.config.eos_token_id ? 'stop' : 'length',
       timings: {
         ...retrievalTimings,
         encodeMs: result.timings.encodeMs,
@@ -345,10 +287,89 @@ export class RagService {
     };
   }
 
-  /** Saves the HNSW graph if it changed and releases the index; call drainWrites() first to finish accepted writes. */
-  close(): void {
-    this.writer?.close();
-    this.store.close();
+  // ---------------------------------------------------------------- documents
+
+  /** Batch upsert through the ingest pipeline; resolves once the batch is committed (durable) and searchable. */
+  upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal } = {}): Promise<DocumentWriteStatus[]> {
+    return this.use(options, (c) => this.writerOf(c).upsert(docs, options.signal));
+  }
+
+  deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    return this.use(options, (c) => this.writerOf(c).delete(id, options.signal));
+  }
+
+  getDocument(id: string, options: CollectionScope = {}): Promise<DocumentView | undefined> {
+    return this.use(options, async (c) => {
+      const doc = await c.store.getDocument(id);
+      if (!doc) return undefined;
+      const passages = (await c.store.passagesOfDocument(id)).map((p) => ({ passageId: p.id, text: p.text }));
+      return { id: doc.id, title: doc.title, metadata: doc.metadata, passages };
+    });
+  }
+
+  /** A bulk run over files and folders (the ingest CLI): bounded batches, checkpoints by `ingest` config. */
+  ingestPaths(paths: string[], options: BulkRunOptions): Promise<IngestSummary> {
+    return this.use(options, (c) => this.writerOf(c).ingestPaths(paths, options));
+  }
+
+  /** A bulk run over documents in memory or streamed (eval corpora). */
+  ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkRunOptions): Promise<IngestSummary> {
+    return this.use(options, (c) => this.writerOf(c).ingestDocuments(docs, options));
+  }
+
+  /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
+  deleteDocuments(ids: string[], options: CollectionScope = {}): Promise<IngestSummary> {
+    return this.use(options, (c) => this.writerOf(c).deleteMany(ids));
+  }
+
+  async stats(options: CollectionScope = {}): Promise<ServiceStats> {
+    return this.use(options, async (c) => {
+      const s = await c.store.stats();
+      return {
+        index: c.name,
+        collection: c.name,
+        documents: s.documents,
+        passages: s.passages,
+        indexBytes: s.bytes,
+        hnsw: { live: s.hnswLive, pending: s.pending },
+        models: { embed: c.store.embedModel, reader: this.config.readerModel },
+        writable: c.writer !== undefined,
+      };
+    });
+  }
+
+  /** Checks the collection's structures against each other (documents, passages, BM25 rows, vectors, graph). */
+  verify(options: CollectionScope = {}): Promise<VerifyReport> {
+    return this.use(options, (c) => c.store.verify());
+  }
+
+  /** Write requests waiting or being applied, over all open collections. */
+  get pendingWrites(): number {
+    return this.collections.pendingWrites;
+  }
+
+  /** Resolves when every accepted write has been applied or refused. */
+  drainWrites(): Promise<void> {
+    return this.collections.drain();
+  }
+
+  /** Saves what changed and releases every collection; call drainWrites() first to finish accepted writes. */
+  close(): Promise<void> {
+    return this.collections.closeAll();
+  }
+
+  private use<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {
+    return this.collections.use(scope.collection ?? this.defaultCollection, work);
+  }
+
+  private writerOf(c: OpenCollection): IndexWriter {
+    if (!c.writer) {
+      throw new ReadOnlyIndexError(
+        `this server opened collection "${c.name}" read-only (server.readOnly); change documents with ` +
+          '`npm run ingest`, or run the server with server.readOnly false',
+      );
+    }
+    return c.writer;
   }
 }
 
@@ -358,41 +379,14 @@ function samplingOptions(params: SamplingParams): SamplingOptions | undefined {
   return { temperature: params.temperature, topP: params.topP ?? 1, topK: params.topK ?? 0, seed: params.seed };
 }
 
-async function ingestBundledCorpus(config: AppConfig, store: IndexStore, embedder: Embedder, log: ServiceLog | undefined): Promise<void> {
-  if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
-  const summary = await ingestPaths([config.corpusDir], { store, embedder, chunk: config.chunk, progress: false });
-  log?.info({ index: store.dir, corpus: config.corpusDir, ...summaryCounts(summary) }, 'bundled corpus ingested into new index');
-}
-
-/**
- * Passages committed after the last graph save are legitimately missing from the saved file: opening re-added them
- * from their stored vectors, so they do not count as problems. What verify() still reports cannot be repaired here.
- */
-function verifyIndex(store: IndexStore, log: ServiceLog | undefined): void {
-  const started = performance.now();
-  const report = store.verify();
-  if (!report.ok) throw new IndexInconsistentError(store.dir, report.problems);
-  const recovered = report.stats.pending;
-  log?.info({ index: store.dir, passages: report.stats.passages, recoveredPassages: recovered, ms: Math.round(performance.now() - started) }, 'index verified');
-  // Persist a crash recovery now rather than at the next checkpoint, so a second crash does not redo it.
-  if (recovered > 0 && !store.readonly) store.checkpoint();
-}
-
-function folderBytes(dir: string): number {
-  let total = 0;
-  for (const name of readdirSync(dir)) {
-    try {
-      const stat = statSync(path.join(dir, name));
-      if (stat.isFile()) total += stat.size;
-    } catch {
-      // A checkpoint may remove an old graph file between listing and stat.
-    }
-  }
-  return total;
-}
-
-function summaryCounts(s: IngestSummary) {
-  return { documents: s.documentsSeen, added: s.added, passages: s.passagesAdded, errors: s.errors.length };
+function summarize(name: string, manifest: CollectionManifest): CollectionSummary {
+  return {
+    name,
+    embedModel: manifest.embedModel,
+    dim: manifest.dim,
+    ...(manifest.chunk ? { chunk: manifest.chunk } : {}),
+    createdAt: manifest.createdAt,
+  };
 }
 
 /**

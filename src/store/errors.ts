@@ -31,3 +31,7 @@ export class IndexLockedError extends IndexStoreError {
 export class InvalidFilterError extends IndexStoreError {
   override name = 'InvalidFilterError';
 }
+
+export class InvalidCollectionNameError extends IndexStoreError {
+  override name = 'InvalidCollectionNameError';
+}

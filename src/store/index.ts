@@ -1,21 +1,45 @@
-export { IndexStore, type IndexStoreOptions, type DenseSearchOptions, type Bm25Options } from './index-store.js';
-export { EmbeddingMismatchError, IndexLockedError, IndexNotFoundError, IndexStoreError, InvalidFilterError } from './errors.js';
-export { readManifest, type IndexManifest } from './manifest.js';
 export {
-  DEFAULT_HNSW,
-  type DeleteOutcome,
-  type DocumentState,
-  type DocumentWrite,
-  type FaultPoint,
-  type HnswParams,
-  type LabelScore,
-  type Metadata,
-  type PassageFields,
-  type PassageInput,
-  type PassageRecord,
-  type SearchFilter,
-  type StoredDocument,
-  type StoreStats,
-  type VerifyReport,
-  type WriteOutcome,
+  COLLECTION_NAME,
+  type Bm25Options,
+  type ChunkingParams,
+  type CollectionInfo,
+  type CollectionManifest,
+  type DenseSearchOptions,
+  type DocumentInfo,
+  type DocumentPage,
+  type ListDocumentsOptions,
+  type OpenCollectionOptions,
+  type PassageStore,
+  type StoreEngine,
+} from './engine.js';
+export { openStoreEngine, type EngineSpec } from './open-engine.js';
+export { assertCollectionName } from './collection-name.js';
+export {
+  EmbeddingMismatchError,
+  IndexLockedError,
+  IndexNotFoundError,
+  IndexStoreError,
+  InvalidCollectionNameError,
+  InvalidFilterError,
+} from './errors.js';
+export { ExactIndex } from './exact-index.js';
+export { HnswIndex } from './hnsw-index.js';
+export type { VectorIndex } from './vector-index.js';
+export { ftsMatchExpression } from './sqlite/passage-tables.js';
+export type {
+  DeleteOutcome,
+  DocumentState,
+  DocumentWrite,
+  FaultPoint,
+  HnswParams,
+  LabelScore,
+  Metadata,
+  PassageFields,
+  PassageInput,
+  PassageRecord,
+  SearchFilter,
+  StoredDocument,
+  StoreStats,
+  VerifyReport,
+  WriteOutcome,
 } from './types.js';

@@ -10,8 +10,6 @@ export interface HnswParams {
   efSearch: number;
 }
 
-export const DEFAULT_HNSW: HnswParams = { M: 16, efConstruction: 200, efSearch: 64 };
-
 export interface StoredDocument {
   id: string;
   title: string;
@@ -49,6 +47,8 @@ export interface PassageRecord extends PassageFields {
 export interface DocumentState {
   contentHash: string;
   chunking: string;
+  /** Passages the document has. */
+  passages: number;
 }
 
 export interface WriteOutcome {
@@ -56,6 +56,8 @@ export interface WriteOutcome {
   replaced: number;
   passagesAdded: number;
   passagesRemoved: number;
+  /** One entry per written document, in input order. */
+  documents: Array<{ id: string; status: 'added' | 'updated'; passages: number }>;
 }
 
 export interface DeleteOutcome {
@@ -89,6 +91,8 @@ export interface StoreStats {
   generation: number;
   /** True when the saved HNSW file was missing or unreadable and the graph was rebuilt from the stored vectors. */
   rebuiltFromVectors: boolean;
+  /** Bytes the collection occupies on this machine's disk (embedded engine: every file in its folder). */
+  bytes: number;
 }
 
 export interface VerifyReport {

@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams, LabelScore } from './types.js';
+import type { VectorIndex } from './vector-index.js';
 
 const { HierarchicalNSW } = hnswlib;
 type Hnsw = InstanceType<typeof HierarchicalNSW>;
@@ -12,7 +13,7 @@ const MIN_CAPACITY = 1024;
  * The in-memory HNSW graph plus the set of labels that are live in it. hnswlib cannot say whether a label is
  * marked deleted without copying its vector, so liveness is tracked here, next to every add and delete.
  */
-export class HnswGraph {
+export class HnswIndex implements VectorIndex {
   private readonly live = new Set<number>();
   /** Labels present in the loaded file, deleted or not; only meaningful right after `load`. */
   private readonly fileLabels: Set<number>;
@@ -20,30 +21,32 @@ export class HnswGraph {
   private constructor(
     private readonly index: Hnsw,
     readonly dim: number,
+    /** Beam width of searches that do not name their own. */
+    private readonly efSearch: number,
     fileLabels: number[],
   ) {
     this.fileLabels = new Set(fileLabels);
   }
 
-  static create(dim: number, params: HnswParams, capacity = MIN_CAPACITY): HnswGraph {
+  static create(dim: number, params: HnswParams, capacity = MIN_CAPACITY): HnswIndex {
     const index = new HierarchicalNSW('cosine', dim);
     // allowReplaceDeleted: slots of deleted passages are reused, so updates do not grow the graph without bound.
     index.initIndex(Math.max(MIN_CAPACITY, capacity), params.M, params.efConstruction, RANDOM_SEED, true);
     index.setEf(params.efSearch);
-    return new HnswGraph(index, dim, []);
+    return new HnswIndex(index, dim, params.efSearch, []);
   }
 
-  static load(file: string, dim: number, params: HnswParams): HnswGraph {
+  static load(file: string, dim: number, params: HnswParams): HnswIndex {
     const index = new HierarchicalNSW('cosine', dim);
     index.readIndexSync(file, true);
     if (index.getNumDimensions() !== dim) {
       throw new Error(`HNSW file ${file} holds ${index.getNumDimensions()}-d vectors, expected ${dim}`);
     }
     index.setEf(params.efSearch);
-    return new HnswGraph(index, dim, index.getIdsList());
+    return new HnswIndex(index, dim, params.efSearch, index.getIdsList());
   }
 
-  get liveCount(): number {
+  get size(): number {
     return this.live.size;
   }
 
@@ -55,7 +58,7 @@ export class HnswGraph {
     return this.live.values();
   }
 
-  isLive(label: number): boolean {
+  has(label: number): boolean {
     return this.live.has(label);
   }
 
@@ -110,7 +113,7 @@ export class HnswGraph {
     }
   }
 
-  search(vector: Float32Array, k: number, ef: number, allow?: (label: number) => boolean): LabelScore[] {
+  search(vector: Float32Array, k: number, allow?: (label: number) => boolean, ef = this.efSearch): LabelScore[] {
     const n = Math.min(k, this.live.size, this.index.getMaxElements());
     if (n <= 0) return [];
     const wantedEf = Math.max(ef, n);

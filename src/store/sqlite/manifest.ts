@@ -1,19 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from './atomic-file.js';
-import { EmbeddingMismatchError, IndexStoreError } from './errors.js';
-import type { HnswParams } from './types.js';
+import { EmbeddingMismatchError, IndexStoreError } from '../errors.js';
+import type { CollectionManifest } from '../engine.js';
+import type { HnswParams } from '../types.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const FORMAT_VERSION = 1;
 
-export interface IndexManifest {
+export interface IndexManifest extends CollectionManifest {
   formatVersion: number;
-  embedModel: string;
-  dim: number;
-  space: 'cosine';
-  hnsw: HnswParams;
-  createdAt: string;
 }
 
 export function readManifest(dir: string): IndexManifest | undefined {
@@ -39,7 +35,8 @@ function validateManifest(value: unknown, file: string): IndexManifest {
     typeof m.dim === 'number' &&
     typeof hnsw?.M === 'number' &&
     typeof hnsw.efConstruction === 'number' &&
-    typeof hnsw.efSearch === 'number';
+    typeof hnsw.efSearch === 'number' &&
+    (m.chunk === undefined || (typeof m.chunk.maxTokens === 'number' && typeof m.chunk.overlapTokens === 'number'));
   if (!valid) throw new IndexStoreError(`${file} is not an index manifest (missing formatVersion, embedModel, dim or hnsw)`);
   if (m.formatVersion !== FORMAT_VERSION) {
     throw new IndexStoreError(

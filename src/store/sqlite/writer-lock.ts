@@ -1,7 +1,7 @@
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { IndexLockedError, IndexStoreError } from './errors.js';
+import { IndexLockedError, IndexStoreError } from '../errors.js';
 
 const LOCK_FILE = 'write.lock';
 

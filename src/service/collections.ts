@@ -1,0 +1,360 @@
+import type { AppConfig } from '../config/index.js';
+import { effectiveChunkOptions, type ChunkOptions, type WriteSettings } from '../ingest/index.js';
+import type { Embedder } from '../models/index.js';
+import { Retriever } from '../retrieval/index.js';
+import {
+  assertCollectionName,
+  EmbeddingMismatchError,
+  IndexLockedError,
+  type CollectionInfo,
+  type CollectionManifest,
+  type PassageStore,
+  type StoreEngine,
+} from '../store/index.js';
+import { CollectionExistsError, CollectionNotFoundError, IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
+import { IndexWriter } from './index-writer.js';
+import type { ServiceLog } from './log.js';
+
+/** One open collection: its store, the embedder of its model, a retriever and (when writable) its single writer. */
+export interface OpenCollection {
+  readonly name: string;
+  readonly store: PassageStore;
+  readonly embedder: Embedder;
+  readonly retriever: Retriever;
+  readonly writer: IndexWriter | undefined;
+}
+
+interface Entry extends OpenCollection {
+  users: number;
+  lastUsed: number;
+  closed: boolean;
+  idleWaiters: Array<() => void>;
+}
+
+export interface CollectionsOptions {
+  engine: StoreEngine;
+  config: AppConfig;
+  /** Open collections as their single writer; otherwise read-only (they follow other processes' commits). */
+  writable: boolean;
+  /** Check every collection's structures against each other when it is opened; refuse an inconsistent one. */
+  verify: boolean;
+  /** The embedder of a model, loaded once per process. */
+  embedderFor(model: string): Promise<Embedder>;
+  log?: ServiceLog;
+}
+
+export interface NewCollection {
+  /** Default: the configured embedding model. */
+  embedModel?: string;
+  /** Default: the configured chunking. */
+  chunk?: ChunkOptions;
+}
+
+/**
+ * The collections of one engine, opened on first use and kept open up to `collections.maxOpen`: when more are open,
+ * the least recently used ones that no request is using are closed (their writer lock released, graph saved). Work
+ * on a collection runs inside `use()`, which keeps it open meanwhile, so a bound never closes a store under a request.
+ */
+export class Collections {
+  /** Open collections. */
+  private readonly open = new Map<string, Entry>();
+  /** Collections being opened (or created); every caller asking meanwhile shares the one opening. */
+  private readonly opening = new Map<string, Promise<Entry>>();
+  /** Collections being closed; opening one again waits for its writer lock to be released. */
+  private readonly closing = new Map<string, Promise<void>>();
+  /** Collections being deleted: new requests find them gone at once. */
+  private readonly dropping = new Set<string>();
+  private peak = 0;
+
+  constructor(private readonly options: CollectionsOptions) {}
+
+  /** Collections open (or opening) right now. */
+  get openCount(): number {
+    return this.open.size + this.opening.size;
+  }
+
+  /** The most collections that were open at once since start. */
+  get peakOpen(): number {
+    return this.peak;
+  }
+
+  get writable(): boolean {
+    return this.options.writable;
+  }
+
+  list(): Promise<CollectionInfo[]> {
+    return this.options.engine.listCollections();
+  }
+
+  describe(name: string): Promise<CollectionManifest | undefined> {
+    assertCollectionName(name);
+    return this.options.engine.describeCollection(name);
+  }
+
+  /** Runs `work` with the collection open; throws CollectionNotFoundError if it does not exist. */
+  async use<T>(name: string, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
+    const entry = await this.acquire(name);
+    try {
+      return await work(entry);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  /**
+   * Creates a collection with its manifest (embedding model, dimension, HNSW parameters, chunking) and leaves it
+   * open. Refused when this process opens collections read-only.
+   */
+  async create(name: string, spec: NewCollection = {}): Promise<CollectionManifest> {
+    assertCollectionName(name);
+    if (!this.options.writable) throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot create one');
+    const { engine, config } = this.options;
+    await this.closing.get(name);
+    if (this.open.has(name) || this.opening.has(name) || (await engine.describeCollection(name))) throw new CollectionExistsError(name);
+    const entry = await this.opened(name, async () => {
+      const embedder = await this.options.embedderFor(spec.embedModel ?? config.embedModel);
+      const chunk = effectiveChunkOptions(embedder, spec.chunk ?? config.chunk);
+      const store = await this.openStore(name, embedder, { create: true, chunk, readonly: false });
+      return this.entryFor(name, store, embedder, this.options.writable);
+    });
+    this.evictBeyondBound();
+    return entry.store.manifest;
+  }
+
+  /**
+   * Deletes a collection and all its data. Requests already using it finish first; later ones find it gone.
+   * Resolves false if it did not exist.
+   */
+  async drop(name: string): Promise<boolean> {
+    assertCollectionName(name);
+    if (!this.options.writable) throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot delete one');
+    if (this.dropping.has(name)) throw new CollectionNotFoundError(name);
+    this.dropping.add(name);
+    try {
+      await this.opening.get(name)?.catch(() => undefined);
+      const entry = this.open.get(name);
+      if (entry) {
+        this.open.delete(name);
+        entry.closed = true;
+        if (entry.users > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+        await this.closeEntry(entry);
+      }
+      await this.closing.get(name);
+      return await this.options.engine.dropCollection(name);
+    } finally {
+      this.dropping.delete(name);
+    }
+  }
+
+  /** Finishes accepted writes of every open collection. */
+  async drain(): Promise<void> {
+    await Promise.all([...this.open.values()].map((e) => e.writer?.drain()));
+  }
+
+  /** Writes waiting or being applied, over all open collections. */
+  get pendingWrites(): number {
+    let total = 0;
+    for (const entry of this.open.values()) total += entry.writer?.depth ?? 0;
+    return total;
+  }
+
+  /** Closes every open collection (each saves its graph); call drain() first to finish accepted writes. */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.opening.values()].map((p) => p.catch(() => undefined)));
+    const entries = [...this.open.values()];
+    this.open.clear();
+    for (const entry of entries) {
+      entry.closed = true;
+      await this.closeEntry(entry);
+    }
+    await Promise.all(this.closing.values());
+  }
+
+  /**
+   * Runs `work` with a writer of the collection, creating it as described if it does not exist, even when this
+   * process serves read-only: then a short-lived writer is opened and closed around `work` (first-start ingest).
+   */
+  async withWriter<T>(name: string, create: NewCollection, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
+    const exists = (await this.options.engine.describeCollection(name)) !== undefined;
+    if (this.options.writable) {
+      if (!exists) await this.create(name, create);
+      return this.use(name, work);
+    }
+    const { config } = this.options;
+    const manifest = await this.options.engine.describeCollection(name);
+    const embedder = await this.options.embedderFor(manifest?.embedModel ?? create.embedModel ?? config.embedModel);
+    const chunk = effectiveChunkOptions(embedder, manifest?.chunk ?? create.chunk ?? config.chunk);
+    const store = await this.openStore(name, embedder, { create: !exists, chunk, readonly: false });
+    const collection = this.entryFor(name, store, embedder, true);
+    try {
+      return await work(collection);
+    } finally {
+      await this.closeEntry(collection);
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async acquire(name: string): Promise<Entry> {
+    assertCollectionName(name);
+    for (;;) {
+      if (this.dropping.has(name)) throw new CollectionNotFoundError(name);
+      const entry = this.open.get(name) ?? (await (this.opening.get(name) ?? this.opened(name, () => this.openExisting(name))));
+      // Closed between its opening and this continuation (evicted or dropped): open it again.
+      if (entry.closed) continue;
+      entry.users++;
+      return entry;
+    }
+  }
+
+  private release(entry: Entry): void {
+    entry.users--;
+    entry.lastUsed = performance.now();
+    if (entry.users === 0) {
+      for (const resolve of entry.idleWaiters.splice(0)) resolve();
+    }
+    this.evictBeyondBound();
+  }
+
+  /** Registers an opening so concurrent callers share it, and the result as open. */
+  private opened(name: string, open: () => Promise<Entry>): Promise<Entry> {
+    const pending = (async () => {
+      await this.closing.get(name);
+      return open();
+    })();
+    this.opening.set(name, pending);
+    this.peak = Math.max(this.peak, this.openCount);
+    return pending.then(
+      (entry) => {
+        this.opening.delete(name);
+        this.open.set(name, entry);
+        return entry;
+      },
+      (err: unknown) => {
+        this.opening.delete(name);
+        throw err;
+      },
+    );
+  }
+
+  private async openExisting(name: string): Promise<Entry> {
+    const manifest = await this.options.engine.describeCollection(name);
+    if (!manifest) throw new CollectionNotFoundError(name);
+    const embedder = await this.options.embedderFor(manifest.embedModel);
+    const chunk = effectiveChunkOptions(embedder, manifest.chunk ?? this.options.config.chunk);
+    const store = await this.openStore(name, embedder, { create: false, chunk, readonly: !this.options.writable });
+    return this.entryFor(name, store, embedder, this.options.writable);
+  }
+  private async openStore(name: string, embedder: Embedder, how: { create: boolean; chunk: ChunkOptions; readonly: boolean }): Promise<PassageStore> {
+    const { engine, config } = this.options;
+    let store: PassageStore;
+    try {
+      store = await engine.openCollection(name, {
+        embedModel: embedder.modelId,
+        dim: embedder.dim,
+        hnsw: config.hnsw,
+        chunk: how.chunk,
+        readonly: how.readonly,
+        create: how.create,
+        exactFilterThreshold: config.retrieval.exactFilterThreshold,
+      });
+    } catch (err) {
+      if (err instanceof IndexLockedError) {
+        throw new IndexLockedError(
+          `${err.message}. The server writes its collections itself (document API), so it must be the only writer: ` +
+            'stop the other writer (for example a running `npm run ingest`) and start again, or set server.readOnly ' +
+            'to true to serve searches beside it.',
+        );
+      }
+      throw err;
+    }
+    try {
+      if (store.embedModel !== embedder.modelId || store.dim !== embedder.dim) {
+        throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+      }
+      if (this.options.verify) await this.verify(store);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+
+  /**
+   * Passages committed after the last graph save are legitimately missing from the saved file: opening re-added them
+   * from their stored vectors, so they do not count as problems. What verify() still reports cannot be repaired here.
+   */
+  private async verify(store: PassageStore): Promise<void> {
+    const started = performance.now();
+    const report = await store.verify();
+    if (!report.ok) throw new IndexInconsistentError(store.location, report.problems);
+    const recovered = report.stats.pending;
+    this.options.log?.info(
+      { index: store.location, passages: report.stats.passages, recoveredPassages: recovered, ms: Math.round(performance.now() - started) },
+      'index verified',
+    );
+    // Persist a crash recovery now rather than at the next checkpoint, so a second crash does not redo it.
+    if (recovered > 0 && !store.readonly) await store.checkpoint();
+  }
+
+  private entryFor(name: string, store: PassageStore, embedder: Embedder, withWriter: boolean): Entry {
+    const { config, log } = this.options;
+    const settings: WriteSettings = {
+      chunk: effectiveChunkOptions(embedder, store.manifest.chunk ?? config.chunk),
+      embedTitle: config.ingest.embedTitle,
+      batchPassages: config.ingest.batchPassages,
+      checkpoint: { everyPassages: config.ingest.checkpointEveryPassages, atEnd: true },
+      rules: { rejectEmptyText: config.ingest.rejectEmptyText },
+    };
+    const writer =
+      withWriter
+        ? new IndexWriter(store, embedder, {
+            bulk: settings,
+            embedBatchSize: config.documents.embedBatchSize,
+            maxQueued: config.documents.maxQueuedWrites,
+            checkpointEveryPassages: config.documents.checkpointEveryPassages,
+            checkpointIdleMs: config.documents.checkpointIdleMs,
+            log,
+          })
+        : undefined;
+    return {
+      name,
+      store,
+      embedder,
+      retriever: new Retriever(store, embedder, config.retrieval),
+      writer,
+      users: 0,
+      lastUsed: performance.now(),
+      closed: false,
+      idleWaiters: [],
+    };
+  }
+
+  /** Closes the least recently used idle collections until at most `collections.maxOpen` are open. */
+  private evictBeyondBound(): void {
+    const max = this.options.config.collections.maxOpen;
+    if (this.openCount <= max) return;
+    const idle = [...this.open.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const entry of idle) {
+      if (this.openCount <= max) break;
+      entry.closed = true;
+      this.open.delete(entry.name);
+      const closing = this.closeEntry(entry).finally(() => {
+        if (this.closing.get(entry.name) === closing) this.closing.delete(entry.name);
+      });
+      this.closing.set(entry.name, closing);
+      this.options.log?.info({ collection: entry.name, open: this.openCount }, 'collection closed (least recently used)');
+    }
+  }
+
+  private async closeEntry(entry: OpenCollection): Promise<void> {
+    try {
+      await entry.writer?.drain();
+      entry.writer?.close();
+      await entry.store.close();
+    } catch (err) {
+      // The collection is crash-safe: what its close could not save is recovered on the next open.
+      this.options.log?.error({ err, collection: entry.name }, 'closing a collection failed');
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import { existsSync } from 'node:fs';
+import type { AppConfig } from '../config/index.js';
+import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js';
+import { FidReader } from '../reader/index.js';
+import { openStoreEngine, type EngineSpec } from '../store/index.js';
+import { Collections } from './collections.js';
+import type { ServiceLog } from './log.js';
+import { RagService } from './rag-service.js';
+import { RerankerSlot } from './reranking.js';
+
+export interface SystemOptions {
+  log?: ServiceLog;
+  /** Open collections as their single writer (the server unless read-only, ingest and eval CLIs). */
+  writable: boolean;
+  /** Check each collection's structures against each other when it opens, and refuse an inconsistent one. */
+  verify: boolean;
+  /** Load the reader model (server, eval:qa); search-only tools do without. */
+  reader: boolean;
+  /**
+   * Make sure the default collection exists (created with the configured model and chunking, and the bundled
+   * corpus ingested into it when `server.ingestCorpusOnStart`), and open it before returning.
+   */
+  prepareDefaultCollection: boolean;
+}
+
+/** Where the configured deployment keeps its collections. */
+export function engineSpecFor(config: AppConfig): EngineSpec {
+  return { kind: 'sqlite', indexesDir: config.indexesDir };
+}
+
+/**
+ * The composition root: opens the storage engine, the embedding model(s), the reader and the collections, for the
+ * server, `ingest`, `eval`, `eval:qa` and the benchmarks alike.
+ */
+export async function openSystem(config: AppConfig, options: SystemOptions): Promise<RagService> {
+  const { log } = options;
+  const embedders = new Map<string, Promise<Embedder>>();
+  const loaded: Embedder[] = [];
+  const embedderFor = (model: string): Promise<Embedder> => {
+    let pending = embedders.get(model);
+    if (!pending) {
+      pending = loadEmbedder({ ...config, embedModel: model }).then((embedder) => {
+        loaded.push(embedder);
+        log?.info({ model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
+        return embedder;
+      });
+      // A failed load is retried by the next caller rather than remembered.
+      pending.catch(() => embedders.delete(model));
+      embedders.set(model, pending);
+    }
+    return pending;
+  };
+
+  // Every model is loaded before anything is opened, so a missing one fails start-up with its own message.
+  await embedderFor(config.embedModel);
+  let reader: FidReader | undefined;
+  if (options.reader) {
+    const readerModel = await loadReaderModel(config);
+    reader = await FidReader.create(readerModel, { logger: log });
+    log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
+  }
+
+  const reranker = RerankerSlot.fromConfig(config);
+  if (config.rerank.loadOnStart) {
+    await reranker.get();
+    log?.info({ model: config.rerankModel }, 'rerank model loaded');
+  }
+
+  const engine = await openStoreEngine(engineSpecFor(config));
+  const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
+  const service = new RagService(config, collections, reader, () => loaded, reranker);
+  if (options.prepareDefaultCollection) {
+    try {
+      await prepareDefault(config, collections, log);
+      // Opening it now verifies it (when asked) before the caller declares itself ready.
+      await collections.use(config.indexName, async () => undefined);
+    } catch (err) {
+      await service.close();
+      throw err;
+    }
+  }
+  return service;
+}
+
+async function prepareDefault(config: AppConfig, collections: Collections, log: ServiceLog | undefined): Promise<void> {
+  const name = config.indexName;
+  if (await collections.describe(name)) return;
+  // A short-lived writer creates it even for a read-only server, so that `npm run ingest` can update it later.
+  await collections.withWriter(name, {}, async ({ writer, store }) => {
+    if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
+    const summary = await writer!.ingestPaths([config.corpusDir], { progress: false });
+    log?.info(
+      { index: store.location, corpus: config.corpusDir, documents: summary.documentsSeen, added: summary.added, passages: summary.passagesAdded, errors: summary.errors.length },
+      'bundled corpus ingested into new index',
+    );
+  });
+}

@@ -1,0 +1,276 @@
+import { readdirSync, renameSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { IndexStoreError } from '../errors.js';
+import { HnswIndex } from '../hnsw-index.js';
+import type { FaultPoint, HnswParams } from '../types.js';
+import { dot } from '../vectors.js';
+import { fsyncDir, fsyncFile } from './atomic-file.js';
+import { chunks, type PassageTables, type TableChanges } from './passage-tables.js';
+import { readMeta } from './schema.js';
+
+const HNSW_FILE = /^hnsw-(\d+)\.bin(\.tmp.*)?$/;
+const hnswFileName = (generation: number) => `hnsw-${generation}.bin`;
+const FLAG_BATCH = 10_000;
+
+/**
+ * The crash/generation protocol between SQLite (the source of truth) and the saved HNSW graph (a derived,
+ * periodically saved acceleration structure).
+ *
+ * SQLite rows and vectors are written in one transaction per batch with `in_hnsw = 0`. A checkpoint writes the whole
+ * graph to `hnsw-<g+1>.bin.tmp`, fsyncs, renames it to `hnsw-<g+1>.bin`, and only then commits
+ * `hnsw_generation = g+1` together with `in_hnsw = 1` for the labels it contains; the old file is removed last.
+ * Whatever point a crash hits, SQLite names a generation whose file is complete, every `in_hnsw = 1` passage is live
+ * in that file, and labels in the file that no passage owns are stale deletions. Loading reconciles: stale labels are
+ * marked deleted, `in_hnsw = 0` passages are added from their stored vectors (no re-embedding), and the next
+ * checkpoint persists the result.
+ */
+export class GraphGenerations {
+  private graph!: HnswIndex;
+  /** Labels in the in-memory graph whose SQLite rows still say `in_hnsw = 0`. */
+  private unpersisted = new Set<number>();
+  private dirty = false;
+  private generation = 0;
+  private dataVersion = 0;
+  private rebuilt = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly tables: PassageTables,
+    private readonly dim: number,
+    /** Creation-time M/efConstruction from the manifest, with this open's efSearch. */
+    private readonly params: HnswParams,
+    private readonly readonly: boolean,
+    private readonly fault: (point: FaultPoint) => void,
+  ) {
+    this.load();
+  }
+
+  get index(): HnswIndex {
+    return this.graph;
+  }
+
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
+  get rebuiltFromVectors(): boolean {
+    return this.rebuilt;
+  }
+
+  get isDirty(): boolean {
+    return this.dirty;
+  }
+
+  /**
+   * Loads the graph of the current generation and reconciles it with SQLite, inside one read transaction so the
+   * rows, flags and generation come from a single snapshot. A reader can lose a race with a writer's checkpoint (the
+   * snapshot's file is replaced and deleted just before being opened); it then simply retries on a newer snapshot.
+   */
+  private load(): void {
+    const maxAttempts = this.readonly ? 3 : 1;
+    for (let attempt = 1; ; attempt++) {
+      const loaded = this.tables.db.transaction(() => this.loadFromSnapshot(attempt === maxAttempts))();
+      if (loaded) return;
+    }
+  }
+
+  private loadFromSnapshot(lastAttempt: boolean): boolean {
+    const db = this.tables.db;
+    const generation = Number(readMeta(db, 'hnsw_generation') ?? 0);
+    const file = path.join(this.dir, hnswFileName(generation));
+    let graph: HnswIndex | undefined;
+    let rebuilt = false;
+    if (generation > 0) {
+      try {
+        graph = HnswIndex.load(file, this.dim, this.params);
+      } catch {
+        if (!lastAttempt) return false;
+        // Missing or unreadable: every vector is also in SQLite, so the graph can be rebuilt from there.
+        rebuilt = true;
+      }
+    }
+    this.generation = generation;
+    this.rebuilt = rebuilt;
+    const rows = db.prepare('SELECT label, in_hnsw FROM passages').raw().all() as Array<[number, number]>;
+    const fromFile = graph !== undefined;
+    graph ??= HnswIndex.create(this.dim, this.params, rows.length);
+
+    const owned = new Set<number>();
+    const pending: number[] = [];
+    for (const [label, inHnsw] of rows) {
+      owned.add(label);
+      if (fromFile && inHnsw === 1 && graph.inFile(label)) graph.adoptFromFile(label);
+      else pending.push(label);
+    }
+    let staleLabels = 0;
+    if (fromFile) {
+      for (const label of graph.labelsFromFile()) {
+        if (!owned.has(label)) {
+          graph.markDeletedQuietly(label);
+          staleLabels++;
+        }
+      }
+    }
+    this.graph = graph;
+    this.addFromStoredVectors(pending);
+    this.unpersisted = new Set(pending);
+    this.dirty = pending.length > 0 || this.rebuilt || staleLabels > 0;
+    this.dataVersion = this.readDataVersion();
+    return true;
+  }
+
+  private addFromStoredVectors(labels: number[]): void {
+    if (labels.length === 0) return;
+    this.graph.reserve(labels.length);
+    for (const [label, vector] of this.tables.storedVectors(labels)) this.graph.add(label, vector);
+  }
+
+  private readDataVersion(): number {
+    return Number(this.tables.db.pragma('data_version', { simple: true }));
+  }
+
+  /**
+   * For read-only opens: picks up what other processes committed since the last call (new generation, added or
+   * deleted passages). Cheap when nothing changed (one pragma).
+   */
+  refreshIfChanged(): void {
+    if (!this.readonly) return;
+    const version = this.readDataVersion();
+    if (version === this.dataVersion) return;
+    const db = this.tables.db;
+    const generation = Number(readMeta(db, 'hnsw_generation') ?? 0);
+    if (generation !== this.generation) {
+      this.load();
+      return;
+    }
+    db.transaction(() => {
+      const owned = new Set((db.prepare('SELECT label FROM passages').raw().all() as Array<[number]>).map((r) => r[0]));
+      for (const label of [...this.graph.liveLabels()]) if (!owned.has(label)) this.graph.remove(label);
+      this.addFromStoredVectors([...owned].filter((label) => !this.graph.has(label)));
+      this.dataVersion = this.readDataVersion();
+    })();
+  }
+
+  /** Follows a committed table change in the in-memory graph; the file follows at the next checkpoint. */
+  apply(changes: TableChanges): void {
+    for (const label of changes.removed) {
+      this.graph.remove(label);
+      this.unpersisted.delete(label);
+    }
+    this.graph.reserve(changes.added.size);
+    for (const [label, vector] of changes.added) {
+      this.graph.add(label, vector);
+      this.unpersisted.add(label);
+    }
+    if (changes.added.size > 0 || changes.removed.length > 0) this.dirty = true;
+  }
+
+  /**
+   * Saves the graph if it changed: temp file, fsync, rename to the next generation's name, then one SQLite
+   * transaction switches the generation and flags the saved labels. Returns whether a file was written.
+   */
+  checkpoint(): boolean {
+    if (!this.dirty) return false;
+    const next = this.generation + 1;
+    const file = path.join(this.dir, hnswFileName(next));
+    const tmp = `${file}.tmp`;
+    try {
+      this.graph.write(tmp);
+      fsyncFile(tmp);
+    } catch (err) {
+      // Nothing was committed: the previous generation stays current and the new passages stay pending in SQLite.
+      // The partial file goes at once, since a full disk is the usual cause.
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // Never created.
+      }
+      throw new IndexStoreError(
+        `could not save the HNSW graph of index ${this.dir} (disk full, file size limit or read-only folder?): ` +
+          `${(err as Error).message}. Nothing is lost: the stored passages are re-added on the next open.`,
+        { cause: err },
+      );
+    }
+    this.fault('before-hnsw-rename');
+    renameSync(tmp, file);
+    fsyncDir(this.dir);
+    this.fault('after-hnsw-rename');
+
+    const saved = [...this.unpersisted];
+    const markSaved = this.tables.prepare('UPDATE passages SET in_hnsw = 1 WHERE label IN (SELECT value FROM json_each(?))');
+    const setGeneration = this.tables.prepare("UPDATE meta SET value = ? WHERE key = 'hnsw_generation'");
+    this.tables.commit('switch to the saved HNSW graph', () => {
+      for (const batch of chunks(saved, FLAG_BATCH)) markSaved.run(JSON.stringify(batch));
+      setGeneration.run(String(next));
+    });
+    this.fault('after-generation-commit');
+
+    const previous = this.generation;
+    this.generation = next;
+    this.unpersisted.clear();
+    this.dirty = false;
+    if (previous > 0) {
+      try {
+        unlinkSync(path.join(this.dir, hnswFileName(previous)));
+      } catch {
+        // Already gone; a leftover would be removed on the next open anyway.
+      }
+    }
+    return true;
+  }
+
+  /** Writers only: graph files of other generations and temp files of interrupted checkpoints. */
+  removeStrayFiles(): void {
+    for (const name of readdirSync(this.dir)) {
+      const match = HNSW_FILE.exec(name);
+      if (!match) continue;
+      const isCurrent = Number(match[1]) === this.generation && match[2] === undefined;
+      if (!isCurrent) unlinkSync(path.join(this.dir, name));
+    }
+  }
+
+  /**
+   * Graph ↔ stored vectors (each passage live with its own vector, nothing else live), and that the saved file of the
+   * current generation holds every `in_hnsw = 1` passage.
+   */
+  verify(): string[] {
+    const problems: string[] = [];
+    const owned = new Map(this.tables.allVectors());
+    for (const [label, vector] of owned) {
+      const inGraph = this.graph.has(label) ? this.graph.storedVector(label) : undefined;
+      if (!inGraph) problems.push(`passage label ${label} is not searchable in the HNSW graph`);
+      else if (Math.abs(dot(inGraph, vector) - 1) > 1e-3) problems.push(`HNSW vector of label ${label} differs from the stored one`);
+    }
+    for (const label of this.graph.allGraphLabels()) {
+      if (!owned.has(label) && this.graph.storedVector(label) !== undefined) {
+        problems.push(`HNSW label ${label} is searchable but has no passage`);
+      }
+    }
+    problems.push(...this.verifySavedFile());
+    return problems;
+  }
+
+  private verifySavedFile(): string[] {
+    const problems: string[] = [];
+    const saved = this.tables.prepare('SELECT label FROM passages WHERE in_hnsw = 1').pluck().all() as number[];
+    if (this.generation === 0) {
+      if (saved.length > 0) problems.push(`${saved.length} passages are flagged in_hnsw but no HNSW file was ever saved`);
+      return problems;
+    }
+    const file = path.join(this.dir, hnswFileName(this.generation));
+    let fileGraph: HnswIndex;
+    try {
+      fileGraph = HnswIndex.load(file, this.dim, this.params);
+    } catch (err) {
+      return [`HNSW file ${file} of generation ${this.generation} cannot be read: ${(err as Error).message}`];
+    }
+    const missing = saved.filter((label) => fileGraph.storedVector(label) === undefined);
+    if (missing.length > 0) problems.push(`${missing.length} passages flagged in_hnsw are not live in ${hnswFileName(this.generation)}`);
+    if (!this.readonly) {
+      const pending = this.tables.prepare('SELECT label FROM passages WHERE in_hnsw = 0').pluck().all() as number[];
+      const untracked = pending.filter((label) => !this.unpersisted.has(label));
+      if (untracked.length > 0) problems.push(`${untracked.length} pending passages are not scheduled for the next checkpoint`);
+    }
+    return problems;
+  }
+}
