@@ -144,6 +144,25 @@ describe('POST /v1/chat/completions with the openai client', () => {
   });
 });
 
+describe('one model per collection', () => {
+  it('lists every collection as fid-rag/<name> and answers from the chosen one', async () => {
+    await service.createCollection('notes');
+    await service.ingestDocuments([{ id: 'tea.md', title: 'Tea', text: 'Green tea is steamed or pan-fired soon after picking to stop oxidation.', metadata: {} }], {
+      collection: 'notes',
+      progress: false,
+    });
+    const ids: string[] = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    expect(ids.sort()).toEqual([MODEL, 'fid-rag/notes']);
+    for (const model of ['fid-rag/notes', 'notes']) {
+      const completion = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Where do zebras migrate?' }], max_tokens: 2 });
+      expect(citationsOf(completion).map((c) => c.docId)).toEqual(['tea.md']);
+      expect(completion.model).toBe('fid-rag/notes');
+    }
+    expect((await client.models.retrieve('fid-rag/notes')).id).toBe('fid-rag/notes');
+  });
+});
+
 describe('errors in OpenAI shape, as the SDK error classes', () => {
   it('n > 1 is a BadRequestError naming the parameter', async () => {
     const err = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], n: 2 }).catch((e: unknown) => e);
