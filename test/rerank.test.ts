@@ -122,8 +122,33 @@ function rerankerContract(name: string, make: () => Reranker) {
   });
 }
 
-rerankerContract('cross-encoder, one pair per run', () => new CrossEncoderReranker(encoder, { batchSize: 1 }));
-rerankerContract('cross-encoder, batches of 4', () => new CrossEncoderReranker(encoder, { batchSize: 4 }));
+rerankerContract('cross-encoder, one pair per run', () => new CrossEncoderReranker(encoder, { batchSize: 1, batchTokens: 512 }));
+rerankerContract('cross-encoder, batches of 4', () => new CrossEncoderReranker(encoder, { batchSize: 4, batchTokens: 100_000 }));
+rerankerContract('cross-encoder, batches of at most 40 tokens', () => new CrossEncoderReranker(encoder, { batchSize: 16, batchTokens: 40 }));
+
+describe('cross-encoder batching', () => {
+  it('runs length-sorted batches within batchSize pairs and batchTokens padded tokens (a longer pair alone)', async () => {
+    const runs: number[][] = [];
+    const spy = {
+      modelId: encoder.modelId,
+      tokenize: (t: string) => encoder.tokenize(t),
+      pair: (q: readonly number[], p: readonly number[]) => encoder.pair(q, p),
+      scoreBatch: (pairs: ReadonlyArray<{ ids: number[]; firstSegment: number }>) => {
+        runs.push(pairs.map((p) => p.ids.length));
+        return encoder.scoreBatch(pairs);
+      },
+    };
+    await new CrossEncoderReranker(spy, { batchSize: 3, batchTokens: 60 }).score(QUERY, [...TEXTS, ...TEXTS]);
+    expect(runs.flat()).toHaveLength(2 * TEXTS.length);
+    expect(runs.flat()).toEqual([...runs.flat()].sort((a, b) => a - b));
+    for (const run of runs) {
+      expect(run.length).toBeLessThanOrEqual(3);
+      if (run.length > 1) expect(run.length * Math.max(...run)).toBeLessThanOrEqual(60);
+    }
+    expect(runs.some((run) => run.length > 1)).toBe(true);
+    expect(runs.some((run) => run.length === 1)).toBe(true);
+  });
+});
 
 describe('rerank on the API', () => {
   const DOCS: Record<string, string> = {

@@ -128,8 +128,15 @@ const configSchema = z.object({
       loadOnStart: z.boolean().default(false),
       /** Largest `rerank.topN` a request may ask for (also capped by retrieval.maxK). */
       maxTopN: z.number().int().positive().default(100),
-      /** (query, passage) pairs per cross-encoder run. */
+      /** Most (query, passage) pairs per cross-encoder run. */
       batchSize: z.number().int().positive().default(16),
+      /**
+       * Most tokens per cross-encoder run (pairs × longest, padding included). A run holds the event loop: bench:embed's
+       * quiet-machine figure for bge-small (75 ms per 204-token passage, 12 layers) puts MiniLM-L6 (6 layers, same width)
+       * near 0.2 ms per token, so 256 keeps a run near 50 ms; bench:rerank measured no throughput gain from larger
+       * batches on CPU, and the longest run growing with the batch.
+       */
+      batchTokens: z.number().int().positive().default(256),
       /** Pair length limit in tokens; default from the model's tokenizer or config. */
       maxTokens: z.number().int().positive().optional(),
     })

@@ -18,8 +18,13 @@ export interface PairScorer {
 }
 
 export interface CrossEncoderRerankerOptions {
-  /** Pairs per model run. */
+  /** Most pairs per model run. */
   batchSize: number;
+  /**
+   * Most tokens per model run, padding included (pairs × longest pair); a single longer pair still runs alone. A run
+   * holds the event loop (onnxruntime-node runs on its thread), so this bounds how long one reranking blocks others.
+   */
+  batchTokens: number;
 }
 
 /**
@@ -32,6 +37,7 @@ export class CrossEncoderReranker implements Reranker {
     private readonly options: CrossEncoderRerankerOptions,
   ) {
     if (!(Number.isInteger(options.batchSize) && options.batchSize >= 1)) throw new RangeError(`batchSize must be >= 1, got ${options.batchSize}`);
+    if (!(options.batchTokens >= 1)) throw new RangeError(`batchTokens must be >= 1, got ${options.batchTokens}`);
   }
 
   get modelId(): string {
@@ -44,9 +50,13 @@ export class CrossEncoderReranker implements Reranker {
     const queryIds = this.model.tokenize(query);
     const pairs = passages.map((p) => this.model.pair(queryIds, this.model.tokenize(p)));
     const order = pairs.map((_, i) => i).sort((a, b) => pairs[a]!.ids.length - pairs[b]!.ids.length);
-    for (let start = 0; start < order.length; start += this.options.batchSize) {
+    for (let start = 0; start < order.length; ) {
       signal?.throwIfAborted();
-      const batch = order.slice(start, start + this.options.batchSize);
+      // Sorted by length, so the pair being added is the batch's longest: the padded size is count × its length.
+      let end = start + 1;
+      while (end < order.length && end - start < this.options.batchSize && (end - start + 1) * pairs[order[end]!]!.ids.length <= this.options.batchTokens) end++;
+      const batch = order.slice(start, end);
+      start = end;
       const batchScores = await this.model.scoreBatch(batch.map((i) => pairs[i]!));
       batch.forEach((i, j) => (scores[i] = batchScores[j]!));
       await new Promise<void>((resolve) => setImmediate(resolve));

@@ -54,7 +54,7 @@ export class RerankerSlot {
   constructor(private readonly load: () => Promise<Reranker>) {}
 
   static fromConfig(config: AppConfig): RerankerSlot {
-    return new RerankerSlot(async () => new CrossEncoderReranker(await loadCrossEncoder(config), { batchSize: config.rerank.batchSize }));
+    return new RerankerSlot(async () => new CrossEncoderReranker(await loadCrossEncoder(config), { batchSize: config.rerank.batchSize, batchTokens: config.rerank.batchTokens }));
   }
 
   get(): Promise<Reranker> {
