@@ -125,7 +125,7 @@ export const modelListSchema = z
         object: z.literal('model'),
         created: z.number().int(),
         owned_by: z.string(),
-        collection: z.string().openapi({ description: 'Extension: the index this model id answers from.' }),
+        collection: z.string().openapi({ description: 'Extension: the collection this model id answers from.' }),
       }),
     ),
   })

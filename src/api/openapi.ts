@@ -92,7 +92,7 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
     summary: 'OpenAI-compatible chat completion: the last user message is the question',
     description:
       'OpenAI Chat Completions wire format, for the `openai` SDKs and chat UIs. `model` is an id from `GET /v1/models` ' +
-      '(`fid-rag/<index>`). The last message must be the user\'s; the reader reads it alone, while retrieval searches with ' +
+      '(`fid-rag/<collection>`): the chat is answered from that collection. The last message must be the user\'s; the reader reads it alone, while retrieval searches with ' +
       'the last `chat.retrievalTurns` user messages joined (default 2). System and assistant messages are accepted and not ' +
       'read. `max_tokens`/`max_completion_tokens` bound the generated tokens; `temperature` (absent or 0: greedy), `top_p`, ' +
       '`top_k` and `seed` control sampling. `n` > 1, tools/functions and non-text content parts are a 400. The extension ' +
@@ -114,7 +114,7 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
   registry.registerPath({
     method: 'get',
     path: '/v1/models',
-    summary: 'OpenAI-compatible model list: one model id per index (`fid-rag/<index>`)',
+    summary: 'OpenAI-compatible model list: one model id per collection (`fid-rag/<collection>`)',
     ...needs('read'),
     responses: { 200: json('The models', modelListSchema), ...openAiErrors([401, 403, 429, 503]) },
   });
