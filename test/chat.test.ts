@@ -204,6 +204,12 @@ describe('errors in OpenAI shape, as the SDK error classes', () => {
     expect(res.status).toBe(400);
     expect(Object.keys(res.json.error).sort()).toEqual(['code', 'message', 'param', 'type']);
     expect(res.json.error.param).toBe('messages');
+    const long = await request(base, 'POST', '/v1/chat/completions', {
+      key: KEY,
+      body: { model: MODEL, messages: [{ role: 'user', content: 'z'.repeat(2001) }] },
+    });
+    expect(long.status).toBe(400);
+    expect(long.json.error.param).toBe('messages[0].content');
     const last = await request(base, 'POST', '/v1/chat/completions', { key: KEY, body: { model: MODEL, messages: [{ role: 'assistant', content: 'x' }] } });
     expect(last.status).toBe(400);
     expect(last.json.error.param).toBe('messages[0].role');

@@ -184,7 +184,7 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
     const body = parseChatBody(schema, req);
     const model = await resolveModel(body.model);
     const backend = ready(options.state);
-    const params = { ...askParams(body, options.retrievalTurns), collection: model.collection };
+    const params = { ...askParams(body, options.retrievalTurns, options.limits.maxQueryChars), collection: model.collection };
     const markers = body.rag?.citationMarkers ?? false;
     const id = `chatcmpl-${randomBytes(12).toString('base64url')}`;
     const created = Math.floor(Date.now() / 1000);
@@ -309,7 +309,7 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
  * The reader reads the last user message; retrieval searches with the last `retrievalTurns` user messages joined, so a
  * follow-up question keeps the subject of the one before it.
  */
-export function askParams(body: ChatRequest, retrievalTurns: number): AskParams {
+export function askParams(body: ChatRequest, retrievalTurns: number, maxQueryChars: number): AskParams {
   const last = body.messages[body.messages.length - 1]!;
   if (last.role !== 'user') {
     throw new HttpError(400, 'invalid_request', `messages.${body.messages.length - 1}: the last message must be the user's question`, {
@@ -318,8 +318,15 @@ export function askParams(body: ChatRequest, retrievalTurns: number): AskParams 
   }
   const question = messageText(last.content).trim();
   if (question === '') throw new HttpError(400, 'invalid_request', 'the last user message is empty', { field: `messages.${body.messages.length - 1}.content` });
-  const userTurns = body.messages.filter((m) => m.role === 'user').map((m) => messageText(m.content).trim()).filter((t) => t !== '');
-  const retrievalQuery = userTurns.slice(-retrievalTurns).join('\n');
+  // The user turns retrieval reads, each bounded like a /v1/ask question.
+  const turns = body.messages.flatMap((m, i) => (m.role === 'user' ? [{ i, text: messageText(m.content).trim() }] : [])).filter((t) => t.text !== '');
+  const read = turns.slice(-retrievalTurns);
+  for (const t of read) {
+    if (t.text.length > maxQueryChars) {
+      throw new HttpError(400, 'invalid_request', `messages.${t.i}.content: longer than ${maxQueryChars} characters`, { field: `messages.${t.i}.content` });
+    }
+  }
+  const retrievalQuery = read.map((t) => t.text).join('\n');
   const rag = body.rag ?? {};
   return {
     question,
