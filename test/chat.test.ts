@@ -23,6 +23,7 @@ const DOCS: Record<string, string> = {
 };
 
 const KEY = generateApiKey();
+const NOTES_KEY = generateApiKey();
 let server: Awaited<ReturnType<typeof startServer>>;
 let service: RagService;
 let base = '';
@@ -39,7 +40,12 @@ beforeAll(async () => {
   const config = fixtureConfig({
     corpusDir: corpus,
     rerankModel: CROSS_ENCODER_TINY,
-    auth: { keys: [{ name: 'chat', sha256: hashApiKey(KEY), scopes: ['read'] }] },
+    auth: {
+      keys: [
+        { name: 'chat', sha256: hashApiKey(KEY), scopes: ['read'] },
+        { name: 'notes-only', sha256: hashApiKey(NOTES_KEY), scopes: ['read'], collections: ['notes'] },
+      ],
+    },
     server: { rateLimit: { windowMs: 60_000, max: 200 } },
   });
   server = await startServer(config, pino({ level: 'silent' }));
@@ -160,6 +166,18 @@ describe('one model per collection', () => {
       expect(completion.model).toBe('fid-rag/notes');
     }
     expect((await client.models.retrieve('fid-rag/notes')).id).toBe('fid-rag/notes');
+  });
+
+  it('a key limited to some collections sees only their models and gets a PermissionDeniedError for others', async () => {
+    const limited = new OpenAI({ apiKey: NOTES_KEY, baseURL: `${base}/v1`, maxRetries: 0 });
+    const ids: string[] = [];
+    for await (const m of limited.models.list()) ids.push(m.id);
+    expect(ids).toEqual(['fid-rag/notes']);
+    const err = await limited.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).param).toBe('model');
+    const ok = await limited.chat.completions.create({ model: 'fid-rag/notes', messages: [{ role: 'user', content: 'tea?' }], max_tokens: 2 });
+    expect(citationsOf(ok)[0]!.docId).toBe('tea.md');
   });
 });
 

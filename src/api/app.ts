@@ -6,14 +6,17 @@ import type {
   AskHooks,
   AskOutcome,
   AskParams,
+  CollectionScope,
+  CollectionSummary,
   DeleteResult,
   DocumentInput,
   DocumentView,
   DocumentWriteStatus,
+  NewCollection,
   SearchParams,
   ServiceStats,
 } from '../service/index.js';
-import { requireScope, type AuthPolicy } from './auth.js';
+import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
 import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
@@ -23,6 +26,8 @@ import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
 import {
   askRequestSchema,
+  collectionNameSchema,
+  createCollectionRequestSchema,
   documentIdSchema,
   searchRequestSchema,
   upsertDocumentsRequestSchema,
@@ -32,20 +37,27 @@ import {
 } from './schemas.js';
 import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
 
-/** What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive. */
+/**
+ * What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive.
+ * Every data call names its collection (the default one for the unscoped routes).
+ */
 export interface ApiBackend {
   search(params: SearchParams, options?: { signal?: AbortSignal }): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
-  upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
-  deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
-  getDocument(id: string): Promise<DocumentView | undefined>;
-  stats(): Promise<ServiceStats>;
-  /** Every collection; the chat API lists each as a model. */
-  listCollections(): Promise<Array<{ name: string; createdAt: string }>>;
+  upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal }): Promise<DeleteResult>;
+  getDocument(id: string, options: CollectionScope): Promise<DocumentView | undefined>;
+  stats(options: CollectionScope): Promise<ServiceStats>;
+  listCollections(): Promise<CollectionSummary[]>;
+  createCollection(name: string, spec: NewCollection): Promise<CollectionSummary>;
+  deleteCollection(name: string): Promise<boolean>;
+  readonly openCollections: { open: number; peak: number; max: number };
   readonly pendingWrites: number;
 }
 
 export interface ApiOptions {
+  /** The collection the unscoped routes (/v1/search, /v1/documents, …) use. */
+  defaultCollection: string;
   limits: ApiLimits;
   documentLimits: DocumentLimits;
   bodyLimit: string;
@@ -83,7 +95,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const metrics = new ApiMetrics({
     answerQueueDepth: () => queue.depth,
     writeQueueDepth: () => state.backend?.pendingWrites ?? 0,
-    indexPassages: async () => (state.status === 'ready' ? (await state.backend?.stats())?.passages : undefined),
+    indexPassages: async () => (state.status === 'ready' ? (await state.backend?.stats({}))?.passages : undefined),
   });
   const searchSchema = searchRequestSchema(options.limits);
   const askSchema = askRequestSchema(options.limits);
@@ -123,94 +135,146 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.type(contentType).send(body);
   });
 
-  app.post('/v1/search', read, limit, json, async (req, res) => {
-    const params = parseBody(searchSchema, req);
-    const backend = ready(state);
-    // Only reranking looks at the signal: it stops scoring when the client leaves or the request times out.
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `search not finished within ${options.requestTimeoutMs} ms`);
-    const result = await withTimeout(backend.search(params, { signal }), options.requestTimeoutMs, 'search').finally(done);
-    if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
-    metrics.observeStage('search', result.timings.searchMs);
-    if (result.timings.rerankMs !== undefined) metrics.observeStage('rerank', result.timings.rerankMs);
-    res.json(result);
-  });
+  /**
+   * The data routes, registered once per scope: unscoped under /v1 (the default collection) and under
+   * /v1/collections/{name}. A key limited to some collections gets 403 for any other, the default one included.
+   */
+  const scopes: Array<{ prefix: string; collection(req: Request): string }> = [
+    { prefix: '/v1', collection: () => options.defaultCollection },
+    { prefix: '/v1/collections/:collection', collection: (req) => parseCollectionName(req.params.collection) },
+  ];
+  const scoped = (req: Request, res: Response): string => {
+    const collection = scopeOf(req).collection(req);
+    assertCollectionAllowed(res, collection);
+    return collection;
+  };
+  const scopeOf = (req: Request) => (req.params.collection === undefined ? scopes[0]! : scopes[1]!);
 
-  app.post('/v1/ask', read, limit, json, async (req, res) => {
-    const { stream, ...params } = parseBody(askSchema, req);
-    const backend = ready(state);
-    const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
-    const ask = async (hooks: AskHooks) => {
-      const outcome = await backend.ask(params, hooks);
-      observeAnswer(metrics, outcome);
-      return outcome;
-    };
+  for (const { prefix } of scopes) {
+    app.post(`${prefix}/search`, read, limit, json, async (req, res) => {
+      const collection = scoped(req, res);
+      const params = parseBody(searchSchema, req);
+      const backend = ready(state);
+      // Only reranking looks at the signal: it stops scoring when the client leaves or the request times out.
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `search not finished within ${options.requestTimeoutMs} ms`);
+      const result = await withTimeout(backend.search({ ...params, collection }, { signal }), options.requestTimeoutMs, 'search').finally(done);
+      if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
+      metrics.observeStage('search', result.timings.searchMs);
+      if (result.timings.rerankMs !== undefined) metrics.observeStage('rerank', result.timings.rerankMs);
+      res.json(result);
+    });
 
-    try {
-      if (!wantsStream) {
-        const outcome = await runQueued(queue, () => ask({ signal }), signal);
-        res.json(publicAnswer(outcome));
-        return;
-      }
-      // Admission is decided before the event stream starts, so a full queue is still a plain 503.
-      const pending = runQueued(queue, () => ask({ signal, onToken: (t) => sendEvent(res, 'token', t) }), signal);
-      res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
-      res.flushHeaders();
+    app.post(`${prefix}/ask`, read, limit, json, async (req, res) => {
+      const collection = scoped(req, res);
+      const { stream, ...params } = parseBody(askSchema, req);
+      const backend = ready(state);
+      const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+      const ask = async (hooks: AskHooks) => {
+        const outcome = await backend.ask({ ...params, collection }, hooks);
+        observeAnswer(metrics, outcome);
+        return outcome;
+      };
+
       try {
-        sendEvent(res, 'answer', publicAnswer(await pending));
-      } catch (err) {
-        const httpError = toHttpError(err);
-        if (httpError.code === 'internal_error') req.log.error({ err }, 'answer failed');
-        sendEvent(res, 'error', httpError.body());
+        if (!wantsStream) {
+          const outcome = await runQueued(queue, () => ask({ signal }), signal);
+          res.json(publicAnswer(outcome));
+          return;
+        }
+        // Admission is decided before the event stream starts, so a full queue is still a plain 503.
+        const pending = runQueued(queue, () => ask({ signal, onToken: (t) => sendEvent(res, 'token', t) }), signal);
+        res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+        res.flushHeaders();
+        try {
+          sendEvent(res, 'answer', publicAnswer(await pending));
+        } catch (err) {
+          const httpError = toHttpError(err);
+          if (httpError.code === 'internal_error') req.log.error({ err }, 'answer failed');
+          sendEvent(res, 'error', httpError.body());
+        }
+        res.end();
+      } finally {
+        done();
       }
-      res.end();
-    } finally {
-      done();
-    }
-  });
+    });
+
+    app.post(`${prefix}/documents`, write, limit, documentsJson, async (req, res) => {
+      const collection = scoped(req, res);
+      const { documents } = parseBody(upsertSchema, req);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `write not started or embedded within ${options.requestTimeoutMs} ms`);
+      const started = performance.now();
+      try {
+        const results = await backend.upsertDocuments(documents, { signal, collection });
+        metrics.observeStage('write', performance.now() - started);
+        req.log.info({ collection, documents: documents.length, ...countStatuses(results) }, 'documents written');
+        res.json({ documents: results });
+      } finally {
+        done();
+      }
+    });
+
+    app.get(`${prefix}/documents/:id`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const id = parseId(idSchema, req);
+      const doc = await ready(state).getDocument(id, { collection });
+      if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+      res.json(doc);
+    });
+
+    app.delete(`${prefix}/documents/:id`, write, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const id = parseId(idSchema, req);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `delete not started within ${options.requestTimeoutMs} ms`);
+      try {
+        const result = await backend.deleteDocument(id, { signal, collection });
+        if (!result.deleted) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+        req.log.info({ collection, passagesRemoved: result.passagesRemoved }, 'document deleted');
+        res.json({ id, deleted: true, passagesRemoved: result.passagesRemoved });
+      } finally {
+        done();
+      }
+    });
+
+    app.get(`${prefix}/stats`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      res.json(await ready(state).stats({ collection }));
+    });
+  }
 
   app.use(
     chatRouter({ state, limits: options.limits, queue, inFlight, metrics, read, limit, bodyLimit: options.bodyLimit, requestTimeoutMs: options.requestTimeoutMs, retrievalTurns: options.chatRetrievalTurns }),
   );
 
-  app.post('/v1/documents', write, limit, documentsJson, async (req, res) => {
-    const { documents } = parseBody(upsertSchema, req);
+  app.get('/v1/collections', read, limit, async (_req, res) => {
     const backend = ready(state);
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `write not started or embedded within ${options.requestTimeoutMs} ms`);
-    const started = performance.now();
-    try {
-      const results = await backend.upsertDocuments(documents, { signal });
-      metrics.observeStage('write', performance.now() - started);
-      req.log.info({ documents: documents.length, ...countStatuses(results) }, 'documents written');
-      res.json({ documents: results });
-    } finally {
-      done();
+    const all = await backend.listCollections();
+    const { open, peak, max } = backend.openCollections;
+    res.json({
+      default: options.defaultCollection,
+      collections: all.filter((c) => mayUseCollection(res, c.name)),
+      open: { count: open, peak, max },
+    });
+  });
+
+  app.post('/v1/collections', write, limit, json, async (req, res) => {
+    const { name, embedModel, chunk } = parseBody(createCollectionRequestSchema, req);
+    assertCollectionAllowed(res, name);
+    const created = await ready(state).createCollection(name, { embedModel, chunk });
+    req.log.info({ collection: name, embedModel: created.embedModel }, 'collection created');
+    res.status(201).json(created);
+  });
+
+  app.delete('/v1/collections/:collection', write, limit, async (req, res) => {
+    const name = parseCollectionName(req.params.collection);
+    assertCollectionAllowed(res, name);
+    if (!(await ready(state).deleteCollection(name))) {
+      throw new HttpError(404, 'collection_not_found', `no collection named "${name}"`, { field: 'name' });
     }
-  });
-
-  app.get('/v1/documents/:id', read, limit, async (req, res) => {
-    const id = parseId(idSchema, req);
-    const doc = await ready(state).getDocument(id);
-    if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
-    res.json(doc);
-  });
-
-  app.delete('/v1/documents/:id', write, limit, async (req, res) => {
-    const id = parseId(idSchema, req);
-    const backend = ready(state);
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `delete not started within ${options.requestTimeoutMs} ms`);
-    try {
-      const result = await backend.deleteDocument(id, { signal });
-      if (!result.deleted) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
-      req.log.info({ passagesRemoved: result.passagesRemoved }, 'document deleted');
-      res.json({ id, deleted: true, passagesRemoved: result.passagesRemoved });
-    } finally {
-      done();
-    }
-  });
-
-  app.get('/v1/stats', read, limit, async (_req, res) => {
-    res.json(await ready(state).stats());
+    req.log.info({ collection: name }, 'collection deleted');
+    res.json({ name, deleted: true });
   });
 
   app.use(notFound);
@@ -237,6 +301,14 @@ export function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer
   }
   const result = schema.safeParse(req.body);
   if (!result.success) throw validationError(result.error);
+  return result.data;
+}
+
+function parseCollectionName(value: unknown): string {
+  const result = collectionNameSchema.safeParse(value);
+  if (!result.success) {
+    throw new HttpError(400, 'invalid_request', `collection: ${result.error.issues[0]?.message ?? 'invalid'}`, { field: 'collection' });
+  }
   return result.data;
 }
 

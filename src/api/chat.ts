@@ -10,6 +10,7 @@ import express, { type ErrorRequestHandler, type Request, type RequestHandler, t
 import { z } from 'zod';
 import type { AskOutcome, AskParams } from '../service/index.js';
 import { ready, requestSignal, runQueued, observeAnswer, type ApiState } from './app.js';
+import { mayUseCollection, principalOf } from './auth.js';
 import { HttpError, toHttpError, validationError } from './errors.js';
 import type { GenerationQueue } from './generation-queue.js';
 import type { InFlightRequests } from './in-flight.js';
@@ -155,16 +156,21 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
   const schema = chatRequestSchema(options.limits);
   const json = express.json({ limit: options.bodyLimit, strict: true });
 
-  const models = async () =>
-    (await ready(options.state).listCollections()).map((c) => ({
+  // A key limited to some collections sees only those models, and gets a 403 for any other, as on the data routes.
+  const models = async (res: Response) =>
+    (await ready(options.state).listCollections()).filter((c) => mayUseCollection(res, c.name)).map((c) => ({
       id: modelIdFor(c.name),
       object: 'model' as const,
       created: Math.floor(Date.parse(c.createdAt) / 1000) || 0,
       owned_by: 'fid-rag',
       collection: c.name,
     }));
-  const resolveModel = async (requested: string) => {
-    const model = (await models()).find((m) => m.id === requested || m.collection === requested);
+  const resolveModel = async (requested: string, res: Response) => {
+    const collection = requested.startsWith(MODEL_ID_PREFIX) ? requested.slice(MODEL_ID_PREFIX.length) : requested;
+    if (!mayUseCollection(res, collection)) {
+      throw new HttpError(403, 'forbidden', `API key "${principalOf(res)?.name}" may not use the model "${requested}"`, { field: 'model' });
+    }
+    const model = (await models(res)).find((m) => m.collection === collection);
     if (!model) {
       throw new HttpError(404, 'model_not_found', `the model "${requested}" does not exist; GET /v1/models lists the models`, { field: 'model' });
     }
@@ -172,17 +178,17 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
   };
 
   router.get('/v1/models', options.read, options.limit, async (_req, res) => {
-    res.json({ object: 'list', data: await models() });
+    res.json({ object: 'list', data: await models(res) });
   });
 
   // Model ids hold a "/", which clients send as is or percent-encoded.
   router.get(/^\/v1\/models\/(.+)$/, options.read, options.limit, async (req, res) => {
-    res.json(await resolveModel(decodeURIComponent(String((req.params as Record<string, string>)[0]))));
+    res.json(await resolveModel(decodeURIComponent(String((req.params as Record<string, string>)[0])), res));
   });
 
   router.post('/v1/chat/completions', options.read, options.limit, json, async (req, res) => {
     const body = parseChatBody(schema, req);
-    const model = await resolveModel(body.model);
+    const model = await resolveModel(body.model, res);
     const backend = ready(options.state);
     const params = { ...askParams(body, options.retrievalTurns, options.limits.maxQueryChars), collection: model.collection };
     const markers = body.rag?.citationMarkers ?? false;

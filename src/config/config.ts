@@ -15,6 +15,8 @@ const apiKeySchema = z
       .regex(/^[0-9a-fA-F]{64}$/, 'must be the 64 hex digits of the SHA-256 of the key (npm run keys prints it)')
       .transform((hex) => hex.toLowerCase()),
     scopes: z.array(z.enum(API_SCOPES)).min(1),
+    /** Limits the key to these collections (403 elsewhere, including the collection list); absent: every collection. */
+    collections: z.array(z.string().regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"')).min(1).optional(),
   })
   .strict();
 

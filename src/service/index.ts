@@ -24,6 +24,7 @@ export {
   ReadOnlyIndexError,
   IndexInconsistentError,
   CollectionExistsError,
+  CollectionProtectedError,
   CollectionNotFoundError,
 } from './errors.js';
 export { RerankerSlot, RerankerUnavailableError, InvalidRerankError, retrieve, type RerankParams } from './reranking.js';

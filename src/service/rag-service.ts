@@ -5,7 +5,7 @@ import type { FidReader, AnswerResult, FusionMode, SamplingOptions } from '../re
 import type { SearchFilter, SearchMode } from '../retrieval/index.js';
 import type { CollectionManifest, Metadata, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
-import { ReadOnlyIndexError, ServiceError } from './errors.js';
+import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
 import { retrieve, type RerankerSlot, type RerankParams } from './reranking.js';
 
@@ -175,7 +175,7 @@ export class RagService {
   /** Resolves false if there was no such collection. */
   deleteCollection(name: string): Promise<boolean> {
     if (name === this.defaultCollection) {
-      throw new ServiceError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`);
+      return Promise.reject(new CollectionProtectedError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`));
     }
     return this.collections.drop(name);
   }
