@@ -486,14 +486,16 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const write = await post('/v1/collections/picked/documents', { documents: [{ id: 'okapi.md', text: 'The okapistripes belong to a giraffe relative.' }] });
     expect(write.status).toBe(200);
     await page.reload();
-    await page.waitForSelector('#collection option[value="picked"]');
+    // Options of a closed <select> have no box, so Playwright calls them hidden: wait for the option to be there.
+    await page.waitForSelector('#collection option[value="picked"]', { state: 'attached' });
     expect(await page.locator('#collection option').allTextContents()).toEqual([`${indexName} (default)`, 'picked']);
 
     await page.click('#tab-search');
     await page.selectOption('#search-mode', 'bm25');
     await page.fill('#query', 'okapistripes');
     await page.press('#query', 'Enter');
-    await page.waitForSelector('#results[data-state="done"]');
+    // An empty list has no height, so Playwright calls it hidden: wait for it to be there, not visible.
+    await page.waitForSelector('#results[data-state="done"]', { state: 'attached' });
     expect(await page.locator('#results .result').count()).toBe(0);
 
     await page.selectOption('#collection', 'picked');
