@@ -15,12 +15,13 @@ const program = new Command()
   .option('--split <name>', 'qrels split', 'test')
   .option('--collection <name>', 'collection to evaluate in, built on first run (default: derived from dataset and embedding model)')
   .option('--index <name>', 'same as --collection (older name)')
+  .option('--rerank <topN>', 'also rerank the top N candidates with the cross-encoder (RAG_RERANK_MODEL) and report both', intOption('--rerank'))
   .option('--json <file>', 'write the results as JSON');
 
 runCli(async () => {
   const opts = program
     .parse()
-    .opts<{ dataset: string; mode: SearchMode; k: number; split: string; collection?: string; index?: string; json?: string }>();
+    .opts<{ dataset: string; mode: SearchMode; k: number; split: string; collection?: string; index?: string; json?: string; rerank?: number }>();
   const base = loadConfig();
   const config = loadConfig({ overrides: { retrieval: { ...base.retrieval, maxK: Math.max(opts.k, base.retrieval.maxK) } } });
   const dataset = await loadBeirDataset(opts.dataset, { split: opts.split });
@@ -42,6 +43,10 @@ runCli(async () => {
 
     const search = async (query: string, k: number, mode: SearchMode) => service.search({ collection, query, k, mode });
     const run = new Map<string, ScoredDoc[]>();
+    const rerankedRun = new Map<string, ScoredDoc[]>();
+    const rerankMs: number[] = [];
+    const plainMs: number[] = [];
+    const rerankedMs: number[] = [];
     const searchMs: number[] = [];
     const embedMs: number[] = [];
     const approx: string[][] = [];
@@ -54,12 +59,23 @@ runCli(async () => {
       searchMs.push(result.timings.searchMs);
       if (opts.mode !== 'bm25') embedMs.push(result.timings.embedMs);
       run.set(qid, passagesToDocRun(result.results));
+      plainMs.push(result.timings.embedMs + result.timings.searchMs);
+      if (opts.rerank) {
+        // The service's own rerank path with k = topN: all N candidates kept, reordered by the cross-encoder, so the
+        // metrics at 10 see the reranked head and Recall@100 cannot exceed the candidates' recall.
+        const reranked = await service.search({ collection, query: text, k: opts.rerank, mode: opts.mode, rerank: { topN: opts.rerank } });
+        const t = reranked.timings;
+        rerankMs.push(t.rerankMs ?? 0);
+        rerankedMs.push(t.embedMs + t.searchMs + (t.rerankMs ?? 0));
+        rerankedRun.set(qid, passagesToDocRun(reranked.results.map((h) => ({ ...h, score: h.rerankScore ?? h.score }))));
+      }
       // HNSW recall is measured passage-wise on the same queries, whatever mode is being evaluated.
       approx.push((await search(text, 10, 'dense')).results.map((h) => h.passageId));
       exact.push((await search(text, 10, 'exact')).results.map((h) => h.passageId));
     }
 
     const evaluation = evaluateRun(run, dataset.qrels);
+    const rerankEvaluation = opts.rerank ? evaluateRun(rerankedRun, dataset.qrels) : undefined;
     const hnswRecallAt10 = recallAgainst(approx, exact, 10);
     const report = {
       dataset: datasetName,
@@ -71,6 +87,15 @@ runCli(async () => {
       queryEmbeddingMs: embedMs.length > 0 ? { p50: percentile(embedMs, 50), p95: percentile(embedMs, 95) } : null,
       embedModel: config.embedModel,
       passages: stats.passages,
+      ...(rerankEvaluation && {
+        rerank: {
+          topN: opts.rerank,
+          model: config.rerankModel,
+          metrics: rerankEvaluation.mean,
+          rerankMs: { p50: percentile(rerankMs, 50), p95: percentile(rerankMs, 95) },
+          latencyMs: { p50: percentile(rerankedMs, 50), p95: percentile(rerankedMs, 95) },
+        },
+      }),
     };
 
     console.log(`\n${datasetName}, mode ${opts.mode}, ${evaluation.queries} queries with judgments, k=${opts.k}`);
@@ -85,6 +110,22 @@ runCli(async () => {
           : []),
       ]),
     );
+    if (report.rerank && rerankEvaluation) {
+      const r = report.rerank;
+      console.log(`\nwithout and with reranking the top ${r.topN} by ${r.model} (same queries)`);
+      console.log(
+        formatTable([
+          ['metric', `retrieval (k=${opts.k})`, `+ rerank top ${r.topN}`],
+          ...RETRIEVAL_METRICS.map((m) => [m, evaluation.mean[m].toFixed(4), rerankEvaluation.mean[m].toFixed(4)]),
+          [
+            'latency p50 / p95 (ms, query embedding included)',
+            `${percentile(plainMs, 50).toFixed(2)} / ${percentile(plainMs, 95).toFixed(2)}`,
+            `${r.latencyMs.p50.toFixed(2)} / ${r.latencyMs.p95.toFixed(2)}`,
+          ],
+          ['of which cross-encoder p50 / p95 (ms)', '-', `${r.rerankMs.p50.toFixed(2)} / ${r.rerankMs.p95.toFixed(2)}`],
+        ]),
+      );
+    }
     if (evaluation.skipped.notInRun.length > 0) console.log(`(${evaluation.skipped.notInRun.length} judged queries returned nothing)`);
     if (opts.json) writeJsonReport(opts.json, report);
   } finally {

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     .name('fixtures')
     .description('Build fixture ONNX models (random deterministic weights, real architectures and tokenizers)')
     .addOption(new Option('--size <size>', 'model size').choices(['tiny', 'full']).makeOptionMandatory())
-    .requiredOption('--out <dir>', 'output folder (receives fixture-bert-<size>/ and fixture-t5-<size>/)')
+    .requiredOption('--out <dir>', 'output folder (receives fixture-bert-<size>/, fixture-t5-<size>/ and fixture-cross-encoder-<size>/)')
     .option('--shared <dir>', 'folder with the real model configs and tokenizers', defaultSharedModelsDir())
     .option('--seed <n>', 'weight seed', parseSeed, DEFAULT_FIXTURE_SEED)
     .parse();
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
     const bytes = result.fileBytes[file] ?? 0;
     console.log(`${file}: ${count.toLocaleString('en-US')} parameters, ${formatMegabytes(bytes)}`);
   }
-  console.log(`built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}`);
+  console.log(`built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}\n  ${result.crossEncoderDir}`);
 }
 
 main().catch((err: unknown) => {

@@ -34,6 +34,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
       maxAskK: config.reader.maxK,
       maxNewTokens: config.reader.maxNewTokensLimit,
       maxBeams: config.reader.maxBeams,
+      maxRerankTopN: Math.min(config.rerank.maxTopN, config.retrieval.maxK),
     },
     documentLimits: config.documents,
     bodyLimit: config.server.bodyLimit,
@@ -48,6 +49,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     rateLimit: config.server.rateLimit,
     trustProxy: config.server.trustProxy,
     logger: log,
+    chatRetrievalTurns: config.chat.retrievalTurns,
   });
 
   const writable = !config.server.readOnly;

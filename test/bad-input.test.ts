@@ -166,12 +166,12 @@ describe.each(['/v1/search', '/v1/ask'] as const)('%s', (route) => {
       `{"${textField}": "zebra", "constructor": {"prototype": {"polluted": true}}}`,
       `{"${textField}": "zebra", "filter": {"__proto__": {"polluted": true}}}`,
       `{"${textField}": "zebra", "filter": {"constructor": {"prototype": {"polluted": true}}}}`,
-      `{"${textField}": "zebra", "topK": 3}`,
+      `{"${textField}": "zebra", "topN": 3}`,
     ]) {
       const reply = await post(route, body);
       expectClientError(reply, 400);
       expect(reply.json.error.code).toBe('invalid_request');
-      expect(reply.json.error.message).toMatch(/__proto__|constructor|topK/);
+      expect(reply.json.error.message).toMatch(/__proto__|constructor|topN/);
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(Object.prototype).not.toHaveProperty('polluted');

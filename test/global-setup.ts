@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import {
   BERT_SOURCE_MODEL,
   buildFixtures,
+  CROSS_ENCODER_SOURCE_MODEL,
   defaultSharedModelsDir,
   FIXTURE_BUILDER_SOURCE_DIR,
   T5_SOURCE_MODEL,
 } from '../src/fixtures/index.js';
 import { writeJsonAtomic } from '../src/fixtures/files.js';
-import { BERT_TINY, FIXTURE_SEED, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
+import { BERT_TINY, CROSS_ENCODER_TINY, FIXTURE_SEED, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
 
 const STAMP_FILE = join(FIXTURES_DIR, 'fixture-stamp.json');
 
@@ -29,6 +30,9 @@ const REQUIRED_FILES = [
   `${T5_TINY}/onnx/encoder_model_quantized.onnx`,
   `${T5_TINY}/onnx/decoder_model_merged.onnx`,
   `${T5_TINY}/onnx/decoder_model_merged_quantized.onnx`,
+  `${CROSS_ENCODER_TINY}/config.json`,
+  `${CROSS_ENCODER_TINY}/onnx/model.onnx`,
+  `${CROSS_ENCODER_TINY}/onnx/model_quantized.onnx`,
 ];
 
 async function buildStamp(sharedModelsDir: string): Promise<string> {
@@ -39,7 +43,7 @@ async function buildStamp(sharedModelsDir: string): Promise<string> {
     hash.update(`${file}\n`);
     hash.update(await readFile(join(FIXTURE_BUILDER_SOURCE_DIR, file)));
   }
-  for (const file of [`${BERT_SOURCE_MODEL}/config.json`, `${T5_SOURCE_MODEL}/config.json`]) {
+  for (const file of [`${BERT_SOURCE_MODEL}/config.json`, `${T5_SOURCE_MODEL}/config.json`, `${CROSS_ENCODER_SOURCE_MODEL}/config.json`]) {
     hash.update(await readFile(join(sharedModelsDir, file)));
   }
   return hash.digest('hex');

@@ -12,7 +12,7 @@ import { SseParser } from '../public/js/sse.js';
 import { startServer } from '../src/main.js';
 import { CHROMIUM_PATH, hasChromium, launchChromium } from './helpers/browser.js';
 import { fixtureConfig } from './helpers/config.js';
-import { REPO_ROOT } from './helpers/fixtures.js';
+import { CROSS_ENCODER_TINY, REPO_ROOT } from './helpers/fixtures.js';
 
 // ------------------------------------------------------------------------------------ page logic, no browser needed
 
@@ -216,7 +216,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
   beforeAll(async () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-playground-'));
     for (const [name, text] of Object.entries(DOCS)) writeFileSync(path.join(corpus, name), text);
-    const config = fixtureConfig({ corpusDir: corpus });
+    const config = fixtureConfig({ corpusDir: corpus, rerankModel: CROSS_ENCODER_TINY });
     indexName = config.indexName;
     server = await startServer(config, pino({ level: 'silent' }));
     base = `http://127.0.0.1:${server.port}`;
@@ -443,6 +443,28 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await page.locator('#results .result').first().getAttribute('data-passage-id')).toMatch(/^zebras\.md#/);
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'playground-search.png'), fullPage: true });
     expect(await page.textContent('#search-meta')).toMatch(/\d+ results? · embed .* · search .* · total /);
+  });
+
+  it('search tab: the rerank toggle keeps the best k of top N by cross-encoder score', async () => {
+    const request = { query: 'zebra migration Serengeti', mode: 'hybrid', k: 2, rerank: { topN: 4 } };
+    const direct = (await (
+      await fetch(`${base}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) })
+    ).json()) as { results: Array<{ passageId: string; rerankScore: number }> };
+    expect(await page.isDisabled('#search-rerank-topn')).toBe(true);
+    await page.check('#search-rerank');
+    expect(await page.isDisabled('#search-rerank-topn')).toBe(false);
+    await page.fill('#search-rerank-topn', '4');
+    await page.fill('#query', request.query);
+    await page.selectOption('#search-mode', request.mode);
+    await page.fill('#search-k', String(request.k));
+    await page.press('#query', 'Enter');
+    await page.waitForSelector('#results[data-state="done"] .rerank-score');
+    const shown = await page.locator('#results .result').evaluateAll((els) =>
+      els.map((e) => ({ passageId: e.getAttribute('data-passage-id'), rerankScore: Number(e.querySelector('.rerank-score')?.getAttribute('data-rerank-score')) })),
+    );
+    expect(shown).toEqual(direct.results.map((r) => ({ passageId: r.passageId, rerankScore: r.rerankScore })));
+    expect(await page.textContent('#search-meta')).toMatch(/ · rerank .* · total /);
+    await page.uncheck('#search-rerank');
   });
 
   it('shows markup from documents as text, never as elements', async () => {

@@ -243,6 +243,7 @@ class AnswerView {
     const t = body.timings ?? {};
     renderTimings(this.timings, [
       ['retrieve', 'Retrieve', t.retrieveMs ?? 0],
+      ...(t.rerankMs !== undefined ? [['rerank', 'of which rerank', t.rerankMs]] : []),
       ['encode', 'Encode', t.encodeMs ?? 0],
       ['decode', 'Decode', t.decodeMs ?? 0],
       ['total', 'Total', t.totalMs ?? 0],
@@ -355,6 +356,9 @@ function setupAsk() {
   const fusion = /** @type {HTMLSelectElement} */ (byId('ask-fusion'));
   const maxTokens = /** @type {HTMLInputElement} */ (byId('ask-max-tokens'));
   const beams = /** @type {HTMLInputElement} */ (byId('ask-beams'));
+  const temperature = /** @type {HTMLInputElement} */ (byId('ask-temperature'));
+  const seed = /** @type {HTMLInputElement} */ (byId('ask-seed'));
+  const rerank = rerankControl('ask');
   const askButton = /** @type {HTMLButtonElement} */ (byId('ask-button'));
   const stopButton = /** @type {HTMLButtonElement} */ (byId('ask-stop'));
   const view = new AnswerView();
@@ -385,6 +389,9 @@ function setupAsk() {
       k: optionalNumber(k),
       maxNewTokens: optionalNumber(maxTokens),
       numBeams: optionalNumber(beams),
+      temperature: optionalNumber(temperature),
+      seed: optionalNumber(seed),
+      rerank: rerank(),
     };
     try {
       const body = await askStreaming(request, { onToken: (t) => view.appendToken(t), signal: controller.signal });
@@ -409,11 +416,27 @@ function setupAsk() {
 
 // ----------------------------------------------------------------------------------------------------------- search
 
+/**
+ * The rerank toggle of a form: returns the request's `rerank` (undefined when off); the top-N field is only enabled
+ * while the toggle is on.
+ * @param {'ask' | 'search'} prefix
+ * @returns {() => {topN: number} | undefined}
+ */
+function rerankControl(prefix) {
+  const toggle = /** @type {HTMLInputElement} */ (byId(`${prefix}-rerank`));
+  const topN = /** @type {HTMLInputElement} */ (byId(`${prefix}-rerank-topn`));
+  const sync = () => (topN.disabled = !toggle.checked);
+  toggle.addEventListener('change', sync);
+  sync();
+  return () => (toggle.checked ? { topN: optionalNumber(topN) ?? 50 } : undefined);
+}
+
 function setupSearch() {
   const form = /** @type {HTMLFormElement} */ (byId('search-form'));
   const query = /** @type {HTMLInputElement} */ (byId('query'));
   const mode = /** @type {HTMLSelectElement} */ (byId('search-mode'));
   const k = /** @type {HTMLInputElement} */ (byId('search-k'));
+  const rerank = rerankControl('search');
   const meta = byId('search-meta');
   const list = byId('results');
   const button = /** @type {HTMLButtonElement} */ (byId('search-button'));
@@ -425,10 +448,11 @@ function setupSearch() {
     meta.textContent = 'Searching…';
     list.dataset.state = 'searching';
     try {
-      const body = await search({ query: query.value, mode: mode.value, k: optionalNumber(k) });
+      const body = await search({ query: query.value, mode: mode.value, k: optionalNumber(k), rerank: rerank() });
       renderResults(list, body.results);
       const t = body.timings;
-      meta.textContent = `${body.results.length} result${body.results.length === 1 ? '' : 's'} · embed ${formatMs(t.embedMs)} · search ${formatMs(t.searchMs)} · total ${formatMs(t.totalMs)}`;
+      const reranked = t.rerankMs !== undefined ? ` · rerank ${formatMs(t.rerankMs)}` : '';
+      meta.textContent = `${body.results.length} result${body.results.length === 1 ? '' : 's'} · embed ${formatMs(t.embedMs)} · search ${formatMs(t.searchMs)}${reranked} · total ${formatMs(t.totalMs)}`;
       list.dataset.state = 'done';
     } catch (err) {
       meta.textContent = '';

@@ -110,7 +110,7 @@ export function locationFacts(p) {
 }
 
 /**
- * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, attention: number, pageStart?: number, pageEnd?: number, section?: string[]}} AnswerPassage
+ * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, rerankScore?: number, attention: number, pageStart?: number, pageEnd?: number, section?: string[]}} AnswerPassage
  * @typedef {{li: HTMLLIElement, textEl: HTMLElement, topEl: HTMLElement, passage: AnswerPassage}} PassageView
  */
 
@@ -149,6 +149,7 @@ export function renderPassages(list, passages, cited, attribution) {
       el('span', { className: 'doc-id', text: passage.docId }),
       el('span', { className: 'passage-id', text: passage.passageId }),
       el('span', { className: 'score', text: `retrieval ${passage.retrievalScore.toFixed(4)}` }),
+      ...(passage.rerankScore !== undefined ? [el('span', { className: 'score rerank-score', text: `rerank ${passage.rerankScore.toFixed(4)}` })] : []),
     ]);
     const textEl = el('p', { className: 'passage-text' });
     renderPassageText(textEl, passage.text);
@@ -212,7 +213,7 @@ export function renderHeatmap(container, matrix, tokenLabels, passages) {
 
 /**
  * @param {HTMLElement} list
- * @param {Array<{passageId: string, docId: string, title: string, text: string, score: number, pageStart?: number, pageEnd?: number, section?: string[]}>} results
+ * @param {Array<{passageId: string, docId: string, title: string, text: string, score: number, rerankScore?: number, pageStart?: number, pageEnd?: number, section?: string[]}>} results
  */
 export function renderResults(list, results) {
   list.replaceChildren();
@@ -223,6 +224,9 @@ export function renderResults(list, results) {
           el('span', { className: 'passage-rank', text: `#${i + 1}` }),
           el('h3', { className: 'passage-title', text: r.title || r.docId }),
           el('span', { className: 'score result-score', text: r.score.toFixed(4), attrs: { 'data-score': String(r.score) } }),
+          ...(r.rerankScore !== undefined
+            ? [el('span', { className: 'score rerank-score', text: `rerank ${r.rerankScore.toFixed(4)}`, attrs: { 'data-rerank-score': String(r.rerankScore) } })]
+            : []),
         ]),
         el('p', { className: 'passage-facts' }, [
           ...locationFacts(r),

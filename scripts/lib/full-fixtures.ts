@@ -8,10 +8,15 @@ export const T5_TINY = fixtureDirName('t5', 'tiny');
 export const FULL_FIXTURES_DIR = path.join(findRepoRoot(process.cwd()), '.cache', 'fixtures-full');
 export const BERT_FULL = fixtureDirName('bert', 'full');
 export const T5_FULL = fixtureDirName('t5', 'full');
+export const CROSS_ENCODER_FULL = fixtureDirName('cross-encoder', 'full');
 
 /** Benchmarks run on full-size fixtures (same dimensions and FLOPs as the real models); build them once if absent. */
 export async function ensureFullFixtures(dir = FULL_FIXTURES_DIR): Promise<string> {
-  const done = [path.join(dir, BERT_FULL, 'onnx', 'model.onnx'), path.join(dir, T5_FULL, 'onnx', 'decoder_model_merged.onnx')];
+  const done = [
+    path.join(dir, BERT_FULL, 'onnx', 'model.onnx'),
+    path.join(dir, T5_FULL, 'onnx', 'decoder_model_merged.onnx'),
+    path.join(dir, CROSS_ENCODER_FULL, 'onnx', 'model.onnx'),
+  ];
   if (done.every((f) => existsSync(f))) return dir;
   console.error(`building full-size fixture models into ${dir} (once) ...`);
   await buildFixtures({ size: 'full', outDir: dir, sharedModelsDir: defaultSharedModelsDir() });

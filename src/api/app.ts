@@ -23,6 +23,7 @@ import type {
 import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
 import type { ListDocumentsOptions } from '../store/index.js';
 import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFilter } from '../store/index.js';
+import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
@@ -51,7 +52,7 @@ import { readMultipart, type UploadLimits } from './uploads.js';
  * Every data call names its collection (the default one for the unscoped routes).
  */
 export interface ApiBackend {
-  search(params: SearchParams): Promise<SearchResponse>;
+  search(params: SearchParams, options?: { signal?: AbortSignal }): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
   upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
@@ -84,6 +85,8 @@ export interface ApiOptions {
   rateLimit: { windowMs: number; max: number };
   trustProxy: boolean | number | string;
   logger: Logger;
+  /** User turns folded into a chat's retrieval query (config chat.retrievalTurns). */
+  chatRetrievalTurns: number;
 }
 
 export interface ApiState {
@@ -169,10 +172,13 @@ export function createApp(state: ApiState, options: ApiOptions) {
       const collection = scoped(req, res);
       const params = parseBody(searchSchema, req);
       const backend = ready(state);
-      const result = await withTimeout(backend.search({ ...params, collection }), options.requestTimeoutMs, 'search');
+      // Only reranking looks at the signal: it stops scoring when the client leaves or the request times out.
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `search not finished within ${options.requestTimeoutMs} ms`);
+      const result = await withTimeout(backend.search({ ...params, collection }, { signal }), options.requestTimeoutMs, 'search').finally(done);
       // BM25 embeds nothing; every other mode embeds the query.
       if (result.timings.embedMs > 0) metrics.observeStage('embed', result.timings.embedMs);
       metrics.observeStage('search', result.timings.searchMs);
+      if (result.timings.rerankMs !== undefined) metrics.observeStage('rerank', result.timings.rerankMs);
       res.json(result);
     });
 
@@ -289,6 +295,10 @@ export function createApp(state: ApiState, options: ApiOptions) {
     });
   }
 
+  app.use(
+    chatRouter({ state, limits: options.limits, queue, inFlight, metrics, read, limit, bodyLimit: options.bodyLimit, requestTimeoutMs: options.requestTimeoutMs, retrievalTurns: options.chatRetrievalTurns }),
+  );
+
   app.get('/v1/collections', read, limit, async (_req, res) => {
     const backend = ready(state);
     const all = await backend.listCollections();
@@ -348,7 +358,7 @@ function labelled(label: string, handler: RequestHandler): RequestHandler {
   };
 }
 
-function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
+export function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   if (!req.is('application/json')) {
     throw new HttpError(415, 'unsupported_media_type', 'send the request body as application/json', { field: '(body)' });
   }
@@ -407,7 +417,7 @@ function parseId(schema: z.ZodType<string>, req: Request): string {
   return result.data;
 }
 
-function ready(state: ApiState): ApiBackend {
+export function ready(state: ApiState): ApiBackend {
   if (state.status !== 'ready' || !state.backend) {
     throw new HttpError(503, 'not_ready', `service is ${state.status}`, { headers: { 'Retry-After': '5' } });
   }
@@ -418,7 +428,7 @@ function ready(state: ApiState): ApiBackend {
  * One signal ends a request's work for every reason: the client went away, the request timed out, the server is
  * shutting down. The abort reason is the HttpError the client would get.
  */
-function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string) {
+export function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new HttpError(504, 'timeout', timeoutMessage)), timeoutMs);
   const unregister = inFlight.register(controller);
@@ -446,7 +456,7 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number, what: string)
   }
 }
 
-async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
+export async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
   try {
     return await queue.run(task, signal);
   } catch (err) {
@@ -461,10 +471,11 @@ async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, sign
   }
 }
 
-function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
+export function observeAnswer(metrics: ApiMetrics, outcome: AskOutcome): void {
   const t = outcome.timings;
   metrics.observeStage('embed', t.embedMs);
   metrics.observeStage('search', t.searchMs);
+  if (t.rerankMs !== undefined) metrics.observeStage('rerank', t.rerankMs);
   metrics.observeStage('encode', t.encodeMs);
   metrics.observeStage('decode', t.decodeMs);
   metrics.countTokens(outcome.tokens);
@@ -484,6 +495,6 @@ function sendEvent(res: Response, event: string, data: unknown): void {
 /** The response shape of /v1/ask: internal timings and counters stay inside. */
 function publicAnswer(outcome: AskOutcome) {
   const { onnxMs: _onnxMs, embedMs: _embedMs, searchMs: _searchMs, ...timings } = outcome.timings;
-  const { tokens: _tokens, ...rest } = outcome;
+  const { tokens: _tokens, promptTokens: _promptTokens, finishReason: _finishReason, ...rest } = outcome;
   return { ...rest, timings };
 }

@@ -5,7 +5,9 @@ import {
   CollectionExistsError,
   CollectionNotFoundError,
   CollectionProtectedError,
+  InvalidRerankError,
   ReadOnlyIndexError,
+  RerankerUnavailableError,
   WriteCancelledError,
   WriteQueueFullError,
 } from '../service/index.js';
@@ -56,6 +58,8 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
     return new HttpError(reason.status, reason.code, `${reason.message}; the write was not applied, nothing was changed`, reason.extra);
   }
   if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
+  if (err instanceof RerankerUnavailableError) return new HttpError(503, 'rerank_unavailable', err.message);
+  if (err instanceof InvalidRerankError) return new HttpError(400, 'invalid_request', err.message, { field: 'rerank.topN' });
   // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
   if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
   if (err instanceof CollectionNotFoundError) return new HttpError(404, 'collection_not_found', err.message, { field: 'collection' });

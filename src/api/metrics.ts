@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export type Stage = 'embed' | 'search' | 'encode' | 'decode' | 'write';
+export type Stage = 'embed' | 'search' | 'rerank' | 'encode' | 'decode' | 'write';
 
 /** What the metrics read from the rest of the service at scrape time. */
 export interface MetricsSources {
@@ -37,7 +37,7 @@ export class ApiMetrics {
     });
     this.stages = new Histogram({
       name: 'rag_stage_duration_seconds',
-      help: 'Latency of the pipeline stages: query embedding, index search, reader encode and decode, document writes',
+      help: 'Latency of the pipeline stages: query embedding, index search, cross-encoder reranking, reader encode and decode, document writes',
       labelNames: ['stage'],
       buckets: LATENCY_BUCKETS,
       registers,

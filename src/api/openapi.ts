@@ -22,6 +22,7 @@ import {
   documentListSchema,
   listDocumentsQuerySchema,
 } from './schemas.js';
+import { chatRequestSchema, chatResponseSchema, modelListSchema, openAiErrorSchema } from './chat.js';
 
 const errors = (codes: number[]) =>
   Object.fromEntries(
@@ -181,6 +182,41 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
       responses: { 200: json('Collection statistics', statsResponseSchema), ...errors([401, 403, 404, 429, 503]) },
     });
   }
+
+  const openAiErrors = (codes: number[]) =>
+    Object.fromEntries(codes.map((code) => [code, { description: 'Error (OpenAI shape)', content: { 'application/json': { schema: openAiErrorSchema } } }]));
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/chat/completions',
+    summary: 'OpenAI-compatible chat completion: the last user message is the question',
+    description:
+      'OpenAI Chat Completions wire format, for the `openai` SDKs and chat UIs. `model` is an id from `GET /v1/models` ' +
+      '(`fid-rag/<collection>`): the chat is answered from that collection. The last message must be the user\'s; the reader reads it alone, while retrieval searches with ' +
+      'the last `chat.retrievalTurns` user messages joined (default 2). System and assistant messages are accepted and not ' +
+      'read. `max_tokens`/`max_completion_tokens` bound the generated tokens; `temperature` (absent or 0: greedy), `top_p`, ' +
+      '`top_k` and `seed` control sampling. `n` > 1, tools/functions and non-text content parts are a 400. The extension ' +
+      'object `rag` takes the /v1/ask retrieval options (`k`, `mode`, `filter`, `fusion`, `rerank`) and `citationMarkers` ' +
+      '(append `[n]` markers). Citations come in the top-level extension field `citations`. With `stream: true` the ' +
+      'answer is sent as `chat.completion.chunk` events (`choices[0].delta`), the chunk with `finish_reason` carries ' +
+      '`citations`, `stream_options.include_usage` adds a last chunk with `usage` and empty `choices`, then `data: [DONE]`. ' +
+      'Errors on this route use OpenAI\'s error shape.',
+    ...needs('read'),
+    request: { body: { required: true, content: { 'application/json': { schema: chatRequestSchema(limits) } } } },
+    responses: {
+      200: {
+        description: 'The completion, with usage and citations',
+        content: { 'application/json': { schema: chatResponseSchema }, 'text/event-stream': { schema: { type: 'string' } } },
+      },
+      ...openAiErrors([400, 401, 403, 404, 413, 415, 429, 503, 504]),
+    },
+  });
+  registry.registerPath({
+    method: 'get',
+    path: '/v1/models',
+    summary: 'OpenAI-compatible model list: one model id per collection (`fid-rag/<collection>`)',
+    ...needs('read'),
+    responses: { 200: json('The models', modelListSchema), ...openAiErrors([401, 403, 429, 503]) },
+  });
 
   registry.registerPath({
     method: 'get',

@@ -22,6 +22,8 @@ export interface ApiLimits {
   maxAskK: number;
   maxNewTokens: number;
   maxBeams: number;
+  /** Largest rerank.topN (rerank.maxTopN, capped by retrieval.maxK). */
+  maxRerankTopN: number;
 }
 
 /** The first string in a JSON value (a key or a string value) that is not well-formed Unicode, as a path. */
@@ -85,6 +87,40 @@ export const searchFilterSchema = z
 export const retrievalModeSchema = z.enum(['dense', 'bm25', 'hybrid', 'exact']).openapi('RetrievalMode');
 export const fusionModeSchema = z.enum(['fid', 'concat']).openapi('FusionMode');
 
+export function rerankSchema(limits: ApiLimits) {
+  return z
+    .object({
+      topN: z
+        .number()
+        .int()
+        .min(1)
+        .max(limits.maxRerankTopN)
+        .openapi({ description: 'Candidates retrieved and scored by the cross-encoder (RAG_RERANK_MODEL); the best k are kept. Must be >= k.' }),
+    })
+    .strict()
+    .openapi('Rerank');
+}
+
+/** Sampling parameters shared by /v1/ask and /v1/chat/completions (same names as OpenAI's, in camelCase here). */
+export function samplingFields() {
+  return {
+    temperature: z
+      .number()
+      .min(0)
+      .max(2)
+      .optional()
+      .openapi({ description: 'Absent or 0: greedy decoding (the default). > 0: sample from softmax(logits / temperature).' }),
+    topP: z.number().gt(0).max(1).optional().openapi({ description: 'Nucleus sampling: keep the most likely tokens until their probability reaches topP (1 = off).' }),
+    topK: z.number().int().min(0).max(1000).optional().openapi({ description: 'Keep only the topK most likely tokens (0 = off).' }),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: 'Makes sampling reproducible.' }),
+  };
+}
+
+/** rerank.topN below k cannot keep k passages (without k the service checks it against its default k). */
+function rerankCoversK(body: { k?: number; rerank?: { topN: number } }): boolean {
+  return body.rerank === undefined || body.k === undefined || body.rerank.topN >= body.k;
+}
+
 export function searchRequestSchema(limits: ApiLimits) {
   return z
     .object({
@@ -92,8 +128,10 @@ export function searchRequestSchema(limits: ApiLimits) {
       k: z.number().int().min(1).max(limits.maxSearchK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
+      rerank: rerankSchema(limits).optional(),
     })
     .strict()
+    .refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' })
     .openapi('SearchRequest');
 }
 
@@ -104,12 +142,16 @@ export function askRequestSchema(limits: ApiLimits) {
       k: z.number().int().min(1).max(limits.maxAskK).optional(),
       mode: retrievalModeSchema.optional(),
       filter: searchFilterSchema.optional(),
+      rerank: rerankSchema(limits).optional(),
       fusion: fusionModeSchema.optional(),
       maxNewTokens: z.number().int().min(1).max(limits.maxNewTokens).optional(),
       numBeams: z.number().int().min(1).max(limits.maxBeams).optional(),
+      ...samplingFields(),
       stream: z.boolean().optional(),
     })
     .strict()
+    .refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' })
+    .refine((b) => !(b.temperature && (b.numBeams ?? 1) > 1), { path: ['numBeams'], message: 'sampling (temperature > 0) needs numBeams 1' })
     .openapi('AskRequest');
 }
 
@@ -126,7 +168,8 @@ export const searchHitSchema = z
     docId: z.string(),
     title: z.string(),
     text: z.string(),
-    score: z.number(),
+    score: z.number().openapi({ description: 'The retrieval score (see the mode).' }),
+    rerankScore: z.number().optional().openapi({ description: "With rerank: the cross-encoder's relevance logit; results are ordered by it." }),
     ...passageLocationShape,
   })
   .openapi('SearchHit');
@@ -134,7 +177,7 @@ export const searchHitSchema = z
 export const searchResponseSchema = z
   .object({
     results: z.array(searchHitSchema),
-    timings: z.object({ embedMs: z.number(), searchMs: z.number(), totalMs: z.number() }),
+    timings: z.object({ embedMs: z.number(), searchMs: z.number(), rerankMs: z.number().optional(), totalMs: z.number() }),
   })
   .openapi('SearchResponse');
 
@@ -173,6 +216,7 @@ export const askResponseSchema = z
         title: z.string(),
         text: z.string(),
         retrievalScore: z.number(),
+        rerankScore: z.number().optional().openapi({ description: "With rerank: the cross-encoder's relevance logit; passages are ordered by it." }),
         attention: z.number().openapi({ description: "Share of the decoder's cross-attention on this passage; shares sum to 1." }),
         ...passageLocationShape,
       }),
@@ -181,7 +225,13 @@ export const askResponseSchema = z
     attribution: z.enum(['cross-attention', 'leave-one-out']),
     fusion: fusionModeSchema,
     model: z.string(),
-    timings: z.object({ retrieveMs: z.number(), encodeMs: z.number(), decodeMs: z.number(), totalMs: z.number() }),
+    timings: z.object({
+      retrieveMs: z.number(),
+      rerankMs: z.number().optional().openapi({ description: 'With rerank: cross-encoder scoring, included in retrieveMs.' }),
+      encodeMs: z.number(),
+      decodeMs: z.number(),
+      totalMs: z.number(),
+    }),
   })
   .openapi('AskResponse');
 

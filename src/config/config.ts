@@ -41,6 +41,8 @@ const configSchema = z.object({
   modelsDir: z.string().default('./models'),
   embedModel: z.string().default('Xenova/bge-small-en-v1.5'),
   readerModel: z.string().default('Xenova/flan-t5-small'),
+  /** Cross-encoder for `rerank` requests; loaded on the first such request unless rerank.loadOnStart. */
+  rerankModel: z.string().default('Xenova/ms-marco-MiniLM-L-6-v2'),
   quantized: z.boolean().default(true),
   allowRemote: z.boolean().default(true),
   /** Hub endpoint for downloads; a company mirror can stand in for huggingface.co. */
@@ -124,6 +126,35 @@ const configSchema = z.object({
       lengthPenalty: z.number().default(1),
       noRepeatNgramSize: z.number().int().min(0).default(0),
       citationShare: z.number().min(0).max(1).default(0.15),
+    })
+    .prefault({}),
+  rerank: z
+    .object({
+      /** Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request. */
+      loadOnStart: z.boolean().default(false),
+      /** Largest `rerank.topN` a request may ask for (also capped by retrieval.maxK). */
+      maxTopN: z.number().int().positive().default(100),
+      /** Most (query, passage) pairs per cross-encoder run. */
+      batchSize: z.number().int().positive().default(16),
+      /**
+       * Most tokens per cross-encoder run (pairs × longest, padding included). A run holds the event loop: bench:embed's
+       * quiet-machine figure for bge-small (75 ms per 204-token passage, 12 layers) puts MiniLM-L6 (6 layers, same width)
+       * near 0.2 ms per token, so 256 keeps a run near 50 ms; bench:rerank measured no throughput gain from larger
+       * batches on CPU, and the longest run growing with the batch.
+       */
+      batchTokens: z.number().int().positive().default(256),
+      /** Pair length limit in tokens; default from the model's tokenizer or config. */
+      maxTokens: z.number().int().positive().optional(),
+    })
+    .prefault({}),
+  chat: z
+    .object({
+      /**
+       * User turns folded into the retrieval query of /v1/chat/completions, newest last: 1 retrieves with the last
+       * question only, 2 also with the previous user turn (so a follow-up such as "and how fast is it?" still finds
+       * its subject). The reader always reads the last question alone.
+       */
+      retrievalTurns: z.number().int().min(1).max(10).default(2),
     })
     .prefault({}),
   server: z
@@ -242,6 +273,7 @@ const ENV_KEYS: Array<{ env: string; key: string; type: EnvType }> = [
   { env: 'RAG_MODELS_DIR', key: 'modelsDir', type: 'string' },
   { env: 'RAG_EMBED_MODEL', key: 'embedModel', type: 'string' },
   { env: 'RAG_READER_MODEL', key: 'readerModel', type: 'string' },
+  { env: 'RAG_RERANK_MODEL', key: 'rerankModel', type: 'string' },
   { env: 'RAG_QUANTIZED', key: 'quantized', type: 'boolean' },
   { env: 'RAG_ALLOW_REMOTE', key: 'allowRemote', type: 'boolean' },
   { env: 'RAG_HUB_URL', key: 'hubUrl', type: 'string' },

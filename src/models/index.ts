@@ -2,8 +2,10 @@ import type { AppConfig } from '../config/index.js';
 import { Embedder } from './embedder.js';
 import { loadSeq2SeqModel, type Seq2SeqModel } from './reader-model.js';
 import { ModelNotFoundError, ModelsNotFoundError } from './resolve.js';
+import { CrossEncoder } from './cross-encoder.js';
 
 export { Embedder, type EmbedderOptions, type Pooling } from './embedder.js';
+export { CrossEncoder, type CrossEncoderOptions, type EncodedPair } from './cross-encoder.js';
 export { loadSeq2SeqModel, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
 export { ModelNotFoundError, ModelsNotFoundError, locateModel, type ModelLocation } from './resolve.js';
 export { knownEmbeddingModel, KNOWN_EMBEDDING_MODELS } from './known-models.js';
@@ -39,4 +41,14 @@ export async function loadModels(config: AppConfig): Promise<{ embedder: Embedde
   if (other !== undefined) throw other;
   if (failures.length > 0) throw new ModelsNotFoundError(failures as ModelNotFoundError[]);
   return { embedder: (embedder as PromiseFulfilledResult<Embedder>).value, readerModel: (readerModel as PromiseFulfilledResult<Seq2SeqModel>).value };
+}
+
+export function loadCrossEncoder(config: AppConfig): Promise<CrossEncoder> {
+  return CrossEncoder.load(config.rerankModel, {
+    modelsDir: config.modelsDir,
+    allowRemote: config.allowRemote,
+    hubUrl: config.hubUrl,
+    quantized: config.quantized,
+    maxTokens: config.rerank.maxTokens,
+  });
 }

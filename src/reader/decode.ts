@@ -1,12 +1,13 @@
 /**
- * The decoding loop: greedy and beam search over a StepRunner (which hides the decoder cache). Scoring and stopping
+ * The decoding loop: greedy search, beam search and sampling (sampling.ts) over a StepRunner (which hides the decoder cache). Scoring and stopping
  * follow Hugging Face transformers so results are comparable: token scores are log-softmax of the raw logits, and the
  * processors (min new tokens, no-repeat n-grams) only exclude tokens, without renormalising. Each step only looks at
  * the few largest logits per row (listed by the graph), never the whole vocabulary.
  */
 import type { AttentionTraceNode, CrossAttentionTracer } from './attribution.js';
-import type { DecoderStep, StepRunner } from './decoder.js';
+import type { Candidate, DecoderStep, StepRunner } from './decoder.js';
 import { throwIfAborted, yieldToEventLoop } from './onnx-run.js';
+import { drawIndex, isSampling, samplingDistribution, SeededRandom, validateSampling, type SamplingOptions } from './sampling.js';
 
 export interface SearchOptions {
   maxNewTokens: number;
@@ -21,6 +22,10 @@ export interface SearchOptions {
   onToken?: (id: number, index: number) => void;
   /** When given, the cross-attention of every generated token is recorded (the decoder graph must be patched). */
   tracer?: CrossAttentionTracer;
+  /** Temperature > 0 samples instead of searching (one sequence; numBeams must be 1). */
+  sampling?: SamplingOptions;
+  /** Size of the decoder's output vocabulary: sampling without topK looks at all of it. */
+  vocabSize?: number;
 }
 
 export interface SearchResult {
@@ -39,10 +44,67 @@ export interface SearchResult {
 }
 
 export function search(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+  if (isSampling(opts.sampling)) {
+    validateSampling(opts.sampling);
+    if (opts.numBeams > 1) throw new RangeError('sampling (temperature > 0) cannot be combined with numBeams > 1');
+    return sampleSearch(runner, opts, opts.sampling);
+  }
   return opts.numBeams > 1 ? beamSearch(runner, opts) : greedySearch(runner, opts);
 }
 
-export async function greedySearch(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+/** Picks the next token of a single sequence from a decoder step; `topK` is how many logits the step must list. */
+interface TokenChooser {
+  topK(banned: readonly number[]): number;
+  choose(out: DecoderStep, banned: readonly number[]): Candidate | undefined;
+}
+
+export function greedySearch(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+  return singleSequenceSearch(runner, opts, {
+    topK: (banned) => 1 + banned.length,
+    choose: (out, banned) => out.topCandidates(0, 1, banned)[0],
+  });
+}
+
+/**
+ * Ancestral sampling: each token is drawn from the model's distribution after temperature, top-k and top-p (see
+ * sampling.ts). The step lists only the topK + banned largest logits when topK is set, else the whole vocabulary.
+ */
+export function sampleSearch(runner: StepRunner, opts: SearchOptions, sampling: SamplingOptions): Promise<SearchResult> {
+  const random = new SeededRandom(sampling.seed ?? randomSeed());
+  const vocab = opts.vocabSize;
+  if (sampling.topK === 0 && vocab === undefined) throw new Error('sampling without topK needs the vocabulary size');
+  const wanted = (banned: readonly number[]) => (sampling.topK > 0 ? sampling.topK + banned.length : vocab!);
+  return singleSequenceSearch(runner, opts, {
+    topK: (banned) => (vocab === undefined ? wanted(banned) : Math.min(wanted(banned), vocab)),
+    choose: (out, banned) => {
+      const candidates = allowedCandidates(out, wanted(banned) - banned.length, banned);
+      const { tokens, probs } = samplingDistribution(candidates, sampling);
+      const index = drawIndex(probs, random.next());
+      return candidates.find((c) => c.token === tokens[index]);
+    },
+  });
+}
+
+/**
+ * The `count` best allowed tokens, largest logit first. When that is the whole vocabulary and the step has the full
+ * logits (a graph without in-graph top-k), they are sorted here instead of by the step's insertion selection.
+ */
+function allowedCandidates(out: DecoderStep, count: number, banned: readonly number[]): Candidate[] {
+  if (out.logits && count >= out.lastLogits(0).length - banned.length) {
+    const logits = out.lastLogits(0);
+    const skip = new Set(banned);
+    const all: Candidate[] = [];
+    for (let token = 0; token < logits.length; token++) if (!skip.has(token)) all.push({ token, logit: logits[token]! });
+    return all.sort((a, b) => b.logit - a.logit || a.token - b.token);
+  }
+  return out.topCandidates(0, count, banned);
+}
+
+function randomSeed(): number {
+  return Math.floor(Math.random() * 2 ** 52);
+}
+
+async function singleSequenceSearch(runner: StepRunner, opts: SearchOptions, chooser: TokenChooser): Promise<SearchResult> {
   const prefix = [opts.decoderStartTokenId];
   const tokenIds: number[] = [];
   let logProb = 0;
@@ -52,9 +114,9 @@ export async function greedySearch(runner: StepRunner, opts: SearchOptions): Pro
     if (steps > 0) await yieldToEventLoop();
     throwIfAborted(opts.signal);
     const banned = bannedTokens(prefix, opts);
-    const out = await runner.step([prefix], 1 + banned.length);
+    const out = await runner.step([prefix], chooser.topK(banned));
     steps++;
-    const best = out.topCandidates(0, 1, banned)[0];
+    const best = chooser.choose(out, banned);
     if (!best) throw new Error('every token is banned');
     const token = best.token;
     logProb += best.logit - out.lastLogSumExp(0);

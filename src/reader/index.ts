@@ -9,6 +9,7 @@
  */
 export { FidReader, type FidReaderOptions } from './reader.js';
 export { ReaderAbortError } from './onnx-run.js';
+export { SeededRandom, samplingDistribution, drawIndex, type SamplingOptions } from './sampling.js';
 export type {
   AnswerResult,
   AttributionMethod,

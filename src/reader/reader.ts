@@ -10,6 +10,7 @@ import {
   type AttentionTraceNode,
 } from './attribution.js';
 import { search } from './decode.js';
+import { validateSampling } from './sampling.js';
 import { CachedStepRunner, MergedDecoder, supportsMemoryBroadcast } from './decoder.js';
 import {
   buildConcatPlan,
@@ -161,6 +162,8 @@ export class FidReader {
       signal: opts.signal,
       onToken: streamer && ((id) => streamer.push(id)),
       tracer: this.decoder.hasCrossAttention ? new CrossAttentionTracer() : undefined,
+      sampling: opts.sampling,
+      vocabSize: config.vocab_size,
     });
     const decoderSteps = clock.decoderRuns;
     const t2 = performance.now();
@@ -171,6 +174,7 @@ export class FidReader {
       answer: tokenizer.decode(result.tokenIds, { skip_special_tokens: true }),
       tokenIds: result.tokenIds,
       logProb: result.logProb,
+      promptTokens: memory.length,
       ...attribution,
       attribution: this.attributionMethod,
       timings: {
@@ -279,4 +283,5 @@ function validateGenerateOptions(opts: GenerateOptions): void {
   int('minNewTokens', 0);
   if (!Number.isFinite(opts.lengthPenalty)) throw new RangeError(`lengthPenalty must be finite, got ${opts.lengthPenalty}`);
   if (opts.fusion !== 'fid' && opts.fusion !== 'concat') throw new RangeError(`unknown fusion mode "${String(opts.fusion)}"`);
+  if (opts.sampling) validateSampling(opts.sampling);
 }

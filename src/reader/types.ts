@@ -1,3 +1,5 @@
+import type { SamplingOptions } from './sampling.js';
+
 export type FusionMode = 'fid' | 'concat';
 
 export type AttributionMethod = 'cross-attention' | 'leave-one-out';
@@ -28,6 +30,8 @@ export interface GenerateOptions {
   fusion: FusionMode;
   /** EOS is forbidden before this many tokens have been generated (HF `min_new_tokens`). Default 0. */
   minNewTokens?: number;
+  /** Temperature > 0 samples (numBeams must be 1); absent or temperature 0 decodes greedily or with beams. */
+  sampling?: SamplingOptions;
   signal?: AbortSignal;
   /**
    * Greedy search calls this for every token as soon as it is chosen. Beam search calls it for every token of the
@@ -77,6 +81,8 @@ export interface AnswerResult {
   tokenIds: number[];
   /** Sum of the model's log-probabilities of `tokenIds`. */
   logProb: number;
+  /** Encoder tokens the answer was read from: the length of the fused memory (all passages' inputs, padding excluded). */
+  promptTokens: number;
   /** Aligned with the input passages, each in [0,1], summing to 1 (empty when there were no passages). */
   passageScores: number[];
   /** Aligned with `tokenIds`. */

@@ -8,6 +8,7 @@ import { Collections } from './collections.js';
 import { CollectionExistsError } from './errors.js';
 import type { ServiceLog } from './log.js';
 import { RagService } from './rag-service.js';
+import { RerankerSlot } from './reranking.js';
 
 export interface SystemOptions {
   log?: ServiceLog;
@@ -81,9 +82,15 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     await embedderFor(config.embedModel);
   }
 
+  const reranker = RerankerSlot.fromConfig(config);
+  if (config.rerank.loadOnStart) {
+    await reranker.get();
+    log?.info({ model: config.rerankModel }, 'rerank model loaded');
+  }
+
   const engine = await openStoreEngine(engineSpecFor(config), log);
   const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
-  const service = new RagService(config, collections, reader, () => loaded);
+  const service = new RagService(config, collections, reader, () => loaded, reranker);
   if (options.prepareDefaultCollection) {
     try {
       await prepareDefault(config, collections, log);

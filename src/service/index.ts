@@ -5,6 +5,7 @@ export {
   type AskParams,
   type AskOutcome,
   type AskHooks,
+  type SamplingParams,
   type BulkRunOptions,
   type CollectionScope,
   type CollectionSummary,
@@ -29,3 +30,4 @@ export {
   CollectionProtectedError,
   CollectionNotFoundError,
 } from './errors.js';
+export { RerankerSlot, RerankerUnavailableError, InvalidRerankError, retrieve, type RerankParams } from './reranking.js';

@@ -12,12 +12,13 @@ import {
 } from '../ingest/index.js';
 import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
-import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
-import { passageLocation, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
+import type { FidReader, AnswerResult, FusionMode, SamplingOptions } from '../reader/index.js';
+import { passageLocation, type SearchFilter, type SearchMode } from '../retrieval/index.js';
 import type { CollectionManifest, ListDocumentsOptions, Metadata, StoreStats, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
 import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
+import { retrieve, type RerankerSlot, type RerankParams } from './reranking.js';
 
 /** Which collection a call addresses; the default collection (config `indexName`) when absent. */
 export interface CollectionScope {
@@ -29,38 +30,67 @@ export interface SearchParams extends CollectionScope {
   k?: number;
   mode?: SearchMode;
   filter?: SearchFilter;
+  rerank?: RerankParams;
 }
 
-export interface AskParams extends CollectionScope {
+/** Temperature > 0 samples (see src/reader/sampling.ts); absent or 0 decodes greedily (or with beams). */
+export interface SamplingParams {
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  seed?: number;
+}
+
+export interface AskParams extends CollectionScope, SamplingParams {
   question: string;
   k?: number;
   mode?: SearchMode;
   filter?: SearchFilter;
   fusion?: FusionMode;
+  rerank?: RerankParams;
   maxNewTokens?: number;
   numBeams?: number;
   /** Not exposed over HTTP: benchmarks force a fixed answer length with it. */
   minNewTokens?: number;
+  /** Retrieve with this text instead of the question (chat folds earlier user turns into it). */
+  retrievalQuery?: string;
 }
 
 export interface AskOutcome {
   answer: string;
   /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
   citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; attention: number } & PassageLocation>;
+  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; rerankScore?: number; attention: number } & PassageLocation>;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;
   model: string;
   /** Generated tokens, EOS included. */
   tokens: number;
-  /** `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients. */
-  timings: { retrieveMs: number; embedMs: number; searchMs: number; encodeMs: number; decodeMs: number; totalMs: number; onnxMs: number };
+  /** Encoder tokens the reader read (all passages' inputs); 0 without passages. */
+  promptTokens: number;
+  /** 'stop': the model ended the answer (or there was nothing to read); 'length': maxNewTokens cut it off. */
+  finishReason: 'stop' | 'length';
+  /**
+   * `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients;
+   * `rerankMs` (also inside `retrieveMs`) is there when the passages were reranked.
+   */
+  timings: {
+    retrieveMs: number;
+    embedMs: number;
+    searchMs: number;
+    rerankMs?: number;
+    encodeMs: number;
+    decodeMs: number;
+    totalMs: number;
+    onnxMs: number;
+  };
 }
 
 export interface SearchOutcome {
-  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number } & PassageLocation>;
-  timings: { embedMs: number; searchMs: number; totalMs: number };
+  /** `score`: the retrieval score; `rerankScore` (with rerank): the cross-encoder's, which orders the results. */
+  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number; rerankScore?: number } & PassageLocation>;
+  timings: { embedMs: number; searchMs: number; rerankMs?: number; totalMs: number };
 }
 
 /** Page range and heading path of a passage, when its document has them. */
@@ -143,6 +173,8 @@ export class RagService {
     private readonly collections: Collections,
     private readonly reader: FidReader | undefined,
     private readonly embedders: () => Embedder[],
+    /** The cross-encoder for `rerank` requests, loaded on first use (see reranking.ts). */
+    readonly reranker: RerankerSlot,
   ) {}
 
   /** The collection unscoped calls address. */
@@ -189,14 +221,28 @@ export class RagService {
 
   // ---------------------------------------------------------------- search and answers
 
-  search(params: SearchParams): Promise<SearchOutcome> {
+  search(params: SearchParams, options: { signal?: AbortSignal } = {}): Promise<SearchOutcome> {
     return this.use(params, async (c) => {
       const started = performance.now();
       const k = params.k ?? this.config.retrieval.defaultK;
-      const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode, filter: params.filter });
+      const query = { k, mode: params.mode, filter: params.filter, rerank: params.rerank };
+      const { hits, timings } = await retrieve(c.retriever, this.reranker, params.query, query, options.signal);
       return {
-        results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score, ...passageLocation(h) })),
-        timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
+        results: hits.map((h) => ({
+          passageId: h.passageId,
+          docId: h.docId,
+          title: h.title,
+          text: h.text,
+          score: h.score,
+          ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
+          ...passageLocation(h),
+        })),
+        timings: {
+          embedMs: timings.embedMs,
+          searchMs: timings.searchMs,
+          ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
+          totalMs: performance.now() - started,
+        },
       };
     });
   }
@@ -208,13 +254,28 @@ export class RagService {
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
     const fusion = params.fusion ?? rc.defaultFusion;
+    const query = { k, mode: params.mode, filter: params.filter, rerank: params.rerank };
     const { hits, timings } = await this.use(params, (c) =>
-      c.retriever.search(params.question, { k, mode: params.mode, filter: params.filter }),
+      retrieve(c.retriever, this.reranker, params.retrievalQuery ?? params.question, query, hooks.signal),
     );
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
-    const passages = hits.map((h) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, retrievalScore: h.score, ...passageLocation(h) }));
+    const passages = hits.map((h) => ({
+      passageId: h.passageId,
+      docId: h.docId,
+      title: h.title,
+      text: h.text,
+      retrievalScore: h.score,
+      ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
+      ...passageLocation(h),
+    }));
+    const retrievalTimings = {
+      retrieveMs,
+      embedMs: timings.embedMs,
+      searchMs: timings.searchMs,
+      ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
+    };
     if (passages.length === 0) {
       // Nothing matched (empty collection, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
@@ -226,16 +287,21 @@ export class RagService {
         fusion,
         model: this.config.readerModel,
         tokens: 0,
-        timings: { retrieveMs, embedMs: timings.embedMs, searchMs: timings.searchMs, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
+        promptTokens: 0,
+        finishReason: 'stop',
+        timings: { ...retrievalTimings, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
     // The reader sees where a passage sits: its title field is the document title and the heading path.
     const readerPassages = passages.map((p) => ({ ...p, title: titleWithSection(p.title, p.section) }));
+    const sampling = samplingOptions(params);
     const result: AnswerResult = await reader.answer(params.question, readerPassages, {
       fusion,
       maxNewTokens: params.maxNewTokens ?? rc.maxNewTokens,
-      numBeams: params.numBeams ?? rc.numBeams,
+      // A sampling request decodes one sequence, whatever the configured default beam count.
+      numBeams: params.numBeams ?? (sampling ? 1 : rc.numBeams),
       minNewTokens: params.minNewTokens,
+      sampling,
       lengthPenalty: rc.lengthPenalty,
       noRepeatNgramSize: rc.noRepeatNgramSize,
       signal: hooks.signal,
@@ -252,10 +318,10 @@ export class RagService {
       fusion,
       model: this.config.readerModel,
       tokens: result.tokenIds.length,
+      promptTokens: result.promptTokens,
+      finishReason: result.tokenIds.at(-1) === reader.model.config.eos_token_id ? 'stop' : 'length',
       timings: {
-        retrieveMs,
-        embedMs: timings.embedMs,
-        searchMs: timings.searchMs,
+        ...retrievalTimings,
         encodeMs: result.timings.encodeMs,
         decodeMs: result.timings.decodeMs,
         totalMs: performance.now() - started,
@@ -419,6 +485,12 @@ export class RagService {
     }
     return c.writer;
   }
+}
+
+/** Sampling options for the reader, or undefined for greedy/beam decoding (no temperature, or temperature 0). */
+function samplingOptions(params: SamplingParams): SamplingOptions | undefined {
+  if (!params.temperature) return undefined;
+  return { temperature: params.temperature, topP: params.topP ?? 1, topK: params.topK ?? 0, seed: params.seed };
 }
 
 function summarize(name: string, manifest: CollectionManifest): CollectionSummary {

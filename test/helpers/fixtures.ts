@@ -11,6 +11,7 @@ export const FIXTURES_DIR = join(REPO_ROOT, '.cache', 'fixtures');
 /** Model folder names inside FIXTURES_DIR. */
 export const BERT_TINY = fixtureDirName('bert', 'tiny');
 export const T5_TINY = fixtureDirName('t5', 'tiny');
+export const CROSS_ENCODER_TINY = fixtureDirName('cross-encoder', 'tiny');
 
 /** Seed the fixtures are built with. */
 export const FIXTURE_SEED = DEFAULT_FIXTURE_SEED;
