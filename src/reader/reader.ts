@@ -1,6 +1,5 @@
-import ort from 'onnxruntime-node';
-import type { Seq2SeqModel } from '../models/index.js';
-import { prepareDecoderGraph } from './attention-patch.js';
+import { createSession, onnxFile, type Seq2SeqModel } from '../models/index.js';
+import { isDecoderPatchInfo, prepareDecoderGraph } from './attention-patch.js';
 import {
   attributeFromCrossAttention,
   CrossAttentionTracer,
@@ -19,6 +18,7 @@ import {
   PieceTokenizer,
   type EncodeOptions,
   type EncoderInputLimits,
+  type EncodingStrategy,
   type FusedMemory,
 } from './fusion.js';
 import { leaveOneOutAttribution } from './leave-one-out.js';
@@ -41,37 +41,36 @@ export interface FidReaderOptions {
   topPassagesPerToken?: number;
   /** Passage tokens listed per listed passage (default 5). */
   topTokensPerPassage?: number;
-  /** Encoder inputs per encoder run; default: all passages in one padded batch. */
+  /** How passages go through the encoder (see EncodingStrategy; config `reader.encoding`). */
+  encoding: EncodingStrategy;
+  /** Encoder inputs per encoder run for `batch` encoding; default: all passages in one padded batch. */
   encoderBatchSize?: number;
 }
 
 /** Internal knobs for tests and benchmarks. */
 export interface EncodeDebugOptions {
   padToLength?: number;
+  strategy?: EncodingStrategy;
+  batchSize?: number;
 }
 
-interface OrtSessions {
-  session: OrtSession;
-  decoder_merged_session: OrtSession;
-}
-
-function sessionsOf(model: Seq2SeqModel): OrtSessions {
-  const sessions = model.model as unknown as Partial<OrtSessions>;
-  if (!sessions.session || !sessions.decoder_merged_session) {
-    throw new Error(`model "${model.modelId}" has no encoder session or merged decoder session`);
-  }
-  return sessions as OrtSessions;
-}
-
-/** The rewritten decoder, or the model's own decoder session if the rewrite fails (then `reason` says why). */
+/**
+ * The rewritten decoder: the model's own session when the model was loaded with `fidDecoderRewrite` (one decoder
+ * session in memory), else a session of its own made from the rewritten file. Falls back to the model's unmodified
+ * session if the rewrite fails (then `reason` says why).
+ */
 async function loadDecoder(model: Seq2SeqModel, exposeAttention: boolean): Promise<{ decoder: MergedDecoder; reason: string }> {
-  const { decoder_merged_session: original } = sessionsOf(model);
+  const original = model.decoder;
   const { num_heads: heads, d_kv: dKv } = model.config;
+  const patched = model.decoderRewrite;
+  if (isDecoderPatchInfo(patched) && patched.exposeAttention === exposeAttention) {
+    return { decoder: new MergedDecoder(original, heads, dKv, patched.outputs), reason: patched.reason ?? '' };
+  }
   const layers = new MergedDecoder(original, heads, dKv).layers;
-  const file = `onnx/decoder_model_merged${model.quantized ? '_quantized' : ''}.onnx`;
+  const file = onnxFile('decoder_model_merged', model.quantized);
   try {
     const prepared = prepareDecoderGraph(await model.readModelFile(file), layers, exposeAttention);
-    const session = await ort.InferenceSession.create(prepared.bytes);
+    const session = await createSession(prepared.bytes, file, model.threads);
     return { decoder: new MergedDecoder(session, heads, dKv, prepared.outputs), reason: prepared.reason ?? '' };
   } catch (err) {
     // The original session still decodes correctly, just without the added outputs and in-graph cache reordering.
@@ -109,8 +108,11 @@ export class FidReader {
    * Rewrites the merged decoder graph once (cross-attention outputs unless leave-one-out is asked for; see
    * attention-patch.ts) and loads it into a session of its own; the encoder session of the model is used as is.
    */
-  static async create(model: Seq2SeqModel, opts: FidReaderOptions = {}): Promise<FidReader> {
-    const { session: encoder } = sessionsOf(model);
+  static async create(model: Seq2SeqModel, opts: FidReaderOptions): Promise<FidReader> {
+    const encoder = model.encoder;
+    if (opts.encoding === 'float-encoder' && model.quantizedEncoder) {
+      throw new Error(`reader encoding "float-encoder" needs the model loaded with its float encoder (floatEncoder: true)`);
+    }
     const wanted = opts.attribution ?? 'auto';
     const { decoder, reason } = await loadDecoder(model, wanted !== 'leave-one-out');
     const method: AttributionMethod = decoder.hasCrossAttention ? 'cross-attention' : 'leave-one-out';
@@ -225,7 +227,12 @@ export class FidReader {
   }
 
   private encodeOptions(debug: EncodeDebugOptions): EncodeOptions {
-    return { padTokenId: this.model.config.pad_token_id, batchSize: this.opts.encoderBatchSize, padToLength: debug.padToLength };
+    return {
+      padTokenId: this.model.config.pad_token_id,
+      strategy: debug.strategy ?? this.opts.encoding,
+      batchSize: debug.batchSize ?? this.opts.encoderBatchSize,
+      padToLength: debug.padToLength,
+    };
   }
 
   private decodeText(ids: number[]): string {

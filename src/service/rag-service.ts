@@ -6,7 +6,7 @@ import { loadEmbedder, loadReaderModel, type Embedder } from '../models/index.js
 import { IndexLockedError, IndexStore, readManifest, type Metadata } from '../store/index.js';
 import { effectiveChunkOptions, ingestDocuments, ingestPaths, type IngestSummary, type SourceDocument } from '../ingest/index.js';
 import { Retriever, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
-import { FidReader, type AnswerResult, type FusionMode } from '../reader/index.js';
+import { FidReader, fidDecoderRewrite, type AnswerResult, type FusionMode } from '../reader/index.js';
 import { IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
 import { IndexWriter, type DeleteResult, type DocumentInput, type DocumentWriteStatus } from './index-writer.js';
 
@@ -102,8 +102,8 @@ export class RagService {
   static async open(config: AppConfig, log?: ServiceLog, options: OpenOptions = {}): Promise<RagService> {
     const embedder = await loadEmbedder(config);
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
-    const readerModel = await loadReaderModel(config);
-    const reader = await FidReader.create(readerModel);
+    const readerModel = await loadReaderModel(config, fidDecoderRewrite());
+    const reader = await FidReader.create(readerModel, { encoding: config.reader.encoding });
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
 
     const dir = indexDir(config);
