@@ -81,8 +81,9 @@ const SANE_MAX_LENGTH = 100_000;
  */
 export async function loadSeq2SeqModel<Info = undefined>(name: string, opts: Seq2SeqLoadOptions<Info>): Promise<Seq2SeqModel<Info>> {
   const quantizedEncoder = opts.quantized && !opts.floatEncoder;
-  const location = locateModel(name, { ...opts, onnxFiles: ['decoder_model_merged'] });
-  locateModel(name, { ...opts, quantized: quantizedEncoder, onnxFiles: ['encoder_model'] });
+  const sameFiles = quantizedEncoder === opts.quantized;
+  if (!sameFiles) locateModel(name, { ...opts, quantized: quantizedEncoder, onnxFiles: ['encoder_model'] });
+  const location = locateModel(name, { ...opts, onnxFiles: sameFiles ? ['encoder_model', 'decoder_model_merged'] : ['decoder_model_merged'] });
   try {
     const progress_callback = location.source === 'hub' ? downloadProgress() : undefined;
     const tokenizer = await AutoTokenizer.from_pretrained(location.id, { progress_callback });
