@@ -137,10 +137,10 @@ describe('embedding batches', () => {
 
 /**
  * fp32: a text's vector is the same alone or in a padded batch (float rounding). int8: padding and batch neighbours
- * change the activation scales of DynamicQuantizeLinear; measured on this fixture the largest component difference was
- * INT8_VECTOR_TOL / 3 or less (cosine to the lone vector > 0.999), so this is the int8 tolerance.
+ * change the activation scales of DynamicQuantizeLinear; measured on this fixture (set the tolerance to 0 and read the
+ * failure) the largest component difference was 0.0045; the tolerance allows ~3x that.
  */
-const INT8_VECTOR_TOL = 1e-9;
+const INT8_VECTOR_TOL = 0.015;
 
 describe.each([
   { precision: 'fp32', quantized: false, tol: 1e-4 },
