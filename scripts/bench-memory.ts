@@ -28,7 +28,7 @@ runCli(async () => {
     const base = { modelsDir, allowRemote: false, quantized, threads: { intraOp: 1, interOp: 1 } };
     const model = await loadSeq2SeqModel(opts.model, layout === 'shared' ? { ...base, decoderRewrite: fidDecoderRewrite() } : base);
     // The earlier layout: transformers.js's session stays as it is and the reader patches its own copy.
-    const reader = await FidReader.create(model, { encoding: 'per-passage' });
+    const reader = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' });
     if (layout === 'shared' && reader.decoder.session !== model.decoder) throw new Error('decoder session not shared');
     const passages = [{ passageId: 'p', docId: 'd', title: 'T', text: 'Some passage text about rivers and towns.', retrievalScore: 1 }];
     await reader.answer('Which river?', passages, { maxNewTokens: 8, numBeams: 1, lengthPenalty: 1, noRepeatNgramSize: 0, fusion: 'fid' });

@@ -136,7 +136,7 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
       quantized,
       decoderRewrite: fidDecoderRewrite(),
     });
-    reader = await FidReader.create(model, { encoding: 'per-passage' });
+    reader = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' });
     const file = onnxFile('decoder_model_merged', quantized);
     original = new MergedDecoder(await createSession(await model.readModelFile(file), file), model.config.num_heads, model.config.d_kv);
   });
@@ -328,8 +328,38 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
         const a = await reader.answer(QUESTION, PASSAGES, opts);
         const reordered = await reader.answer(QUESTION, [2, 0, 3, 1].map((i) => PASSAGES[i]!), opts);
         expect(reordered.tokenIds).toEqual(a.tokenIds);
-        const batched = await FidReader.create(model, { encoding: 'per-passage', encoderBatchSize: 2 });
+        const batched = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage', encoderBatchSize: 2 });
         expect((await batched.answer(QUESTION, PASSAGES, opts)).tokenIds).toEqual(a.tokenIds);
+      }
+    });
+
+    it('per-passage cross-attention cache: equals the shared one in fp32 (within int8 tolerance), and a passage\'s keys and values do not depend on the others', async () => {
+      const memory = await reader.encode(QUESTION, PASSAGES, 'fid');
+      const runner = (m: FusedMemory, crossCachePerSpan: boolean) =>
+        new CachedStepRunner(reader.decoder, m, new OnnxClock(), { crossCachePerSpan, fetch: 'logits' });
+      const [perSpan, shared] = [runner(memory, true), runner(memory, false)];
+      const prefix = [model.config.decoder_start_token_id];
+      for (const next of [37, 1000, 5]) {
+        const [a, b] = [await perSpan.step([prefix], 1), await shared.step([prefix], 1)];
+        close('logit', maxAbsDiff(a.logits!, b.logits!));
+        close('attention', maxAbsDiff(a.lastMeanAttention(0), b.lastMeanAttention(0)));
+        prefix.push(next);
+      }
+      for (const [name, t] of Object.entries(perSpan.crossAttentionCache!)) {
+        close('logit', maxAbsDiff(t.data as Float32Array, shared.crossAttentionCache![name]!.data as Float32Array));
+      }
+      // Appending passages leaves the original passages' cache rows bit-identical (per head: the first memory.length rows).
+      const extended = await reader.encode(QUESTION, [...PASSAGES, ...UNRELATED], 'fid');
+      const longer = runner(extended, true);
+      await longer.step([[model.config.decoder_start_token_id]], 1);
+      const heads = model.config.num_heads;
+      const dKv = model.config.d_kv;
+      for (const [name, t] of Object.entries(perSpan.crossAttentionCache!)) {
+        const [a, b] = [t.data as Float32Array, longer.crossAttentionCache![name]!.data as Float32Array];
+        for (let h = 0; h < heads; h++) {
+          const rowsA = a.subarray(h * memory.length * dKv, (h + 1) * memory.length * dKv);
+          expect(maxAbsDiff(rowsA, b.subarray(h * extended.length * dKv, h * extended.length * dKv + memory.length * dKv)), name).toBe(0);
+        }
       }
     });
 
@@ -588,7 +618,7 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
     });
 
     it('concat attribution gives 0 to passages truncated out of the input', async () => {
-      const short = await FidReader.create({ ...model, config: { ...model.config, maxInputTokens: 40 } }, { encoding: 'per-passage' });
+      const short = await FidReader.create({ ...model, config: { ...model.config, maxInputTokens: 40 } }, { encoding: 'per-passage', crossCache: 'per-passage' });
       const memory = await short.encode(QUESTION, PASSAGES, 'concat');
       expect(memory.length).toBe(40);
       const cutOff = memory.spans.map((s) => s.end === s.start);
@@ -600,7 +630,7 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
     });
 
     it('falls back to leave-one-out when patching is disabled; its scores sum to 1', async () => {
-      const loo = await FidReader.create(model, { attribution: 'leave-one-out', encoding: 'per-passage' });
+      const loo = await FidReader.create(model, { attribution: 'leave-one-out', encoding: 'per-passage', crossCache: 'per-passage' });
       expect(loo.attributionMethod).toBe('leave-one-out');
       expect(loo.decoder.hasCrossAttention).toBe(false);
       for (const fusion of ['fid', 'concat'] as const) {
@@ -650,13 +680,13 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
     it('falls back to leave-one-out automatically when no cross-attention node can be found, and says why', async () => {
       const warnings: Array<Record<string, unknown>> = [];
       const logger = { info: () => {}, warn: (obj: Record<string, unknown>) => warnings.push(obj) };
-      const fallback = await FidReader.create(withRenamedSoftmax(model), { logger, encoding: 'per-passage' });
+      const fallback = await FidReader.create(withRenamedSoftmax(model), { logger, encoding: 'per-passage', crossCache: 'per-passage' });
       expect(fallback.attributionMethod).toBe('leave-one-out');
       expect(String(warnings[0]?.reason)).toMatch(/EncDecAttention\/Softmax/);
       const result = await fallback.answer(QUESTION, PASSAGES, { ...BASE, minNewTokens: 3, maxNewTokens: 4 });
       expect(result.attribution).toBe('leave-one-out');
       expect(Math.abs(sum(result.passageScores) - 1)).toBeLessThan(1e-9);
-      await expect(FidReader.create(withRenamedSoftmax(model), { attribution: 'cross-attention', encoding: 'per-passage' })).rejects.toThrow(
+      await expect(FidReader.create(withRenamedSoftmax(model), { attribution: 'cross-attention', encoding: 'per-passage', crossCache: 'per-passage' })).rejects.toThrow(
         /cross-attention attribution is unavailable/,
       );
     });

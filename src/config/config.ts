@@ -116,7 +116,12 @@ const configSchema = z.object({
        * others; the default was chosen from measurements (README, Measured).
        */
       encoding: z.enum(READER_ENCODINGS).default(DEFAULT_READER_ENCODING),
-    })
+      /**
+       * FiD: compute the decoder's cross-attention cache per passage (`per-passage`; under int8 a passage's keys and
+       * values then do not depend on the other passages) or over the whole memory (`shared`). README, Measured.
+       */
+      crossCache: z.enum(['per-passage', 'shared']).default('per-passage'),
+      })
     .default({
       defaultK: 10,
       maxK: 50,
@@ -128,7 +133,8 @@ const configSchema = z.object({
       noRepeatNgramSize: 0,
       citationShare: 0.15,
       encoding: DEFAULT_READER_ENCODING,
-    }),
+      crossCache: 'per-passage',
+      }),
   server: z
     .object({
       bodyLimit: z.string().default('1mb'),

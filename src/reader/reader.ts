@@ -45,6 +45,12 @@ export interface FidReaderOptions {
   encoding: EncodingStrategy;
   /** Encoder inputs per encoder run for `batch` encoding; default: all passages in one padded batch. */
   encoderBatchSize?: number;
+  /**
+   * FiD only: `per-passage` computes the decoder's cross-attention cache one passage at a time (CachedStepRunner
+   * crossCachePerSpan), so under int8 a passage's keys/values do not depend on the other passages; `shared` computes
+   * it over the whole memory in the first decoder step. Config `reader.crossCache`.
+   */
+  crossCache: 'per-passage' | 'shared';
 }
 
 /** Internal knobs for tests and benchmarks. */
@@ -151,7 +157,10 @@ export class FidReader {
 
     const { config, tokenizer } = this.model;
     const streamer = opts.onToken ? new TokenStreamer((ids) => this.decodeText(ids), opts.onToken) : undefined;
-    const runner = new CachedStepRunner(this.decoder, memory, clock, { broadcastMemory: this.broadcastMemory });
+    const runner = new CachedStepRunner(this.decoder, memory, clock, {
+      broadcastMemory: this.broadcastMemory,
+      crossCachePerSpan: opts.fusion === 'fid' && this.opts.crossCache === 'per-passage',
+    });
     const result = await search(runner, {
       maxNewTokens: opts.maxNewTokens,
       minNewTokens: opts.minNewTokens ?? 0,
@@ -164,7 +173,7 @@ export class FidReader {
       onToken: streamer && ((id) => streamer.push(id)),
       tracer: this.decoder.hasCrossAttention ? new CrossAttentionTracer() : undefined,
     });
-    const decoderSteps = clock.decoderRuns;
+    const decoderSteps = clock.decoderRuns - clock.crossCacheRuns;
     const t2 = performance.now();
 
     const attribution = await this.attribute(question, passages, opts, memory, result.tokenIds, result.trace, clock);

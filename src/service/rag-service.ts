@@ -103,7 +103,7 @@ export class RagService {
     const embedder = await loadEmbedder(config);
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
     const readerModel = await loadReaderModel(config, fidDecoderRewrite());
-    const reader = await FidReader.create(readerModel, { encoding: config.reader.encoding });
+    const reader = await FidReader.create(readerModel, { encoding: config.reader.encoding, crossCache: config.reader.crossCache });
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
 
     const dir = indexDir(config);
