@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,24 +21,65 @@ const program = new Command()
   .option('--ks <list>', 'passages per question', '5,10,20')
   .option('--new-tokens <n>', 'tokens generated per answer (forced: EOS is suppressed until then)', intOption('--new-tokens'), 20)
   .option('--requests <n>', 'timed requests per k', intOption('--requests'), 10)
-  .option('--models <dir>', 'models folder holding fixture-bert-full and fixture-t5-full (default: built on first use)');
+  .option('--models <dir>', 'models folder holding fixture-bert-full and fixture-t5-full (default: built on first use)')
+  .option('--precisions <list>', 'fp32,int8: each measured in a process of its own, one after the other', 'int8,fp32')
+  .option('--threads <n>', 'intra-op threads of every session (default: the config default)', intOption('--threads'))
+  .option('--one <precision>', 'internal: measure one precision in this process and print a JSON line');
+
+interface PrecisionResult {
+  precision: string;
+  rows: Array<Array<string | number>>;
+  rssMb: number;
+  peakRssMb: number;
+}
+
+type Options = { ks: string; newTokens: number; requests: number; models?: string; precisions: string; threads?: number; one?: string };
 
 runCli(async () => {
-  const opts = program.parse().opts<{ ks: string; newTokens: number; requests: number; models?: string }>();
-  const ks = opts.ks.split(',').map((k) => Number.parseInt(k, 10));
+  const opts = program.parse().opts<Options>();
   const modelsDir = opts.models ? path.resolve(opts.models) : await ensureFullFixtures();
+  if (opts.one) {
+    console.log(JSON.stringify(await measure(opts, modelsDir, opts.one)));
+    return;
+  }
+  const results: PrecisionResult[] = [];
+  for (const precision of opts.precisions.split(',')) {
+    const args = [...process.execArgv, process.argv[1]!, '--one', precision, '--models', modelsDir, '--ks', opts.ks];
+    args.push('--new-tokens', String(opts.newTokens), '--requests', String(opts.requests));
+    if (opts.threads) args.push('--threads', String(opts.threads));
+    const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    results.push(JSON.parse(out.trim().split('\n').at(-1)!) as PrecisionResult);
+    console.error(JSON.stringify(results.at(-1)));
+  }
+  console.log(`/v1/ask, ${opts.newTokens} new tokens, greedy, fid, ${opts.requests} requests per k (after 2 warm-up), models ${BERT_FULL} + ${T5_FULL}`);
+  const header = ['precision', 'k', 'p50 ms', 'p95 ms', 'outside onnxruntime (median)', 'outside onnxruntime (total)'];
+  const rows = results.flatMap((r) => r.rows.map((row) => [r.precision, ...row]));
+  console.log(formatTable([header, ...rows]));
+  const p50 = (precision: string, k: string) => Number(rows.find((r) => r[0] === precision && String(r[1]) === k)?.[2]);
+  if (results.length === 2) {
+    const [a, b] = results.map((r) => r.precision);
+    console.log(`p50 ratio ${b}/${a}: ` + opts.ks.split(',').map((k) => `k=${k} ${(p50(b!, k) / p50(a!, k)).toFixed(2)}`).join(', '));
+  }
+  console.log(formatTable([['precision', 'server RSS after the run (MB)', 'peak RSS (MB)'], ...results.map((r) => [r.precision, r.rssMb.toFixed(0), r.peakRssMb.toFixed(0)])]));
+});
+
+async function measure(opts: Options, modelsDir: string, precision: string): Promise<PrecisionResult> {
+  const ks = opts.ks.split(',').map((k) => Number.parseInt(k, 10));
   const config = loadConfig({
     env: {},
     overrides: {
       modelsDir,
       embedModel: BERT_FULL,
       readerModel: T5_FULL,
-      quantized: false,
+      quantized: precision === 'int8',
+      ...(opts.threads ? { threads: { intraOp: opts.threads, interOp: 1 } } : {}),
       allowRemote: false,
       indexesDir: mkdtempSync(path.join(os.tmpdir(), 'bench-ask-')),
       corpusDir: path.join(findRepoRoot(process.cwd()), 'corpus'),
       port: 0,
       host: '127.0.0.1',
+      // A loaded machine can take longer than the default request timeout; the benchmark measures, it does not shed.
+      server: { requestTimeoutMs: 600_000 },
       logLevel: 'silent',
     },
   });
@@ -54,7 +96,7 @@ runCli(async () => {
     return outcome;
   };
 
-  const rows: Array<Array<string | number>> = [['k', 'p50 ms', 'p95 ms', 'outside onnxruntime (median)', 'outside onnxruntime (total)']];
+  const rows: Array<Array<string | number>> = [];
   try {
     for (const k of ks) {
       const latencies: number[] = [];
@@ -92,6 +134,6 @@ runCli(async () => {
   } finally {
     await server.close();
   }
-  console.log(`/v1/ask, ${opts.newTokens} new tokens, greedy, fid, ${opts.requests} requests per k (after 2 warm-up), models ${BERT_FULL} + ${T5_FULL}`);
-  console.log(formatTable(rows));
-});
+  const mb = (bytes: number) => bytes / 1024 / 1024;
+  return { precision, rows, rssMb: mb(process.memoryUsage().rss), peakRssMb: mb(process.resourceUsage().maxRSS * 1024) };
+  }

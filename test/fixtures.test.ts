@@ -43,11 +43,13 @@ function floats(t: { data: unknown }): Float32Array {
   return t.data as Float32Array;
 }
 
+// The float graphs' exact properties (fp32-exact: under int8, padding and cached decoding change activation scales; the
+// int8 files are checked in 'int8 _quantized fixtures' and, with measured tolerances, in the model and reader tests).
 describe('BERT fixture', () => {
   const config = readConfig<BertConfig>(BERT_TINY);
 
   it('loads through the transformers.js feature-extraction pipeline with shape [1, seq, hidden]', async () => {
-    const extractor = await pipeline('feature-extraction', BERT_TINY);
+    const extractor = await pipeline('feature-extraction', BERT_TINY, { quantized: false });
     const out = await extractor('where is the eiffel tower?');
     expect(out.dims).toHaveLength(3);
     expect(out.dims[0]).toBe(1);
@@ -57,7 +59,7 @@ describe('BERT fixture', () => {
   });
 
   it('masked padding does not change the unmasked positions', async () => {
-    const extractor = await pipeline('feature-extraction', BERT_TINY);
+    const extractor = await pipeline('feature-extraction', BERT_TINY, { quantized: false });
     const short = 'a short text';
     const long = 'a considerably longer text that forces padding of the short one in the batch';
     const alone = await extractor(short);
@@ -83,7 +85,7 @@ describe('T5 fixture', () => {
 
   beforeAll(async () => {
     tokenizer = await AutoTokenizer.from_pretrained(T5_TINY);
-    model = await AutoModelForSeq2SeqLM.from_pretrained(T5_TINY);
+    model = await AutoModelForSeq2SeqLM.from_pretrained(T5_TINY, { quantized: false });
   });
 
   function encode(text: string | string[]): { input_ids: Tensor; attention_mask: Tensor } {
@@ -282,5 +284,88 @@ describe('T5 relative position buckets', () => {
     // Every bucket is reached except, when bidirectional, "future at distance 0" (bucket numBuckets/2), as in HF.
     expect(new Set(actual).size).toBe(spec.bidirectional ? spec.numBuckets - 1 : spec.numBuckets);
     expect(Math.max(...actual)).toBe(spec.numBuckets - 1);
+  });
+});
+
+describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', () => {
+  const config = readConfig<T5Config>(T5_TINY);
+  const load = (model: string, file: string) => decodeModel(readFileSync(join(FIXTURES_DIR, model, 'onnx', file)));
+  const allNodes = (g: OnnxTypes.IGraphProto): OnnxTypes.INodeProto[] =>
+    (g.node ?? []).flatMap((n) => [n, ...(n.attribute ?? []).flatMap((a) => (a.g ? allNodes(a.g) : []))]);
+  const producerOf = (nodes: OnnxTypes.INodeProto[], value: string) => nodes.find((n) => n.output?.includes(value));
+
+  it('are opset 13, IR version 8, with every weight MatMul as DynamicQuantizeLinear → MatMulInteger → Cast → Mul', () => {
+    for (const [model, file] of [
+      [BERT_TINY, 'model_quantized.onnx'],
+      [T5_TINY, 'encoder_model_quantized.onnx'],
+      [T5_TINY, 'decoder_model_merged_quantized.onnx'],
+    ] as const) {
+      const m = load(model, file);
+      expect(Number(m.irVersion)).toBe(8);
+      expect(m.opsetImport?.map((o) => [o.domain ?? '', Number(o.version)])).toEqual([['', 13]]);
+      const nodes = allNodes(m.graph!);
+      const initializers = new Map((m.graph!.initializer ?? []).map((t) => [t.name ?? '', t]));
+      const integer = nodes.filter((n) => n.opType === 'MatMulInteger');
+      expect(integer.length, file).toBeGreaterThan(0);
+      for (const mm of integer) {
+        const [a, w, aZero, wZero] = mm.input!;
+        expect(producerOf(nodes, a!)?.opType).toBe('DynamicQuantizeLinear');
+        expect(producerOf(nodes, aZero!)?.opType).toBe('DynamicQuantizeLinear');
+        // int8 weights and per-column zero points live in the main graph (shared by both If branches).
+        const weight = initializers.get(w!)!;
+        expect(weight.dataType).toBe(onnx.TensorProto.DataType.INT8);
+        expect(initializers.get(wZero!)!.dataType).toBe(onnx.TensorProto.DataType.INT8);
+        expect(initializers.get(wZero!)!.dims!.map(Number)).toEqual([Number(weight.dims![1])]);
+        const cast = nodes.find((n) => n.opType === 'Cast' && n.input?.[0] === mm.output![0]);
+        expect(nodes.some((n) => n.opType === 'Mul' && n.input?.[0] === cast?.output?.[0])).toBe(true);
+      }
+      // Weight MatMuls are all quantized; only activation × activation MatMuls (QKᵀ, attention·V) stay float.
+      for (const mm of nodes.filter((n) => n.opType === 'MatMul')) expect(initializers.has(mm.input![1]!)).toBe(false);
+      expect(nodes.some((n) => n.opType === 'Softmax')).toBe(true);
+      for (const t of initializers.values()) {
+        if (t.dataType === onnx.TensorProto.DataType.FLOAT) expect((t.dims ?? []).length, t.name ?? '').toBeLessThan(2);
+      }
+      // Embedding Gathers read an int8 table and dequantize.
+      const gathers = nodes.filter((n) => n.opType === 'Gather' && initializers.get(n.input![0]!)?.dataType === onnx.TensorProto.DataType.INT8);
+      expect(gathers.length).toBeGreaterThan(0);
+      for (const g of gathers) expect(nodes.some((n) => n.opType === 'DequantizeLinear' && n.input?.[0] === g.output![0])).toBe(true);
+    }
+  });
+
+  it('keep the If name and node names in both branches, and the with-past encoder presents are empty constants', () => {
+    const m = load(T5_TINY, 'decoder_model_merged_quantized.onnx');
+    const ifs = m.graph!.node!.filter((n) => n.opType === 'If');
+    expect(ifs.map((n) => n.name)).toEqual(['optimum::if']);
+    const withPast = ifs[0]!.attribute!.find((a) => a.name === 'then_branch')!.g!;
+    const noPast = ifs[0]!.attribute!.find((a) => a.name === 'else_branch')!.g!;
+    for (const g of [withPast, noPast]) {
+      const names = new Set(g.node!.map((n) => n.name));
+      for (let i = 0; i < config.num_decoder_layers; i++) expect(names.has(`/decoder/block.${i}/layer.1/EncDecAttention/Softmax`)).toBe(true);
+    }
+    for (let i = 0; i < config.num_decoder_layers; i++) {
+      for (const kv of ['key', 'value']) {
+        const constant = producerOf(withPast.node!, `present.${i}.encoder.${kv}`);
+        expect(constant?.opType).toBe('Constant');
+        expect(constant!.attribute![0]!.t!.dims!.map(Number)).toEqual([0, config.num_heads, 1, config.d_kv]);
+      }
+    }
+  });
+
+  it('track the float model: same outputs up to int8 rounding', async () => {
+    const run = async (file: string) => {
+      const session = await ort.InferenceSession.create(join(FIXTURES_DIR, BERT_TINY, 'onnx', file));
+      const ids = BigInt64Array.from([101n, 7592n, 2088n, 2003n, 1037n, 3231n, 102n]);
+      const feeds = {
+        input_ids: new ort.Tensor('int64', ids, [1, 7]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(7).fill(1n), [1, 7]),
+        token_type_ids: new ort.Tensor('int64', new BigInt64Array(7), [1, 7]),
+      };
+      return floats((await session.run(feeds)).last_hidden_state!);
+    };
+    const [fp32, int8] = [await run('model.onnx'), await run('model_quantized.onnx')];
+    const diff = maxAbsDiff(fp32, int8);
+    // LayerNorm'd states are O(1): int8 moves them by a few hundredths, a broken quantizer by O(1).
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(0.2);
   });
 });

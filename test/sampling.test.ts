@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSeq2SeqModel, type Seq2SeqModel } from '../src/models/index.js';
-import { FidReader, type GenerateOptions, type ReaderPassage } from '../src/reader/index.js';
+import { FidReader, fidDecoderRewrite, type GenerateOptions, type ReaderPassage } from '../src/reader/index.js';
 import { search, type SearchOptions } from '../src/reader/decode.js';
 import { CachedStepRunner, UncachedStepRunner, type Candidate } from '../src/reader/decoder.js';
 import type { FusedMemory } from '../src/reader/fusion.js';
@@ -26,8 +26,8 @@ let memory: FusedMemory;
 let firstLogits: Float32Array;
 
 beforeAll(async () => {
-  model = await loadSeq2SeqModel(T5_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false });
-  reader = await FidReader.create(model);
+  model = await loadSeq2SeqModel(T5_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, decoderRewrite: fidDecoderRewrite() });
+  reader = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' });
   memory = await reader.encode(QUESTION, PASSAGES, 'fid');
   const step = await new UncachedStepRunner(reader.decoder, memory, new OnnxClock(), 'logits').step([[model.config.decoder_start_token_id]], 1);
   firstLogits = step.lastLogits(0).slice();

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../../src/fixtures/index.js';
 
@@ -17,7 +17,9 @@ export async function ensureFullFixtures(dir = FULL_FIXTURES_DIR): Promise<strin
     path.join(dir, T5_FULL, 'onnx', 'decoder_model_merged.onnx'),
     path.join(dir, CROSS_ENCODER_FULL, 'onnx', 'model.onnx'),
   ];
-  if (done.every((f) => existsSync(f))) return dir;
+  // Fixtures built before the int8 quantizer held float copies under the `_quantized` names: rebuild those.
+  const int8 = (f: string) => existsSync(f.replace('.onnx', '_quantized.onnx')) && statSync(f.replace('.onnx', '_quantized.onnx')).size < statSync(f).size / 2;
+  if (done.every((f) => existsSync(f) && int8(f))) return dir;
   console.error(`building full-size fixture models into ${dir} (once) ...`);
   await buildFixtures({ size: 'full', outDir: dir, sharedModelsDir: defaultSharedModelsDir() });
   return dir;

@@ -33,6 +33,12 @@ function uniqueKeys(keys: ApiKeyConfig[], ctx: z.RefinementCtx): void {
   });
 }
 
+/** Encoder strategies of the FiD reader (src/reader/fusion.ts). */
+export const READER_ENCODINGS = ['batch', 'by-length', 'per-passage', 'float-encoder'] as const;
+const DEFAULT_READER_ENCODING = 'per-passage';
+const INTRA_OP_THREADS = 2;
+const EMBED_BATCH_TOKENS = 2048;
+
 /**
  * Every setting of the service in one typed object. Precedence: environment variables > config file > defaults,
  * so a deployment can keep a checked-in config file and still override single values per machine.
@@ -55,6 +61,18 @@ const configSchema = z.object({
       passagePrefix: z.string().optional(),
       maxTokens: z.number().int().positive().optional(),
       batchSize: z.number().int().positive().default(32),
+      /** Most tokens per embedding run, padding included; see Embedder (README, Measured: embedding batch policy). */
+      batchTokens: z.number().int().positive().default(EMBED_BATCH_TOKENS),
+    })
+    .prefault({}),
+  /**
+   * onnxruntime threads of every session (embedder, encoder, decoder). intraOp: threads per operator; interOp > 1
+   * runs independent operators in parallel. Defaults measured on 2 cores (README, Measured: threading).
+   */
+  threads: z
+    .object({
+      intraOp: z.number().int().min(1).max(256).default(INTRA_OP_THREADS),
+      interOp: z.number().int().min(1).max(256).default(1),
     })
     .prefault({}),
   port: z.number().int().min(0).max(65535).default(8080),
@@ -126,6 +144,18 @@ const configSchema = z.object({
       lengthPenalty: z.number().default(1),
       noRepeatNgramSize: z.number().int().min(0).default(0),
       citationShare: z.number().min(0).max(1).default(0.15),
+      /**
+       * How FiD passages go through the encoder (README, How fusion-in-decoder works): `batch` one padded batch,
+       * `by-length` one batch per exact length, `per-passage` each alone, `float-encoder` one batch through the float
+       * encoder file. Under int8 only `per-passage` and `float-encoder` make a passage's encoding independent of the
+       * others; the default was chosen from measurements (README, Measured).
+       */
+      encoding: z.enum(READER_ENCODINGS).default(DEFAULT_READER_ENCODING),
+      /**
+       * FiD: compute the decoder's cross-attention cache per passage (`per-passage`; under int8 a passage's keys and
+       * values then do not depend on the other passages) or over the whole memory (`shared`). README, Measured.
+       */
+      crossCache: z.enum(['per-passage', 'shared']).default('per-passage'),
     })
     .prefault({}),
   rerank: z
@@ -275,6 +305,7 @@ const ENV_KEYS: Array<{ env: string; key: string; type: EnvType }> = [
   { env: 'RAG_READER_MODEL', key: 'readerModel', type: 'string' },
   { env: 'RAG_RERANK_MODEL', key: 'rerankModel', type: 'string' },
   { env: 'RAG_QUANTIZED', key: 'quantized', type: 'boolean' },
+  { env: 'RAG_THREADS', key: 'threads.intraOp', type: 'int' },
   { env: 'RAG_ALLOW_REMOTE', key: 'allowRemote', type: 'boolean' },
   { env: 'RAG_HUB_URL', key: 'hubUrl', type: 'string' },
   { env: 'PORT', key: 'port', type: 'int' },

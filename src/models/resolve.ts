@@ -152,10 +152,14 @@ export async function readModelJson(location: ModelLocation, file: string): Prom
   return Object.keys(json).length > 0 ? json : undefined;
 }
 
-export async function readModelFile(location: ModelLocation, file: string): Promise<Uint8Array> {
+export async function readModelFile(
+  location: ModelLocation,
+  file: string,
+  progress_callback?: (e: ProgressEvent) => void,
+): Promise<Uint8Array> {
   if (location.dir) return new Uint8Array(readFileSync(path.join(location.dir, file)));
   const { getModelFile } = await import('@xenova/transformers/src/utils/hub.js');
-  return getModelFile(location.id, file, true, {});
+  return getModelFile(location.id, file, true, progress_callback ? { progress_callback } : {});
 }
 
 interface ProgressEvent {

@@ -15,6 +15,8 @@
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
+import ort from 'onnxruntime-node';
+import type { DecoderRewrite, Seq2SeqConfig } from '../models/index.js';
 
 const { onnx } = onnxProto;
 
@@ -305,4 +307,40 @@ function exposeCrossAttention(graph: OnnxTypes.IGraphProto, layers: number): Exp
     return { ok: true, outputNames };
   }
   return { ok: false, reason: `no node named …${SOFTMAX_SUFFIX} in the decoder graph or its If branches` };
+}
+
+/** What the load-time rewrite of a model's decoder did (Seq2SeqModel.decoderRewrite of a model loaded for the reader). */
+export interface DecoderPatchInfo extends Omit<PreparedDecoderGraph, 'bytes'> {
+  kind: 'fid-reader-decoder-patch';
+  exposeAttention: boolean;
+}
+
+export function isDecoderPatchInfo(info: unknown): info is DecoderPatchInfo {
+  return typeof info === 'object' && info !== null && (info as { kind?: unknown }).kind === 'fid-reader-decoder-patch';
+}
+
+/**
+ * The reader's decoder rewrite, applied when the model loads so the model has one decoder session that both the
+ * reader and transformers.js `generate()` use. Added inputs get neutral values for generate(): identity beam origins
+ * (no reordering) and k = 1 for TopK.
+ */
+export function fidDecoderRewrite(exposeAttention = true): DecoderRewrite<DecoderPatchInfo> {
+  return {
+    rewrite(bytes: Uint8Array, config: Seq2SeqConfig) {
+      const { bytes: rewritten, ...rest } = prepareDecoderGraph(bytes, config.num_decoder_layers, exposeAttention);
+      return { bytes: rewritten, info: { ...rest, kind: 'fid-reader-decoder-patch', exposeAttention } };
+    },
+    addedInputs(info) {
+      return [...(info.reordersCache ? [BEAM_ORIGINS_INPUT] : []), ...(info.outputs.topValues ? [TOP_K_INPUT] : [])];
+    },
+    neutralFeeds(info, feeds) {
+      const added: Record<string, ort.Tensor> = {};
+      const rows = feeds.input_ids?.dims[0] ?? 1;
+      if (info.reordersCache) {
+        added[BEAM_ORIGINS_INPUT] = new ort.Tensor('int64', BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), [rows]);
+      }
+      if (info.outputs.topValues) added[TOP_K_INPUT] = new ort.Tensor('int64', BigInt64Array.of(1n), [1]);
+      return added;
+    },
+  };
 }

@@ -252,7 +252,14 @@ export interface CachedStepRunnerOptions {
    * broadcast them (see supportsMemoryBroadcast). Saves copying them once per beam, and the graph copying them per step.
    */
   broadcastMemory?: boolean;
-}
+  /**
+   * Compute the cross-attention cache one memory span (one FiD passage) at a time instead of over the whole memory, and
+   * run the first step on the with-past branch with it. In float arithmetic both are the same; an int8 decoder
+   * quantizes the keys/values projection with one scale per run, so only this keeps a passage's keys/values
+   * independent of the other passages (reader.crossCache).
+   */
+  crossCachePerSpan?: boolean;
+  }
 
 /**
  * The normal path: the first run (use_cache_branch=false) computes cross-attention keys/values once; later runs feed
@@ -269,6 +276,8 @@ export class CachedStepRunner implements StepRunner {
   private readonly cacheFlag = boolTensor(true);
   private readonly broadcast: boolean;
   private readonly fetch: 'logits' | 'all' | undefined;
+  private readonly perSpan: boolean;
+  private readonly memory: FusedMemory;
 
   constructor(
     private readonly decoder: MergedDecoder,
@@ -279,19 +288,81 @@ export class CachedStepRunner implements StepRunner {
     this.memoryFeeds = new MemoryFeeds(memory);
     this.broadcast = opts.broadcastMemory ?? false;
     this.fetch = opts.fetch;
-  }
+    this.perSpan = (opts.crossCachePerSpan ?? false) && memory.spans.filter((s) => s.end > s.start).length > 1;
+    this.memory = memory;
+    }
+
+    /**
+    * The cross-attention cache [1, heads, memoryLength, d_kv] per layer, each span's keys/values from a no-past run over
+    * that span alone (positions outside every span, if any, come from a run over them alone too).
+    */
+    /** The cross-attention cache fed to every step after the first (null before the first step). */
+    get crossAttentionCache(): Readonly<OrtFeeds> | null {
+      return this.encoderPast;
+    }
+
+    private async crossCacheBySpan(startToken: number): Promise<OrtFeeds> {
+    const { states, length, dModel, spans } = this.memory;
+    const pieces = spans.filter((s) => s.end > s.start).sort((a, b) => a.start - b.start);
+    const cover: Array<{ start: number; end: number }> = [];
+    let at = 0;
+    for (const s of pieces) {
+      if (s.start > at) cover.push({ start: at, end: s.start });
+      cover.push(s);
+      at = Math.max(at, s.end);
+    }
+    if (at < length) cover.push({ start: at, end: length });
+    const { heads, dKv } = this.decoder;
+    const merged: OrtFeeds = {};
+    const buffers = new Map<string, Float32Array>();
+    for (const span of cover) {
+      const n = span.end - span.start;
+      const feeds: OrtFeeds = {
+        encoder_attention_mask: onesInt64Tensor([1, n]),
+        encoder_hidden_states: float32Tensor(states.slice(span.start * dModel, span.end * dModel), [1, n, dModel]),
+        input_ids: int64Tensor([startToken], [1, 1]),
+        use_cache_branch: boolTensor(false),
+        ...this.decoder.emptyPast(1),
+        ...this.decoder.topKFeed(1),
+      };
+      const step = await this.decoder.run(feeds, 'first-step', this.clock);
+      this.clock.crossCacheRuns++;
+      for (let i = 0; i < this.decoder.layers; i++) {
+        for (const kv of ['key', 'value']) {
+          const name = `past_key_values.${i}.encoder.${kv}`;
+          let buffer = buffers.get(name);
+          if (!buffer) buffers.set(name, (buffer = new Float32Array(heads * length * dKv)));
+          const part = float32Data(step.outputs[`present.${i}.encoder.${kv}`], `present.${i}.encoder.${kv}`);
+          for (let h = 0; h < heads; h++) buffer.set(part.subarray(h * n * dKv, (h + 1) * n * dKv), (h * length + span.start) * dKv);
+        }
+      }
+    }
+    for (const [name, buffer] of buffers) merged[name] = float32Tensor(buffer, [1, heads, length, dKv]);
+    return merged;
+    }
 
   async step(prefixes: ReadonlyArray<readonly number[]>, topK: number): Promise<DecoderStep> {
     const batch = prefixes.length;
     const first = this.decoderPast === null;
     if (!first && batch !== this.rows) throw new Error(`expected ${this.rows} rows after reorder, got ${batch}`);
     const { hidden, mask } = this.memoryFeeds.get(first || !this.broadcast ? batch : this.encoderPastRows);
+    let past: OrtFeeds;
+    if (first && this.perSpan) {
+      // The first step runs on the with-past branch: an empty self-attention cache and the per-span cross cache.
+      const cross = await this.crossCacheBySpan(prefixes[0]![0]!);
+      this.encoderPast = batch === 1 ? cross : mapFeeds(cross, (t) => gatherRows(t, new Array<number>(batch).fill(0)));
+      this.encoderPastRows = batch;
+      past = { ...this.decoder.emptyPast(batch), ...this.encoderPast };
+    } else {
+      past = first ? this.decoder.emptyPast(batch) : { ...this.decoderPast, ...this.encoderPast };
+    }
+    const viaCache = !first || this.perSpan;
     const feeds: OrtFeeds = {
       encoder_attention_mask: mask,
       encoder_hidden_states: hidden,
-      input_ids: first ? prefixIds(prefixes) : lastTokenIds(prefixes),
-      use_cache_branch: first ? boolTensor(false) : this.cacheFlag,
-      ...(first ? this.decoder.emptyPast(batch) : { ...this.decoderPast, ...this.encoderPast }),
+      input_ids: viaCache && !first ? lastTokenIds(prefixes) : prefixIds(prefixes),
+      use_cache_branch: viaCache ? this.cacheFlag : boolTensor(false),
+      ...past,
       ...this.decoder.topKFeed(topK),
     };
     if (!first && this.decoder.reordersCache) {
@@ -300,7 +371,7 @@ export class CachedStepRunner implements StepRunner {
     }
     const step = await this.decoder.run(feeds, this.fetch ?? (first ? 'first-step' : 'step'), this.clock);
     this.decoderPast = this.presentsAsPast(step, 'decoder');
-    if (first) {
+    if (first && !this.perSpan) {
       this.encoderPast = this.presentsAsPast(step, 'encoder');
       this.encoderPastRows = batch;
     }
@@ -393,6 +464,10 @@ function lastTokenIds(prefixes: ReadonlyArray<readonly number[]>): OrtTensor {
     prefixes.map((p) => p[p.length - 1]!),
     [prefixes.length, 1],
   );
+}
+
+function mapFeeds(feeds: OrtFeeds, f: (t: OrtTensor) => OrtTensor): OrtFeeds {
+  return Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, f(t)]));
 }
 
 /** Builds a tensor whose row i is row origins[i] of `tensor` (first dimension). */

@@ -158,12 +158,39 @@ export function buildEncoderPlan(
     : buildConcatPlan(pieces, question, passages, limits);
 }
 
+/**
+ * How the sequences go through the encoder. An int8 encoder quantizes each activation tensor with one scale
+ * (DynamicQuantizeLinear), so a sequence's states depend on what else is in its run: only `per-passage` (each sequence
+ * alone) and a float encoder (`float-encoder`, a model choice: here it runs like `batch`) make them independent of
+ * the other passages, the padding and the batch size.
+ * - `batch`: padded batches of `batchSize` sequences (all at once by default);
+ * - `by-length`: one run per group of equally long sequences (no padding, still shared scales);
+ * - `per-passage`: one run per sequence.
+ */
+export type EncodingStrategy = 'batch' | 'by-length' | 'per-passage' | 'float-encoder';
+
 export interface EncodeOptions {
   padTokenId: number;
+  strategy: EncodingStrategy;
   /** Pad every batch to at least this length (only useful to check that padding does not change the memory). */
   padToLength?: number;
-  /** Sequences per encoder run; default: all of them in one padded batch. */
+  /** Sequences per encoder run for `batch` and `float-encoder`; default: all of them in one padded batch. */
   batchSize?: number;
+}
+
+/** The runs `encodeToMemory` makes: lists of sequence indices. */
+export function encoderRuns(lengths: readonly number[], opts: Pick<EncodeOptions, 'strategy' | 'batchSize'>): number[][] {
+  const all = lengths.map((_, i) => i);
+  if (opts.strategy === 'per-passage') return all.map((i) => [i]);
+  if (opts.strategy === 'by-length') {
+    const groups = new Map<number, number[]>();
+    for (const i of all) groups.set(lengths[i]!, [...(groups.get(lengths[i]!) ?? []), i]);
+    return [...groups.values()];
+  }
+  const size = Math.max(1, opts.batchSize ?? lengths.length);
+  const runs: number[][] = [];
+  for (let first = 0; first < all.length; first += size) runs.push(all.slice(first, first + size));
+  return runs;
 }
 
 /** Runs the encoder on the plan's sequences as padded batches and concatenates the valid states into one memory. */
@@ -175,25 +202,24 @@ export async function encodeToMemory(
 ): Promise<FusedMemory> {
   const lengths = plan.sequences.map((s) => s.length);
   const length = lengths.reduce((a, b) => a + b, 0);
+  const offsets: number[] = [];
+  lengths.reduce((at, n) => (offsets.push(at), at + n), 0);
   const tokenIds = new Int32Array(length);
   let states: Float32Array | undefined;
   let dModel = 0;
-  let offset = 0;
-  const batchSize = Math.max(1, opts.batchSize ?? plan.sequences.length);
-  for (let first = 0; first < plan.sequences.length; first += batchSize) {
-    const batch = plan.sequences.slice(first, first + batchSize);
+  for (const run of encoderRuns(lengths, opts)) {
+    const batch = run.map((i) => plan.sequences[i]!);
     const { hidden, paddedLength, hiddenSize } = await runEncoderBatch(encoder, batch, opts, clock);
     if (!states) {
       dModel = hiddenSize;
       states = new Float32Array(length * dModel);
     }
-    for (let b = 0; b < batch.length; b++) {
-      const seq = batch[b]!;
+    run.forEach((i, b) => {
+      const seq = plan.sequences[i]!;
       const rowStart = b * paddedLength * dModel;
-      states.set(hidden.subarray(rowStart, rowStart + seq.length * dModel), offset * dModel);
-      tokenIds.set(seq, offset);
-      offset += seq.length;
-    }
+      states!.set(hidden.subarray(rowStart, rowStart + seq.length * dModel), offsets[i]! * dModel);
+      tokenIds.set(seq, offsets[i]!);
+    });
   }
   if (!states) throw new Error('nothing to encode');
   return { states, length, dModel, tokenIds, spans: plan.spans };

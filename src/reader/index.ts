@@ -8,6 +8,8 @@
  * - leave-one-out.ts: fallback attribution; reader.ts: the FidReader class tying it together
  */
 export { FidReader, type FidReaderOptions } from './reader.js';
+export { fidDecoderRewrite, isDecoderPatchInfo, type DecoderPatchInfo } from './attention-patch.js';
+export type { EncodingStrategy } from './fusion.js';
 export { ReaderAbortError } from './onnx-run.js';
 export { SeededRandom, samplingDistribution, drawIndex, type SamplingOptions } from './sampling.js';
 export type {

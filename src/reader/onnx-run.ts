@@ -11,6 +11,8 @@ export class OnnxClock {
   decoderMs = 0;
   encoderRuns = 0;
   decoderRuns = 0;
+  /** Decoder runs that only computed a passage's cross-attention cache (part of decoderRuns, not decoding steps). */
+  crossCacheRuns = 0;
 
   get totalMs(): number {
     return this.encoderMs + this.decoderMs;

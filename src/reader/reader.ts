@@ -1,6 +1,5 @@
-import ort from 'onnxruntime-node';
-import type { Seq2SeqModel } from '../models/index.js';
-import { prepareDecoderGraph } from './attention-patch.js';
+import { createSession, onnxFile, type Seq2SeqModel } from '../models/index.js';
+import { isDecoderPatchInfo, prepareDecoderGraph } from './attention-patch.js';
 import {
   attributeFromCrossAttention,
   CrossAttentionTracer,
@@ -20,6 +19,7 @@ import {
   PieceTokenizer,
   type EncodeOptions,
   type EncoderInputLimits,
+  type EncodingStrategy,
   type FusedMemory,
 } from './fusion.js';
 import { leaveOneOutAttribution } from './leave-one-out.js';
@@ -42,37 +42,42 @@ export interface FidReaderOptions {
   topPassagesPerToken?: number;
   /** Passage tokens listed per listed passage (default 5). */
   topTokensPerPassage?: number;
-  /** Encoder inputs per encoder run; default: all passages in one padded batch. */
+  /** How passages go through the encoder (see EncodingStrategy; config `reader.encoding`). */
+  encoding: EncodingStrategy;
+  /** Encoder inputs per encoder run for `batch` encoding; default: all passages in one padded batch. */
   encoderBatchSize?: number;
+  /**
+   * FiD only: `per-passage` computes the decoder's cross-attention cache one passage at a time (CachedStepRunner
+   * crossCachePerSpan), so under int8 a passage's keys/values do not depend on the other passages; `shared` computes
+   * it over the whole memory in the first decoder step. Config `reader.crossCache`.
+   */
+  crossCache: 'per-passage' | 'shared';
 }
 
 /** Internal knobs for tests and benchmarks. */
 export interface EncodeDebugOptions {
   padToLength?: number;
+  strategy?: EncodingStrategy;
+  batchSize?: number;
 }
 
-interface OrtSessions {
-  session: OrtSession;
-  decoder_merged_session: OrtSession;
-}
-
-function sessionsOf(model: Seq2SeqModel): OrtSessions {
-  const sessions = model.model as unknown as Partial<OrtSessions>;
-  if (!sessions.session || !sessions.decoder_merged_session) {
-    throw new Error(`model "${model.modelId}" has no encoder session or merged decoder session`);
-  }
-  return sessions as OrtSessions;
-}
-
-/** The rewritten decoder, or the model's own decoder session if the rewrite fails (then `reason` says why). */
+/**
+ * The rewritten decoder: the model's own session when the model was loaded with `fidDecoderRewrite` (one decoder
+ * session in memory), else a session of its own made from the rewritten file. Falls back to the model's unmodified
+ * session if the rewrite fails (then `reason` says why).
+ */
 async function loadDecoder(model: Seq2SeqModel, exposeAttention: boolean): Promise<{ decoder: MergedDecoder; reason: string }> {
-  const { decoder_merged_session: original } = sessionsOf(model);
+  const original = model.decoder;
   const { num_heads: heads, d_kv: dKv } = model.config;
+  const patched = model.decoderRewrite;
+  if (isDecoderPatchInfo(patched) && patched.exposeAttention === exposeAttention) {
+    return { decoder: new MergedDecoder(original, heads, dKv, patched.outputs), reason: patched.reason ?? '' };
+  }
   const layers = new MergedDecoder(original, heads, dKv).layers;
-  const file = `onnx/decoder_model_merged${model.quantized ? '_quantized' : ''}.onnx`;
+  const file = onnxFile('decoder_model_merged', model.quantized);
   try {
     const prepared = prepareDecoderGraph(await model.readModelFile(file), layers, exposeAttention);
-    const session = await ort.InferenceSession.create(prepared.bytes);
+    const session = await createSession(prepared.bytes, file, model.threads);
     return { decoder: new MergedDecoder(session, heads, dKv, prepared.outputs), reason: prepared.reason ?? '' };
   } catch (err) {
     // The original session still decodes correctly, just without the added outputs and in-graph cache reordering.
@@ -110,8 +115,11 @@ export class FidReader {
    * Rewrites the merged decoder graph once (cross-attention outputs unless leave-one-out is asked for; see
    * attention-patch.ts) and loads it into a session of its own; the encoder session of the model is used as is.
    */
-  static async create(model: Seq2SeqModel, opts: FidReaderOptions = {}): Promise<FidReader> {
-    const { session: encoder } = sessionsOf(model);
+  static async create(model: Seq2SeqModel, opts: FidReaderOptions): Promise<FidReader> {
+    const encoder = model.encoder;
+    if (opts.encoding === 'float-encoder' && model.quantizedEncoder) {
+      throw new Error(`reader encoding "float-encoder" needs the model loaded with its float encoder (floatEncoder: true)`);
+    }
     const wanted = opts.attribution ?? 'auto';
     const { decoder, reason } = await loadDecoder(model, wanted !== 'leave-one-out');
     const method: AttributionMethod = decoder.hasCrossAttention ? 'cross-attention' : 'leave-one-out';
@@ -150,7 +158,10 @@ export class FidReader {
 
     const { config, tokenizer } = this.model;
     const streamer = opts.onToken ? new TokenStreamer((ids) => this.decodeText(ids), opts.onToken) : undefined;
-    const runner = new CachedStepRunner(this.decoder, memory, clock, { broadcastMemory: this.broadcastMemory });
+    const runner = new CachedStepRunner(this.decoder, memory, clock, {
+      broadcastMemory: this.broadcastMemory,
+      crossCachePerSpan: opts.fusion === 'fid' && this.opts.crossCache === 'per-passage',
+    });
     const result = await search(runner, {
       maxNewTokens: opts.maxNewTokens,
       minNewTokens: opts.minNewTokens ?? 0,
@@ -165,7 +176,7 @@ export class FidReader {
       sampling: opts.sampling,
       vocabSize: config.vocab_size,
     });
-    const decoderSteps = clock.decoderRuns;
+    const decoderSteps = clock.decoderRuns - clock.crossCacheRuns;
     const t2 = performance.now();
 
     const attribution = await this.attribute(question, passages, opts, memory, result.tokenIds, result.trace, clock);
@@ -229,7 +240,12 @@ export class FidReader {
   }
 
   private encodeOptions(debug: EncodeDebugOptions): EncodeOptions {
-    return { padTokenId: this.model.config.pad_token_id, batchSize: this.opts.encoderBatchSize, padToLength: debug.padToLength };
+    return {
+      padTokenId: this.model.config.pad_token_id,
+      strategy: debug.strategy ?? this.opts.encoding,
+      batchSize: debug.batchSize ?? this.opts.encoderBatchSize,
+      padToLength: debug.padToLength,
+    };
   }
 
   private decodeText(ids: number[]): string {

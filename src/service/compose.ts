@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
 import { loadEmbedder, loadModels, type Embedder } from '../models/index.js';
-import { FidReader } from '../reader/index.js';
+import { FidReader, fidDecoderRewrite } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
 import { CollectionExistsError } from './errors.js';
@@ -72,11 +72,11 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   // start-up without models names every missing one at once.
   let reader: FidReader | undefined;
   if (options.reader) {
-    const { embedder, readerModel } = await loadModels(config);
+    const { embedder, readerModel } = await loadModels(config, fidDecoderRewrite());
     loaded.push(embedder);
     embedders.set(config.embedModel, Promise.resolve(embedder));
     log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
-    reader = await FidReader.create(readerModel, { logger: log });
+    reader = await FidReader.create(readerModel, { logger: log, encoding: config.reader.encoding, crossCache: config.reader.crossCache });
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
   } else {
     await embedderFor(config.embedModel);
