@@ -12,11 +12,11 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../src/fixtures/index.js';
+import { findRepoRoot, fixtureDirName } from '../src/fixtures/index.js';
 import { startServerProcess, rssBytes, type ServerProcess } from './lib/server-process.js';
 import { CORPUS_QUESTIONS } from './lib/questions.js';
 import { formatTable, runCli } from './lib/cli.js';
-import { BERT_FULL, ensureFullFixtures, T5_FULL } from './lib/full-fixtures.js';
+import { BERT_FULL, ensureFullFixtures, ensureTinyFixtures, T5_FULL } from './lib/full-fixtures.js';
 
 const QUERIES = CORPUS_QUESTIONS;
 
@@ -76,18 +76,6 @@ function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[rank]!;
-}
-
-/** Tiny fixtures live where vitest's global setup builds them; build them here if a test run never did. */
-async function tinyFixturesDir(repoRoot: string): Promise<string> {
-  const dir = path.join(repoRoot, '.cache', 'fixtures');
-  const bert = fixtureDirName('bert', 'tiny');
-  const t5 = fixtureDirName('t5', 'tiny');
-  if (!existsSync(path.join(dir, bert, 'onnx', 'model.onnx')) || !existsSync(path.join(dir, t5, 'onnx', 'decoder_model_merged.onnx'))) {
-    console.error(`building tiny fixture models into ${dir} ...`);
-    await buildFixtures({ size: 'tiny', outDir: dir, sharedModelsDir: defaultSharedModelsDir(), seed: DEFAULT_FIXTURE_SEED });
-  }
-  return dir;
 }
 
 function searchRequest(i: number): autocannon.Request {
@@ -217,7 +205,7 @@ runCli(async () => {
 
   const repoRoot = findRepoRoot(process.cwd());
   const full = opts.size === 'full';
-  const modelsDir = opts.models ? path.resolve(opts.models) : full ? await ensureFullFixtures() : await tinyFixturesDir(repoRoot);
+  const modelsDir = opts.models ? path.resolve(opts.models) : full ? await ensureFullFixtures() : await ensureTinyFixtures(path.join(repoRoot, '.cache', 'fixtures'));
   const work = mkdtempSync(path.join(os.tmpdir(), 'bench-load-'));
   const configFile = path.join(work, 'rag.config.json');
   writeFileSync(configFile, JSON.stringify({ server: { rateLimit: { max: opts.rateLimit } }, logLevel: 'warn' }));
