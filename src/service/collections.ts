@@ -63,6 +63,8 @@ export class Collections {
   private readonly opening = new Map<string, Promise<Entry>>();
   /** Collections being closed; opening one again waits for its writer lock to be released. */
   private readonly closing = new Map<string, Promise<void>>();
+  /** Collections verified since this process started: reopening one the bound closed does not verify it again. */
+  private readonly verified = new Set<string>();
   /** Collections being deleted: new requests find them gone at once. */
   private readonly dropping = new Set<string>();
   private peak = 0;
@@ -150,6 +152,7 @@ export class Collections {
         await this.closeEntry(entry);
       }
       await this.closing.get(name);
+      this.verified.delete(name);
       return await this.options.engine.dropCollection(name);
     } finally {
       this.dropping.delete(name);
@@ -286,7 +289,11 @@ export class Collections {
       if (store.embedModel !== embedder.modelId || store.dim !== embedder.dim) {
         throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, embedder.modelId, embedder.dim);
       }
-      if (this.options.verify) await this.verify(store);
+      // Once per process: a collection this process closed itself was consistent when it closed it.
+      if (this.options.verify && !this.verified.has(name)) {
+        await this.verify(store);
+        this.verified.add(name);
+      }
     } catch (err) {
       await store.close();
       throw err;
