@@ -464,14 +464,16 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const write = await post('/v1/collections/picked/documents', { documents: [{ id: 'okapi.md', text: 'The okapistripes belong to a giraffe relative.' }] });
     expect(write.status).toBe(200);
     await page.reload();
-    await page.waitForSelector('#collection option[value="picked"]');
+    await page.waitForSelector('#collection option[value="picked"]', { state: 'attached' });
     expect(await page.locator('#collection option').allTextContents()).toEqual([`${indexName} (default)`, 'picked']);
 
     await page.click('#tab-search');
     await page.selectOption('#search-mode', 'bm25');
     await page.fill('#query', 'okapistripes');
+    const unscoped = page.waitForResponse((r) => r.url().endsWith('/v1/search'));
     await page.press('#query', 'Enter');
-    await page.waitForSelector('#results[data-state="done"]');
+    expect((await (await unscoped).json()).results).toEqual([]);
+    await expect.poll(() => page.textContent('#search-meta')).toMatch(/^0 results/);
     expect(await page.locator('#results .result').count()).toBe(0);
 
     await page.selectOption('#collection', 'picked');

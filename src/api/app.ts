@@ -155,7 +155,8 @@ export function createApp(state: ApiState, options: ApiOptions) {
       const params = parseBody(searchSchema, req);
       const backend = ready(state);
       const result = await withTimeout(backend.search({ ...params, collection }), options.requestTimeoutMs, 'search');
-      if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
+      // BM25 embeds nothing; every other mode embeds the query.
+      if (result.timings.embedMs > 0) metrics.observeStage('embed', result.timings.embedMs);
       metrics.observeStage('search', result.timings.searchMs);
       res.json(result);
     });

@@ -92,6 +92,8 @@ const configSchema = z.object({
     .object({
       defaultK: z.number().int().positive().default(10),
       maxK: z.number().int().positive().default(100),
+      /** Search mode of requests that name none. */
+      defaultMode: z.enum(['dense', 'bm25', 'hybrid', 'exact']).default('hybrid'),
       rrfK: z.number().positive().default(60),
       denseWeight: z.number().min(0).default(1),
       bm25Weight: z.number().min(0).default(1),
@@ -111,6 +113,8 @@ const configSchema = z.object({
   reader: z
     .object({
       maxInputTokens: z.number().int().positive().optional(),
+      /** Reader input of requests that name none: one encoder pass per passage (fid) or all passages in one (concat). */
+      defaultFusion: z.enum(['fid', 'concat']).default('fid'),
       defaultK: z.number().int().positive().default(10),
       maxK: z.number().int().positive().default(50),
       maxNewTokens: z.number().int().positive().default(32),

@@ -156,7 +156,7 @@ export class RagService {
     return this.use(params, async (c) => {
       const started = performance.now();
       const k = params.k ?? this.config.retrieval.defaultK;
-      const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
+      const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode, filter: params.filter });
       return {
         results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score })),
         timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
@@ -170,9 +170,9 @@ export class RagService {
     const started = performance.now();
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
-    const fusion = params.fusion ?? 'fid';
+    const fusion = params.fusion ?? rc.defaultFusion;
     const { hits, timings } = await this.use(params, (c) =>
-      c.retriever.search(params.question, { k, mode: params.mode ?? 'hybrid', filter: params.filter }),
+      c.retriever.search(params.question, { k, mode: params.mode, filter: params.filter }),
     );
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();

@@ -118,6 +118,32 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       expect((await store.listDocuments({ metadata: { n: '1' } })).documents).toEqual([]);
     });
 
+    it('exports every document with passages and vectors, so another collection takes them unchanged', async () => {
+      const { engine } = await fresh();
+      const source = await openNew(engine, 'export-from');
+      const docs = Array.from({ length: 7 }, (_, i) => contractDocument(`e${i}`, 300 + i, 1 + (i % 3), { n: i }));
+      await source.writeDocuments(docs);
+      const pages: string[][] = [];
+      const target = await openNew(engine, 'export-to');
+      for await (const page of source.exportDocuments(3)) {
+        pages.push(page.map((w) => w.document.id));
+        await target.writeDocuments(page);
+      }
+      expect(pages).toEqual([['e0', 'e1', 'e2'], ['e3', 'e4', 'e5'], ['e6']]);
+      for (const d of docs) {
+        const [from, to] = [await source.passagesOfDocument(d.document.id), await target.passagesOfDocument(d.document.id)];
+        expect(to.map(({ label: _l, ...p }) => p)).toEqual(from.map(({ label: _l, ...p }) => p));
+        expect(await target.getDocument(d.document.id)).toEqual(await source.getDocument(d.document.id));
+      }
+      const query = contractVector(301 * 100);
+      const [a, b] = [await source.exactSearch(query, 5), await target.exactSearch(query, 5)];
+      expect(b).toHaveLength(a.length);
+      b.forEach((h, i) => expect(h.score).toBeCloseTo(a[i]!.score, 5));
+      let exported = 0;
+      for await (const page of (await openNew(engine, 'export-empty')).exportDocuments(10)) exported += page.length;
+      expect(exported).toBe(0);
+    });
+
     it('applies a batch atomically: a bad batch changes nothing, a good one is seen whole', async () => {
       const { engine } = await fresh();
       const store = await openNew(engine);
