@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import pg from 'pg';
 import { Embedder } from '../src/models/index.js';
-import type { OpenCollectionOptions, PassageStore } from '../src/store/index.js';
+import { openStoreEngine, type EngineSpec, type OpenCollectionOptions, type PassageStore } from '../src/store/index.js';
+
+type PostgresEngineSpec = Extract<EngineSpec, { kind: 'postgres' }>;
 import type { DocumentWrite } from '../src/store/index.js';
-import { PostgresEngine, type PostgresEngineSpec } from '../src/store/postgres/engine.js';
 import { loadConfig } from '../src/config/index.js';
 import { formatTable, intOption, runCli } from './lib/cli.js';
 import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
@@ -75,7 +76,7 @@ function memoryProbe(engineSpec: PostgresEngineSpec, collection: string, open: O
 async function probeMemory(json: string): Promise<void> {
   const { engineSpec, collection, open } = JSON.parse(json) as { engineSpec: PostgresEngineSpec; collection: string; open: OpenCollectionOptions };
   const gc = globalThis.gc ?? (() => undefined);
-  const engine = await PostgresEngine.open({ ...engineSpec, pollIntervalMs: 3_600_000 });
+  const engine = await openStoreEngine({ ...engineSpec, pollIntervalMs: 3_600_000 });
   // An empty collection first: loads the native modules and SQLite's fixed allocations outside the measurement.
   const empty = await engine.openCollection(`${collection}-empty`, { ...open, create: true });
   await empty.close();
@@ -144,9 +145,9 @@ async function main(): Promise<void> {
   const collection = `bench-${Date.now()}`;
   const rows: Array<Array<string | number>> = [['measure', 'value']];
   try {
-    const a = await PostgresEngine.open(spec('a'));
+    const a = await openStoreEngine(spec('a'));
     const storeA = await a.openCollection(collection, open);
-    let b = await PostgresEngine.open(spec('b'));
+    let b = await openStoreEngine(spec('b'));
     let storeB: PassageStore = await b.openCollection(collection, open);
 
     // Propagation lag: write through A, poll B's local index. From A's acknowledgement (A has committed and applied
@@ -184,7 +185,7 @@ async function main(): Promise<void> {
 
     // Catch-up: B restarts with its checkpoint.
     let started = performance.now();
-    b = await PostgresEngine.open(spec('b'));
+    b = await openStoreEngine(spec('b'));
     storeB = await b.openCollection(collection, open);
     const catchUpMs = performance.now() - started;
     const caughtUp = (await storeB.stats()).passages;
@@ -195,7 +196,7 @@ async function main(): Promise<void> {
     // Rebuild: B's local files are gone.
     rmSync(spec('b').localDir, { recursive: true, force: true });
     started = performance.now();
-    b = await PostgresEngine.open(spec('b'));
+    b = await openStoreEngine(spec('b'));
     storeB = await b.openCollection(collection, open);
     const rebuildMs = performance.now() - started;
     const rebuiltStats = await storeB.stats();

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { Command } from 'commander';
-import { indexDir, loadConfig } from '../src/config/index.js';
+import { loadConfig } from '../src/config/index.js';
 import { moveEmbeddedIndexToPostgres } from '../src/store/index.js';
 import { fail, runCli } from './lib/cli.js';
 
@@ -25,13 +25,14 @@ async function main(): Promise<void> {
   const url = opts.databaseUrl ?? config.database.url;
   if (!url) fail('no database: pass --database-url or set RAG_DATABASE_URL (config database.url)');
   const name = opts.index ?? config.indexName;
-  const sourceDir = indexDir(config, name);
+  const sourceDir = path.join(config.indexesDir, name);
   const collection = opts.collection ?? name;
   const started = performance.now();
   const summary = await moveEmbeddedIndexToPostgres({
     url,
     connectTimeoutMs: config.database.connectTimeoutMs,
-    sourceDir,
+    indexesDir: config.indexesDir,
+    source: name,
     collection,
     pageDocuments: 200,
     onPage: ({ documents, passages }) => {

@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OpenCollectionOptions, PassageStore } from '../src/store/engine.js';
+import { openStoreEngine, type EngineSpec, type OpenCollectionOptions, type PassageStore, type StoreEngine } from '../src/store/index.js';
+
+type PostgresEngineSpec = Extract<EngineSpec, { kind: 'postgres' }>;
 import { migrate } from '../src/store/postgres/migrations.js';
-import { PostgresEngine, type PostgresEngineSpec } from '../src/store/postgres/engine.js';
 import type { DocumentWrite } from '../src/store/types.js';
 import { freshDatabase, ownPostgres, postgresAvailable, stopTestPostgres } from './helpers/postgres.js';
 import { StorageUnavailableError } from '../src/store/index.js';
@@ -70,7 +71,7 @@ async function denseRanking(store: PassageStore, text: string) {
 describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
   let url: string;
   const dirs: string[] = [];
-  const engines: PostgresEngine[] = [];
+  const engines: StoreEngine[] = [];
 
   const spec = (localDir: string): PostgresEngineSpec => ({
     kind: 'postgres',
@@ -84,11 +85,11 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
 
   async function replica(
     localDir = mkdtempSync(path.join(os.tmpdir(), 'rag-replica-')),
-  ): Promise<{ engine: PostgresEngine; dir: string; builds: () => number }> {
+  ): Promise<{ engine: StoreEngine; dir: string; builds: () => number }> {
     dirs.push(localDir);
     const messages: string[] = [];
     const log = { info: (_: object, msg?: string) => messages.push(msg ?? ''), warn: (_: object, msg?: string) => messages.push(msg ?? '') };
-    const engine = await PostgresEngine.open(spec(localDir), log);
+    const engine = await openStoreEngine(spec(localDir), log);
     engines.push(engine);
     return { engine, dir: localDir, builds: () => messages.filter((m) => m === 'local index built from PostgreSQL').length };
   }
@@ -266,8 +267,8 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine when PostgreSQL restart
       pollIntervalMs: 200,
       applyBatchChanges: 50,
     });
-    const a = await PostgresEngine.open(spec('a'));
-    const b = await PostgresEngine.open(spec('b'));
+    const a = await openStoreEngine(spec('a'));
+    const b = await openStoreEngine(spec('b'));
     try {
       const storeA = await a.openCollection('live', OPEN);
       const storeB = await b.openCollection('live', OPEN);

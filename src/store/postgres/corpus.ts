@@ -424,3 +424,25 @@ export async function deploymentId(pool: pg.Pool): Promise<string> {
   if (!rows[0]) throw new IndexStoreError('the database has no deployment id; was it migrated?');
   return rows[0].id;
 }
+
+/** One page of documents with passages and vectors, ordered by id in binary order, read from one snapshot. */
+export async function exportPage(pool: pg.Pool, collection: string, afterId: string | undefined, limit: number): Promise<DocumentWrite[]> {
+  return inTransaction(
+    pool,
+    'export documents',
+    async (client) => {
+      const docs = await client.query<DocumentRow>(
+        `SELECT ${DOC_COLUMNS} FROM documents WHERE collection = $1 AND ($2::text IS NULL OR id COLLATE "C" > $2::text)
+         ORDER BY id COLLATE "C" LIMIT $3`,
+        [collection, afterId ?? null, limit],
+      );
+      if (docs.rows.length === 0) return [];
+      const passages = await client.query<PassageRow>(
+        `SELECT ${PASSAGE_COLUMNS} FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[]) ORDER BY doc_id, chunk_no`,
+        [collection, docs.rows.map((d) => d.id)],
+      );
+      return assemble(docs.rows, passages.rows).map(({ document, passages: p }) => ({ document, passages: p }));
+    },
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+  );
+}

@@ -365,6 +365,18 @@ class PostgresPassageStore implements PassageStore {
     return this.local.passagesByLabels(labels);
   }
 
+  /** From PostgreSQL, the source of truth (not this replica's local copy, which may lag). */
+  async *exportDocuments(pageDocuments: number): AsyncIterable<DocumentWrite[]> {
+    this.assertOpen();
+    let after: string | undefined;
+    for (;;) {
+      const page = await corpus.exportPage(this.pool, this.name, after, pageDocuments);
+      if (page.length === 0) return;
+      yield page;
+      after = page[page.length - 1]!.document.id;
+    }
+  }
+
   async bm25Search(terms: string[], k: number, options: Bm25Options): Promise<LabelScore[]> {
     return this.local.bm25Search(terms, k, options);
   }

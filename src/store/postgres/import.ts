@@ -1,10 +1,9 @@
 import type { CollectionManifest } from '../engine.js';
 import { EmbeddingMismatchError, IndexNotFoundError } from '../errors.js';
-import { readManifest } from '../sqlite/manifest.js';
+import { SqliteEngine } from '../sqlite/sqlite-engine.js';
 import type { DocumentWrite } from '../types.js';
 import * as corpus from './corpus.js';
 import { createPool, redactedUrl } from './database.js';
-import { exportEmbeddedIndex } from './embedded-export.js';
 import { migrate } from './migrations.js';
 
 export interface ImportTarget {
@@ -60,25 +59,34 @@ export async function importIntoPostgres(
 }
 
 export interface MoveOptions extends ImportTarget {
-  /** Folder of the embedded index (`<indexesDir>/<name>`). */
-  sourceDir: string;
+  /** The embedded deployment's indexes folder and the collection in it to move. */
+  indexesDir: string;
+  source: string;
   /** Target collection name in PostgreSQL. */
   collection: string;
   pageDocuments: number;
   onPage?: (progress: { documents: number; passages: number }) => void;
 }
 
-/** `npm run migrate-to-postgres`: an embedded index's documents, passages and vectors into a PostgreSQL collection. */
+/** `npm run migrate-to-postgres`: an embedded collection's documents, passages and vectors into a PostgreSQL collection. */
 export async function moveEmbeddedIndexToPostgres(options: MoveOptions): Promise<ImportSummary> {
-  const source = readManifest(options.sourceDir);
-  if (!source) throw new IndexNotFoundError(`no embedded index at ${options.sourceDir} (missing manifest.json)`);
-  const manifest: CollectionManifest = {
-    embedModel: source.embedModel,
-    dim: source.dim,
-    space: 'cosine',
-    hnsw: source.hnsw,
-    ...(source.chunk ? { chunk: source.chunk } : {}),
-    createdAt: source.createdAt,
-  };
-  return importIntoPostgres(options, options.collection, manifest, exportEmbeddedIndex(options.sourceDir, options.pageDocuments), options.onPage);
+  const embedded = new SqliteEngine(options.indexesDir);
+  const manifest = await embedded.describeCollection(options.source);
+  if (!manifest) throw new IndexNotFoundError(`no embedded collection "${options.source}" in ${options.indexesDir}`);
+  // Read-only: no writer lock, so it can run beside a server that serves the collection.
+  const store = await embedded.openCollection(options.source, {
+    embedModel: manifest.embedModel,
+    dim: manifest.dim,
+    hnsw: manifest.hnsw,
+    readonly: true,
+    exactFilterThreshold: 0,
+  });
+  try {
+    const { createdAt, embedModel, dim, space, hnsw, chunk } = manifest;
+    const target: CollectionManifest = { embedModel, dim, space, hnsw, ...(chunk ? { chunk } : {}), createdAt };
+    return await importIntoPostgres(options, options.collection, target, store.exportDocuments(options.pageDocuments), options.onPage);
+  } finally {
+    await store.close();
+    await embedded.close();
+  }
 }
