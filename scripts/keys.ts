@@ -2,10 +2,12 @@
  * Creates an API key: prints the key once (only its hash is ever stored) and the config entry that admits it.
  *   npm run keys -- --name ci-bot --scopes read
  *   npm run keys -- --name admin --scopes read,write
+ *   npm run keys -- --name team-a --scopes read,write --collections team-a
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { generateApiKey, hashApiKey } from '../src/api/index.js';
 import { API_SCOPES, type ApiKeyConfig, type ApiScope } from '../src/config/index.js';
+import { COLLECTION_NAME } from '../src/store/index.js';
 
 function keyName(value: string): string {
   if (!/^[A-Za-z0-9._@-]{1,64}$/.test(value)) throw new InvalidArgumentError('use 1-64 letters, digits, ".", "_", "@" or "-"');
@@ -21,18 +23,31 @@ function scopes(value: string): ApiScope[] {
   return list as ApiScope[];
 }
 
+function collectionList(value: string): string[] {
+  const list = value.split(',').map((s) => s.trim());
+  const bad = list.filter((name) => !COLLECTION_NAME.test(name));
+  if (bad.length > 0) throw new InvalidArgumentError(`not collection names (1-64 of a-z, 0-9, "_", "-"): ${bad.join(', ')}`);
+  return list;
+}
+
 const program = new Command()
   .name('keys')
   .description('Generate an API key and the auth.keys entry (name, sha256, scopes) that admits it.')
   .requiredOption('--name <name>', 'who the key is for; shown in logs and used for rate limits', keyName)
   .option('--scopes <list>', `comma-separated: ${API_SCOPES.join(', ')}`, scopes, ['read'] as ApiScope[])
+  .option('--collections <list>', 'comma-separated collection names the key is limited to (default: all)', collectionList)
   .showHelpAfterError();
 
 program.parse();
-const opts = program.opts<{ name: string; scopes: ApiScope[] }>();
+const opts = program.opts<{ name: string; scopes: ApiScope[]; collections?: string[] }>();
 
 const key = generateApiKey();
-const entry: ApiKeyConfig = { name: opts.name, sha256: hashApiKey(key), scopes: opts.scopes };
+const entry: ApiKeyConfig = {
+  name: opts.name,
+  sha256: hashApiKey(key),
+  scopes: opts.scopes,
+  ...(opts.collections ? { collections: opts.collections } : {}),
+};
 
 console.log(`API key for "${opts.name}" (shown only now; store it in a secret manager):\n\n  ${key}\n`);
 console.log('Add this entry to auth.keys in rag.config.json (or to the JSON array in RAG_API_KEYS):\n');

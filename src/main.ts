@@ -26,6 +26,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
 
   const state: ApiState = { status: 'starting' };
   const app = createApp(state, {
+    defaultCollection: config.indexName,
     limits: {
       maxQueryChars: config.server.maxQueryChars,
       maxSearchK: config.retrieval.maxK,

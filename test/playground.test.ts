@@ -457,6 +457,38 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await page.evaluate('window.__xss')).toBeUndefined();
   });
 
+  it('the collection picker lists collections and scopes search to the chosen one', async () => {
+    const post = (route: string, body: unknown) =>
+      fetch(`${base}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post('/v1/collections', { name: 'picked' })).status).toBe(201);
+    const write = await post('/v1/collections/picked/documents', { documents: [{ id: 'okapi.md', text: 'The okapistripes belong to a giraffe relative.' }] });
+    expect(write.status).toBe(200);
+    await page.reload();
+    await page.waitForSelector('#collection option[value="picked"]', { state: 'attached' });
+    expect(await page.locator('#collection option').allTextContents()).toEqual([`${indexName} (default)`, 'picked']);
+
+    await page.click('#tab-search');
+    await page.selectOption('#search-mode', 'bm25');
+    await page.fill('#query', 'okapistripes');
+    const unscoped = page.waitForResponse((r) => r.url().endsWith('/v1/search'));
+    await page.press('#query', 'Enter');
+    expect((await (await unscoped).json()).results).toEqual([]);
+    await expect.poll(() => page.textContent('#search-meta')).toMatch(/^0 results/);
+    expect(await page.locator('#results .result').count()).toBe(0);
+
+    await page.selectOption('#collection', 'picked');
+    await expect.poll(() => page.textContent('#index-status')).toMatch(/picked · 1 documents/);
+    const scopedRequest = page.waitForRequest((r) => r.url().endsWith('/v1/collections/picked/search'));
+    await page.press('#query', 'Enter');
+    await scopedRequest;
+    await page.waitForSelector('#results[data-state="done"] .result');
+    expect(await page.locator('#results .result').first().getAttribute('data-passage-id')).toBe('okapi.md#0');
+
+    // Back to the default collection for the tests that follow.
+    await page.selectOption('#collection', '');
+    await expect.poll(() => page.textContent('#index-status')).toContain(indexName);
+  });
+
   it('keeps the API key for the session and sends it as a Bearer token', async () => {
     await page.fill('#api-key', 'test-key-123');
     await page.click('#key-save');

@@ -5,6 +5,7 @@ import { ApiError, parseRetryAfter } from './errors.js';
 import { SseParser } from './sse.js';
 
 const KEY_STORAGE = 'fid-rag.apiKey';
+const COLLECTION_STORAGE = 'fid-rag.collection';
 
 /** The key lives for the browser tab's session only: closing the tab forgets it. */
 export const apiKeyStore = {
@@ -18,6 +19,28 @@ export const apiKeyStore = {
     else sessionStorage.removeItem(KEY_STORAGE);
   },
 };
+
+/** The collection the playground talks to; '' is the server's default collection (the unscoped routes). */
+export const collectionStore = {
+  /** @returns {string} */
+  get() {
+    return sessionStorage.getItem(COLLECTION_STORAGE) ?? '';
+  },
+  /** @param {string} name */
+  set(name) {
+    if (name) sessionStorage.setItem(COLLECTION_STORAGE, name);
+    else sessionStorage.removeItem(COLLECTION_STORAGE);
+  },
+};
+
+/**
+ * A data route in the chosen collection: `/v1/search` or `/v1/collections/{name}/search`.
+ * @param {string} route e.g. '/search'
+ */
+function scoped(route) {
+  const collection = collectionStore.get();
+  return collection ? `/v1/collections/${encodeURIComponent(collection)}${route}` : `/v1${route}`;
+}
 
 /**
  * @param {Record<string, string>} extra
@@ -64,18 +87,18 @@ async function postJson(path, body, signal) {
  * @param {AbortSignal} [signal]
  */
 export function search(request, signal) {
-  return postJson('/v1/search', request, signal);
+  return postJson(scoped('/search'), request, signal);
 }
 
 /**
- * Uploads files as multipart/form-data to /v1/documents/files; the body is one outcome per document.
+ * Uploads files as multipart/form-data to the chosen collection's /documents/files; the body is one outcome per document.
  * @param {File[]} files
  * @param {AbortSignal} [signal]
  */
 export async function uploadFiles(files, signal) {
   const form = new FormData();
   for (const file of files) form.append('files', file, file.name);
-  const res = await fetch('/v1/documents/files', { method: 'POST', headers: headers({ Accept: 'application/json' }), body: form, signal });
+  const res = await fetch(scoped('/documents/files'), { method: 'POST', headers: headers({ Accept: 'application/json' }), body: form, signal });
   if (!res.ok) throw await errorFrom(res);
   return res.json();
 }
@@ -87,7 +110,7 @@ export async function uploadFiles(files, signal) {
  * @returns {Promise<any>} the final `answer` event's body
  */
 export async function askStreaming(request, { onToken, signal }) {
-  const res = await fetch('/v1/ask', {
+  const res = await fetch(scoped('/ask'), {
     method: 'POST',
     headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
     body: JSON.stringify({ ...request, stream: true }),
@@ -134,7 +157,7 @@ export async function askStreaming(request, { onToken, signal }) {
  */
 export async function indexStatus() {
   try {
-    const stats = await fetch('/v1/stats', { headers: headers({ Accept: 'application/json' }) });
+    const stats = await fetch(scoped('/stats'), { headers: headers({ Accept: 'application/json' }) });
     if (stats.status === 200) return { kind: 'stats', body: await stats.json() };
   } catch {
     // Fall through to /readyz, which every version of the server has.
@@ -147,4 +170,14 @@ export async function indexStatus() {
     body = {};
   }
   return { kind: 'ready', status: ready.status, body };
+}
+
+/**
+ * The collections this key may use, and the default one.
+ * @returns {Promise<{default: string, collections: Array<{name: string, embedModel: string}>}>}
+ */
+export async function listCollections() {
+  const res = await fetch('/v1/collections', { headers: headers({ Accept: 'application/json' }) });
+  if (!res.ok) throw await errorFrom(res);
+  return res.json();
 }

@@ -2,7 +2,7 @@
  * The playground's wiring: tabs, API key, index status, the streaming Ask flow with its attention views, and
  * search. All server access goes through api.js.
  */
-import { apiKeyStore, askStreaming, indexStatus, search, uploadFiles } from './api.js';
+import { apiKeyStore, askStreaming, collectionStore, indexStatus, listCollections, search, uploadFiles } from './api.js';
 import { attentionMatrix, normalizeToken, tokenWeights } from './attention.js';
 import { describeError } from './errors.js';
 import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderSources, renderTimings } from './render.js';
@@ -87,13 +87,46 @@ function setupApiKey() {
     event.preventDefault();
     apiKeyStore.set(input.value.trim());
     show();
-    void refreshStatus();
+    void refreshCollections().then(refreshStatus);
   });
   byId('key-clear').addEventListener('click', () => {
     input.value = '';
     apiKeyStore.set('');
     show();
   });
+}
+
+// ------------------------------------------------------------------------------------------------------- collections
+
+/** Fills the picker with the collections the key may use; the first entry is always the server's default. */
+async function refreshCollections() {
+  const select = /** @type {HTMLSelectElement} */ (byId('collection'));
+  const chosen = collectionStore.get();
+  let listing;
+  try {
+    listing = await listCollections();
+  } catch {
+    // No key yet, or an older server: only the default collection can be used.
+    listing = { default: '', collections: [] };
+  }
+  const options = [el('option', { attrs: { value: '' }, text: listing.default ? `${listing.default} (default)` : 'default' })];
+  for (const c of listing.collections) {
+    if (c.name !== listing.default) options.push(el('option', { attrs: { value: c.name }, text: c.name }));
+  }
+  select.replaceChildren(...options);
+  const available = listing.collections.some((c) => c.name === chosen && c.name !== listing.default);
+  select.value = available ? chosen : '';
+  if (!available) collectionStore.set('');
+}
+
+function setupCollections() {
+  const select = /** @type {HTMLSelectElement} */ (byId('collection'));
+  select.addEventListener('change', () => {
+    collectionStore.set(select.value);
+    clearError();
+    void refreshStatus();
+  });
+  void refreshCollections();
 }
 
 // ------------------------------------------------------------------------------------------------------ index status
@@ -456,6 +489,7 @@ function setupUpload() {
 
 setupTabs();
 setupApiKey();
+setupCollections();
 setupAsk();
 setupSearch();
 setupUpload();

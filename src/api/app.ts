@@ -6,18 +6,20 @@ import type {
   AskHooks,
   AskOutcome,
   AskParams,
+  CollectionScope,
+  CollectionSummary,
   DeleteResult,
   DocumentInput,
   DocumentView,
   DocumentWriteStatus,
+  NewCollection,
   SearchParams,
   ServiceStats,
   UploadedDocumentFile,
   DocumentList,
 } from '../service/index.js';
-import type { ListDocumentsOptions } from '../store/index.js';
-import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFilter } from '../store/index.js';
-import { requireScope, type AuthPolicy } from './auth.js';
+import { FilterSyntaxError, parseMetadataFilter, type ListDocumentsOptions, type Metadata, type MetadataFilter } from '../store/index.js';
+import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
@@ -26,6 +28,8 @@ import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
 import {
   askRequestSchema,
+  collectionNameSchema,
+  createCollectionRequestSchema,
   documentIdSchema,
   listDocumentsQuerySchema,
   metadataSchema,
@@ -38,20 +42,29 @@ import {
 import { corsPolicy, rateLimiter, securityHeaders } from './security.js';
 import { readMultipart, type UploadLimits } from './uploads.js';
 
-/** What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive. */
+/**
+ * What the HTTP layer needs from the service; the service may still be starting (not ready) when requests arrive.
+ * Every data call names its collection (the default one for the unscoped routes).
+ */
 export interface ApiBackend {
   search(params: SearchParams): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
-  upsertDocuments(docs: DocumentInput[], options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
-  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
-  listDocuments(options: ListDocumentsOptions): Promise<DocumentList>;
-  deleteDocument(id: string, options: { signal?: AbortSignal }): Promise<DeleteResult>;
-  getDocument(id: string): Promise<DocumentView | undefined>;
-  stats(): Promise<ServiceStats>;
+  upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal }): Promise<DeleteResult>;
+  getDocument(id: string, options: CollectionScope): Promise<DocumentView | undefined>;
+  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  listDocuments(options: CollectionScope & ListDocumentsOptions): Promise<DocumentList>;
+  stats(options: CollectionScope): Promise<ServiceStats>;
+  listCollections(): Promise<CollectionSummary[]>;
+  createCollection(name: string, spec: NewCollection): Promise<CollectionSummary>;
+  deleteCollection(name: string): Promise<boolean>;
+  readonly openCollections: { open: number; peak: number; max: number };
   readonly pendingWrites: number;
 }
 
 export interface ApiOptions {
+  /** The collection the unscoped routes (/v1/search, /v1/documents, …) use. */
+  defaultCollection: string;
   limits: ApiLimits;
   documentLimits: DocumentLimits;
   bodyLimit: string;
@@ -88,7 +101,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const metrics = new ApiMetrics({
     answerQueueDepth: () => queue.depth,
     writeQueueDepth: () => state.backend?.pendingWrites ?? 0,
-    indexPassages: async () => (state.status === 'ready' ? (await state.backend?.stats())?.passages : undefined),
+    indexPassages: async () => (state.status === 'ready' ? (await state.backend?.stats({}))?.passages : undefined),
   });
   const searchSchema = searchRequestSchema(options.limits);
   const askSchema = askRequestSchema(options.limits);
@@ -130,118 +143,173 @@ export function createApp(state: ApiState, options: ApiOptions) {
     res.type(contentType).send(body);
   });
 
-  app.post('/v1/search', read, limit, json, async (req, res) => {
-    const params = parseBody(searchSchema, req);
-    const backend = ready(state);
-    const result = await withTimeout(backend.search(params), options.requestTimeoutMs, 'search');
-    if ((params.mode ?? 'hybrid') !== 'bm25') metrics.observeStage('embed', result.timings.embedMs);
-    metrics.observeStage('search', result.timings.searchMs);
-    res.json(result);
-  });
+  /**
+   * The data routes, registered once per scope: unscoped under /v1 (the default collection) and under
+   * /v1/collections/{name}. A key limited to some collections gets 403 for any other, the default one included.
+   */
+  const scopes: Array<{ prefix: string; collection(req: Request): string }> = [
+    { prefix: '/v1', collection: () => options.defaultCollection },
+    { prefix: '/v1/collections/:collection', collection: (req) => parseCollectionName(req.params.collection) },
+  ];
+  const scoped = (req: Request, res: Response): string => {
+    const collection = scopeOf(req).collection(req);
+    assertCollectionAllowed(res, collection);
+    return collection;
+  };
+  const scopeOf = (req: Request) => (req.params.collection === undefined ? scopes[0]! : scopes[1]!);
 
-  app.post('/v1/ask', read, limit, json, async (req, res) => {
-    const { stream, ...params } = parseBody(askSchema, req);
-    const backend = ready(state);
-    const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
-    const ask = async (hooks: AskHooks) => {
-      const outcome = await backend.ask(params, hooks);
-      observeAnswer(metrics, outcome);
-      return outcome;
-    };
+  for (const { prefix } of scopes) {
+    app.post(`${prefix}/search`, read, limit, json, async (req, res) => {
+      const collection = scoped(req, res);
+      const params = parseBody(searchSchema, req);
+      const backend = ready(state);
+      const result = await withTimeout(backend.search({ ...params, collection }), options.requestTimeoutMs, 'search');
+      // BM25 embeds nothing; every other mode embeds the query.
+      if (result.timings.embedMs > 0) metrics.observeStage('embed', result.timings.embedMs);
+      metrics.observeStage('search', result.timings.searchMs);
+      res.json(result);
+    });
 
-    try {
-      if (!wantsStream) {
-        const outcome = await runQueued(queue, () => ask({ signal }), signal);
-        res.json(publicAnswer(outcome));
-        return;
-      }
-      // Admission is decided before the event stream starts, so a full queue is still a plain 503.
-      const pending = runQueued(queue, () => ask({ signal, onToken: (t) => sendEvent(res, 'token', t) }), signal);
-      res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
-      res.flushHeaders();
+    app.post(`${prefix}/ask`, read, limit, json, async (req, res) => {
+      const collection = scoped(req, res);
+      const { stream, ...params } = parseBody(askSchema, req);
+      const backend = ready(state);
+      const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+      const ask = async (hooks: AskHooks) => {
+        const outcome = await backend.ask({ ...params, collection }, hooks);
+        observeAnswer(metrics, outcome);
+        return outcome;
+      };
+
       try {
-        sendEvent(res, 'answer', publicAnswer(await pending));
-      } catch (err) {
-        const httpError = toHttpError(err);
-        if (httpError.code === 'internal_error') req.log.error({ err }, 'answer failed');
-        sendEvent(res, 'error', httpError.body());
+        if (!wantsStream) {
+          const outcome = await runQueued(queue, () => ask({ signal }), signal);
+          res.json(publicAnswer(outcome));
+          return;
+        }
+        // Admission is decided before the event stream starts, so a full queue is still a plain 503.
+        const pending = runQueued(queue, () => ask({ signal, onToken: (t) => sendEvent(res, 'token', t) }), signal);
+        res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+        res.flushHeaders();
+        try {
+          sendEvent(res, 'answer', publicAnswer(await pending));
+        } catch (err) {
+          const httpError = toHttpError(err);
+          if (httpError.code === 'internal_error') req.log.error({ err }, 'answer failed');
+          sendEvent(res, 'error', httpError.body());
+        }
+        res.end();
+      } finally {
+        done();
       }
-      res.end();
-    } finally {
-      done();
-    }
-  });
+    });
 
-  app.post('/v1/documents', write, limit, documentsJson, async (req, res) => {
-    const { documents } = parseBody(upsertSchema, req);
-    const backend = ready(state);
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `write not started or embedded within ${options.requestTimeoutMs} ms`);
-    const started = performance.now();
-    try {
-      const results = await backend.upsertDocuments(documents, { signal });
-      metrics.observeStage('write', performance.now() - started);
-      req.log.info({ documents: documents.length, ...countStatuses(results) }, 'documents written');
-      res.json({ documents: results });
-    } finally {
-      done();
-    }
-  });
-
-  app.post('/v1/documents/files', write, limit, async (req, res) => {
-    const backend = ready(state);
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `upload not read or written within ${options.requestTimeoutMs} ms`);
-    const started = performance.now();
-    try {
-      const upload = await readMultipart(req, options.uploadLimits);
-      const metadata = parseUploadMetadata(uploadMetadataSchema, upload.fields.get('metadata'));
-      const seen = new Map<string, number>();
-      for (const file of upload.files) {
-        const id = idSchema.safeParse(file.name);
-        if (!id.success) throw new HttpError(400, 'invalid_request', `files.${file.index}: the file name is the document id and it ${id.error.issues[0]?.message ?? 'is invalid'}`, { field: `files.${file.index}` });
-        if (seen.has(file.name)) throw new HttpError(400, 'invalid_request', `files.${file.index}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`, { field: `files.${file.index}` });
-        seen.set(file.name, file.index);
+    app.post(`${prefix}/documents`, write, limit, documentsJson, async (req, res) => {
+      const collection = scoped(req, res);
+      const { documents } = parseBody(upsertSchema, req);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `write not started or embedded within ${options.requestTimeoutMs} ms`);
+      const started = performance.now();
+      try {
+        const results = await backend.upsertDocuments(documents, { signal, collection });
+        metrics.observeStage('write', performance.now() - started);
+        req.log.info({ collection, documents: documents.length, ...countStatuses(results) }, 'documents written');
+        res.json({ documents: results });
+      } finally {
+        done();
       }
-      const results = await backend.upsertFiles(upload.files, metadata, { signal });
-      metrics.observeStage('write', performance.now() - started);
-      req.log.info({ files: upload.files.length, bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0), ...countStatuses(results) }, 'files written');
-      res.json({ documents: results });
-    } finally {
-      done();
-    }
-  });
+    });
 
-  app.get('/v1/documents', read, limit, async (req, res) => {
-    const query = listSchema.safeParse(req.query);
-    if (!query.success) throw validationError(query.error);
-    const { filter, prefix, after, limit: pageSize } = query.data;
-    const metadata = filter === undefined ? undefined : parseListFilter(filter);
-    res.json(await ready(state).listDocuments({ metadata, idPrefix: prefix, after, limit: pageSize }));
-  });
+    app.post(`${prefix}/documents/files`, write, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `upload not read or written within ${options.requestTimeoutMs} ms`);
+      const started = performance.now();
+      try {
+        const upload = await readMultipart(req, options.uploadLimits);
+        const metadata = parseUploadMetadata(uploadMetadataSchema, upload.fields.get('metadata'));
+        const seen = new Map<string, number>();
+        for (const file of upload.files) {
+          const id = idSchema.safeParse(file.name);
+          if (!id.success) throw new HttpError(400, 'invalid_request', `files.${file.index}: the file name is the document id and it ${id.error.issues[0]?.message ?? 'is invalid'}`, { field: `files.${file.index}` });
+          if (seen.has(file.name)) throw new HttpError(400, 'invalid_request', `files.${file.index}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`, { field: `files.${file.index}` });
+          seen.set(file.name, file.index);
+        }
+        const results = await backend.upsertFiles(upload.files, metadata, { signal, collection });
+        metrics.observeStage('write', performance.now() - started);
+        req.log.info({ collection, files: upload.files.length, bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0), ...countStatuses(results) }, 'files written');
+        res.json({ documents: results });
+      } finally {
+        done();
+      }
+    });
 
-  app.get('/v1/documents/:id', read, limit, async (req, res) => {
-    const id = parseId(idSchema, req);
-    const doc = await ready(state).getDocument(id);
-    if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
-    res.json(doc);
-  });
+    app.get(`${prefix}/documents`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const query = listSchema.safeParse(req.query);
+      if (!query.success) throw validationError(query.error);
+      const { filter, prefix: idPrefix, after, limit: pageSize } = query.data;
+      const metadata = filter === undefined ? undefined : parseListFilter(filter);
+      res.json(await ready(state).listDocuments({ collection, metadata, idPrefix, after, limit: pageSize }));
+    });
 
-  app.delete('/v1/documents/:id', write, limit, async (req, res) => {
-    const id = parseId(idSchema, req);
+    app.get(`${prefix}/documents/:id`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const id = parseId(idSchema, req);
+      const doc = await ready(state).getDocument(id, { collection });
+      if (!doc) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+      res.json(doc);
+    });
+
+    app.delete(`${prefix}/documents/:id`, write, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      const id = parseId(idSchema, req);
+      const backend = ready(state);
+      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `delete not started within ${options.requestTimeoutMs} ms`);
+      try {
+        const result = await backend.deleteDocument(id, { signal, collection });
+        if (!result.deleted) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
+        req.log.info({ collection, passagesRemoved: result.passagesRemoved }, 'document deleted');
+        res.json({ id, deleted: true, passagesRemoved: result.passagesRemoved });
+      } finally {
+        done();
+      }
+    });
+
+    app.get(`${prefix}/stats`, read, limit, async (req, res) => {
+      const collection = scoped(req, res);
+      res.json(await ready(state).stats({ collection }));
+    });
+  }
+
+  app.get('/v1/collections', read, limit, async (_req, res) => {
     const backend = ready(state);
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `delete not started within ${options.requestTimeoutMs} ms`);
-    try {
-      const result = await backend.deleteDocument(id, { signal });
-      if (!result.deleted) throw new HttpError(404, 'document_not_found', 'no document with this id', { field: 'id' });
-      req.log.info({ passagesRemoved: result.passagesRemoved }, 'document deleted');
-      res.json({ id, deleted: true, passagesRemoved: result.passagesRemoved });
-    } finally {
-      done();
-    }
+    const all = await backend.listCollections();
+    const { open, peak, max } = backend.openCollections;
+    res.json({
+      default: options.defaultCollection,
+      collections: all.filter((c) => mayUseCollection(res, c.name)),
+      open: { count: open, peak, max },
+    });
   });
 
-  app.get('/v1/stats', read, limit, async (_req, res) => {
-    res.json(await ready(state).stats());
+  app.post('/v1/collections', write, limit, json, async (req, res) => {
+    const { name, embedModel, chunk } = parseBody(createCollectionRequestSchema, req);
+    assertCollectionAllowed(res, name);
+    const created = await ready(state).createCollection(name, { embedModel, chunk });
+    req.log.info({ collection: name, embedModel: created.embedModel }, 'collection created');
+    res.status(201).json(created);
+  });
+
+  app.delete('/v1/collections/:collection', write, limit, async (req, res) => {
+    const name = parseCollectionName(req.params.collection);
+    assertCollectionAllowed(res, name);
+    if (!(await ready(state).deleteCollection(name))) {
+      throw new HttpError(404, 'collection_not_found', `no collection named "${name}"`, { field: 'name' });
+    }
+    req.log.info({ collection: name }, 'collection deleted');
+    res.json({ name, deleted: true });
   });
 
   app.use(notFound);
@@ -268,6 +336,14 @@ function parseBody<S extends z.ZodType>(schema: S, req: Request): z.infer<S> {
   }
   const result = schema.safeParse(req.body);
   if (!result.success) throw validationError(result.error);
+  return result.data;
+}
+
+function parseCollectionName(value: unknown): string {
+  const result = collectionNameSchema.safeParse(value);
+  if (!result.success) {
+    throw new HttpError(400, 'invalid_request', `collection: ${result.error.issues[0]?.message ?? 'invalid'}`, { field: 'collection' });
+  }
   return result.data;
 }
 

@@ -7,6 +7,8 @@ import { HttpError } from './errors.js';
 export interface Principal {
   name: string;
   scopes: readonly ApiScope[];
+  /** The collections this key may use; undefined: all of them. */
+  collections?: readonly string[];
 }
 
 const KEY_PREFIX = 'rag_';
@@ -30,7 +32,10 @@ export class ApiKeyAuthenticator {
   private readonly entries: Array<{ principal: Principal; digest: Buffer }>;
 
   constructor(keys: readonly ApiKeyConfig[]) {
-    this.entries = keys.map((k) => ({ principal: { name: k.name, scopes: [...k.scopes] }, digest: Buffer.from(k.sha256, 'hex') }));
+    this.entries = keys.map((k) => ({
+      principal: { name: k.name, scopes: [...k.scopes], ...(k.collections ? { collections: [...k.collections] } : {}) },
+      digest: Buffer.from(k.sha256, 'hex'),
+    }));
   }
 
   get size(): number {
@@ -88,6 +93,19 @@ export function requireScope(policy: AuthPolicy, scope: ApiScope): RequestHandle
 
 export function principalOf(res: { locals: Record<string, unknown> }): Principal | undefined {
   return res.locals.principal as Principal | undefined;
+}
+
+/** Whether the request's key may use a collection (always, with auth off or an unlimited key). */
+export function mayUseCollection(res: { locals: Record<string, unknown> }, collection: string): boolean {
+  const limited = principalOf(res)?.collections;
+  return limited === undefined || limited.includes(collection);
+}
+
+/** 403 unless the request's key may use the collection. */
+export function assertCollectionAllowed(res: { locals: Record<string, unknown> }, collection: string): void {
+  if (!mayUseCollection(res, collection)) {
+    throw new HttpError(403, 'forbidden', `API key "${principalOf(res)!.name}" may not use collection "${collection}"`, { field: 'collection' });
+  }
 }
 
 /** Raised at start-up when auth is on but no key could ever pass it. */

@@ -1,7 +1,15 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
-import { ReadOnlyIndexError, WriteCancelledError, WriteQueueFullError } from '../service/index.js';
-import { InvalidFilterError } from '../store/index.js';
+import { ModelNotFoundError } from '../models/index.js';
+import {
+  CollectionExistsError,
+  CollectionNotFoundError,
+  CollectionProtectedError,
+  ReadOnlyIndexError,
+  WriteCancelledError,
+  WriteQueueFullError,
+} from '../service/index.js';
+import { IndexLockedError, InvalidCollectionNameError, InvalidFilterError } from '../store/index.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
 export class HttpError extends Error {
@@ -50,6 +58,16 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
   if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
   // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
   if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
+  if (err instanceof CollectionNotFoundError) return new HttpError(404, 'collection_not_found', err.message, { field: 'collection' });
+  if (err instanceof CollectionExistsError) return new HttpError(409, 'collection_exists', err.message, { field: 'name' });
+  if (err instanceof CollectionProtectedError) return new HttpError(409, 'collection_protected', err.message, { field: 'name' });
+  if (err instanceof InvalidCollectionNameError) return new HttpError(400, 'invalid_request', err.message, { field: 'collection' });
+  // Another process (an `npm run ingest`) holds the collection's writer lock; it lets go when it finishes.
+  if (err instanceof IndexLockedError) return new HttpError(503, 'collection_busy', err.message, { headers: { 'Retry-After': '5' } });
+  // The full message names server folders; the client learns which model, the server log the rest.
+  if (err instanceof ModelNotFoundError) {
+    return new HttpError(422, 'model_not_found', `embedding model "${err.model}" is not available on this server`, { field: 'embedModel' });
+  }
   return undefined;
 }
 
@@ -73,7 +91,7 @@ export function errorHandler(): ErrorRequestHandler {
  */
 function malformedPath(err: unknown, path: string): HttpError | undefined {
   if (!(err instanceof URIError)) return undefined;
-  const field = path.startsWith('/v1/documents/') ? 'id' : '(path)';
+  const field = /^\/v1\/(collections\/[^/]*\/)?documents\//.test(path) ? 'id' : path.startsWith('/v1/collections/') ? 'collection' : '(path)';
   return new HttpError(400, 'invalid_request', `${field}: not valid percent-encoded UTF-8`, { field });
 }
 

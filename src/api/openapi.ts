@@ -3,6 +3,11 @@ import { z } from 'zod';
 import {
   askRequestSchema,
   askResponseSchema,
+  collectionNameSchema,
+  collectionSchema,
+  collectionsResponseSchema,
+  createCollectionRequestSchema,
+  deleteCollectionResponseSchema,
   deleteDocumentResponseSchema,
   documentViewSchema,
   errorResponseSchema,
@@ -60,110 +65,148 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
     summary: 'Prometheus metrics (open unless auth.protectMetrics is set)',
     responses: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
   });
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/search',
-    summary: 'Retrieve passages (dense, BM25, hybrid or exact)',
-    ...needs('read'),
-    request: { body: { required: true, content: { 'application/json': { schema: searchRequestSchema(limits) } } } },
-    responses: { 200: json('Ranked passages', searchResponseSchema), ...errors([400, 401, 403, 413, 415, 429, 503, 504]) },
-  });
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/ask',
-    summary: 'Answer a question with the fusion-in-decoder reader, citing passages by cross-attention',
-    description:
-      'With `stream: true` or `Accept: text/event-stream` the answer is sent as Server-Sent Events: one `token` event per ' +
-      'generated token, then one `answer` event with the same body as the non-streamed response (or one `error` event).',
-    ...needs('read'),
-    request: { body: { required: true, content: { 'application/json': { schema: askRequestSchema(limits) } } } },
-    responses: {
-      200: {
-        description: 'The answer, its citations and the passages with their attention shares',
-        content: { 'application/json': { schema: askResponseSchema }, 'text/event-stream': { schema: { type: 'string' } } },
+  // Every data route exists twice: on the default collection, and on a named one (a key limited to other
+  // collections gets 403 on either).
+  const collectionParam = z.object({ collection: collectionNameSchema });
+  const dataScopes: Array<{ prefix: string; params: typeof collectionParam | undefined; what: string }> = [
+    { prefix: '/v1', params: undefined, what: 'Default collection' },
+    { prefix: '/v1/collections/{collection}', params: collectionParam, what: 'Collection' },
+  ];
+  for (const { prefix, params, what } of dataScopes) {
+    registry.registerPath({
+      method: 'post',
+      path: `${prefix}/search`,
+      summary: 'Retrieve passages (dense, BM25, hybrid or exact)',
+      ...needs('read'),
+      request: { params, body: { required: true, content: { 'application/json': { schema: searchRequestSchema(limits) } } } },
+      responses: { 200: json('Ranked passages', searchResponseSchema), ...errors([400, 401, 403, 404, 413, 415, 429, 503, 504]) },
+    });
+    registry.registerPath({
+      method: 'post',
+      path: `${prefix}/ask`,
+      summary: 'Answer a question with the fusion-in-decoder reader, citing passages by cross-attention',
+      description:
+        'With `stream: true` or `Accept: text/event-stream` the answer is sent as Server-Sent Events: one `token` event per ' +
+        'generated token, then one `answer` event with the same body as the non-streamed response (or one `error` event).',
+      ...needs('read'),
+      request: { params, body: { required: true, content: { 'application/json': { schema: askRequestSchema(limits) } } } },
+      responses: {
+        200: {
+          description: 'The answer, its citations and the passages with their attention shares',
+          content: { 'application/json': { schema: askResponseSchema }, 'text/event-stream': { schema: { type: 'string' } } },
+        },
+        ...errors([400, 401, 403, 404, 413, 415, 429, 503, 504]),
       },
-      ...errors([400, 401, 403, 413, 415, 429, 503, 504]),
-    },
-  });
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/documents',
-    summary: 'Add or replace documents (batch upsert through the ingest pipeline)',
-    description:
-      'The batch is chunked, embedded and committed as one transaction: searches see all of it or none of it. A 200 ' +
-      'means it is durable and searchable. Writes are applied one at a time in arrival order. Unchanged documents ' +
-      '(same content hash) are skipped. A document whose text is empty gets status `error`; the others are written.',
-    ...needs('write'),
-    request: { body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } } },
-    responses: {
-      200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
-      ...errors([400, 401, 403, 409, 413, 415, 429, 503, 504]),
-    },
-  });
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/documents',
-    summary: 'List documents, filtered by id prefix and the metadata filter language, one page at a time',
-    ...needs('read'),
-    request: { query: listDocumentsQuerySchema(documentLimits) },
-    responses: { 200: json('One page of documents ordered by id', documentListSchema), ...errors([400, 401, 403, 429, 503]) },
-  });
-  registry.registerPath({
-    method: 'post',
-    path: '/v1/documents/files',
-    summary: 'Upload files (PDF, DOCX, Markdown, HTML, text) as documents',
-    description:
-      'multipart/form-data with one `files` part per file; the file name is the document id. An optional `metadata` ' +
-      'field (a JSON object) is added to every document. Files are read like `npm run ingest` reads them (PDF pages, ' +
-      'headings) and written through the same path as `POST /v1/documents`, with the same per-document outcomes; a ' +
-      'file that cannot be read (encrypted or image-only PDF, not UTF-8) gets status `error` with the reason. Another ' +
-      'file type is a 415 naming it; a file or request over `documents.upload` limits is a 413. Nothing is written ' +
-      'for a request that fails.',
-    ...needs('write'),
-    request: {
-      body: {
-        required: true,
-        content: {
-          'multipart/form-data': {
-            schema: {
-              type: 'object',
-              properties: {
-                files: { type: 'array', items: { type: 'string', format: 'binary' } },
-                metadata: { type: 'string', description: 'JSON object added to the metadata of every uploaded document' },
+    });
+    registry.registerPath({
+      method: 'post',
+      path: `${prefix}/documents`,
+      summary: 'Add or replace documents (batch upsert through the ingest pipeline)',
+      description:
+        'The batch is chunked, embedded and committed as one transaction: searches see all of it or none of it. A 200 ' +
+        'means it is durable and searchable. Writes are applied one at a time in arrival order. Unchanged documents ' +
+        '(same content hash) are skipped. A document whose text is empty gets status `error`; the others are written.',
+      ...needs('write'),
+      request: { params, body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } } },
+      responses: {
+        200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
+        ...errors([400, 401, 403, 404, 409, 413, 415, 429, 503, 504]),
+      },
+    });
+    registry.registerPath({
+      method: 'get',
+      path: `${prefix}/documents`,
+      summary: 'List documents, filtered by id prefix and the metadata filter language, one page at a time',
+      ...needs('read'),
+      request: { params, query: listDocumentsQuerySchema(documentLimits) },
+      responses: { 200: json('One page of documents ordered by id', documentListSchema), ...errors([400, 401, 403, 404, 429, 503]) },
+    });
+    registry.registerPath({
+      method: 'post',
+      path: `${prefix}/documents/files`,
+      summary: 'Upload files (PDF, DOCX, Markdown, HTML, text) as documents',
+      description:
+        'multipart/form-data with one `files` part per file; the file name is the document id. An optional `metadata` ' +
+        'field (a JSON object) is added to every document. Files are read like `npm run ingest` reads them (PDF pages, ' +
+        'headings) and written through the same path as `POST /v1/documents`, with the same per-document outcomes; a ' +
+        'file that cannot be read (encrypted or image-only PDF, not UTF-8) gets status `error` with the reason. Another ' +
+        'file type is a 415 naming it; a file or request over `documents.upload` limits is a 413. Nothing is written ' +
+        'for a request that fails.',
+      ...needs('write'),
+      request: {
+        params,
+        body: {
+          required: true,
+          content: {
+            'multipart/form-data': {
+              schema: {
+                type: 'object',
+                properties: {
+                  files: { type: 'array', items: { type: 'string', format: 'binary' } },
+                  metadata: { type: 'string', description: 'JSON object added to the metadata of every uploaded document' },
+                },
+                required: ['files'],
               },
-              required: ['files'],
             },
           },
         },
       },
-    },
-    responses: {
-      200: json('Per-document status, in upload order', upsertDocumentsResponseSchema),
-      ...errors([400, 401, 403, 409, 413, 415, 429, 503, 504]),
-    },
-  });
+      responses: {
+        200: json('Per-document status, in upload order', upsertDocumentsResponseSchema),
+        ...errors([400, 401, 403, 404, 409, 413, 415, 429, 503, 504]),
+      },
+    });
+    registry.registerPath({
+      method: 'get',
+      path: `${prefix}/documents/{id}`,
+      summary: 'A document with its passages',
+      ...needs('read'),
+      request: { params: params ? params.merge(documentId) : documentId },
+      responses: { 200: json('The document', documentViewSchema), ...errors([400, 401, 403, 404, 429, 503]) },
+    });
+    registry.registerPath({
+      method: 'delete',
+      path: `${prefix}/documents/{id}`,
+      summary: 'Remove a document from SQLite, FTS and HNSW',
+      ...needs('write'),
+      request: { params: params ? params.merge(documentId) : documentId },
+      responses: { 200: json('Deleted', deleteDocumentResponseSchema), ...errors([400, 401, 403, 404, 409, 429, 503, 504]) },
+    });
+    registry.registerPath({
+      method: 'get',
+      path: `${prefix}/stats`,
+      summary: `${what}: size and models`,
+      ...needs('read'),
+      request: { params },
+      responses: { 200: json('Collection statistics', statsResponseSchema), ...errors([401, 403, 404, 429, 503]) },
+    });
+  }
+
   registry.registerPath({
     method: 'get',
-    path: '/v1/documents/{id}',
-    summary: 'A document with its passages',
+    path: '/v1/collections',
+    summary: 'The collections this API key may use, the default one, and how many are open',
     ...needs('read'),
-    request: { params: documentId },
-    responses: { 200: json('The document', documentViewSchema), ...errors([400, 401, 403, 404, 429, 503]) },
+    responses: { 200: json('Collections', collectionsResponseSchema), ...errors([401, 403, 429, 503]) },
+  });
+  registry.registerPath({
+    method: 'post',
+    path: '/v1/collections',
+    summary: 'Create a collection (its own documents, embedding model and chunking)',
+    description:
+      'Collections open lazily on first use; at most `collections.maxOpen` stay open (least recently used close). ' +
+      'A key limited to some collections may only create those.',
+    ...needs('write'),
+    request: { body: { required: true, content: { 'application/json': { schema: createCollectionRequestSchema } } } },
+    responses: { 201: json('Created', collectionSchema), ...errors([400, 401, 403, 409, 413, 415, 422, 429, 503]) },
   });
   registry.registerPath({
     method: 'delete',
-    path: '/v1/documents/{id}',
-    summary: 'Remove a document from SQLite, FTS and HNSW',
+    path: '/v1/collections/{collection}',
+    summary: 'Delete a collection and all its documents (not the default one: 409)',
     ...needs('write'),
-    request: { params: documentId },
-    responses: { 200: json('Deleted', deleteDocumentResponseSchema), ...errors([400, 401, 403, 404, 409, 429, 503, 504]) },
-  });
-  registry.registerPath({
-    method: 'get',
-    path: '/v1/stats',
-    summary: 'Index size and models',
-    ...needs('read'),
-    responses: { 200: json('Index statistics', statsResponseSchema), ...errors([401, 403, 429, 503]) },
+    request: { params: collectionParam },
+    responses: { 200: json('Deleted', deleteCollectionResponseSchema), ...errors([400, 401, 403, 404, 409, 429, 503]) },
   });
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',

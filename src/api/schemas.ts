@@ -1,6 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { FilterSyntaxError, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
+import { COLLECTION_NAME, FilterSyntaxError, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
 
 extendZodWithOpenApi(z);
 
@@ -313,7 +313,8 @@ export const deleteDocumentResponseSchema = z
 
 export const statsResponseSchema = z
   .object({
-    index: z.string(),
+    index: z.string().openapi({ description: 'The collection (historical name of the field).' }),
+    collection: z.string(),
     documents: z.number().int(),
     passages: z.number().int(),
     indexBytes: z.number().int(),
@@ -325,6 +326,60 @@ export const statsResponseSchema = z
     writable: z.boolean(),
   })
   .openapi('Stats');
+
+// ---------------------------------------------------------------- collections
+
+export const collectionNameSchema = z
+  .string()
+  .regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-", starting with a letter or digit')
+  .openapi({ description: 'Collection name: `[a-z0-9][a-z0-9_-]{0,63}`.', example: 'team-docs' });
+
+export const createCollectionRequestSchema = z
+  .object({
+    name: collectionNameSchema,
+    embedModel: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._\/-]*$/, 'a model id such as "Xenova/bge-small-en-v1.5"')
+      .refine((id) => !id.split('/').includes('..'), 'a model id such as "Xenova/bge-small-en-v1.5"')
+      .optional()
+      .openapi({ description: 'Embedding model of the collection; default: the server\'s configured one. It must be loadable.' }),
+    chunk: z
+      .object({
+        // Above the embedding model's input limit the budget is lowered to it, as for configured chunking.
+        maxTokens: z.number().int().min(16).max(100_000),
+        overlapTokens: z.number().int().min(0).max(100_000),
+      })
+      .strict()
+      .refine((c) => c.overlapTokens < c.maxTokens, { message: 'overlapTokens must be smaller than maxTokens', path: ['overlapTokens'] })
+      .optional()
+      .openapi({ description: 'Passage budget and overlap in embedding-model tokens; default: the server\'s configured chunking.' }),
+  })
+  .strict()
+  .openapi('CreateCollectionRequest');
+
+export const collectionSchema = z
+  .object({
+    name: z.string(),
+    embedModel: z.string(),
+    dim: z.number().int(),
+    chunk: z.object({ maxTokens: z.number().int(), overlapTokens: z.number().int() }).optional(),
+    createdAt: z.string(),
+  })
+  .openapi('Collection');
+
+export const collectionsResponseSchema = z
+  .object({
+    default: z.string().openapi({ description: 'The collection the unscoped routes (/v1/search, …) use.' }),
+    collections: z.array(collectionSchema).openapi({ description: 'The collections this API key may use.' }),
+    open: z
+      .object({ count: z.number().int(), peak: z.number().int(), max: z.number().int() })
+      .openapi({ description: 'Collections open in this server now, the most open at once, and the bound (collections.maxOpen).' }),
+  })
+  .openapi('Collections');
+
+export const deleteCollectionResponseSchema = z.object({ name: z.string(), deleted: z.literal(true) }).openapi('DeleteCollectionResponse');
 
 export const healthResponseSchema = z.object({ status: z.string() }).passthrough().openapi('Health');
 

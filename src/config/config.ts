@@ -15,6 +15,8 @@ const apiKeySchema = z
       .regex(/^[0-9a-fA-F]{64}$/, 'must be the 64 hex digits of the SHA-256 of the key (npm run keys prints it)')
       .transform((hex) => hex.toLowerCase()),
     scopes: z.array(z.enum(API_SCOPES)).min(1),
+    /** Limits the key to these collections (403 elsewhere, including the collection list); absent: every collection. */
+    collections: z.array(z.string().regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"')).min(1).optional(),
   })
   .strict();
 
@@ -90,6 +92,8 @@ const configSchema = z.object({
     .object({
       defaultK: z.number().int().positive().default(10),
       maxK: z.number().int().positive().default(100),
+      /** Search mode of requests that name none. */
+      defaultMode: z.enum(['dense', 'bm25', 'hybrid', 'exact']).default('hybrid'),
       rrfK: z.number().positive().default(60),
       denseWeight: z.number().min(0).default(1),
       bm25Weight: z.number().min(0).default(1),
@@ -109,6 +113,8 @@ const configSchema = z.object({
   reader: z
     .object({
       maxInputTokens: z.number().int().positive().optional(),
+      /** Reader input of requests that name none: one encoder pass per passage (fid) or all passages in one (concat). */
+      defaultFusion: z.enum(['fid', 'concat']).default('fid'),
       defaultK: z.number().int().positive().default(10),
       maxK: z.number().int().positive().default(50),
       maxNewTokens: z.number().int().positive().default(32),

@@ -15,6 +15,8 @@ export interface QueryEmbedder {
 /** Complete options (the config schema's `retrieval` section satisfies it). */
 export interface RetrieverOptions {
   defaultK: number;
+  /** Mode of searches that name none. */
+  defaultMode: SearchMode;
   /** Larger k is clamped to this. */
   maxK: number;
   /** RRF constant. */
@@ -73,7 +75,7 @@ export class Retriever {
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<SearchResult> {
-    const mode = options.mode ?? 'hybrid';
+    const mode = options.mode ?? this.options.defaultMode;
     if (!SEARCH_MODES.includes(mode)) throw new RangeError(`unknown search mode "${String(mode)}"`);
     const k = this.resolveK(options.k);
     if (query.trim() === '') return { hits: [], timings: { embedMs: 0, searchMs: 0 } };

@@ -218,6 +218,8 @@ export class Collections {
 
   /** Registers an opening so concurrent callers share it, and the result as open. */
   private opened(name: string, open: () => Promise<Entry>): Promise<Entry> {
+    // Room first, so the bound holds while this one opens (unless every open collection is in use right now).
+    this.evictBeyond(this.options.config.collections.maxOpen - 1);
     const pending = (async () => {
       await this.closing.get(name);
       return open();
@@ -332,7 +334,10 @@ export class Collections {
 
   /** Closes the least recently used idle collections until at most `collections.maxOpen` are open. */
   private evictBeyondBound(): void {
-    const max = this.options.config.collections.maxOpen;
+    this.evictBeyond(this.options.config.collections.maxOpen);
+  }
+
+  private evictBeyond(max: number): void {
     if (this.openCount <= max) return;
     const idle = [...this.open.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const entry of idle) {

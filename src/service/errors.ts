@@ -56,3 +56,8 @@ export class CollectionExistsError extends ServiceError {
     super(`a collection named "${collection}" exists already`);
   }
 }
+
+/** The default collection is what the unscoped routes use; it cannot be deleted. */
+export class CollectionProtectedError extends ServiceError {
+  override name = 'CollectionProtectedError';
+}

@@ -200,8 +200,8 @@ export class IndexWriter {
     }
     await this.noteChanges(summary.passagesAdded + summary.passagesRemoved);
     return summary.outcomes.map((o): DocumentWriteStatus => {
-      if (o.status === 'error') return { id: o.id, status: 'error', error: o.reason };
-      return { id: o.id, status: o.status === 'deleted' ? 'updated' : o.status, passages: o.passages };
+      if (o.status === 'error' || o.status === 'deleted') return { id: o.id, status: 'error', error: o.reason };
+      return { id: o.id, status: o.status, passages: o.passages };
     });
   }
 

@@ -26,5 +26,6 @@ export {
   ReadOnlyIndexError,
   IndexInconsistentError,
   CollectionExistsError,
+  CollectionProtectedError,
   CollectionNotFoundError,
 } from './errors.js';

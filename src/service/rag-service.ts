@@ -16,7 +16,7 @@ import type { FidReader, AnswerResult, FusionMode } from '../reader/index.js';
 import { passageLocation, type SearchFilter, type SearchHit, type SearchMode } from '../retrieval/index.js';
 import type { CollectionManifest, ListDocumentsOptions, Metadata, VerifyReport } from '../store/index.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
-import { ReadOnlyIndexError, ServiceError } from './errors.js';
+import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
 
 /** Which collection a call addresses; the default collection (config `indexName`) when absent. */
@@ -180,7 +180,7 @@ export class RagService {
   /** Resolves false if there was no such collection. */
   deleteCollection(name: string): Promise<boolean> {
     if (name === this.defaultCollection) {
-      throw new ServiceError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`);
+      return Promise.reject(new CollectionProtectedError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`));
     }
     return this.collections.drop(name);
   }
@@ -191,7 +191,7 @@ export class RagService {
     return this.use(params, async (c) => {
       const started = performance.now();
       const k = params.k ?? this.config.retrieval.defaultK;
-      const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode ?? 'hybrid', filter: params.filter });
+      const { hits, timings } = await c.retriever.search(params.query, { k, mode: params.mode, filter: params.filter });
       return {
         results: hits.map((h: SearchHit) => ({ passageId: h.passageId, docId: h.docId, title: h.title, text: h.text, score: h.score, ...passageLocation(h) })),
         timings: { embedMs: timings.embedMs, searchMs: timings.searchMs, totalMs: performance.now() - started },
@@ -205,9 +205,9 @@ export class RagService {
     const started = performance.now();
     const rc = this.config.reader;
     const k = params.k ?? rc.defaultK;
-    const fusion = params.fusion ?? 'fid';
+    const fusion = params.fusion ?? rc.defaultFusion;
     const { hits, timings } = await this.use(params, (c) =>
-      c.retriever.search(params.question, { k, mode: params.mode ?? 'hybrid', filter: params.filter }),
+      c.retriever.search(params.question, { k, mode: params.mode, filter: params.filter }),
     );
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();

@@ -146,6 +146,13 @@ export interface PassageStore {
   /** Passages by label; labels that no longer exist are absent from the map. */
   passagesByLabels(labels: number[]): Promise<Map<number, PassageRecord>>;
 
+  /**
+   * Every document with its passages and stored (unit) vectors, as writes another store accepts unchanged, in pages of
+   * at most `pageDocuments` documents ordered by id (moving a collection between engines without re-embedding). Each
+   * page is read consistently; writes between pages may or may not be seen.
+   */
+  exportDocuments(pageDocuments: number): AsyncIterable<DocumentWrite[]>;
+
   // ---------------------------------------------------------------- search
 
   /**

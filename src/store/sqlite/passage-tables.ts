@@ -256,6 +256,29 @@ export class PassageTables {
     return rows.map(toPassageRecord);
   }
 
+  /** One page of documents after `after` (by id) with passages and stored vectors, read in one transaction. */
+  exportPage(after: string | undefined, limit: number): DocumentWrite[] {
+    return this.db.transaction(() => {
+      type Row = { id: string; title: string; metadata: string; content_hash: string; chunking: string };
+      const docs = (
+        after === undefined
+          ? this.prepare('SELECT id, title, metadata, content_hash, chunking FROM documents ORDER BY id LIMIT ?').all(limit)
+          : this.prepare('SELECT id, title, metadata, content_hash, chunking FROM documents WHERE id > ? ORDER BY id LIMIT ?').all(after, limit)
+      ) as Row[];
+      const select = this.prepare(
+        'SELECT p.*, v.vector FROM passages p JOIN passage_vectors v ON v.label = p.label WHERE p.doc_id = ? ORDER BY p.chunk_no',
+      );
+      return docs.map((d) => ({
+        document: { id: d.id, title: d.title, contentHash: d.content_hash, chunking: d.chunking, metadata: parseMetadata(d.metadata) },
+        passages: (select.all(d.id) as Array<PassageRow & { vector: Buffer }>).map((row) => {
+          const { label: _label, docId: _docId, ...fields } = toPassageRecord(row);
+          // A copy: the blob's memory belongs to SQLite's row buffer.
+          return { ...fields, vector: Float32Array.from(blobToVector(row.vector)) };
+        }),
+      }));
+    })();
+  }
+
   passagesByLabels(labels: number[]): Map<number, PassageRecord> {
     const out = new Map<number, PassageRecord>();
     const select = this.prepare('SELECT * FROM passages WHERE label IN (SELECT value FROM json_each(?))');

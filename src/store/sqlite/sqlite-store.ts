@@ -165,6 +165,18 @@ export class SqlitePassageStore implements PassageStore {
     return this.tables.passagesByLabels(labels);
   }
 
+  async *exportDocuments(pageDocuments: number): AsyncIterable<DocumentWrite[]> {
+    if (!Number.isInteger(pageDocuments) || pageDocuments < 1) throw new RangeError('pageDocuments must be a positive integer');
+    let after: string | undefined;
+    for (;;) {
+      this.beginRead();
+      const page = this.tables.exportPage(after, pageDocuments);
+      if (page.length === 0) return;
+      yield page;
+      after = page[page.length - 1]!.document.id;
+    }
+  }
+
   // ---------------------------------------------------------------- search
 
   async bm25Search(terms: string[], k: number, options: Bm25Options): Promise<LabelScore[]> {
