@@ -99,7 +99,8 @@ describe('progress when stderr is not a terminal', () => {
     const progress = new LineProgress(out, 20);
     progress.start(10);
     progress.update(3, 120);
-    await new Promise((r) => setTimeout(r, 70));
+    // However slow the machine, two interval lines arrive; then the final one.
+    for (let waited = 0; text.split('\n').length < 3 && waited < 5000; waited += 10) await new Promise((r) => setTimeout(r, 10));
     progress.update(10, 400);
     progress.stop();
     const lines = text.trim().split('\n');

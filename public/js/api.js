@@ -91,14 +91,14 @@ export function search(request, signal) {
 }
 
 /**
- * Uploads files as multipart/form-data to /v1/documents/files; the body is one outcome per document.
+ * Uploads files as multipart/form-data to the chosen collection's /documents/files; the body is one outcome per document.
  * @param {File[]} files
  * @param {AbortSignal} [signal]
  */
 export async function uploadFiles(files, signal) {
   const form = new FormData();
   for (const file of files) form.append('files', file, file.name);
-  const res = await fetch('/v1/documents/files', { method: 'POST', headers: headers({ Accept: 'application/json' }), body: form, signal });
+  const res = await fetch(scoped('/documents/files'), { method: 'POST', headers: headers({ Accept: 'application/json' }), body: form, signal });
   if (!res.ok) throw await errorFrom(res);
   return res.json();
 }

@@ -20,9 +20,8 @@ import type {
   UploadedDocumentFile,
   DocumentList,
 } from '../service/index.js';
+import { FilterSyntaxError, parseMetadataFilter, type ListDocumentsOptions, type Metadata, type MetadataFilter } from '../store/index.js';
 import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
-import type { ListDocumentsOptions } from '../store/index.js';
-import { FilterSyntaxError, parseMetadataFilter, type Metadata, type MetadataFilter } from '../store/index.js';
 import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { GenerationQueue, QueueFullError } from './generation-queue.js';
@@ -59,6 +58,8 @@ export interface ApiBackend {
   listDocuments(options: CollectionScope & ListDocumentsOptions): Promise<DocumentList>;
   deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal }): Promise<DeleteResult>;
   getDocument(id: string, options: CollectionScope): Promise<DocumentView | undefined>;
+  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  listDocuments(options: CollectionScope & ListDocumentsOptions): Promise<DocumentList>;
   stats(options: CollectionScope): Promise<ServiceStats>;
   listCollections(): Promise<CollectionSummary[]>;
   createCollection(name: string, spec: NewCollection): Promise<CollectionSummary>;
