@@ -58,6 +58,8 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
       corpusDir: path.join(root, 'no-corpus'),
       configFile,
       env: { RAG_AUTH_DISABLED: 'true', RAG_DATABASE_URL: pgServer.url },
+      // Model loading on a shared, loaded machine can take long; the tests bound replication, not start-up.
+      readyTimeoutMs: 180_000,
     });
     running.add(server);
     void server.exited.then(() => running.delete(server));
