@@ -651,7 +651,7 @@ describe('HTTP-level oddities', () => {
       ['GET', '/v1/search', 'POST'],
       ['PUT', '/v1/ask', 'POST'],
       ['DELETE', '/v1/search', 'POST'],
-      ['PUT', '/v1/documents', 'POST'],
+      ['PUT', '/v1/documents', 'GET, HEAD, POST'],
       ['POST', '/v1/documents/some%2Fid', 'DELETE, GET, HEAD'],
       ['PATCH', '/v1/documents/x', 'DELETE, GET, HEAD'],
       ['POST', '/healthz', 'GET, HEAD'],

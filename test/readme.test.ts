@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
+import { BERT_TINY, CROSS_ENCODER_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 
 /** Commands in README code blocks, continuation lines joined and comments removed, in order. */
 function readmeCommands(): string[] {
@@ -33,6 +33,7 @@ const SKIPPED: Array<[RegExp, string]> = [
   [/--size full/, 'full-size fixtures are about 1 GB and minutes of CPU; the tiny ones are built instead'],
   [/fixture-\w+-full/, 'runs on the full-size fixtures, which are not built here (see above)'],
   [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in the README'],
+  [/db-host|^sudo -u postgres/, "the operator's own PostgreSQL host; test/replicas.test.ts and test/migrate-to-postgres.test.ts run the same steps against a throwaway PostgreSQL"],
 ];
 
 const skipReason = (command: string) => SKIPPED.find(([pattern]) => pattern.test(command))?.[1];
@@ -70,6 +71,7 @@ describe('README commands', () => {
       RAG_MODELS_DIR: FIXTURES_DIR,
       RAG_EMBED_MODEL: BERT_TINY,
       RAG_READER_MODEL: T5_TINY,
+      RAG_RERANK_MODEL: CROSS_ENCODER_TINY,
       RAG_QUANTIZED: 'false',
       RAG_ALLOW_REMOTE: 'false',
       RAG_INDEXES_DIR: path.join(work, 'indexes'),
@@ -84,6 +86,8 @@ describe('README commands', () => {
         .replace(/RAG_MODELS_DIR=models\/fixtures/, `RAG_MODELS_DIR=${path.join(work, 'models/fixtures')}`)
         .replace(/--json out\//, `--json ${path.join(work, 'out')}/`)
         .replace(/localhost:8080/g, `127.0.0.1:${port}`)
+        // The fixture quick start serves RAG_INDEX=fixtures, so its default collection's model id is fid-rag/fixtures.
+        .replace(/fid-rag\/default/g, 'fid-rag/fixtures')
         .replace(/^curl -s(N?) /, 'curl -sS$1 --fail-with-body ');
 
     const ran: string[] = [];

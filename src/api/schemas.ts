@@ -26,21 +26,34 @@ export interface ApiLimits {
   maxRerankTopN: number;
 }
 
-/** The first string in a JSON value (a key or a string value) that is not well-formed Unicode, as a path. */
-function illFormedPath(value: unknown, path: Array<string | number> = []): Array<string | number> | undefined {
-  if (typeof value === 'string') return value.isWellFormed() ? undefined : path;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const found = illFormedPath(value[i], [...path, i]);
-      if (found) return found;
-    }
-    return undefined;
-  }
-  if (value !== null && typeof value === 'object') {
-    for (const [key, inner] of Object.entries(value)) {
-      if (!key.isWellFormed()) return [...path, key];
-      const found = illFormedPath(inner, [...path, key]);
-      if (found) return found;
+interface JsonStep {
+  value: unknown;
+  key: string | number | undefined;
+  parent: JsonStep | undefined;
+}
+
+const stepPath = (step: JsonStep | undefined, last?: string): Array<string | number> => {
+  const path: Array<string | number> = last === undefined ? [] : [last];
+  for (let s = step; s?.key !== undefined; s = s.parent) path.unshift(s.key);
+  return path;
+};
+
+/**
+ * The first string in a JSON value (a key or a string value) that is not well-formed Unicode, as a path. Iterative
+ * with parent links, so a hostile nesting depth costs time linear in the value's size rather than stack or copies.
+ */
+function illFormedPath(root: unknown): Array<string | number> | undefined {
+  const pending: JsonStep[] = [{ value: root, key: undefined, parent: undefined }];
+  for (let step = pending.pop(); step !== undefined; step = pending.pop()) {
+    const { value } = step;
+    if (typeof value === 'string') {
+      if (!value.isWellFormed()) return stepPath(step);
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) pending.push({ value: value[i], key: i, parent: step });
+    } else if (value !== null && typeof value === 'object') {
+      const entries = Object.entries(value);
+      for (const [key] of entries) if (!key.isWellFormed()) return stepPath(step, key);
+      for (let i = entries.length - 1; i >= 0; i--) pending.push({ value: entries[i]![1], key: entries[i]![0], parent: step });
     }
   }
   return undefined;
