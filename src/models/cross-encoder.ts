@@ -1,5 +1,6 @@
 import ort from 'onnxruntime-node';
-import { AutoModelForSequenceClassification, AutoTokenizer, type PreTrainedTokenizer } from '@xenova/transformers';
+import { AutoTokenizer, type PreTrainedTokenizer } from '@xenova/transformers';
+import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionThreads } from './onnx-session.js';
 import { downloadProgress, locateModel, ModelNotFoundError, readModelJson, type ModelLocation } from './resolve.js';
 
 export interface CrossEncoderOptions {
@@ -9,6 +10,7 @@ export interface CrossEncoderOptions {
   quantized: boolean;
   /** Pair length limit in tokens; default: the tokenizer's model_max_length when sane, else max_position_embeddings. */
   maxTokens?: number;
+  threads?: SessionThreads;
 }
 
 interface SessionLike {
@@ -55,8 +57,9 @@ export class CrossEncoder {
         throw new Error(`a reranker needs a one-logit classification head; config.json lists ${labels || 'no'} labels (id2label)`);
       }
       const tokenizer = await AutoTokenizer.from_pretrained(location.id, { progress_callback });
-      const model = await AutoModelForSequenceClassification.from_pretrained(location.id, { quantized: opts.quantized, progress_callback });
-      const session = (model as unknown as { session: SessionLike }).session;
+      // The project's own session, like the embedder's: configured threads and the ONNX IR check.
+      const { bytes, file } = await readOnnxFile(location, 'model', opts.quantized, progress_callback);
+      const session: SessionLike = await createSession(bytes, file, opts.threads);
       if (!session.outputNames.includes('logits')) throw new Error(`the ONNX model has no "logits" output (outputs: ${session.outputNames.join(', ')})`);
       const t = tokenizer as unknown as { model_max_length?: number; sep_token_id?: number; cls_token_id?: number; pad_token_id?: number };
       const limits = [Number(t.model_max_length), Number(config.max_position_embeddings)].filter((n) => Number.isFinite(n) && n > 0 && n < SANE_MAX_LENGTH);
@@ -69,7 +72,7 @@ export class CrossEncoder {
       const padId = Number(t.pad_token_id ?? config.pad_token_id ?? 0);
       return new CrossEncoder(name, location, tokenizer, session, maxTokens, clsId, sepId, padId);
     } catch (err) {
-      if (err instanceof ModelNotFoundError) throw err;
+      if (err instanceof ModelNotFoundError || err instanceof UnsupportedModelFileError) throw err;
       throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
     }
   }

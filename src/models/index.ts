@@ -71,5 +71,6 @@ export function loadCrossEncoder(config: AppConfig): Promise<CrossEncoder> {
     hubUrl: config.hubUrl,
     quantized: config.quantized,
     maxTokens: config.rerank.maxTokens,
+    threads: config.threads,
   });
 }
