@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
+import { TimeSlice } from '../store/index.js';
 import type { SourceDocument } from './types.js';
+
+type Hashed = Pick<SourceDocument, 'title' | 'text' | 'metadata' | 'layout'>;
+
+/** Characters of text escaped and hashed per step: a few milliseconds of work. */
+const TEXT_PIECE_CHARS = 1 << 17;
+const YIELD_EVERY_MS = 10;
 
 /** JSON with object keys sorted, so metadata that differs only in key order hashes the same. */
 function canonicalJson(value: unknown): string {
@@ -13,9 +20,41 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
-/** Layout (pages, headings) counts when present; documents without one hash as they always did. */
-export function contentHash(doc: Pick<SourceDocument, 'title' | 'text' | 'metadata' | 'layout'>): string {
-  const parts: unknown[] = [doc.title, doc.text, doc.metadata];
-  if (doc.layout) parts.push(doc.layout);
-  return createHash('sha256').update(canonicalJson(parts)).digest('hex');
+/** JSON.stringify(text), produced piece by piece so a multi-megabyte text is never escaped in one go. */
+function* jsonStringPieces(text: string): Generator<string> {
+  yield '"';
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(text.length, start + TEXT_PIECE_CHARS);
+    // Never between the halves of a surrogate pair: JSON.stringify escapes a lone half, so the pieces would differ.
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    yield JSON.stringify(text.slice(start, end)).slice(1, -1);
+    start = end;
+  }
+  yield '"';
+}
+
+/** The canonical JSON of [title, text, metadata(, layout)], in pieces whose concatenation is exactly that JSON. */
+function* canonicalPieces(doc: Hashed): Generator<string> {
+  yield `[${JSON.stringify(doc.title)},`;
+  yield* jsonStringPieces(doc.text);
+  yield `,${canonicalJson(doc.metadata)}`;
+  // Layout (pages, headings) counts when present; documents without one hash as they always did.
+  if (doc.layout) yield `,${canonicalJson(doc.layout)}`;
+  yield ']';
+}
+
+/**
+ * SHA-256 of the document's canonical JSON, the change detector of ingest. Returns to the event loop every few
+ * milliseconds, so a server hashing a multi-megabyte document keeps answering.
+ */
+export async function contentHash(doc: Hashed): Promise<string> {
+  const hash = createHash('sha256');
+  const slice = new TimeSlice(YIELD_EVERY_MS);
+  for (const piece of canonicalPieces(doc)) {
+    // Hashing a Buffer is several times faster than handing the hash a long string.
+    hash.update(Buffer.from(piece, 'utf8'));
+    if (slice.due) await slice.next();
+  }
+  return hash.digest('hex');
 }

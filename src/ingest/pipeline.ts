@@ -166,7 +166,7 @@ class IngestRun {
     this.summary.documentsSeen++;
     // A second version of a document in the same batch must see the first one stored, not race it.
     if (this.pendingIds.has(doc.id)) await this.flush();
-    const hash = contentHash(doc);
+    const hash = await contentHash(doc);
     const state = (await this.options.store.documentStates([doc.id])).get(doc.id);
     if (state && state.contentHash === hash && state.chunking === this.chunking) {
       this.summary.unchanged++;

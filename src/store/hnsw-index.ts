@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams, LabelScore } from './types.js';
 import type { VectorIndex } from './vector-index.js';
@@ -141,9 +141,13 @@ export class HnswIndex implements VectorIndex {
    * returns normally after writing a short file, or none. The file is therefore checked against its own layout before
    * anyone may commit it as a checkpoint.
    */
-  write(file: string): void {
-    this.index.writeIndexSync(file);
-    assertCompleteHnswFile(file);
+  /**
+   * Saved on libuv's thread pool, so searches keep running meanwhile; they only read the graph. The caller must not
+   * add or delete points until the promise settles.
+   */
+  async write(file: string): Promise<void> {
+    await this.index.writeIndex(file);
+    await assertCompleteHnswFile(file);
   }
 
   /** Grows the graph once for a known batch instead of repeatedly during it. */
@@ -165,13 +169,16 @@ export class IncompleteHnswFileError extends Error {
 /** Bytes of hnswlib's file header: 6 size_t, int maxlevel, uint32 entry point, 3 size_t, double mult, size_t ef. */
 const HNSW_HEADER_BYTES = 96;
 
-function readExactly(fd: number, length: number, position: number): Buffer {
+/** Bytes read per step while walking the link lists: bounded memory and short synchronous stretches. */
+const READ_CHUNK = 1 << 20;
+
+async function readExactly(file: FileHandle, length: number, position: number): Promise<Buffer> {
   const buffer = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, buffer, done, length - done, position + done);
-    if (n === 0) break;
-    done += n;
+    const { bytesRead } = await file.read(buffer, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
   }
   return buffer.subarray(0, done);
 }
@@ -180,16 +187,16 @@ function readExactly(fd: number, length: number, position: number): Buffer {
  * Walks an hnswlib index file as `loadIndex` does (header, level-0 block, then one length-prefixed link list per
  * element) and demands that it ends exactly at the file's end; reads only the header and the link-list region.
  */
-export function assertCompleteHnswFile(file: string): void {
-  let fd: number;
+export async function assertCompleteHnswFile(file: string): Promise<void> {
+  let handle: FileHandle;
   try {
-    fd = openSync(file, 'r');
+    handle = await open(file, 'r');
   } catch (err) {
     throw new IncompleteHnswFileError(`HNSW file ${file} was not written: ${(err as Error).message}`);
   }
   try {
-    const size = fstatSync(fd).size;
-    const header = readExactly(fd, HNSW_HEADER_BYTES, 0);
+    const size = (await handle.stat()).size;
+    const header = await readExactly(handle, HNSW_HEADER_BYTES, 0);
     if (header.length < HNSW_HEADER_BYTES) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated (${size} bytes, no complete header)`);
     const count = Number(header.readBigUInt64LE(16));
     const bytesPerElement = Number(header.readBigUInt64LE(24));
@@ -197,16 +204,24 @@ export function assertCompleteHnswFile(file: string): void {
     if (linksStart + 4 * count > size) {
       throw new IncompleteHnswFileError(`HNSW file ${file} is truncated: ${size} bytes, its ${count} elements need more than ${linksStart + 4 * count}`);
     }
-    const links = readExactly(fd, size - linksStart, linksStart);
-    let offset = 0;
-    for (let i = 0; i < count; i++) {
-      if (offset + 4 > links.length) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated in the link lists (${size} bytes)`);
-      offset += 4 + links.readUInt32LE(offset);
+    // Each element's link list is a uint32 length followed by that many bytes; the walk reads the region a chunk at
+    // a time, carrying the offset of the next length field across chunks.
+    let next = linksStart;
+    let walked = 0;
+    while (walked < count) {
+      if (next + 4 > size) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated in the link lists (${size} bytes)`);
+      const chunk = await readExactly(handle, Math.min(READ_CHUNK, size - next), next);
+      let offset = 0;
+      while (walked < count && offset + 4 <= chunk.length) {
+        offset += 4 + chunk.readUInt32LE(offset);
+        walked++;
+      }
+      next += offset;
     }
-    if (linksStart + offset !== size) {
-      throw new IncompleteHnswFileError(`HNSW file ${file} is ${size} bytes but its layout needs ${linksStart + offset}: truncated or corrupt`);
+    if (next !== size) {
+      throw new IncompleteHnswFileError(`HNSW file ${file} is ${size} bytes but its layout needs ${next}: truncated or corrupt`);
     }
   } finally {
-    closeSync(fd);
+    await handle.close();
   }
 }

@@ -164,6 +164,48 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       expect(found).toHaveLength(43);
     });
 
+    it('a large write lets reads run while it works, and they see none of it until it is whole', async () => {
+      const { engine } = await fresh();
+      const store = await openNew(engine);
+      await store.writeDocuments([contractDocument('old', 1, 40)]);
+      // One write adding a large document and replacing another: thousands of passages, FTS rows and graph points.
+      const big = contractDocument('big', 2, 4000);
+      const probe = big.passages[17]!.vector;
+      const snapshot = async () => {
+        const states = await store.documentStates(['big', 'old']);
+        const stats = await store.stats();
+        return {
+          big: states.get('big')?.passages ?? 0,
+          old: states.get('old')?.passages ?? 0,
+          passages: stats.passages,
+          searchable: stats.hnswLive,
+          bm25: (await store.bm25Search(['w2p17', 'w3p5'], 10, BM25)).length,
+          exactVector: (await store.denseSearch(probe, 1)).some((h) => h.score > 0.9999),
+        };
+      };
+      const before = await snapshot();
+      expect(before).toEqual({ big: 0, old: 40, passages: 40, searchable: 40, bm25: 0, exactVector: false });
+
+      const during: Array<typeof before> = [];
+      let writing = true;
+      const reads = (async () => {
+        for (;;) {
+          await new Promise((resolve) => setImmediate(resolve));
+          if (!writing) return;
+          during.push(await snapshot());
+        }
+      })();
+      await store.writeDocuments([big, contractDocument('old', 3, 3000)]);
+      writing = false;
+      await reads;
+
+      // Reads were answered while the write worked, and every one of them saw the state before it.
+      expect(during.length).toBeGreaterThan(1);
+      for (const seen of during) expect(seen).toEqual(before);
+      expect(await snapshot()).toEqual({ big: 4000, old: 3000, passages: 7000, searchable: 7000, bm25: 2, exactVector: true });
+      expect((await store.verify()).ok).toBe(true);
+    });
+
     it('searches agree: dense finds what exact finds, scores are cosine, BM25 finds unique words', async () => {
       const { engine } = await fresh();
       const store = await openNew(engine);

@@ -12,6 +12,6 @@ export interface LocalOpenOptions {
 }
 
 /** Opens (creating when absent) the embedded index in `dir` as this replica's writable local index. */
-export function openLocalIndex(name: string, dir: string, options: LocalOpenOptions): PassageStore {
+export function openLocalIndex(name: string, dir: string, options: LocalOpenOptions): Promise<PassageStore> {
   return SqlitePassageStore.open(name, dir, { ...options, create: true, readonly: false });
 }

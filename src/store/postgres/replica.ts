@@ -144,7 +144,7 @@ export class CollectionReplica {
     let reason: string | undefined = matches ? undefined : existsSync(dir) ? 'its checkpoint does not match this collection' : 'it does not exist';
     if (matches) {
       try {
-        store = openLocalIndex(row.name, dir, localOptions);
+        store = await openLocalIndex(row.name, dir, localOptions);
       } catch (err) {
         reason = `it cannot be opened (${(err as Error).message})`;
       }
@@ -174,7 +174,7 @@ export class CollectionReplica {
     const staging = path.join(ctx.localDir, '.staging', `${row.name}.${process.pid}.${Date.now()}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(path.dirname(staging), { recursive: true });
-    let store = openLocalIndex(row.name, staging, localOptions);
+    let store = await openLocalIndex(row.name, staging, localOptions);
     let passages = 0;
     let head: number;
     try {
@@ -190,7 +190,7 @@ export class CollectionReplica {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(path.dirname(dir), { recursive: true });
     renameSync(staging, dir);
-    store = openLocalIndex(row.name, dir, localOptions);
+    store = await openLocalIndex(row.name, dir, localOptions);
     ctx.log?.info({ collection: row.name, passages, appliedChangeId: head, ms: Math.round(performance.now() - started) }, 'local index built from PostgreSQL');
     return { store, applied: Math.max(head, row.createdChange) };
   }

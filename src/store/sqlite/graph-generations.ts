@@ -2,15 +2,15 @@ import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { IndexStoreError } from '../errors.js';
 import { HnswIndex } from '../hnsw-index.js';
-import type { FaultPoint, HnswParams } from '../types.js';
+import type { TimeSlice } from '../time-slice.js';
+import type { FaultPoint, HnswParams, LabelScore } from '../types.js';
 import { dot } from '../vectors.js';
-import { fsyncDir, fsyncFile } from './atomic-file.js';
-import { chunks, type PassageTables, type TableChanges } from './passage-tables.js';
+import { fsyncDir, fsyncFileAsync } from './atomic-file.js';
+import { type PassageTables, type TableChanges } from './passage-tables.js';
 import { readMeta } from './schema.js';
 
 const HNSW_FILE = /^hnsw-(\d+)\.bin(\.tmp.*)?$/;
 const hnswFileName = (generation: number) => `hnsw-${generation}.bin`;
-const FLAG_BATCH = 10_000;
 
 /**
  * The crash/generation protocol between SQLite (the source of truth) and the saved HNSW graph (a derived,
@@ -28,6 +28,8 @@ export class GraphGenerations {
   private graph!: HnswIndex;
   /** Labels in the in-memory graph whose SQLite rows still say `in_hnsw = 0`. */
   private unpersisted = new Set<number>();
+  /** Labels of a write in progress: in the graph already, not committed yet, hidden from searches. */
+  private readonly staged = new Set<number>();
   private dirty = false;
   private generation = 0;
   private dataVersion = 0;
@@ -152,31 +154,65 @@ export class GraphGenerations {
   }
 
   /** Follows a committed table change in the in-memory graph; the file follows at the next checkpoint. */
-  apply(changes: TableChanges): void {
+  /**
+   * Inserts a write's new vectors into the graph before its transaction commits, a time slice at a time. Until
+   * `publish` they are hidden from searches, so the graph never answers with a passage the tables do not show yet.
+   */
+  async stage(added: Map<number, Float32Array>, slice: TimeSlice): Promise<void> {
+    this.graph.reserve(added.size);
+    for (const [label, vector] of added) {
+      this.staged.add(label);
+      this.graph.add(label, vector);
+      if (slice.due) await slice.next();
+    }
+  }
+
+  /** Right after the commit, in the same turn: removed passages leave the graph and staged ones become searchable. */
+  publish(changes: TableChanges): void {
     for (const label of changes.removed) {
       this.graph.remove(label);
       this.unpersisted.delete(label);
     }
-    this.graph.reserve(changes.added.size);
-    for (const [label, vector] of changes.added) {
-      this.graph.add(label, vector);
+    for (const label of changes.added.keys()) {
+      this.staged.delete(label);
       this.unpersisted.add(label);
     }
     if (changes.added.size > 0 || changes.removed.length > 0) this.dirty = true;
   }
 
+  /** A staged write was rolled back: its vectors leave the graph (their labels are never handed out again). */
+  discard(added: Map<number, Float32Array>): void {
+    for (const label of added.keys()) {
+      if (!this.staged.delete(label)) continue;
+      this.graph.remove(label);
+    }
+  }
+
+  /** Passages live in the graph and committed (staged ones excluded). */
+  get searchableSize(): number {
+    return this.graph.size - this.staged.size;
+  }
+
+  search(vector: Float32Array, k: number, allow: ((label: number) => boolean) | undefined, ef: number | undefined): LabelScore[] {
+    if (this.staged.size === 0) return this.graph.search(vector, k, allow, ef);
+    const staged = this.staged;
+    const visible = allow ? (label: number) => !staged.has(label) && allow(label) : (label: number) => !staged.has(label);
+    return this.graph.search(vector, Math.min(k, this.searchableSize), visible, ef);
+  }
+
   /**
    * Saves the graph if it changed: temp file, fsync, rename to the next generation's name, then one SQLite
-   * transaction switches the generation and flags the saved labels. Returns whether a file was written.
+   * transaction switches the generation and flags the saved labels. Returns whether a file was written. The save runs
+   * off the event loop and the transaction in time slices; the caller keeps writes out until it settles.
    */
-  checkpoint(): boolean {
+  async checkpoint(slice: TimeSlice): Promise<boolean> {
     if (!this.dirty) return false;
     const next = this.generation + 1;
     const file = path.join(this.dir, hnswFileName(next));
     const tmp = `${file}.tmp`;
     try {
-      this.graph.write(tmp);
-      fsyncFile(tmp);
+      await this.graph.write(tmp);
+      await fsyncFileAsync(tmp);
     } catch (err) {
       // Nothing was committed: the previous generation stays current and the new passages stay pending in SQLite.
       // The partial file goes at once, since a full disk is the usual cause.
@@ -196,13 +232,7 @@ export class GraphGenerations {
     fsyncDir(this.dir);
     this.fault('after-hnsw-rename');
 
-    const saved = [...this.unpersisted];
-    const markSaved = this.tables.prepare('UPDATE passages SET in_hnsw = 1 WHERE label IN (SELECT value FROM json_each(?))');
-    const setGeneration = this.tables.prepare("UPDATE meta SET value = ? WHERE key = 'hnsw_generation'");
-    this.tables.commit('switch to the saved HNSW graph', () => {
-      for (const batch of chunks(saved, FLAG_BATCH)) markSaved.run(JSON.stringify(batch));
-      setGeneration.run(String(next));
-    });
+    await this.tables.switchGeneration([...this.unpersisted], next, slice);
     this.fault('after-generation-commit');
 
     const previous = this.generation;

@@ -13,9 +13,14 @@ import type {
   SearchFilter,
   WriteOutcome,
 } from '../types.js';
+import type { TimeSlice } from '../time-slice.js';
 import { blobToVector, normalized, vectorToBlob } from '../vectors.js';
 
 const SQL_BATCH = 500;
+/** Labels per DELETE statement: small enough that one statement (FTS rows included) stays within a time slice. */
+const DELETE_BATCH = 64;
+/** Labels flagged per UPDATE statement of a generation switch. */
+const FLAG_BATCH = 1000;
 const MAX_PAGE = 1000;
 /** SQLite result codes that mean the storage refused a write, not that the statement was wrong. */
 const STORAGE_FAILURES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN)/;
@@ -73,22 +78,44 @@ export interface TableChanges {
   removed: number[];
 }
 
+/** A write performed inside an open transaction of the writer connection, waiting for its commit or rollback. */
+export interface StagedWrite<Outcome> {
+  outcome: Outcome;
+  changes: TableChanges;
+  /** Makes the write visible to every reader at once; on failure the transaction is rolled back and the error thrown. */
+  commit(): void;
+  rollback(): void;
+}
+
 /**
  * The SQLite side of a collection: documents, passages, their FTS5 rows (kept by triggers, see schema.ts) and
  * stored unit vectors. Every write is one immediate transaction. Knows nothing of the HNSW graph.
  */
 export class PassageTables {
   private readonly statementCache = new Map<string, Database.Statement>();
+  private readonly writerStatements = new Map<string, Database.Statement>();
 
   constructor(
+    /** Reads, and the short synchronous protocol transactions. */
     readonly db: Database.Database,
     private readonly location: string,
+    /**
+     * Writers only: a second connection to the same database for document writes, whose transactions span
+     * event-loop turns. WAL gives `db` a snapshot of the last commit meanwhile, so reads never see half a write.
+     */
+    private readonly writer?: Database.Database,
   ) {}
 
   // ---------------------------------------------------------------- writes
 
-  writeDocuments(writes: DocumentWrite[], dim: number): { outcome: WriteOutcome; changes: TableChanges } {
+  /**
+   * Opens the write transaction of a batch of documents on the writer connection and performs it there, returning
+   * to the event loop whenever `slice` is used up. Nothing is visible to this process's reads (or any other's) until
+   * the caller commits; it must commit or roll back before any other write.
+   */
+  async stageWrite(writes: DocumentWrite[], dim: number, slice: TimeSlice): Promise<StagedWrite<WriteOutcome>> {
     const ids = new Set<string>();
+    let passageCount = 0;
     for (const { document, passages } of writes) {
       if (document.id === '') throw new IndexStoreError('document id must not be empty');
       if (ids.has(document.id)) throw new IndexStoreError(`document ${JSON.stringify(document.id)} occurs twice in one write`);
@@ -98,27 +125,32 @@ export class PassageTables {
           throw new IndexStoreError(`passage ${p.id} has a ${p.vector.length}-d vector; index ${this.location} holds ${dim}-d`);
         }
       }
+      passageCount += passages.length;
     }
-    const existsDoc = this.prepare('SELECT 1 FROM documents WHERE id = ?').pluck();
-    const upsertDoc = this.prepare(
+    const what = 'write documents';
+    const writer = this.writerConnection();
+    let label = passageCount > 0 ? this.reserveLabels(writer, passageCount) : 0;
+    const existsDoc = this.prepareOn(writer, 'SELECT 1 FROM documents WHERE id = ?').pluck();
+    const upsertDoc = this.prepareOn(writer, 
       'INSERT INTO documents (id, title, content_hash, chunking, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?) ' +
         'ON CONFLICT(id) DO UPDATE SET title = excluded.title, content_hash = excluded.content_hash, ' +
         'chunking = excluded.chunking, metadata = excluded.metadata, updated_at = excluded.updated_at',
     );
-    const insertPassage = this.prepare(
-      'INSERT INTO passages (id, doc_id, chunk_no, title, text, metadata, char_start, char_end, page_start, page_end, section, in_hnsw) ' +
-        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) RETURNING label',
-    ).pluck();
-    const insertVector = this.prepare('INSERT INTO passage_vectors (label, vector) VALUES (?, ?)');
+    const insertPassage = this.prepareOn(writer, 
+      'INSERT INTO passages (label, id, doc_id, chunk_no, title, text, metadata, char_start, char_end, page_start, page_end, section, in_hnsw) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)',
+    );
+    const insertVector = this.prepareOn(writer, 'INSERT INTO passage_vectors (label, vector) VALUES (?, ?)');
 
     const changes: TableChanges = { added: new Map(), removed: [] };
     const outcome: WriteOutcome = { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0, documents: [] };
-    this.commit('write documents', () => {
+    const tx = this.begin(writer, what);
+    try {
       const now = Date.now();
       for (const { document, passages } of writes) {
         const existed = existsDoc.get(document.id) !== undefined;
         if (existed) {
-          const labels = this.deletePassagesOf(document.id);
+          const labels = await this.deletePassagesOf(writer, document.id, slice);
           changes.removed.push(...labels);
           outcome.passagesRemoved += labels.length;
           outcome.replaced++;
@@ -128,60 +160,154 @@ export class PassageTables {
         outcome.documents.push({ id: document.id, status: existed ? 'updated' : 'added', passages: passages.length });
         upsertDoc.run(document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata), now);
         for (const p of passages) {
-          const label = insertPassage.get(
-            p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
+          insertPassage.run(
+            label, p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
             p.pageStart ?? null, p.pageEnd ?? null, p.section ? JSON.stringify(p.section) : null,
-          ) as number;
+          );
           const unit = normalized(p.vector);
           insertVector.run(label, vectorToBlob(unit));
-          changes.added.set(label, unit);
+          changes.added.set(label++, unit);
           outcome.passagesAdded++;
+          if (slice.due) await slice.next();
         }
       }
-    });
-    return { outcome, changes };
+    } catch (err) {
+      tx.rollback();
+      throw this.storageError(what, err);
+    }
+    return { outcome, changes, commit: () => tx.commit(), rollback: () => tx.rollback() };
   }
 
-  deleteDocuments(ids: string[]): { outcome: DeleteOutcome; removed: number[] } {
-    const deleteDoc = this.prepare('DELETE FROM documents WHERE id = ?');
+  /** Like `stageWrite`, for deleting documents (a missing id is reported, not an error). */
+  async stageDelete(ids: string[], slice: TimeSlice): Promise<StagedWrite<DeleteOutcome>> {
+    const what = 'delete documents';
+    const writer = this.writerConnection();
+    const deleteDoc = this.prepareOn(writer, 'DELETE FROM documents WHERE id = ?');
     const outcome: DeleteOutcome = { deleted: [], missing: [], passagesRemoved: 0 };
-    const removed: number[] = [];
-    this.commit('delete documents', () => {
+    const changes: TableChanges = { added: new Map(), removed: [] };
+    const tx = this.begin(writer, what);
+    try {
       for (const id of new Set(ids)) {
-        const labels = this.deletePassagesOf(id);
-        removed.push(...labels);
+        const labels = await this.deletePassagesOf(writer, id, slice);
+        changes.removed.push(...labels);
         outcome.passagesRemoved += labels.length;
         if (deleteDoc.run(id).changes > 0) outcome.deleted.push(id);
         else outcome.missing.push(id);
+        if (slice.due) await slice.next();
       }
-    });
-    return { outcome, removed };
+    } catch (err) {
+      tx.rollback();
+      throw this.storageError(what, err);
+    }
+    return { outcome, changes, commit: () => tx.commit(), rollback: () => tx.rollback() };
   }
 
-  private deletePassagesOf(docId: string): number[] {
-    this.prepare('DELETE FROM passage_vectors WHERE label IN (SELECT label FROM passages WHERE doc_id = ?)').run(docId);
-    return this.prepare('DELETE FROM passages WHERE doc_id = ? RETURNING label').pluck().all(docId) as number[];
+  /** Deletes a document's passages (FTS rows go with them, by trigger) in slices of labels. */
+  private async deletePassagesOf(writer: Database.Database, docId: string, slice: TimeSlice): Promise<number[]> {
+    const labels = this.prepareOn(writer, 'SELECT label FROM passages WHERE doc_id = ?').pluck().all(docId) as number[];
+    const deleteVectors = this.prepareOn(writer, 'DELETE FROM passage_vectors WHERE label IN (SELECT value FROM json_each(?))');
+    const deletePassages = this.prepareOn(writer, 'DELETE FROM passages WHERE label IN (SELECT value FROM json_each(?))');
+    for (const batch of chunks(labels, DELETE_BATCH)) {
+      const json = JSON.stringify(batch);
+      deleteVectors.run(json);
+      deletePassages.run(json);
+      if (slice.due) await slice.next();
+    }
+    return labels;
   }
 
   /**
-   * One write transaction. SQLite reports a full disk or an exceeded file size limit as a bare "disk I/O error" or
-   * "database or disk is full"; the error names the index and what to check, and that the transaction left nothing.
+   * Hands out `count` passage labels in a transaction of its own, committed before the write that uses them: a write
+   * rolled back after its passages entered the in-memory graph can then never give those labels to other passages.
    */
-  commit(what: string, body: () => void): void {
-    try {
-      this.db.transaction(body).immediate();
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (typeof code === 'string' && STORAGE_FAILURES.test(code)) {
-        throw new IndexStoreError(
-          `could not ${what} in index ${this.location}: ${(err as Error).message} (${code}; disk full, file size limit, ` +
-            'read-only or failing storage?). The transaction was rolled back; everything committed before is intact.',
-          { cause: err },
-        );
+  private reserveLabels(writer: Database.Database, count: number): number {
+    let first = 1;
+    this.commitOn(writer, 'reserve passage labels', () => {
+      const seq = this.prepareOn(writer, "SELECT seq FROM sqlite_sequence WHERE name = 'passages'").pluck().get() as number | undefined;
+      if (seq === undefined) {
+        this.prepareOn(writer, "INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)").run(count);
+      } else {
+        this.prepareOn(writer, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'passages'").run(seq + count);
+        first = seq + 1;
       }
-      throw err;
+    });
+    return first;
+  }
+
+  private writerConnection(): Database.Database {
+    if (!this.writer) throw new IndexStoreError(`index ${this.location} was opened read-only`);
+    return this.writer;
+  }
+
+  /** BEGIN IMMEDIATE on `db`: the write lock is taken now, so the transaction cannot fail later for want of it. */
+  private begin(db: Database.Database, what: string): { commit(): void; rollback(): void } {
+    try {
+      db.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      throw this.storageError(what, err);
+    }
+    return {
+      commit: () => {
+        try {
+          db.exec('COMMIT');
+        } catch (err) {
+          if (db.inTransaction) db.exec('ROLLBACK');
+          throw this.storageError(what, err);
+        }
+      },
+      rollback: () => {
+        if (db.inTransaction) db.exec('ROLLBACK');
+      },
+    };
+  }
+
+  /**
+   * A checkpoint's generation switch: flags the labels the saved graph holds and names the new generation, in one
+   * transaction of the writer connection worked in time slices (a first checkpoint may flag a whole bulk ingest).
+   */
+  async switchGeneration(saved: number[], generation: number, slice: TimeSlice): Promise<void> {
+    const what = 'switch to the saved HNSW graph';
+    const writer = this.writerConnection();
+    const markSaved = this.prepareOn(writer, 'UPDATE passages SET in_hnsw = 1 WHERE label IN (SELECT value FROM json_each(?))');
+    const setGeneration = this.prepareOn(writer, "UPDATE meta SET value = ? WHERE key = 'hnsw_generation'");
+    const tx = this.begin(writer, what);
+    try {
+      for (const batch of chunks(saved, FLAG_BATCH)) {
+        markSaved.run(JSON.stringify(batch));
+        if (slice.due) await slice.next();
+      }
+      setGeneration.run(String(generation));
+    } catch (err) {
+      tx.rollback();
+      throw this.storageError(what, err);
+    }
+    tx.commit();
+  }
+
+  private commitOn(db: Database.Database, what: string, body: () => void): void {
+    try {
+      db.transaction(body).immediate();
+    } catch (err) {
+      throw this.storageError(what, err);
     }
   }
+
+  /**
+   * SQLite reports a full disk or an exceeded file size limit as a bare "disk I/O error" or "database or disk is
+   * full"; the error names the index and what to check, and that the transaction left nothing.
+   */
+  private storageError(what: string, err: unknown): unknown {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && STORAGE_FAILURES.test(code)) {
+      return new IndexStoreError(
+        `could not ${what} in index ${this.location}: ${(err as Error).message} (${code}; disk full, file size limit, ` +
+          'read-only or failing storage?). The transaction was rolled back; everything committed before is intact.',
+        { cause: err },
+      );
+    }
+    return err;
+  }
+
 
   // ---------------------------------------------------------------- lookups
 
@@ -370,18 +496,25 @@ export class PassageTables {
   }
 
   prepare(sql: string): Database.Statement {
-    let statement = this.statementCache.get(sql);
+    return this.prepareOn(this.db, sql);
+  }
+
+  private prepareOn(db: Database.Database, sql: string): Database.Statement {
+    const cache = db === this.db ? this.statementCache : this.writerStatements;
+    let statement = cache.get(sql);
     if (!statement) {
       // Filter shapes generate distinct SQL texts; bound the cache rather than trusting their variety to stay small.
-      if (this.statementCache.size >= 256) this.statementCache.clear();
-      statement = this.db.prepare(sql);
-      this.statementCache.set(sql, statement);
+      if (cache.size >= 256) cache.clear();
+      statement = db.prepare(sql);
+      cache.set(sql, statement);
     }
     return statement;
   }
 
   close(): void {
     this.statementCache.clear();
+    this.writerStatements.clear();
+    this.writer?.close();
     this.db.close();
   }
 }

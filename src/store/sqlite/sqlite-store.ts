@@ -25,6 +25,7 @@ import type {
   VerifyReport,
   WriteOutcome,
 } from '../types.js';
+import { TimeSlice } from '../time-slice.js';
 import { normalized } from '../vectors.js';
 import { GraphGenerations } from './graph-generations.js';
 import { assertSameEmbedding, FORMAT_VERSION, readManifest, writeManifest, type IndexManifest } from './manifest.js';
@@ -33,6 +34,11 @@ import { configureConnection, createSchema, hasSchema, readMeta } from './schema
 import { WriterLock } from './writer-lock.js';
 
 const DB_FILE = 'index.sqlite';
+/**
+ * Longest synchronous stretch of a write before it returns to the event loop. 10 ms keeps searches answered during a
+ * multi-megabyte write; each turn costs a setImmediate round trip (tens of microseconds), so the write barely slows.
+ */
+const WRITE_SLICE_MS = 10;
 
 function folderBytes(dir: string): number {
   let total = 0;
@@ -50,11 +56,14 @@ function folderBytes(dir: string): number {
 /**
  * One collection of the embedded engine: a folder holding `manifest.json`, `index.sqlite` (documents, passages,
  * FTS5, vectors: the source of truth) and the saved HNSW graph of the current generation. Composes the passage tables
- * with the graph and its generation protocol; every method runs synchronously inside its promise, so a write and the
- * graph update that follows it are seen together by every read of this process.
+ * with the graph and its generation protocol. Reads run synchronously inside their promise; a write works in time
+ * slices inside an open transaction of a second connection and becomes visible to every read at once, when it
+ * commits and publishes its graph changes in the same turn.
  */
 export class SqlitePassageStore implements PassageStore {
   private closed = false;
+  /** The last write-side operation queued; the next one starts after it settles. */
+  private writes: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly name: string,
@@ -67,8 +76,7 @@ export class SqlitePassageStore implements PassageStore {
     private readonly faultHook: ((point: FaultPoint) => void) | undefined,
   ) {}
 
-  /** Synchronous open: the engine wraps it; tests of the crash protocol use it inside child processes. */
-  static open(name: string, dir: string, options: OpenCollectionOptions): SqlitePassageStore {
+  static async open(name: string, dir: string, options: OpenCollectionOptions): Promise<SqlitePassageStore> {
     const readonly = options.readonly ?? false;
     const dbPath = path.join(dir, DB_FILE);
     const exists = readManifest(dir) !== undefined;
@@ -82,10 +90,22 @@ export class SqlitePassageStore implements PassageStore {
     try {
       const manifest = manifestFor(dir, dbPath, options);
       const db = new Database(dbPath, { readonly, fileMustExist: readonly });
-      tables = new PassageTables(db, dir);
-      configureConnection(db, readonly);
-      if (!readonly) createSchema(db, manifest.embedModel, manifest.dim);
-      else if (!hasSchema(db)) throw new IndexNotFoundError(`no index at ${dir} yet (its database was never initialised)`);
+      let writer: Database.Database | undefined;
+      try {
+        configureConnection(db, readonly);
+        if (!readonly) {
+          createSchema(db, manifest.embedModel, manifest.dim);
+          writer = new Database(dbPath, { fileMustExist: true });
+          configureConnection(writer, false);
+        } else if (!hasSchema(db)) {
+          throw new IndexNotFoundError(`no index at ${dir} yet (its database was never initialised)`);
+        }
+      } catch (err) {
+        writer?.close();
+        db.close();
+        throw err;
+      }
+      tables = new PassageTables(db, dir, writer);
       assertMetaMatches(db, manifest, dir);
       const fault = (point: FaultPoint) => options.faultHook?.(point);
       const graph = new GraphGenerations(dir, tables, manifest.dim, { ...manifest.hnsw, efSearch: options.hnsw.efSearch }, readonly, fault);
@@ -93,7 +113,7 @@ export class SqlitePassageStore implements PassageStore {
       if (!readonly) {
         graph.removeStrayFiles();
         // A missing or unreadable graph file breaks the on-disk invariant; restore it before anything else happens.
-        if (graph.rebuiltFromVectors) graph.checkpoint();
+        if (graph.rebuiltFromVectors) await graph.checkpoint(new TimeSlice(WRITE_SLICE_MS));
       }
       return store;
     } catch (err) {
@@ -117,25 +137,41 @@ export class SqlitePassageStore implements PassageStore {
 
   // ---------------------------------------------------------------- writes
 
+  /**
+   * The SQL work and the graph insertions run in time slices on the writer connection, so a large write leaves the
+   * event loop to searches; the commit, and the graph changes that publish it, happen together in one turn.
+   */
   async writeDocuments(writes: DocumentWrite[]): Promise<WriteOutcome> {
-    this.assertWritable();
-    const { outcome, changes } = this.tables.writeDocuments(writes, this.dim);
-    this.fault('after-sqlite-commit');
-    this.graph.apply(changes);
-    return outcome;
+    return this.exclusive(async () => {
+      const slice = new TimeSlice(WRITE_SLICE_MS);
+      const staged = await this.tables.stageWrite(writes, this.dim, slice);
+      try {
+        await this.graph.stage(staged.changes.added, slice);
+        this.assertWritable();
+        staged.commit();
+      } catch (err) {
+        staged.rollback();
+        this.graph.discard(staged.changes.added);
+        throw err;
+      }
+      this.fault('after-sqlite-commit');
+      this.graph.publish(staged.changes);
+      return staged.outcome;
+    });
   }
 
   async deleteDocuments(ids: string[]): Promise<DeleteOutcome> {
-    this.assertWritable();
-    const { outcome, removed } = this.tables.deleteDocuments(ids);
-    this.fault('after-sqlite-commit');
-    this.graph.apply({ added: new Map(), removed });
-    return outcome;
+    return this.exclusive(async () => {
+      const staged = await this.tables.stageDelete(ids, new TimeSlice(WRITE_SLICE_MS));
+      staged.commit();
+      this.fault('after-sqlite-commit');
+      this.graph.publish(staged.changes);
+      return staged.outcome;
+    });
   }
 
   async checkpoint(): Promise<boolean> {
-    this.assertWritable();
-    return this.graph.checkpoint();
+    return this.exclusive(() => this.graph.checkpoint(new TimeSlice(WRITE_SLICE_MS)));
   }
 
   // ---------------------------------------------------------------- lookups
@@ -196,7 +232,7 @@ export class SqlitePassageStore implements PassageStore {
       if (allowed.size <= this.exactFilterThreshold) return this.tables.exactSearchAmong(normalized(vector), k, [...allowed]);
       allow = (label) => allowed.has(label);
     }
-    return this.graph.index.search(vector, k, allow, options.ef);
+    return this.graph.search(vector, k, allow, options.ef);
   }
 
   async exactSearch(vector: Float32Array, k: number, filter?: SearchFilter): Promise<LabelScore[]> {
@@ -221,7 +257,7 @@ export class SqlitePassageStore implements PassageStore {
       documents: count('SELECT count(*) FROM documents'),
       passages: count('SELECT count(*) FROM passages'),
       vectors: count('SELECT count(*) FROM passage_vectors'),
-      hnswLive: this.graph.index.size,
+      hnswLive: this.graph.searchableSize,
       pending: count('SELECT count(*) FROM passages WHERE in_hnsw = 0'),
       hnswCapacity: this.graph.index.capacity,
       generation: this.graph.currentGeneration,
@@ -230,16 +266,23 @@ export class SqlitePassageStore implements PassageStore {
     };
   }
 
+  /** Waits for a write in progress: the graph holds its staged vectors until it commits. */
   async verify(): Promise<VerifyReport> {
-    this.beginRead();
-    const problems = [...this.tables.verifyTables(!this.readonly), ...this.graph.verify()];
-    return { ok: problems.length === 0, problems, stats: this.statsNow() };
+    const check = (): VerifyReport => {
+      this.beginRead();
+      const problems = [...this.tables.verifyTables(!this.readonly), ...this.graph.verify()];
+      return { ok: problems.length === 0, problems, stats: this.statsNow() };
+    };
+    return this.readonly ? check() : this.exclusive(async () => check());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
+    // A write in progress finishes (or fails) before the connections close under it.
+    await this.writes.catch(() => undefined);
+    if (this.closed) return;
     try {
-      if (!this.readonly && this.graph.isDirty) this.graph.checkpoint();
+      if (!this.readonly && this.graph.isDirty) await this.graph.checkpoint(new TimeSlice(WRITE_SLICE_MS));
     } finally {
       this.closed = true;
       this.tables.close();
@@ -253,6 +296,17 @@ export class SqlitePassageStore implements PassageStore {
   private beginRead(): void {
     this.assertOpen();
     this.graph.refreshIfChanged();
+  }
+
+  /** Writes, checkpoints and verification run one at a time, each in the order called. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    this.assertWritable();
+    const run = this.writes.then(() => {
+      this.assertWritable();
+      return work();
+    });
+    this.writes = run.catch(() => undefined);
+    return run;
   }
 
   private fault(point: FaultPoint): void {
