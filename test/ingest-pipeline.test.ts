@@ -79,8 +79,7 @@ describe('ingestPaths', () => {
     const observed: IngestEmbedder = {
       modelId: embedder.modelId,
       dim: embedder.dim,
-      maxTokens: embedder.maxTokens,
-      tokenizer: embedder.tokenizer,
+      tokenization: () => embedder.tokenization(),
       embedPassages: (texts) => {
         batches.push(texts.length);
         return embedder.embedPassages(texts);

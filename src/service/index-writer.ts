@@ -4,6 +4,7 @@ import {
   ingestDocuments,
   ingestPaths,
   type CheckpointPolicy,
+  type IngestEmbedder,
   type IngestError,
   type IngestSummary,
   type ProgressMode,
@@ -11,7 +12,6 @@ import {
   type TextLayout,
   type WriteSettings,
 } from '../ingest/index.js';
-import type { Embedder } from '../models/index.js';
 import type { Metadata, PassageStore } from '../store/index.js';
 import { WriteCancelledError, WriteQueueFullError } from './errors.js';
 import { YieldingEmbedder } from './yielding-embedder.js';
@@ -96,7 +96,7 @@ export class IndexWriter {
 
   constructor(
     private readonly store: PassageStore,
-    private readonly embedder: Embedder,
+    private readonly embedder: IngestEmbedder,
     private readonly options: IndexWriterOptions,
   ) {}
 
