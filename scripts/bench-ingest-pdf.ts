@@ -94,7 +94,7 @@ try {
     },
   });
   // The same composition root as the ingest CLI: the same embedder settings, write path and checkpoint policy.
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
+  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'eager', prepareDefaultCollection: false });
   // Warm-up: pdf.js initialisation and the first onnxruntime runs are paid once per process, not per file.
   const warm = await readDocumentFile(files[0]!, 'warm-up');
   if (warm.kind !== 'document') throw new Error(`could not read ${files[0]}`);

@@ -45,7 +45,7 @@ runCli(async () => {
     },
   });
   // The evaluated collection is the default one of this run, so ask() addresses it exactly as /v1/ask does.
-  const service = await openSystem(config, { writable: true, verify: false, reader: true, prepareDefaultCollection: true });
+  const service = await openSystem(config, { writable: true, verify: false, reader: true, loadEmbedder: 'eager', prepareDefaultCollection: true });
   try {
     // The paragraphs are the corpus; unchanged paragraphs make this a no-op on later runs.
     const ingest = await service.ingestDocuments(

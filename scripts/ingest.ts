@@ -130,7 +130,7 @@ async function main(): Promise<number> {
     opts.chunkTokens !== undefined || opts.overlap !== undefined
       ? { maxTokens: opts.chunkTokens ?? config.chunk.maxTokens, overlapTokens: opts.overlap ?? config.chunk.overlapTokens }
       : undefined;
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
+  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: false });
   let failed = false;
   try {
     const sources = opts.sync !== undefined ? [opts.sync] : paths;

@@ -60,6 +60,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
       writable,
       verify: config.server.verifyIndexOnStart,
       reader: true,
+      loadEmbedder: 'eager',
       prepareDefaultCollection: true,
     });
   } catch (err) {

@@ -1,6 +1,7 @@
 /**
  * `npm run eval` as a new user runs it: `--json out/…` on a fresh clone (no out/ folder), a second evaluation that
- * reuses its collection, and collection names without a doubled `beir-` prefix.
+ * reuses its collection, collection names without a doubled `beir-` prefix, and a BM25 evaluation of a built
+ * collection that runs without the embedding model.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,7 +52,7 @@ describe('npm run eval', () => {
 
     const first = await evalCli(['--dataset', dataset, '--mode', 'bm25', '--k', '10', '--json', 'out/bm25.json'], env);
     const report = JSON.parse(readFileSync(path.join(work, 'out', 'bm25.json'), 'utf8'));
-    expect(report).toMatchObject({ dataset: 'beir-tiny', mode: 'bm25', queries: 4 });
+    expect(report).toMatchObject({ dataset: 'beir-tiny', mode: 'bm25', queries: 4, hnswRecallAt10: null, queryEmbeddingMs: null });
     expect(report.metrics['ndcg@10']).toBeGreaterThan(0.5);
     expect(first.stdout).toContain('wrote out/bm25.json');
     expect(readdirSync(indexes)).toEqual([`beir-tiny-${BERT_TINY}`]);
@@ -61,8 +62,16 @@ describe('npm run eval', () => {
     expect(second.stdout).toContain('(reused)');
     const again = JSON.parse(readFileSync(path.join(work, 'out', 'again', 'bm25.json'), 'utf8'));
     expect(again.metrics).toEqual(report.metrics);
-    // Without the model folder, an evaluation that needs the model says which one could not be loaded.
+
+    // BM25 over the built collection needs no embedding model: it runs with the model folder gone.
     rmSync(models, { recursive: true });
+    const offline = await evalCli(['--dataset', dataset, '--mode', 'bm25', '--k', '10', '--json', 'out/offline.json'], env);
+    expect(offline.stdout).toContain('(reused)');
+    expect(offline.stdout).toContain('bm25 needs no embedding model, so dense recall');
+    expect(offline.stdout).not.toContain('query embedding');
+    const withoutModel = JSON.parse(readFileSync(path.join(work, 'out', 'offline.json'), 'utf8'));
+    expect(withoutModel).toMatchObject({ mode: 'bm25', hnswRecallAt10: null, queryEmbeddingMs: null });
+    expect(withoutModel.metrics).toEqual(report.metrics);
     // Dense modes do need the model, and say so.
     await expect(evalCli(['--dataset', dataset, '--mode', 'dense'], env)).rejects.toMatchObject({ stderr: expect.stringContaining(`model "${BERT_TINY}" could not be loaded`) });
     expect(existsSync(path.join(indexes, `beir-beir-tiny-${BERT_TINY}`))).toBe(false);

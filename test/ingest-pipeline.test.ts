@@ -79,8 +79,7 @@ describe('ingestPaths', () => {
     const observed: IngestEmbedder = {
       modelId: embedder.modelId,
       dim: embedder.dim,
-      maxTokens: embedder.maxTokens,
-      tokenizer: embedder.tokenizer,
+      tokenization: () => embedder.tokenization(),
       embedPassages: (texts) => {
         batches.push(texts.length);
         return embedder.embedPassages(texts);
@@ -111,6 +110,38 @@ describe('ingestPaths', () => {
       expect(passages.length).toBeGreaterThan(5);
       // 32 minus [CLS] and [SEP].
       for (const p of passages) expect(count(p.text)).toBeLessThanOrEqual(30);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('finds unchanged documents without the model when the options are already within its budget, with it otherwise', async () => {
+    const short = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
+    const store = await openStore();
+    const asked: string[] = [];
+    // The same model, recording each time the pipeline needs it loaded (a lazily loaded model would load there).
+    const observed: IngestEmbedder = {
+      modelId: short.modelId,
+      dim: short.dim,
+      tokenization: () => (asked.push('tokenization'), short.tokenization()),
+      embedPassages: (texts) => (asked.push('embed'), short.embedPassages(texts)),
+    };
+    const docs = () => Array.from({ length: 3 }, (_, i) => ({ id: `d${i}`, title: '', text: `Sentence ${i} is here with several words. `.repeat(8), metadata: {} }));
+    const run = (chunk: { maxTokens: number; overlapTokens: number }) => ingestDocuments(docs(), ingestOptions(store, observed, { chunk }));
+    try {
+      expect((await run({ maxTokens: 200, overlapTokens: 32 })).added).toBe(3);
+      expect(asked).toContain('tokenization');
+      // Requested options beyond the budget: only the model can tell they cut the same way, so it is asked, once.
+      asked.length = 0;
+      expect(await run({ maxTokens: 200, overlapTokens: 32 })).toMatchObject({ unchanged: 3, updated: 0 });
+      expect(asked).toEqual(['tokenization']);
+      // The effective options (what a collection's manifest records): no model needed at all.
+      asked.length = 0;
+      expect(await run({ maxTokens: 30, overlapTokens: 7 })).toMatchObject({ unchanged: 3, updated: 0 });
+      expect(asked).toEqual([]);
+      // Other options are a change, which needs the model to cut and embed.
+      expect(await run({ maxTokens: 20, overlapTokens: 4 })).toMatchObject({ unchanged: 0, updated: 3 });
+      expect(asked).toEqual(['tokenization', 'embed']);
     } finally {
       await store.close();
     }

@@ -30,7 +30,7 @@ describe('syncFolder', () => {
   const collection = 'synced';
   beforeAll(async () => {
     const config = fixtureConfig({ server: { ingestCorpusOnStart: false } });
-    service = await openSystem(config, { writable: true, verify: false, reader: false, prepareDefaultCollection: false });
+    service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'eager', prepareDefaultCollection: false });
     await service.createCollection(collection);
   });
   afterAll(async () => {

@@ -20,11 +20,11 @@ import type {
   UploadedDocumentFile,
   DocumentList,
 } from '../service/index.js';
+import { AdmissionQueue, QueueFullError } from '../service/index.js';
 import { FilterSyntaxError, parseMetadataFilter, type ListDocumentsOptions, type Metadata, type MetadataFilter } from '../store/index.js';
 import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolicy } from './auth.js';
 import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
-import { GenerationQueue, QueueFullError } from './generation-queue.js';
 import { InFlightRequests } from './in-flight.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import { requestLogger } from './logging.js';
@@ -104,7 +104,7 @@ export function createApp(state: ApiState, options: ApiOptions) {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.set('trust proxy', options.trustProxy);
-  const queue = new GenerationQueue(options.generationConcurrency, options.generationQueueLength);
+  const queue = new AdmissionQueue(options.generationConcurrency, options.generationQueueLength);
   const inFlight = new InFlightRequests();
   const metrics = new ApiMetrics({
     answerQueueDepth: () => queue.depth,
@@ -457,9 +457,9 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number, what: string)
   }
 }
 
-export async function runQueued<T>(queue: GenerationQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
+export async function runQueued<T>(queue: AdmissionQueue, task: () => Promise<T>, signal: AbortSignal): Promise<T> {
   try {
-    return await queue.run(task, signal);
+    return await queue.run(task, { signal });
   } catch (err) {
     if (err instanceof QueueFullError) {
       throw new HttpError(503, 'queue_full', 'too many answers are being generated; retry later', {

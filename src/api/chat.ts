@@ -8,11 +8,10 @@
 import { randomBytes } from 'node:crypto';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
-import type { AskOutcome, AskParams } from '../service/index.js';
+import type { AdmissionQueue, AskOutcome, AskParams } from '../service/index.js';
 import { ready, requestSignal, runQueued, observeAnswer, type ApiState } from './app.js';
 import { mayUseCollection, principalOf } from './auth.js';
 import { HttpError, toHttpError, validationError } from './errors.js';
-import type { GenerationQueue } from './generation-queue.js';
 import type { InFlightRequests } from './in-flight.js';
 import type { ApiMetrics } from './metrics.js';
 import { fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
@@ -139,7 +138,7 @@ export const openAiErrorSchema = z
 export interface ChatRouterOptions {
   state: ApiState;
   limits: ApiLimits;
-  queue: GenerationQueue;
+  queue: AdmissionQueue;
   inFlight: InFlightRequests;
   metrics: ApiMetrics;
   /** Auth (read scope) and rate limit, the same as every other /v1 route. */

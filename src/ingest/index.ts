@@ -6,6 +6,7 @@ export {
   type CheckpointPolicy,
   type IngestOptions,
   type IngestEmbedder,
+  type TokenBudget,
   type ValidationRules,
   type WriteSettings,
 } from './pipeline.js';

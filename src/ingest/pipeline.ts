@@ -14,13 +14,22 @@ import type {
   SourceItem,
 } from './types.js';
 
+/** What cutting passages needs of the embedding model (the models stage's `Embedder` satisfies it). */
+export interface TokenBudget {
+  /** The model's input limit including special tokens; passages are kept within it. */
+  readonly maxTokens?: number;
+  readonly tokenizer: TokenizerLike;
+}
+
 /** The slice of the embedding service ingest needs (the models stage's `Embedder` satisfies it). */
 export interface IngestEmbedder {
   readonly modelId: string;
   readonly dim: number;
-  /** The model's input limit including special tokens; passages are kept within it. */
-  readonly maxTokens?: number;
-  readonly tokenizer: TokenizerLike;
+  /**
+   * The tokenizer and input limit. A model loaded on first use loads here, so the pipeline asks only when a document
+   * has to be cut: a run that finds every document unchanged needs no model.
+   */
+  tokenization(): Promise<TokenBudget>;
   embedPassages(texts: string[]): Promise<Float32Array[]>;
 }
 
@@ -101,11 +110,11 @@ function invalidDocument(doc: SourceDocument, rules: ValidationRules): string | 
 }
 
 /** The budget actually used: never more than the embedding model can see after its special tokens. */
-export function effectiveChunkOptions(embedder: IngestEmbedder, requested: ChunkOptions): ChunkOptions {
+export function effectiveChunkOptions(model: TokenBudget, requested: ChunkOptions): ChunkOptions {
   const options: ChunkOptions = { ...requested };
-  if (embedder.maxTokens !== undefined) {
-    const special = embedder.tokenizer.encode('', null, { add_special_tokens: true }).length;
-    const modelBudget = embedder.maxTokens - special;
+  if (model.maxTokens !== undefined) {
+    const special = model.tokenizer.encode('', null, { add_special_tokens: true }).length;
+    const modelBudget = model.maxTokens - special;
     if (options.maxTokens > modelBudget) options.maxTokens = modelBudget;
     if (options.overlapTokens >= options.maxTokens) options.overlapTokens = Math.floor(options.maxTokens / 4);
   }
@@ -118,6 +127,13 @@ function chunkingSignature(chunk: ChunkOptions, embedTitle: boolean): string {
   return `v1;max=${chunk.maxTokens};overlap=${chunk.overlapTokens};title=${embedTitle ? 1 : 0}`;
 }
 
+/** How a run cuts documents, known once the model's tokenizer is. */
+interface Cutting {
+  chunk: ChunkOptions;
+  signature: string;
+  count: CountTokens;
+}
+
 /**
  * One ingest run: documents are validated and hashed, unchanged ones skipped, the rest chunked, embedded and written
  * in bounded batches (one transaction each), with checkpoints as the policy says. One outcome per input document.
@@ -126,9 +142,10 @@ class IngestRun {
   readonly summary = emptySummary();
   private passagesEmbedded = 0;
   private readonly startedAt = performance.now();
-  private readonly chunk: ChunkOptions;
-  private readonly chunking: string;
-  private readonly count: CountTokens;
+  /** The signature of the options as requested, before the model's budget was applied. */
+  private readonly requestedChunking: string;
+  /** Resolved on the first document that needs the model (see `cut()`). */
+  private cutting: Promise<Cutting> | undefined;
   private pending: PreparedDocument[] = [];
   private pendingIds = new Set<string>();
   private pendingPassages = 0;
@@ -145,9 +162,28 @@ class IngestRun {
     if (!(options.batchPassages >= 1) || !(options.checkpoint.everyPassages >= 1)) {
       throw new RangeError('batchPassages and checkpoint.everyPassages must be at least 1');
     }
-    this.chunk = effectiveChunkOptions(embedder, options.chunk);
-    this.chunking = chunkingSignature(this.chunk, options.embedTitle);
-    this.count = tokenCounter(embedder.tokenizer);
+    this.requestedChunking = chunkingSignature(options.chunk, options.embedTitle);
+  }
+
+  /** The effective chunking and a token counter; the first call loads a model that is loaded on first use. */
+  private cut(): Promise<Cutting> {
+    this.cutting ??= this.options.embedder.tokenization().then((model) => {
+      const chunk = effectiveChunkOptions(model, this.options.chunk);
+      return { chunk, signature: chunkingSignature(chunk, this.options.embedTitle), count: tokenCounter(model.tokenizer) };
+    });
+    return this.cutting;
+  }
+
+  /**
+   * Whether a stored document is this one, cut as this run would cut it. Stored signatures always come from effective
+   * options, and applying the model's budget to options already within it changes nothing: a stored signature equal
+   * to the requested options' one therefore proves the document unchanged without consulting the model. Only when they
+   * differ (other options, or requested options the budget would still change) does the effective signature decide.
+   */
+  private async unchanged(state: { contentHash: string; chunking: string }, hash: string): Promise<boolean> {
+    if (state.contentHash !== hash) return false;
+    if (state.chunking === this.requestedChunking) return true;
+    return state.chunking === (await this.cut()).signature;
   }
 
   reportError(error: IngestError, id?: string): void {
@@ -168,7 +204,7 @@ class IngestRun {
     if (this.pendingIds.has(doc.id)) await this.flush();
     const hash = await contentHash(doc);
     const state = (await this.options.store.documentStates([doc.id])).get(doc.id);
-    if (state && state.contentHash === hash && state.chunking === this.chunking) {
+    if (state && (await this.unchanged(state, hash))) {
       this.summary.unchanged++;
       this.summary.outcomes.push({ id: doc.id, status: 'unchanged', passages: state.passages });
       this.reportProgress();
@@ -179,7 +215,8 @@ class IngestRun {
       this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added' });
       return;
     }
-    const passages = locatePassages(await chunkDocumentAsync(doc, this.count, this.chunk), doc.layout);
+    const { count, chunk } = await this.cut();
+    const passages = locatePassages(await chunkDocumentAsync(doc, count, chunk), doc.layout);
     const slot = this.summary.outcomes.push({ id: doc.id, status: 'error', reason: 'not written' }) - 1;
     this.pending.push({ doc, hash, passages, slot });
     this.pendingIds.add(doc.id);
@@ -196,9 +233,11 @@ class IngestRun {
 
     const passages = batch.flatMap((p) => p.passages);
     const vectors = await this.embed(passages);
+    // Every pending document was cut, so the effective chunking is known.
+    const chunking = (await this.cut()).signature;
     let next = 0;
     const writes: DocumentWrite[] = batch.map(({ doc, hash, passages: docPassages }) => ({
-      document: { id: doc.id, title: doc.title, contentHash: hash, chunking: this.chunking, metadata: doc.metadata },
+      document: { id: doc.id, title: doc.title, contentHash: hash, chunking, metadata: doc.metadata },
       passages: docPassages.map((p) => ({
         id: p.id,
         chunkNo: p.chunkNo,

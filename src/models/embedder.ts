@@ -92,6 +92,11 @@ export class Embedder {
     }
   }
 
+  /** The tokenizer and input limit, for consumers that also accept a model not loaded yet (the ingest pipeline). */
+  async tokenization(): Promise<{ tokenizer: PreTrainedTokenizer; maxTokens: number }> {
+    return { tokenizer: this.tokenizer, maxTokens: this.maxTokens };
+  }
+
   /** Token ids as the model sees them: with special tokens, truncated to the model's limit keeping the final [SEP]. */
   encode(text: string): number[] {
     const ids = this.tokenizer.encode(text);

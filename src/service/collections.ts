@@ -12,15 +12,18 @@ import {
   type PassageStore,
   type StoreEngine,
 } from '../store/index.js';
+import { CollectionEmbedder } from './collection-embedder.js';
 import { CollectionExistsError, CollectionNotFoundError, IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
 import { IndexWriter } from './index-writer.js';
 import type { ServiceLog } from './log.js';
 
-/** One open collection: its store, the embedder of its model, a retriever and (when writable) its single writer. */
+/**
+ * One open collection: its store, a retriever and (when writable) its single writer. Its embedding model is loaded
+ * when an operation first needs it (see CollectionEmbedder), not when it opens.
+ */
 export interface OpenCollection {
   readonly name: string;
   readonly store: PassageStore;
-  readonly embedder: Embedder;
   readonly retriever: Retriever;
   readonly writer: IndexWriter | undefined;
 }
@@ -39,7 +42,7 @@ export interface CollectionsOptions {
   writable: boolean;
   /** Check every collection's structures against each other when it is opened; refuse an inconsistent one. */
   verify: boolean;
-  /** The embedder of a model, loaded once per process. */
+  /** The embedder of a model, loaded once per process; called only by operations that need the model. */
   embedderFor(model: string): Promise<Embedder>;
   log?: ServiceLog;
 }
@@ -124,10 +127,9 @@ export class Collections {
     await this.closing.get(name);
     if (this.open.has(name) || this.opening.has(name) || (await engine.describeCollection(name))) throw new CollectionExistsError(name);
     const entry = await this.opened(name, async () => {
-      const embedder = await this.options.embedderFor(spec.embedModel ?? config.embedModel);
-      const chunk = effectiveChunkOptions(embedder, spec.chunk ?? config.chunk);
-      const store = await this.openStore(name, embedder, { create: true, chunk, readonly: false });
-      return this.entryFor(name, store, embedder, this.options.writable);
+      const { model, chunk } = await this.newCollectionModel(spec);
+      const store = await this.openStore(name, model, { create: true, chunk, readonly: false });
+      return this.entryFor(name, store, this.options.writable);
     });
     this.evictBeyondBound();
     return entry.store.manifest;
@@ -195,12 +197,11 @@ export class Collections {
       if (!exists) await this.create(name, create);
       return this.use(name, work);
     }
-    const { config } = this.options;
     const manifest = await this.options.engine.describeCollection(name);
-    const embedder = await this.options.embedderFor(manifest?.embedModel ?? create.embedModel ?? config.embedModel);
-    const chunk = effectiveChunkOptions(embedder, manifest?.chunk ?? create.chunk ?? config.chunk);
-    const store = await this.openStore(name, embedder, { create: !exists, chunk, readonly: false });
-    const collection = this.entryFor(name, store, embedder, true);
+    const store = manifest
+      ? await this.openStore(name, { modelId: manifest.embedModel, dim: manifest.dim }, { create: false, readonly: false })
+      : await this.newCollectionModel(create).then(({ model, chunk }) => this.openStore(name, model, { create: true, chunk, readonly: false }));
+    const collection = this.entryFor(name, store, true);
     try {
       return await work(collection);
     } finally {
@@ -257,20 +258,31 @@ export class Collections {
   private async openExisting(name: string): Promise<Entry> {
     const manifest = await this.options.engine.describeCollection(name);
     if (!manifest) throw new CollectionNotFoundError(name);
-    const embedder = await this.options.embedderFor(manifest.embedModel);
-    const chunk = effectiveChunkOptions(embedder, manifest.chunk ?? this.options.config.chunk);
-    const store = await this.openStore(name, embedder, { create: false, chunk, readonly: !this.options.writable });
-    return this.entryFor(name, store, embedder, this.options.writable);
+    // The manifest says which model and dimension; the model itself loads when an operation first needs it.
+    const store = await this.openStore(name, { modelId: manifest.embedModel, dim: manifest.dim }, { create: false, readonly: !this.options.writable });
+    return this.entryFor(name, store, this.options.writable);
   }
-  private async openStore(name: string, embedder: Embedder, how: { create: boolean; chunk: ChunkOptions; readonly: boolean }): Promise<PassageStore> {
+
+  /** A new collection records its model's dimension and the chunking the model allows: both need the model loaded. */
+  private async newCollectionModel(spec: NewCollection): Promise<{ model: Embedder; chunk: ChunkOptions }> {
+    const { config } = this.options;
+    const model = await this.options.embedderFor(spec.embedModel ?? config.embedModel);
+    return { model, chunk: effectiveChunkOptions(model, spec.chunk ?? config.chunk) };
+  }
+
+  private async openStore(
+    name: string,
+    model: { modelId: string; dim: number },
+    how: { create: boolean; chunk?: ChunkOptions; readonly: boolean },
+  ): Promise<PassageStore> {
     const { engine, config } = this.options;
     let store: PassageStore;
     try {
       store = await engine.openCollection(name, {
-        embedModel: embedder.modelId,
-        dim: embedder.dim,
+        embedModel: model.modelId,
+        dim: model.dim,
         hnsw: config.hnsw,
-        chunk: how.chunk,
+        ...(how.chunk ? { chunk: how.chunk } : {}),
         readonly: how.readonly,
         create: how.create,
         exactFilterThreshold: config.retrieval.exactFilterThreshold,
@@ -286,8 +298,8 @@ export class Collections {
       throw err;
     }
     try {
-      if (store.embedModel !== embedder.modelId || store.dim !== embedder.dim) {
-        throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, embedder.modelId, embedder.dim);
+      if (store.embedModel !== model.modelId || store.dim !== model.dim) {
+        throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, model.modelId, model.dim);
       }
       // Once per process: a collection this process closed itself was consistent when it closed it.
       if (this.options.verify && !this.verified.has(name)) {
@@ -318,10 +330,13 @@ export class Collections {
     if (recovered > 0 && !store.readonly) await store.checkpoint();
   }
 
-  private entryFor(name: string, store: PassageStore, embedder: Embedder, withWriter: boolean): Entry {
+  private entryFor(name: string, store: PassageStore, withWriter: boolean): Entry {
     const { config, log } = this.options;
+    const embedder = new CollectionEmbedder(store.embedModel, store.dim, store.location, this.options.embedderFor);
     const settings: WriteSettings = {
-      chunk: effectiveChunkOptions(embedder, store.manifest.chunk ?? config.chunk),
+      // The manifest holds the effective options; for a collection made before it did, the pipeline applies the
+      // model's budget to the configured chunking once it has to cut a document.
+      chunk: store.manifest.chunk ?? config.chunk,
       embedTitle: config.ingest.embedTitle,
       batchPassages: config.ingest.batchPassages,
       checkpoint: { everyPassages: config.ingest.checkpointEveryPassages, atEnd: true },
@@ -341,7 +356,6 @@ export class Collections {
     return {
       name,
       store,
-      embedder,
       retriever: new Retriever(store, embedder, config.retrieval),
       writer,
       users: 0,

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { AppConfig } from '../config/index.js';
-import { loadEmbedder, loadModels, type Embedder } from '../models/index.js';
+import { loadEmbedder, loadModels, loadReaderModel, type Embedder } from '../models/index.js';
 import { FidReader, fidDecoderRewrite } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
@@ -18,6 +18,13 @@ export interface SystemOptions {
   verify: boolean;
   /** Load the reader model (server, eval:qa); search-only tools do without. */
   reader: boolean;
+  /**
+   * `eager`: the configured embedding model is loaded (with the reader, when asked) before anything opens, so a
+   * missing model stops the start at once, and with every missing model named (the server). `lazy`: each
+   * collection's model loads on the first operation that needs it (query embeddings, cutting and embedding new or
+   * changed documents), so BM25 searches, deletes and re-ingests of unchanged documents run without it (CLIs).
+   */
+  loadEmbedder: 'eager' | 'lazy';
   /**
    * Make sure the default collection exists (created with the configured model and chunking, and the bundled
    * corpus ingested into it when `server.ingestCorpusOnStart`), and open it before returning.
@@ -53,14 +60,15 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   const { log } = options;
   const embedders = new Map<string, Promise<Embedder>>();
   const loaded: Embedder[] = [];
+  const remember = (model: string, embedder: Embedder): Embedder => {
+    loaded.push(embedder);
+    log?.info({ model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
+    return embedder;
+  };
   const embedderFor = (model: string): Promise<Embedder> => {
     let pending = embedders.get(model);
     if (!pending) {
-      pending = loadEmbedder({ ...config, embedModel: model }).then((embedder) => {
-        loaded.push(embedder);
-        log?.info({ model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
-        return embedder;
-      });
+      pending = loadEmbedder({ ...config, embedModel: model }).then((embedder) => remember(model, embedder));
       // A failed load is retried by the next caller rather than remembered.
       pending.catch(() => embedders.delete(model));
       embedders.set(model, pending);
@@ -68,17 +76,20 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     return pending;
   };
 
-  // Every model is loaded before anything is opened, and all of them are resolved before a failure is reported, so a
-  // start-up without models names every missing one at once.
+  // Models loaded up front are loaded before anything is opened, and all of them are resolved before a failure is
+  // reported, so a start-up without models names every missing one at once.
+  const eager = options.loadEmbedder === 'eager';
   let reader: FidReader | undefined;
   if (options.reader) {
-    const { embedder, readerModel } = await loadModels(config, fidDecoderRewrite());
-    loaded.push(embedder);
-    embedders.set(config.embedModel, Promise.resolve(embedder));
-    log?.info({ model: config.embedModel, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
+    const readerModel = eager
+      ? await loadModels(config, fidDecoderRewrite()).then(({ embedder, readerModel }) => {
+          embedders.set(config.embedModel, Promise.resolve(remember(config.embedModel, embedder)));
+          return readerModel;
+        })
+      : await loadReaderModel(config, fidDecoderRewrite());
     reader = await FidReader.create(readerModel, { logger: log, encoding: config.reader.encoding, crossCache: config.reader.crossCache });
     log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
-  } else {
+  } else if (eager) {
     await embedderFor(config.embedModel);
   }
 

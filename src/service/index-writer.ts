@@ -1,9 +1,9 @@
-import PQueue from 'p-queue';
 import {
   deleteDocuments,
   ingestDocuments,
   ingestPaths,
   type CheckpointPolicy,
+  type IngestEmbedder,
   type IngestError,
   type IngestSummary,
   type ProgressMode,
@@ -11,8 +11,8 @@ import {
   type TextLayout,
   type WriteSettings,
 } from '../ingest/index.js';
-import type { Embedder } from '../models/index.js';
 import type { Metadata, PassageStore } from '../store/index.js';
+import { AdmissionQueue, QueueFullError } from './admission-queue.js';
 import { WriteCancelledError, WriteQueueFullError } from './errors.js';
 import { YieldingEmbedder } from './yielding-embedder.js';
 
@@ -88,21 +88,23 @@ async function* oneMacrotaskEach<T>(items: T[], signal: AbortSignal | undefined)
  * visible all at once; bulk runs commit in bounded batches.
  */
 export class IndexWriter {
-  private readonly queue = new PQueue({ concurrency: 1 });
+  /** One write at a time; a full queue refuses requests with a Retry-After from measured write times. */
+  private readonly queue: AdmissionQueue;
   private changedSinceCheckpoint = 0;
   private idleTimer: NodeJS.Timeout | undefined;
-  private meanWriteMs = 1000;
   private closed = false;
 
   constructor(
     private readonly store: PassageStore,
-    private readonly embedder: Embedder,
+    private readonly embedder: IngestEmbedder,
     private readonly options: IndexWriterOptions,
-  ) {}
+  ) {
+    this.queue = new AdmissionQueue(1, options.maxQueued);
+  }
 
   /** Writes waiting plus the one being applied. */
   get depth(): number {
-    return this.queue.size + this.queue.pending;
+    return this.queue.depth;
   }
 
   /** One request's documents: all committed together (or none), one status per input document. */
@@ -156,21 +158,17 @@ export class IndexWriter {
     };
   }
 
+  /** Requests are bounded by `maxQueued`; bulk runs are always admitted and count in the backlog requests wait for. */
   private async enqueue<T>(task: () => Promise<T>, signal: AbortSignal | undefined, bounded = true): Promise<T> {
     if (this.closed) throw new WriteCancelledError(new Error('the index writer is closed'));
-    if (bounded && this.queue.pending > 0 && this.queue.size >= this.options.maxQueued) {
-      const waves = this.queue.size + 1;
-      throw new WriteQueueFullError(Math.min(60, Math.max(1, Math.ceil((waves * this.meanWriteMs) / 1000))));
+    try {
+      return await this.queue.run(task, { signal, bounded });
+    } catch (err) {
+      if (err instanceof QueueFullError) throw new WriteQueueFullError(err.retryAfterSeconds);
+      // Cancelled while it waited: it never started.
+      if (signal?.aborted && err === signal.reason) throw new WriteCancelledError(signal.reason);
+      throw err;
     }
-    return (await this.queue.add(async () => {
-      if (signal?.aborted) throw new WriteCancelledError(signal.reason);
-      const started = performance.now();
-      try {
-        return await task();
-      } finally {
-        this.meanWriteMs = 0.8 * this.meanWriteMs + 0.2 * (performance.now() - started);
-      }
-    })) as T;
   }
 
   private async applyUpsert(docs: DocumentInput[], signal: AbortSignal | undefined): Promise<DocumentWriteStatus[]> {
@@ -215,7 +213,7 @@ export class IndexWriter {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (this.closed) return;
-      void this.queue.add(() => this.checkpoint('idle'));
+      void this.queue.run(() => this.checkpoint('idle'), { bounded: false });
     }, this.options.checkpointIdleMs);
     // A pending idle checkpoint must not keep the process alive; close() saves the graph anyway.
     this.idleTimer.unref();

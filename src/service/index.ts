@@ -30,4 +30,5 @@ export {
   CollectionProtectedError,
   CollectionNotFoundError,
 } from './errors.js';
+export { AdmissionQueue, QueueFullError, type AdmissionOptions } from './admission-queue.js';
 export { RerankerSlot, RerankerUnavailableError, InvalidRerankError, retrieve, type RerankParams } from './reranking.js';

@@ -1,5 +1,4 @@
-import type { Embedder } from '../models/index.js';
-import type { IngestEmbedder } from '../ingest/index.js';
+import type { IngestEmbedder, TokenBudget } from '../ingest/index.js';
 
 /**
  * onnxruntime-node runs each batch synchronously inside a nextTick, so embedding a large write batch in one call would
@@ -8,7 +7,7 @@ import type { IngestEmbedder } from '../ingest/index.js';
  */
 export class YieldingEmbedder implements IngestEmbedder {
   constructor(
-    private readonly inner: Embedder,
+    private readonly inner: IngestEmbedder,
     private readonly batchSize: number,
     private readonly signal?: AbortSignal,
   ) {}
@@ -19,11 +18,8 @@ export class YieldingEmbedder implements IngestEmbedder {
   get dim(): number {
     return this.inner.dim;
   }
-  get maxTokens(): number {
-    return this.inner.maxTokens;
-  }
-  get tokenizer(): Embedder['tokenizer'] {
-    return this.inner.tokenizer;
+  tokenization(): Promise<TokenBudget> {
+    return this.inner.tokenization();
   }
 
   async embedPassages(texts: string[]): Promise<Float32Array[]> {
