@@ -107,6 +107,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     }
     server.closeAllConnections();
     await closed;
+    await app.close();
     await service.drainWrites();
     await service.close();
     log.info({ ms: Math.round(performance.now() - started) }, 'shut down');

@@ -70,7 +70,7 @@ beforeAll(async () => {
         { name: 'reader', sha256: hashApiKey(READER_KEY), scopes: ['read'] },
       ],
     },
-    documents: { bodyLimit: '256kb', maxBatch: 20, maxTextChars: 20_000, maxMetadataBytes: 2048, maxMetadataDepth: 4, checkpointIdleMs: 200 },
+    documents: { bodyLimit: '1mb', maxBatch: 20, maxTextChars: 20_000, maxMetadataBytes: 2048, maxMetadataDepth: 4, checkpointIdleMs: 200 },
   });
   server = await startServer(config, pino({ level: 'silent' }));
   base = `http://127.0.0.1:${server.port}`;
@@ -413,6 +413,33 @@ describe('/v1/documents', () => {
     await expectUnchanged();
   });
 
+  it('large bodies, parsed off the event loop, are judged exactly as small ones are', async () => {
+    // Insignificant whitespace takes each body past the size parsed in line.
+    const pad = ' '.repeat(300_000);
+    for (const body of ['{', '{"documents": [}', 'null', '"documents"', '[]', '']) expectClientError(await upsert(body + pad), 400, '(body)');
+    const invalidUtf8 = Buffer.concat([Buffer.from(`{"documents": [{"id": "probe", "text": "${'x'.repeat(300_000)}`), Buffer.from([0xc3, 0x28]), Buffer.from('"}]}')]);
+    const refused = await upsert(invalidUtf8);
+    expectClientError(refused, 400, '(body)');
+    expect(refused.json.error.code).toBe('invalid_utf8');
+    expectClientError(await upsert(gzipSync(`{"documents": [${pad}`), { 'content-encoding': 'gzip' }), 400, '(body)');
+    expectClientError(await upsert(JSON.stringify({ documents: [doc({ id: 7, text: 'x'.repeat(300_000) })] })), 400, 'documents.0.id');
+    expectClientError(await upsert(`{"documents": [{"id": "probe", "text": "quartz", "metadata": {"deep": ${deep(100_000, '{"a":', '}')}}}]}`), 400, '(body)');
+    await expectUnchanged();
+
+    // A valid one, with a byte-order mark and characters outside the BMP, compressed or not, is stored exactly.
+    const docs = Array.from({ length: 18 }, (_, i) => doc({ id: `large-${i}`, text: `${'Quartz crystals grow in cavities. '.repeat(450)}Emoji 😀, accents é, CJK 字 ${i}.` }));
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ documents: docs }))]);
+    expect(body.length).toBeGreaterThan(256 * 1024);
+    for (const [encoded, headers] of [[body, {}], [gzipSync(body), { 'content-encoding': 'gzip' }]] as const) {
+      const written = await upsert(encoded, headers);
+      expect(written.status, written.text.slice(0, 300)).toBe(200);
+      expect(written.json.documents.map((d: { status: string }) => d.status)).toEqual(docs.map(() => (encoded === body ? 'added' : 'unchanged')));
+    }
+    const passages = (await send('GET', '/v1/documents/large-17')).json.passages as Array<{ text: string }>;
+    expect(passages.at(-1)!.text.endsWith('Emoji 😀, accents é, CJK 字 17.')).toBe(true);
+    for (const d of docs) expect((await send('DELETE', `/v1/documents/${d.id}`)).status).toBe(200);
+  });
+
   it('wrong types, missing fields and bad ids name the field', async () => {
     const cases: Array<[unknown, string]> = [
       [{}, 'documents'],
@@ -459,7 +486,7 @@ describe('/v1/documents', () => {
     expectClientError(await upsert({ documents: [doc({ title: 't'.repeat(1001) })] }), 400, 'documents.0.title');
     expectClientError(await upsert({ documents: [doc({ metadata: { blob: 'm'.repeat(3000) } })] }), 400, 'documents.0.metadata');
     expectClientError(await upsert({ documents: [doc({ metadata: { a: { b: { c: { d: { e: 1 } } } } } })] }), 400, 'documents.0.metadata');
-    const tooBig = await upsert({ documents: [doc({ text: 'quartz '.repeat(40_000) })] });
+    const tooBig = await upsert({ documents: [doc({ text: 'quartz '.repeat(160_000) })] });
     expectClientError(tooBig, 413, '(body)');
     await expectUnchanged();
   });
@@ -469,8 +496,8 @@ describe('/v1/documents', () => {
       const started = performance.now();
       const body = `{"documents": [{"id": "probe", "text": "quartz", "metadata": {"deep": ${nested}}}]}`;
       const reply = await upsert(body);
-      // Over the 256 KiB documents body limit it is a 413 before parsing; within it, a 400 from validation.
-      expectClientError(reply, Buffer.byteLength(body) > 256 * 1024 ? 413 : 400);
+      // Over the 1 MiB documents body limit it is a 413 before parsing; within it, a 400 from validation.
+      expectClientError(reply, Buffer.byteLength(body) > 1024 * 1024 ? 413 : 400);
       expect(performance.now() - started).toBeLessThan(5_000);
     }
     await expectUnchanged();

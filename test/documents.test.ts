@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileParserThread, ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
+import { ParserThread, ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { PassageRecord } from '../src/store/index.js';
 import { docxFile, encryptedPdf, imageOnlyPdf, sentences, singleColumnPdf, twoColumnPdf } from './helpers/documents.js';
@@ -128,7 +128,7 @@ describe('parsing on a worker thread (uploads)', () => {
       { text: `Paragraph ${i} of a long manual.` },
     ]).flat();
     const bytes = await docxFile(blocks);
-    const thread = new FileParserThread();
+    const thread = new ParserThread();
     try {
       let last = performance.now();
       let maxGap = 0;

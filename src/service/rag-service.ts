@@ -1,7 +1,7 @@
 import type { AppConfig } from '../config/index.js';
 import {
   assertSyncFolder,
-  FileParserThread,
+  ParserThread,
   fileToDocument,
   folderDocuments,
   ownedDocuments,
@@ -166,7 +166,7 @@ export type { ServiceLog } from './log.js';
  */
 export class RagService {
   /** Started by the first upload. */
-  private fileParser: FileParserThread | undefined;
+  private fileParser: ParserThread | undefined;
 
   constructor(
     private readonly config: AppConfig,
@@ -351,7 +351,7 @@ export class RagService {
       options.signal?.throwIfAborted();
       try {
         // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
-        this.fileParser ??= new FileParserThread();
+        this.fileParser ??= new ParserThread();
         const parser = this.fileParser;
         const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f));
         outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });

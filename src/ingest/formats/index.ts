@@ -82,7 +82,7 @@ export async function fileToDocument(
 }
 
 export { UnreadableFileError, type ParsedFile } from './types.js';
-export { FileParserThread } from './parser-thread.js';
+export { JsonBodyError, ParserThread } from './parser-thread.js';
 export { decodeText } from './text.js';
 export { parseHtml } from './html.js';
 export { parseMarkdown } from './markdown.js';

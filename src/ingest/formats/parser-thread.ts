@@ -3,32 +3,58 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { FileFormat, ParsedDocument } from './index.js';
 import { UnreadableFileError } from './types.js';
+import type { ParseMessage, ParseReply, ReplyError } from './parse-worker.js';
 
-type Reply = { id: number; parsed: ParsedDocument } | { id: number; error: { message: string; unreadable: boolean } };
+/** Why a JSON body could not be parsed, in body-parser's terms (`type`), so the API maps it like its other parse errors. */
+export class JsonBodyError extends Error {
+  override name = 'JsonBodyError';
+  readonly status = 400;
+  constructor(
+    message: string,
+    readonly type: 'entity.parse.failed' | 'entity.invalid.utf8',
+  ) {
+    super(message);
+  }
+}
+
+type Pending = { resolve: (value: unknown) => void; reject: (e: Error) => void };
 
 /**
- * Parses files on a worker thread. Reading a large HTML or DOCX file is seconds of synchronous work (html-to-text,
- * mammoth's XML parsing) that would otherwise stall every other request of the server; on the worker it does not.
- * One thread, started on first use, requests served in order; a crashed worker fails its requests and is replaced.
+ * Parses on a worker thread what would otherwise stall every other request of the server: files (reading a large
+ * HTML or DOCX file is seconds of synchronous work in html-to-text or mammoth's XML parsing) and large JSON request
+ * bodies (decoding and JSON.parse of 10 MB hold a thread for about 100 ms). One thread, started on first use,
+ * requests served in order; a crashed worker fails its requests and is replaced.
  */
-export class FileParserThread {
+export class ParserThread {
   private worker: Worker | undefined;
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (p: ParsedDocument) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, Pending>();
 
   parse(bytes: Uint8Array, name: string, format: FileFormat): Promise<ParsedDocument> {
-    const worker = this.started();
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      worker.postMessage({ id, bytes, name, format });
-    });
+    return this.request({ kind: 'file', bytes, name, format }) as Promise<ParsedDocument>;
+  }
+
+  /**
+   * A JSON request body as express.json({ strict: true }) reads it: UTF-8 (a byte-order mark dropped, invalid bytes
+   * refused), empty meaning `{}`, and only an object or array at the top.
+   */
+  parseJson(bytes: Uint8Array): Promise<unknown> {
+    return this.request({ kind: 'json', bytes });
   }
 
   async close(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
+  }
+
+  private request(message: ParseMessage): Promise<unknown> {
+    const worker = this.started();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ ...message, id });
+    });
   }
 
   private started(): Worker {
@@ -39,12 +65,12 @@ export class FileParserThread {
     const loader = path.extname(here) === '.ts' ? "const { register } = await import('tsx/esm/api'); register();" : '';
     const worker = new Worker(`(async () => { ${loader} await import(${JSON.stringify(script)}); })();`, { eval: true });
     worker.unref();
-    worker.on('message', (reply: Reply) => {
+    worker.on('message', (reply: ParseReply) => {
       const waiting = this.pending.get(reply.id);
       if (!waiting) return;
       this.pending.delete(reply.id);
-      if ('parsed' in reply) waiting.resolve(reply.parsed);
-      else waiting.reject(reply.error.unreadable ? new UnreadableFileError(reply.error.message) : new Error(reply.error.message));
+      if ('value' in reply) waiting.resolve(reply.value);
+      else waiting.reject(toError(reply.error));
     });
     const fail = (err: Error) => {
       if (this.worker === worker) this.worker = undefined;
@@ -52,8 +78,21 @@ export class FileParserThread {
       this.pending.clear();
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`the file parser thread exited (code ${code})`)));
+    worker.on('exit', (code) => fail(new Error(`the parser thread exited (code ${code})`)));
     this.worker = worker;
     return worker;
+  }
+}
+
+function toError(error: ReplyError): Error {
+  switch (error.kind) {
+    case 'unreadable':
+      return new UnreadableFileError(error.message);
+    case 'json':
+      return new JsonBodyError(error.message, 'entity.parse.failed');
+    case 'utf8':
+      return new JsonBodyError(error.message, 'entity.invalid.utf8');
+    default:
+      return new Error(error.message);
   }
 }
