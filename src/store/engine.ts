@@ -132,7 +132,10 @@ export interface PassageStore {
 
   // ---------------------------------------------------------------- lookups
 
-  /** Content hash and chunking signature of those ids that exist (ingest's change detection). */
+  /**
+   * Content hash and chunking signature of those ids that exist (ingest's change detection). This is the writers'
+   * view: a replicated engine answers from its database, which runs ahead of the replica's searchable state.
+   */
   documentStates(ids: string[]): Promise<Map<string, DocumentState>>;
 
   /** One page of documents, ordered by id; filters by id prefix and/or top-level metadata values. */
