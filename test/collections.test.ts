@@ -3,7 +3,6 @@
  * documents), keys limited to collections, deleting one leaving the others untouched, names that could escape the
  * indexes folder, lazy opening with a bounded number open (50 collections), and the ingest CLI's --collection.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,8 @@ import { generateApiKey, hashApiKey } from '../src/api/index.js';
 import type { AppConfig } from '../src/config/index.js';
 import { startServer } from '../src/main.js';
 import { fixtureConfig } from './helpers/config.js';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { BERT_TINY } from './helpers/fixtures.js';
+import { runIngestCli } from './helpers/cli.js';
 import { request, type RequestOptions } from './helpers/http.js';
 
 type Server = Awaited<ReturnType<typeof startServer>>;
@@ -222,26 +222,7 @@ describe('ingest CLI --collection', () => {
   it('creates the collection beside a running server, which opens it lazily and serves it', async () => {
     const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'collections-cli-')), 'narwhal.md');
     writeFileSync(file, '# Narwhals\n\nThe narwhalfact: the tusk is a tooth.');
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), file, '--collection', 'from-cli'], {
-        cwd: REPO_ROOT,
-        env: {
-          ...process.env,
-          RAG_MODELS_DIR: FIXTURES_DIR,
-          RAG_EMBED_MODEL: BERT_TINY,
-          RAG_QUANTIZED: 'false',
-          RAG_ALLOW_REMOTE: 'false',
-          RAG_INDEXES_DIR: config.indexesDir,
-          RAG_CONFIG: '',
-        },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const result = await runIngestCli([file, '--collection', 'from-cli'], config.indexesDir);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/collection from-cli: 1 documents/);
     const res = await call('POST', scoped('from-cli', '/search'), { body: bm25('narwhalfact') });

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestDocuments, ingestPaths, tokenCounter, type IngestEmbedder, type IngestError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { PassageStore } from '../src/store/index.js';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { BERT_TINY, FIXTURES_DIR } from './helpers/fixtures.js';
+import { runIngestCli } from './helpers/cli.js';
 import { ingestOptions, openTestStore } from './helpers/store.js';
 
 let embedder: Embedder;
@@ -148,46 +148,24 @@ describe('ingestPaths', () => {
   });
 });
 
-function runCli(args: string[], indexesDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), ...args], {
-      cwd: REPO_ROOT,
-      env: {
-        ...process.env,
-        RAG_MODELS_DIR: FIXTURES_DIR,
-        RAG_EMBED_MODEL: BERT_TINY,
-        RAG_QUANTIZED: 'false',
-        RAG_ALLOW_REMOTE: 'false',
-        RAG_INDEXES_DIR: indexesDir,
-        RAG_CONFIG: '',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('scripts/ingest.ts', () => {
   it('ingests, reports errors on stderr with file and line, deletes, and exits non-zero when nothing was ingested', async () => {
     const root = corpusTree();
     const indexes = tempDir('ingest-cli-');
 
-    const first = await runCli([root, '--index', 'cli', '--chunk-tokens', '64', '--overlap', '8'], indexes);
+    const first = await runIngestCli([root, '--index', 'cli', '--chunk-tokens', '64', '--overlap', '8'], indexes);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/documents seen 5, added 5/);
     expect(first.stderr).toContain(`${path.join(root, 'records.jsonl')}:2: invalid JSON`);
     expect(first.stderr).toContain(`${path.join(root, 'blob.txt')}: binary`);
 
-    const removed = await runCli(['--index', 'cli', '--delete', 'r1', 'nested/c.txt'], indexes);
+    const removed = await runIngestCli(['--index', 'cli', '--delete', 'r1', 'nested/c.txt'], indexes);
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stdout).toMatch(/deleted 2/);
     expect(removed.stdout).toMatch(/3 documents/);
 
-    const nothing = await runCli([path.join(root, 'missing-folder'), '--index', 'cli'], indexes);
+    const nothing = await runIngestCli([path.join(root, 'missing-folder'), '--index', 'cli'], indexes);
     expect(nothing.code).toBe(1);
     expect(nothing.stderr).toMatch(/missing-folder/);
   });

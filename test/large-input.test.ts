@@ -2,7 +2,6 @@
  * Multi-megabyte inputs: chunking must cost time linear in the text and must hand the event loop back often enough
  * that a server chunking a large document keeps answering (issue: one 490 KB document blocked /healthz for 41 s).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,8 @@ import { startServer } from '../src/main.js';
 import { chunkText, chunkTextAsync, tokenCounter, type CountTokens } from '../src/ingest/index.js';
 import { proseOfLength, startBlockProbe, writeWhileSearching } from '../scripts/lib/event-loop.js';
 import { fixtureConfig } from './helpers/config.js';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { REPO_ROOT } from './helpers/fixtures.js';
+import { runIngestCli } from './helpers/cli.js';
 
 const CORPUS = path.join(REPO_ROOT, 'corpus');
 const OPTIONS = { maxTokens: 200, overlapTokens: 32 };
@@ -134,23 +134,7 @@ describe('npm run ingest of a 5 MB text file', () => {
     try {
       const file = path.join(work, 'large.txt');
       writeFileSync(file, proseOfLength(CORPUS, 5_000_000));
-      const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RAG_')));
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), file, '--index', 'large'], {
-        cwd: REPO_ROOT,
-        env: {
-          ...env,
-          RAG_MODELS_DIR: FIXTURES_DIR,
-          RAG_EMBED_MODEL: BERT_TINY,
-          RAG_QUANTIZED: 'false',
-          RAG_ALLOW_REMOTE: 'false',
-          RAG_INDEXES_DIR: path.join(work, 'indexes'),
-        },
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      const { code, stdout, stderr } = await runIngestCli([file, '--index', 'large'], path.join(work, 'indexes'));
       expect(code, stderr).toBe(0);
       // Off a terminal, progress is a line every few seconds (the run takes longer than one interval).
       expect(stderr).toMatch(/ingest: [01]\/1 documents, \d+ passages embedded/);

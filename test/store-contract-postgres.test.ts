@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe } from 'vitest';
-import { openStoreEngine, type EngineSpec } from '../src/store/index.js';
+import type { EngineSpec } from '../src/store/index.js';
 import { freshDatabase, postgresAvailable, stopTestPostgres } from './helpers/postgres.js';
-import { runStoreContract } from './helpers/store-contract.js';
+import { openContractEngine, runStoreContract } from './helpers/store-contract.js';
 
 // The PostgreSQL engine passes the same contract as the embedded one: a fresh database and local folder per test.
 describe.skipIf(!postgresAvailable())('postgres engine', () => {
@@ -21,14 +21,6 @@ describe.skipIf(!postgresAvailable())('postgres engine', () => {
       pollIntervalMs: 200,
       applyBatchChanges: 500,
     };
-    const engine = await openStoreEngine(spec);
-    return {
-      engine,
-      spec,
-      cleanup: async () => {
-        await engine.close();
-        rmSync(localDir, { recursive: true, force: true });
-      },
-    };
+    return openContractEngine(spec, localDir);
   });
 });

@@ -3,7 +3,6 @@
  * gone), never touches documents from elsewhere, and a dry run reports exactly what the real run then does. Plus the
  * CLI (`--sync`, `--dry-run`) and progress lines when stderr is not a terminal.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +12,7 @@ import { LineProgress, removedSince } from '../src/ingest/index.js';
 import { openSystem, type RagService } from '../src/service/index.js';
 import { fixtureConfig } from './helpers/config.js';
 import { singleColumnPdf } from './helpers/documents.js';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
+import { runIngestCli } from './helpers/cli.js';
 
 const TMP = mkdtempSync(path.join(os.tmpdir(), 'sync-'));
 afterAll(() => rmSync(TMP, { recursive: true, force: true }));
@@ -121,28 +120,6 @@ describe('progress when stderr is not a terminal', () => {
   });
 });
 
-function runCli(args: string[], indexesDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'scripts', 'ingest.ts'), ...args], {
-      cwd: REPO_ROOT,
-      env: {
-        ...process.env,
-        RAG_MODELS_DIR: FIXTURES_DIR,
-        RAG_EMBED_MODEL: BERT_TINY,
-        RAG_QUANTIZED: 'false',
-        RAG_ALLOW_REMOTE: 'false',
-        RAG_INDEXES_DIR: indexesDir,
-        RAG_CONFIG: '',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('npm run ingest -- --sync', () => {
   it('prints the plan with --dry-run without writing, then syncs', async () => {
@@ -152,17 +129,17 @@ describe('npm run ingest -- --sync', () => {
     write(folder, 'c.xlsx', 'x');
     const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
 
-    const plan = await runCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+    const plan = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('+ a.md\n+ b.txt\n');
     expect(plan.stdout).toMatch(/plan \(dry run, collection docs would be created\).*added 2.*unsupported files 1 \(\.xlsx 1\)/);
 
-    const synced = await runCli(['--sync', folder, '--collection', 'docs'], indexes);
+    const synced = await runIngestCli(['--sync', folder, '--collection', 'docs'], indexes);
     expect(synced.code, synced.stderr).toBe(0);
     expect(synced.stdout).toMatch(/sync .*: documents seen 2, added 2/);
 
     rmSync(path.join(folder, 'b.txt'));
-    const plan2 = await runCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+    const plan2 = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
     expect(plan2.stdout).toContain('- b.txt\n');
     expect(plan2.stdout).toMatch(/unchanged 1, deleted 1/);
   });

@@ -1,4 +1,4 @@
-import type { Metadata } from '../store/index.js';
+import { TimeSlice, type Metadata } from '../store/index.js';
 import type { ChunkOptions, Passage, SourceDocument } from './types.js';
 
 /** Number of tokens the embedding model's tokenizer makes of a text, special tokens excluded. */
@@ -267,14 +267,13 @@ export function chunkText(text: string, count: CountTokens, options: ChunkOption
 /** `chunkText` that returns to the event loop every few milliseconds, for servers chunking documents of any size. */
 export async function chunkTextAsync(text: string, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<TextChunk[]> {
   const steps = chunkSteps(text, count, options);
-  let sliceStarted = performance.now();
+  const slice = new TimeSlice(YIELD_EVERY_MS);
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
-    if (performance.now() - sliceStarted >= YIELD_EVERY_MS) {
-      await new Promise((resolve) => setImmediate(resolve));
+    if (slice.due) {
+      await slice.next();
       run.signal?.throwIfAborted();
-      sliceStarted = performance.now();
     }
   }
 }

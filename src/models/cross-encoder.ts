@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { AutoTokenizer, type PreTrainedTokenizer } from '@xenova/transformers';
-import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionThreads } from './onnx-session.js';
-import { downloadProgress, locateModel, ModelNotFoundError, readModelJson, type ModelLocation } from './resolve.js';
+import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionLike, type SessionThreads } from './onnx-session.js';
+import { downloadProgress, encoderInputLimit, locateModel, ModelNotFoundError, readModelJson, type ModelLocation } from './resolve.js';
 
 export interface CrossEncoderOptions {
   modelsDir: string;
@@ -13,11 +13,6 @@ export interface CrossEncoderOptions {
   threads?: SessionThreads;
 }
 
-interface SessionLike {
-  inputNames: readonly string[];
-  outputNames: readonly string[];
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
-}
 
 /** A (query, passage) pair as the model reads it: `[CLS] query [SEP] passage [SEP]`, segment ids 0 then 1. */
 export interface EncodedPair {
@@ -25,8 +20,6 @@ export interface EncodedPair {
   /** Tokens of the first segment ([CLS], query, [SEP]); the rest is segment 1. */
   firstSegment: number;
 }
-
-const SANE_MAX_LENGTH = 100_000;
 
 /**
  * A sequence-classification model with one output logit (BertForSequenceClassification exports such as
@@ -61,9 +54,8 @@ export class CrossEncoder {
       const { bytes, file } = await readOnnxFile(location, 'model', opts.quantized, progress_callback);
       const session: SessionLike = await createSession(bytes, file, opts.threads);
       if (!session.outputNames.includes('logits')) throw new Error(`the ONNX model has no "logits" output (outputs: ${session.outputNames.join(', ')})`);
-      const t = tokenizer as unknown as { model_max_length?: number; sep_token_id?: number; cls_token_id?: number; pad_token_id?: number };
-      const limits = [Number(t.model_max_length), Number(config.max_position_embeddings)].filter((n) => Number.isFinite(n) && n > 0 && n < SANE_MAX_LENGTH);
-      const maxTokens = opts.maxTokens ?? (limits.length > 0 ? Math.min(...limits) : undefined);
+      const t = tokenizer as unknown as { pad_token_id?: number };
+      const maxTokens = opts.maxTokens ?? encoderInputLimit(tokenizer, config.max_position_embeddings);
       if (!maxTokens) throw new Error('cannot tell the maximum input length; set rerank.maxTokens in the config file');
       // The tokenizer's own pair template gives the special tokens (whatever the model calls them).
       const template = tokenizer.encode('', '', { add_special_tokens: true });

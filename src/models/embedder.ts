@@ -1,8 +1,8 @@
 import ort from 'onnxruntime-node';
 import { AutoTokenizer, type PreTrainedTokenizer } from '@xenova/transformers';
 import { knownEmbeddingModel } from './known-models.js';
-import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionThreads } from './onnx-session.js';
-import { downloadProgress, locateModel, ModelNotFoundError, readModelJson, type ModelLocation } from './resolve.js';
+import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionLike, type SessionThreads } from './onnx-session.js';
+import { downloadProgress, encoderInputLimit, locateModel, ModelNotFoundError, readModelJson, type ModelLocation } from './resolve.js';
 
 export type Pooling = 'mean' | 'cls';
 
@@ -35,14 +35,6 @@ interface EmbeddingSettings {
   maxTokens: number;
   dim: number;
 }
-
-/** The ONNX session transformers.js created for the model; we feed it directly to control batching and padding. */
-interface SessionLike {
-  inputNames: readonly string[];
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
-}
-
-const SANE_MAX_LENGTH = 100_000;
 
 /**
  * Sentence embeddings for passages and queries: unit-norm vectors from mean or CLS pooling, batched with
@@ -232,10 +224,7 @@ async function resolveSettings(
   const prompts = (stConfig?.prompts ?? {}) as Record<string, unknown>;
   const stringOr = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
-  const tokenizerMax = Number((tokenizer as unknown as { model_max_length?: number }).model_max_length);
-  const positions = Number(config.max_position_embeddings);
-  const limits = [tokenizerMax, positions].filter((n) => Number.isFinite(n) && n > 0 && n < SANE_MAX_LENGTH);
-  const maxTokens = opts.maxTokens ?? (limits.length > 0 ? Math.min(...limits) : undefined);
+  const maxTokens = opts.maxTokens ?? encoderInputLimit(tokenizer, config.max_position_embeddings);
   if (!maxTokens) {
     throw new Error(`cannot tell the maximum input length of "${name}"; set embedding.maxTokens in the config file`);
   }

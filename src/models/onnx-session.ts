@@ -6,6 +6,13 @@
 import ort from 'onnxruntime-node';
 import { readModelFile, type ModelLocation } from './resolve.js';
 
+/** The part of an onnxruntime session the embedder and the cross-encoder use. */
+export interface SessionLike {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
+}
+
 export interface SessionThreads {
   /** Threads one operator may use (onnxruntime intraOpNumThreads). */
   intraOp: number;

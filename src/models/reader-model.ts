@@ -7,7 +7,7 @@ import {
   type PreTrainedTokenizer,
 } from '@xenova/transformers';
 import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionThreads } from './onnx-session.js';
-import { downloadProgress, locateModel, ModelNotFoundError, readModelFile, readModelJson, type ModelLocation } from './resolve.js';
+import { downloadProgress, isSaneLength, locateModel, ModelNotFoundError, readModelFile, readModelJson, type ModelLocation } from './resolve.js';
 
 export interface Seq2SeqConfig {
   d_model: number;
@@ -73,7 +73,6 @@ export interface Seq2SeqLoadOptions<Info = unknown> {
   decoderRewrite?: DecoderRewrite<Info>;
 }
 
-const SANE_MAX_LENGTH = 100_000;
 
 /**
  * Loads tokenizer, config and the two ONNX sessions, created here (not by transformers.js) so that their threading is
@@ -141,7 +140,7 @@ function seq2seqConfig(
   const positions = Number(raw.n_positions);
   const limit =
     maxInputTokens ??
-    [tokenizerMax, positions].find((n) => Number.isFinite(n) && n > 0 && n < SANE_MAX_LENGTH);
+    [tokenizerMax, positions].find(isSaneLength);
   if (!limit) throw new Error(`cannot tell the encoder input limit of "${name}"; set reader.maxInputTokens in the config file`);
   return {
     d_model: int('d_model'),

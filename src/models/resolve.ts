@@ -216,3 +216,16 @@ export function downloadProgress(stream: NodeJS.WriteStream = process.stderr): (
     }
   };
 }
+
+/** Tokenizers without a limit report model_max_length as a huge sentinel (about 1e30): such a value is no limit. */
+const SANE_MAX_LENGTH = 100_000;
+
+export function isSaneLength(n: number): boolean {
+  return Number.isFinite(n) && n > 0 && n < SANE_MAX_LENGTH;
+}
+
+/** What an encoder can read: the smaller of its tokenizer's model_max_length and its position table, where sane. */
+export function encoderInputLimit(tokenizer: unknown, maxPositions: unknown): number | undefined {
+  const limits = [Number((tokenizer as { model_max_length?: number }).model_max_length), Number(maxPositions)].filter(isSaneLength);
+  return limits.length > 0 ? Math.min(...limits) : undefined;
+}

@@ -5,10 +5,11 @@
  * Vectors are synthetic (clustered, 32-d) so the suite needs no model and checks exact properties only.
  */
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineSpec, PassageStore, StoreEngine } from '../../src/store/index.js';
-import { EmbeddingMismatchError, IndexNotFoundError, InvalidCollectionNameError } from '../../src/store/index.js';
+import { EmbeddingMismatchError, IndexNotFoundError, InvalidCollectionNameError, openStoreEngine } from '../../src/store/index.js';
 import { REPO_ROOT } from './fixtures.js';
 import { DEFAULTS } from './store.js';
 import { CONTRACT_DIM, CONTRACT_MODEL, contractDocument, contractOpenOptions, contractVector } from './store-contract-data.js';
@@ -20,6 +21,19 @@ export interface ContractEngine {
   /** Opens the same storage from another process (JSON-serialisable). */
   spec: EngineSpec;
   cleanup(): Promise<void>;
+}
+
+/** Opens `spec` for the suite; cleaning up closes the engine and removes `folder`, where it keeps its files. */
+export async function openContractEngine(spec: EngineSpec, folder: string): Promise<ContractEngine> {
+  const engine = await openStoreEngine(spec);
+  return {
+    engine,
+    spec,
+    cleanup: async () => {
+      await engine.close();
+      rmSync(folder, { recursive: true, force: true });
+    },
+  };
 }
 
 const BM25 = { titleWeight: 1, textWeight: 1 };

@@ -147,7 +147,6 @@ export class SqlitePassageStore implements PassageStore {
       const staged = await this.tables.stageWrite(writes, this.dim, slice);
       try {
         await this.graph.stage(staged.changes.added, slice);
-        this.assertWritable();
         staged.commit();
       } catch (err) {
         staged.rollback();
