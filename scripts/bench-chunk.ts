@@ -21,9 +21,9 @@ import { proseOfLength, writeWhileSearching } from './lib/event-loop.js';
 import { BERT_TINY, ensureTinyFixtures, T5_TINY } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
-const positive = (name: string) => (value: string): number => {
+const atLeast = (name: string, min: number, what: string) => (value: string): number => {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+  if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be ${what}`);
   return n;
 };
 
@@ -36,8 +36,8 @@ const SIZES = [
 runCli(async () => {
   const opts = new Command()
     .name('bench-chunk')
-    .option('--runs <n>', 'runs per size (median reported)', positive('--runs'), 3)
-    .option('--write-mb <n>', 'size of the document written through the API, in MB (0 skips the step)', positive('--write-mb'), 2)
+    .option('--runs <n>', 'runs per size (median reported)', atLeast('--runs', 1, 'at least 1'), 3)
+    .option('--write-mb <n>', 'size of the document written through the API, in MB (0 skips the step)', atLeast('--write-mb', 0, 'a number of MB, 0 or more'), 2)
     .parse()
     .opts<{ runs: number; writeMb: number }>();
   const repoRoot = findRepoRoot(process.cwd());
