@@ -364,8 +364,9 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
     };
     const [fp32, int8] = [await run('model.onnx'), await run('model_quantized.onnx')];
     const diff = maxAbsDiff(fp32, int8);
-    // LayerNorm'd states are O(1): int8 moves them by a few hundredths, a broken quantizer by O(1).
+    // LayerNorm'd states are O(1): int8 moves them by a few tenths at most (measured 0.26 on an AVX2-only CPU, whose
+    // u8×s8 kernel saturates pairwise int16 sums; less with AVX-512 VNNI), a broken quantizer by O(1).
     expect(diff).toBeGreaterThan(0);
-    expect(diff).toBeLessThan(0.2);
+    expect(diff).toBeLessThan(0.4);
   });
 });

@@ -138,9 +138,10 @@ describe('embedding batches', () => {
 /**
  * fp32: a text's vector is the same alone or in a padded batch (float rounding). int8: padding and batch neighbours
  * change the activation scales of DynamicQuantizeLinear; measured on this fixture (set the tolerance to 0 and read the
- * failure) the largest component difference was 0.0045; the tolerance allows ~3x that.
+ * failure) the largest component difference was 0.0045 on a CPU with AVX-512 VNNI and 0.019 on one with AVX2 only,
+ * where onnxruntime's u8×s8 kernel saturates its pairwise int16 sums; the tolerance allows ~1.5x the larger.
  */
-const INT8_VECTOR_TOL = 0.015;
+const INT8_VECTOR_TOL = 0.03;
 
 describe.each([
   { precision: 'fp32', quantized: false, tol: 1e-4 },

@@ -605,9 +605,17 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
 
     it("beam search's attention trace is each hypothesis's own attention (checked by teacher forcing)", async () => {
       const memory = await reader.encode(QUESTION, PASSAGES, 'fid');
-      // With these settings the winner is not greedy's path and the hypotheses come from different cache rows.
-      const result = await decodeWith(memory, { numBeams: 4, minNewTokens: 6, maxNewTokens: 6 });
-      expect(new Set(result.hypotheses.map((h) => h.tokenIds[0])).size).toBeGreaterThan(1);
+      // The check needs hypotheses that come from different cache rows (different first tokens). Which beam width
+      // gives them depends on the weights' rounding (int8 differs between CPUs), so take the first width that does.
+      let result: Awaited<ReturnType<typeof decodeWith>> | undefined;
+      for (const numBeams of [4, 5, 6, 3]) {
+        const candidate = await decodeWith(memory, { numBeams, minNewTokens: 6, maxNewTokens: 6 });
+        if (new Set(candidate.hypotheses.map((h) => h.tokenIds[0])).size > 1) {
+          result = candidate;
+          break;
+        }
+      }
+      if (!result) throw new Error('no beam width gave hypotheses with different first tokens');
       const start = model.config.decoder_start_token_id;
       for (const h of result.hypotheses) {
         const step = await new UncachedStepRunner(reader.decoder, memory, new OnnxClock()).step([[start, ...h.tokenIds.slice(0, -1)]]);

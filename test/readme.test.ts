@@ -4,18 +4,21 @@
  * a new command the table below does not know fails the test until it is classified.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BERT_TINY, CROSS_ENCODER_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 
-/** Commands in README code blocks, continuation lines joined and comments removed, in order. */
+/** The README and every page under docs/: their commands must all run as written. */
+const DOC_FILES = ['README.md', ...readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+
+/** Commands in the docs' bash blocks, continuation lines joined and comments removed, in order. */
 function readmeCommands(): string[] {
-  const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
   const commands: string[] = [];
-  for (const block of readme.matchAll(/```bash\n([\s\S]*?)```/g)) {
+  const text = DOC_FILES.map((f) => readFileSync(path.join(REPO_ROOT, f), 'utf8')).join('\n');
+  for (const block of text.matchAll(/```bash\n([\s\S]*?)```/g)) {
     const joined = block[1]!.replace(/\\\n\s*/g, '');
     for (const line of joined.split('\n')) {
       const command = line.replace(/(^|\s{2,})#.*$/, '').trim();
@@ -33,6 +36,10 @@ const SKIPPED: Array<[RegExp, string]> = [
   [/--size full/, 'full-size fixtures are about 1 GB and minutes of CPU; the tiny ones are built instead'],
   [/fixture-\w+-full/, 'runs on the full-size fixtures, which are not built here (see above)'],
   [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in the README'],
+  [/^apt-get /, 'installs system packages (PyTorch for training); CI must not need them'],
+  [/^\/usr\/bin\/python3 /, 'runs the PyTorch trainer, which CI does not have; test/trainer-python.test.ts runs its tests where torch is installed'],
+  [/--people 12000|--dataset train-data\/facts-train\.json/, 'builds the 24 000 training examples (minutes); the same commands run on the validation set here'],
+  [/--checkpoint train-data\/(run|flan-run)\//, 'exports a training run, which needs PyTorch (above); the committed reader is exported instead'],
   [/db-host|^sudo -u postgres/, "the operator's own PostgreSQL host; test/replicas.test.ts and test/migrate-to-postgres.test.ts run the same steps against a throwaway PostgreSQL"],
 ];
 
@@ -83,6 +90,8 @@ describe('README commands', () => {
     const relocate = (command: string) =>
       command
         .replace(/--out (\S+)/, (_m, dir: string) => `--out ${path.join(work, dir)}`)
+        // docs/training.md keeps its data under train-data/ in the checkout.
+        .replace(/(^|[\s=])train-data\//g, (_m, lead: string) => `${lead}${path.join(work, 'train-data')}/`)
         .replace(/RAG_MODELS_DIR=models\/fixtures/, `RAG_MODELS_DIR=${path.join(work, 'models/fixtures')}`)
         .replace(/--json out\//, `--json ${path.join(work, 'out')}/`)
         .replace(/localhost:8080/g, `127.0.0.1:${port}`)
@@ -114,7 +123,7 @@ describe('README commands', () => {
     }
     // The server, its API calls, ingest, both evals and the fixture build all ran.
     expect(ran.filter((c) => c.startsWith('curl')).length).toBeGreaterThanOrEqual(8);
-    for (const kind of ['npm start', 'npm run fixtures', 'npm run ingest', 'npm run eval ', 'npm run eval:qa']) {
+    for (const kind of ['npm start', 'npm run fixtures', 'npm run ingest', 'npm run eval ', 'npm run eval:qa', 'npm run train:data', 'npm run reader:export', 'npm run eval:attribution']) {
       expect(ran.some((c) => c.includes(kind)), kind).toBe(true);
     }
   }, 900_000);

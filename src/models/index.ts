@@ -6,7 +6,7 @@ import { CrossEncoder } from './cross-encoder.js';
 
 export { Embedder, type EmbedderOptions, type Pooling } from './embedder.js';
 export { CrossEncoder, type CrossEncoderOptions, type EncodedPair } from './cross-encoder.js';
-export { loadSeq2SeqModel, type DecoderRewrite, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
+export { loadSeq2SeqModel, loadReaderTokenizer, type ReaderTokenizer, type DecoderRewrite, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
 export {
   checkIrVersion,
   createSession,

@@ -169,3 +169,24 @@ function originalInputsView<Info>(session: ort.InferenceSession, rewrite: Decode
   };
   return view as unknown as ort.InferenceSession;
 }
+
+/** The tokenizer of a reader model and the ids and limit its encoder inputs are built with. */
+export interface ReaderTokenizer {
+  tokenizer: PreTrainedTokenizer;
+  config: Seq2SeqConfig;
+  location: ModelLocation;
+}
+
+/**
+ * Loads only a reader's tokenizer and config (no ONNX files), with the same limits `loadSeq2SeqModel` applies: the
+ * training-data builder tokenises with exactly what the server will use.
+ */
+export async function loadReaderTokenizer(
+  name: string,
+  opts: Pick<Seq2SeqLoadOptions, 'modelsDir' | 'allowRemote' | 'hubUrl' | 'maxInputTokens'>,
+): Promise<ReaderTokenizer> {
+  const location = locateModel(name, { ...opts, quantized: false, onnxFiles: [] });
+  const tokenizer = await AutoTokenizer.from_pretrained(location.id);
+  const raw = (await readModelJson(location, 'config.json')) ?? {};
+  return { tokenizer, config: seq2seqConfig(name, raw, tokenizer, opts.maxInputTokens), location };
+}

@@ -9,7 +9,7 @@
  */
 export { FidReader, type FidReaderOptions } from './reader.js';
 export { fidDecoderRewrite, isDecoderPatchInfo, type DecoderPatchInfo } from './attention-patch.js';
-export type { EncodingStrategy } from './fusion.js';
+export { buildFidPlan, PieceTokenizer, type EncodingStrategy, type EncoderInputLimits } from './fusion.js';
 export { ReaderAbortError } from './onnx-run.js';
 export { SeededRandom, samplingDistribution, drawIndex, type SamplingOptions } from './sampling.js';
 export type {
