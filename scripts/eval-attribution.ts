@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig, type AppConfig } from '../src/config/index.js';
-import { isGoldPassage, loadSquad, scoreAnswer, summarizeAttribution, type AttributionCase, type SquadDataset } from '../src/eval/index.js';
+import { isGoldPassage, loadSquad, parseSquad, scoreAnswer, summarizeAttribution, type AttributionCase, type SquadDataset } from '../src/eval/index.js';
 import { defaultSharedModelsDir, ensureFixtures, fixtureDirName } from '../src/fixtures/index.js';
 import { ensureExportedReader, FACT_LOOKUP_READER } from '../src/fixtures/trained-readers.js';
 import { loadReaderModel } from '../src/models/index.js';
@@ -15,7 +15,6 @@ import { FidReader, fidDecoderRewrite, type ReaderPassage } from '../src/reader/
 import type { SearchMode } from '../src/retrieval/index.js';
 import { openSystem } from '../src/service/index.js';
 import { factLookupAsSquad, generateFactLookup } from '../src/training/fact-lookup.js';
-import { parseSquad } from '../src/eval/index.js';
 import { evalIndexName, formatTable, intOption, runCli, writeJsonReport } from './lib/cli.js';
 
 const program = new Command()

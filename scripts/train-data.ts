@@ -16,7 +16,7 @@ import { loadReaderTokenizer } from '../src/models/index.js';
 import type { SearchMode } from '../src/retrieval/index.js';
 import { openSystem } from '../src/service/index.js';
 import { factLookupAsSquad, generateFactLookup, type FactSplit } from '../src/training/fact-lookup.js';
-import { buildFidExamples, type ExamplesMeta } from '../src/training/fid-examples.js';
+import { buildFidExamples, serviceExampleSource, type ExamplesMeta } from '../src/training/fid-examples.js';
 import { evalIndexName, intOption, runCli } from './lib/cli.js';
 
 const program = new Command().name('train:data').description('training data for the FiD reader');
@@ -63,14 +63,7 @@ program
         squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
         { progress: 'auto' },
       );
-      const source = {
-        search: async (query: string, k: number, mode: SearchMode) =>
-          (await service.search({ query, k, mode })).results.map((r) => ({ ...r, retrievalScore: r.score })),
-        passagesOfParagraph: async (id: string) => {
-          const doc = await service.getDocument(id);
-          return (doc?.passages ?? []).map((p) => ({ passageId: p.passageId, docId: id, title: doc!.title, text: p.text, retrievalScore: 0 }));
-        },
-      };
+      const source = serviceExampleSource(service);
       await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
       const out = createWriteStream(opts.out);
       const stats = { goldRetrieved: 0, examples: 0 };

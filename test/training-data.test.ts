@@ -7,7 +7,7 @@ import { parseSquad } from '../src/eval/index.js';
 import { loadReaderTokenizer, type ReaderTokenizer } from '../src/models/index.js';
 import { openSystem, type RagService } from '../src/service/index.js';
 import { factLookupAsSquad, generateFactLookup } from '../src/training/fact-lookup.js';
-import { buildFidExamples, type FidExample } from '../src/training/fid-examples.js';
+import { buildFidExamples, serviceExampleSource, type FidExample } from '../src/training/fid-examples.js';
 import type { SearchMode } from '../src/retrieval/index.js';
 import { fixtureConfig } from './helpers/config.js';
 import { FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
@@ -85,14 +85,7 @@ describe('FiD examples built by the product’s retrieval and tokenizer', () => 
   });
 
   async function build(k: number, mode: SearchMode) {
-    const source = {
-      search: async (query: string, n: number, m: SearchMode) =>
-        (await service.search({ query, k: n, mode: m })).results.map((r) => ({ ...r, retrievalScore: r.score })),
-      passagesOfParagraph: async (id: string) => {
-        const doc = await service.getDocument(id);
-        return (doc?.passages ?? []).map((p) => ({ passageId: p.passageId, docId: id, title: doc!.title, text: p.text, retrievalScore: 0 }));
-      },
-    };
+    const source = serviceExampleSource(service);
     const stats = { goldRetrieved: 0, examples: 0 };
     const examples: FidExample[] = [];
     for await (const e of buildFidExamples(squad, source, { k, mode, tokenizer: reader.tokenizer, config: reader.config }, stats)) examples.push(e);

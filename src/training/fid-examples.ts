@@ -9,6 +9,7 @@ import { isGoldPassage } from '../eval/index.js';
 import type { Seq2SeqConfig } from '../models/index.js';
 import { buildFidPlan, PieceTokenizer, type ReaderPassage } from '../reader/index.js';
 import type { SearchMode } from '../retrieval/index.js';
+import type { RagService } from '../service/index.js';
 
 /** One passage of an example: the text the reader would see and its encoder input ids (closing EOS included). */
 export interface ExamplePassage {
@@ -52,6 +53,17 @@ export interface ExamplesMeta {
 export interface ExampleSource {
   search(query: string, k: number, mode: SearchMode): Promise<ReaderPassage[]>;
   passagesOfParagraph(paragraphId: string): Promise<ReaderPassage[]>;
+}
+
+/** The system's retrieval and stored passages as an example source (what `train:data` builds from). */
+export function serviceExampleSource(service: Pick<RagService, 'search' | 'getDocument'>): ExampleSource {
+  return {
+    search: async (query, k, mode) => (await service.search({ query, k, mode })).results.map((r) => ({ ...r, retrievalScore: r.score })),
+    passagesOfParagraph: async (id) => {
+      const doc = await service.getDocument(id);
+      return (doc?.passages ?? []).map((p) => ({ passageId: p.passageId, docId: id, title: doc!.title, text: p.text, retrievalScore: 0 }));
+    },
+  };
 }
 
 export interface BuildExamplesOptions {
