@@ -1,16 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { pino } from 'pino';
-import { loadConfig } from '../src/config/index.js';
-import { findRepoRoot } from '../src/fixtures/index.js';
 import { startServer } from '../src/main.js';
 import { percentile } from '../src/eval/index.js';
 import { CORPUS_QUESTIONS } from './lib/questions.js';
 import { formatTable, intOption, runCli } from './lib/cli.js';
-import { BERT_FULL, ensureFullFixtures, T5_FULL } from './lib/full-fixtures.js';
+import { BERT_FULL, ensureFullFixtures, fullFixtureServerConfig, T5_FULL } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
 const QUESTIONS = CORPUS_QUESTIONS;
@@ -65,23 +61,9 @@ runCli(async () => {
 
 async function measure(opts: Options, modelsDir: string, precision: string): Promise<PrecisionResult> {
   const ks = opts.ks.split(',').map((k) => Number.parseInt(k, 10));
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      modelsDir,
-      embedModel: BERT_FULL,
-      readerModel: T5_FULL,
-      quantized: precision === 'int8',
-      ...(opts.threads ? { threads: { intraOp: opts.threads, interOp: 1 } } : {}),
-      allowRemote: false,
-      indexesDir: mkdtempSync(path.join(os.tmpdir(), 'bench-ask-')),
-      corpusDir: path.join(findRepoRoot(process.cwd()), 'corpus'),
-      port: 0,
-      host: '127.0.0.1',
-      // A loaded machine can take longer than the default request timeout; the benchmark measures, it does not shed.
-      server: { requestTimeoutMs: 600_000 },
-      logLevel: 'silent',
-    },
+  const config = fullFixtureServerConfig(modelsDir, 'bench-ask', {
+    quantized: precision === 'int8',
+    ...(opts.threads ? { threads: { intraOp: opts.threads, interOp: 1 } } : {}),
   });
   const server = await startServer(config, pino({ level: 'silent' }));
   const service = await server.ready;

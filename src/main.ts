@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { AuthConfigError, authPolicyFor, createApp, HttpError, type ApiState } from './api/index.js';
+import { AuthConfigError, authPolicyFor, createApp, HttpError, installLastResortGuard, type ApiState } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
 import { openSystem, type RagService } from './service/index.js';
 
@@ -129,34 +129,35 @@ if (isEntryPoint) {
   const log = pino({ level: config.logLevel });
   let running: Awaited<ReturnType<typeof startServer>> | undefined;
   let stopping = false;
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    // `on`, not `once`: a repeated signal (a terminal's Ctrl-C plus a wrapper relaying it) must not kill the shutdown.
-    process.on(signal, () => {
-      if (stopping) {
-        log.warn({ signal }, 'already shutting down');
-        return;
-      }
-      stopping = true;
-      if (!running) {
-        // Nothing listens yet; every store write so far is crash-safe, and the next start recovers the rest.
-        log.warn({ signal }, 'stopped during start-up; the index is left for the next start to recover');
-        process.exit(0);
-      }
-      log.info({ signal }, 'shutting down');
-      // Whatever hangs, the process ends: the index is crash-safe, and a supervisor waits for us.
-      setTimeout(() => {
-        log.error('shutdown did not finish in time; exiting');
+  /** One way down for signals and fatal errors: a graceful shutdown, then `exitCode` (1 when it fails or hangs). */
+  const stop = (context: Record<string, unknown>, exitCode: number) => {
+    if (stopping) {
+      log.warn(context, 'already shutting down');
+      return;
+    }
+    stopping = true;
+    if (!running) {
+      // Nothing listens yet; every store write so far is crash-safe, and the next start recovers the rest.
+      log.warn(context, 'stopped during start-up; the index is left for the next start to recover');
+      process.exit(exitCode);
+    }
+    log.info(context, 'shutting down');
+    // Whatever hangs, the process ends: the index is crash-safe, and a supervisor waits for us.
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, config.server.shutdownTimeoutMs + CANCEL_GRACE_MS + 10_000).unref();
+    running.close().then(
+      () => process.exit(exitCode),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
-      }, config.server.shutdownTimeoutMs + CANCEL_GRACE_MS + 10_000).unref();
-      running.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    });
-  }
+      },
+    );
+  };
+  // `on`, not `once`: a repeated signal (a terminal's Ctrl-C plus a wrapper relaying it) must not kill the shutdown.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => stop({ signal }, 0));
+  installLastResortGuard(log, () => stop({ reason: 'fatal error' }, 1));
   try {
     running = await startServer(config, log);
   } catch (err) {

@@ -7,85 +7,21 @@
  * child and SIGKILLs it unless the child acknowledges within 30 ms, which a server busy decoding cannot do: under load
  * a graceful shutdown needs the single-process form. The tsx form is tested on an idle server.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { generateApiKey, hashApiKey } from '../src/api/index.js';
+import { generateApiKey } from '../src/api/index.js';
 import { indexDir } from '../src/config/index.js';
 import { startServer } from '../src/main.js';
 import { IndexInconsistentError } from '../src/service/index.js';
 import { IndexLockedError } from '../src/store/index.js';
 import { fixtureConfig } from './helpers/config.js';
-import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 import { request } from './helpers/http.js';
+import { serverSetup, spawnServer } from './helpers/server-process.js';
 import { openExistingTestStore } from './helpers/store.js';
 
 const KEY = generateApiKey();
-const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-const MAIN = path.join(REPO_ROOT, 'src', 'main.ts');
-
-interface Child {
-  process: ChildProcess;
-  base: string;
-  logs: Array<Record<string, any>>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-}
-
-function serverSetup(extra: Record<string, unknown> = {}) {
-  const work = mkdtempSync(path.join(os.tmpdir(), 'rag-shutdown-'));
-  const corpus = path.join(work, 'corpus');
-  const indexes = path.join(work, 'indexes');
-  const configFile = path.join(work, 'rag.config.json');
-  const config = {
-    modelsDir: FIXTURES_DIR,
-    embedModel: BERT_TINY,
-    readerModel: T5_TINY,
-    quantized: false,
-    allowRemote: false,
-    indexesDir: indexes,
-    corpusDir: corpus,
-    host: '127.0.0.1',
-    port: 0,
-    logLevel: 'info',
-    ...extra,
-  };
-  writeFileSync(configFile, JSON.stringify(config));
-  return { configFile, dir: path.join(indexes, 'default') };
-}
-
-/** `via: 'tsx'` runs what `npm start` runs today (the tsx CLI and its node child); `via: 'node'` is one process. */
-async function spawnServer(configFile: string, via: 'tsx' | 'node'): Promise<Child> {
-  const args = via === 'tsx' ? [MAIN] : ['--import', 'tsx', MAIN];
-  const child = spawn(via === 'tsx' ? TSX : process.execPath, args, {
-    cwd: REPO_ROOT,
-    env: { ...process.env, RAG_CONFIG: configFile, RAG_API_KEYS: JSON.stringify([{ name: 'ops', sha256: hashApiKey(KEY), scopes: ['read', 'write'] }]) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: Array<Record<string, any>> = [];
-  let stderr = '';
-  let buffered = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    const parts = buffered.split('\n');
-    buffered = parts.pop()!;
-    for (const line of parts) if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, any>);
-  });
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal, stderr })),
-  );
-  const deadline = Date.now() + 60_000;
-  while (!logs.some((l) => l.msg === 'ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not become ready:\n${stderr}\n${JSON.stringify(logs)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const port = logs.find((l) => l.msg === 'listening')!.port as number;
-  return { process: child, base: `http://127.0.0.1:${port}`, logs, exited };
-}
 
 const call = (base: string, method: string, route: string, body?: unknown) => request(base, method, route, { body, key: KEY });
 
@@ -95,14 +31,14 @@ describe('server process', () => {
   it('keeps an acknowledged write through kill -9, recovering the unsaved graph from SQLite', async () => {
     // The graph is saved only after 10 minutes idle: the kill always lands before it.
     const { configFile } = serverSetup({ documents: { checkpointIdleMs: 600_000 } });
-    const first = await spawnServer(configFile, 'node');
+    const first = await spawnServer(configFile, 'node', KEY);
     const docs = Array.from({ length: 5 }, (_, i) => ({ id: `durable-${i}`, text: `Durablemarker note ${i}: the lighthouse keeper logs every ship.` }));
     const ack = await call(first.base, 'POST', '/v1/documents', { documents: docs });
     expect(ack.status, ack.text).toBe(200);
     first.process.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
 
-    const second = await spawnServer(configFile, 'node');
+    const second = await spawnServer(configFile, 'node', KEY);
     try {
       const verified = second.logs.find((l) => l.msg === 'index verified');
       expect(verified?.recoveredPassages).toBe(5);
@@ -120,7 +56,7 @@ describe('server process', () => {
 
   it('on SIGTERM stops accepting, cancels work past the deadline, exits 0 and leaves a saved, consistent index', async () => {
     const { configFile, dir } = serverSetup({ server: { shutdownTimeoutMs: 1000 }, documents: { checkpointIdleMs: 600_000 } });
-    const child = await spawnServer(configFile, 'node');
+    const child = await spawnServer(configFile, 'node', KEY);
     const acked = await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'before-term', text: 'Acknowledged before the signal.' }] });
     expect(acked.status).toBe(200);
 
@@ -171,7 +107,7 @@ describe('server process', () => {
 
   it('exits 0 on SIGTERM under the tsx CLI when idle, with the index saved', async () => {
     const { configFile, dir } = serverSetup({ documents: { checkpointIdleMs: 600_000 } });
-    const child = await spawnServer(configFile, 'tsx');
+    const child = await spawnServer(configFile, 'tsx', KEY);
     expect((await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'idle', text: 'Written before an idle shutdown.' }] })).status).toBe(200);
     child.process.kill('SIGTERM');
     expect((await child.exited).code).toBe(0);

@@ -1,5 +1,7 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { loadConfig, type AppConfig, type ConfigInput } from '../../src/config/index.js';
 import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, findRepoRoot, fixtureDirName } from '../../src/fixtures/index.js';
 
 export const TINY_FIXTURES_DIR = path.join(findRepoRoot(process.cwd()), '.cache', 'fixtures');
@@ -32,4 +34,27 @@ export async function ensureTinyFixtures(dir = TINY_FIXTURES_DIR): Promise<strin
   console.error(`building tiny fixture models into ${dir} ...`);
   await buildFixtures({ size: 'tiny', outDir: dir, sharedModelsDir: defaultSharedModelsDir(), seed: DEFAULT_FIXTURE_SEED });
   return dir;
+}
+
+/**
+ * A server configuration on the full-size fixtures over the bundled corpus, in a fresh indexes folder, silent, with
+ * a request timeout a loaded machine cannot reach: benchmarks measure, they do not shed.
+ */
+export function fullFixtureServerConfig(modelsDir: string, name: string, overrides: ConfigInput = {}): AppConfig {
+  return loadConfig({
+    env: {},
+    overrides: {
+      modelsDir,
+      embedModel: BERT_FULL,
+      readerModel: T5_FULL,
+      allowRemote: false,
+      indexesDir: mkdtempSync(path.join(os.tmpdir(), `${name}-`)),
+      corpusDir: path.join(findRepoRoot(process.cwd()), 'corpus'),
+      port: 0,
+      host: '127.0.0.1',
+      server: { requestTimeoutMs: 600_000 },
+      logLevel: 'silent',
+      ...overrides,
+    },
+  });
 }

@@ -1,5 +1,3 @@
-import { isUtf8 } from 'node:buffer';
-import type { IncomingMessage } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -27,8 +25,10 @@ import { assertCollectionAllowed, mayUseCollection, requireScope, type AuthPolic
 import { chatRouter } from './chat.js';
 import { errorHandler, HttpError, notFound, toHttpError, validationError } from './errors.js';
 import { InFlightRequests } from './in-flight.js';
+import { jsonBody } from './json-body.js';
 import { jsonOffThread } from './json-off-thread.js';
 import { methodNotAllowed } from './method-not-allowed.js';
+import { requestScope } from './last-resort.js';
 import { requestLogger } from './logging.js';
 import { ApiMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -124,11 +124,12 @@ export function createApp(state: ApiState, options: ApiOptions) {
   const read = requireScope(options.auth, 'read');
   const write = requireScope(options.auth, 'write');
   const limit = rateLimiter(options.rateLimit) ?? passThrough;
-  const json = express.json({ limit: options.bodyLimit, strict: true, verify: requireUtf8 });
+  const json = jsonBody(options.bodyLimit);
   // Document batches reach 10 MB: parsing one in line would hold the event loop for about 100 ms.
   const bodyParser = new ParserThread();
-  const documentsJson = [...jsonOffThread(options.documentsBodyLimit, bodyParser), express.json({ limit: options.documentsBodyLimit, strict: true, verify: requireUtf8 })];
+  const documentsJson = [...jsonOffThread(options.documentsBodyLimit, bodyParser), jsonBody(options.documentsBodyLimit)];
 
+  app.use(requestScope());
   app.use(requestLogger(options.logger));
   app.use(metrics.middleware());
   app.use(inFlight.middleware());
@@ -340,17 +341,6 @@ export function createApp(state: ApiState, options: ApiOptions) {
 }
 
 const passThrough: RequestHandler = (_req, _res, next) => next();
-
-/**
- * The JSON parser decodes bytes that are not UTF-8 into U+FFFD without a word, which would store text the client
- * never sent; a body declared (or defaulting to) UTF-8 must be valid UTF-8. Other charsets the parser accepts
- * (UTF-16/32) are decoded strictly by their own decoders.
- */
-function requireUtf8(_req: IncomingMessage, _res: unknown, body: Buffer, encoding: string): void {
-  if (/^utf-?8$/i.test(encoding) && !isUtf8(body)) {
-    throw Object.assign(new Error('request body is not valid UTF-8'), { status: 400, type: 'entity.invalid.utf8' });
-  }
-}
 
 /** Tags responses a middleware ends itself (no route), for the metrics' route label. */
 function labelled(label: string, handler: RequestHandler): RequestHandler {

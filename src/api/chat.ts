@@ -12,6 +12,7 @@ import type { AdmissionQueue, AskOutcome, AskParams } from '../service/index.js'
 import { ready, requestSignal, runQueued, observeAnswer, type ApiState } from './app.js';
 import { mayUseCollection, principalOf } from './auth.js';
 import { HttpError, toHttpError, validationError } from './errors.js';
+import { jsonBody } from './json-body.js';
 import type { InFlightRequests } from './in-flight.js';
 import type { ApiMetrics } from './metrics.js';
 import { fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
@@ -153,7 +154,7 @@ export interface ChatRouterOptions {
 export function chatRouter(options: ChatRouterOptions): express.Router {
   const router = express.Router();
   const schema = chatRequestSchema(options.limits);
-  const json = express.json({ limit: options.bodyLimit, strict: true });
+  const json = jsonBody(options.bodyLimit);
 
   // A key limited to some collections sees only those models, and gets a 403 for any other, as on the data routes.
   const models = async (res: Response) =>

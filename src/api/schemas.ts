@@ -1,6 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
-import { COLLECTION_NAME, FilterSyntaxError, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
+import { COLLECTION_NAME, FilterSyntaxError, isReservedCollectionName, RESERVED_NAME_MESSAGE, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
 
 extendZodWithOpenApi(z);
 
@@ -446,6 +446,7 @@ export const statsResponseSchema = z
 export const collectionNameSchema = z
   .string()
   .regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-", starting with a letter or digit')
+  .refine((name) => !isReservedCollectionName(name), RESERVED_NAME_MESSAGE)
   .openapi({ description: 'Collection name: `[a-z0-9][a-z0-9_-]{0,63}`.', example: 'team-docs' });
 
 export const createCollectionRequestSchema = z

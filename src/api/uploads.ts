@@ -37,6 +37,23 @@ function baseName(name: string): string {
   return name.split(/[\\/]/).pop() ?? name;
 }
 
+/**
+ * busboy is given latin1 for parameters and field values, which keeps their bytes one per character, so that bytes
+ * that are not UTF-8 are refused here instead of becoming U+FFFD in an id the client never sent. A character above
+ * U+00FF means busboy already decoded the text from a charset the part declared (`filename*=utf-8''…`); that text
+ * is refused when it holds U+FFFD, the mark of bytes its decoder could not read.
+ */
+function strictUtf8(text: string): string | undefined {
+  if (/[^\u0000-\u00ff]/.test(text)) return text.includes('\ufffd') ? undefined : text;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(text, 'latin1'));
+  } catch {
+    return undefined;
+  }
+}
+
+const malformed = (err: Error) => new HttpError(400, 'invalid_request', `malformed multipart request: ${err.message}`, { field: '(body)' });
+
 const tooLarge = (message: string) => new HttpError(413, 'payload_too_large', message, { field: 'files' });
 
 /**
@@ -61,7 +78,8 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
       parser = busboy({
         headers: req.headers,
         limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: limits.maxFiles + MAX_FIELDS },
-        defParamCharset: 'utf8',
+        defParamCharset: 'latin1',
+        defCharset: 'latin1',
       });
     } catch (err) {
       reject(new HttpError(400, 'invalid_request', `malformed multipart request: ${(err as Error).message}`, { field: '(body)' }));
@@ -83,7 +101,15 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
 
     parser.on('file', (field, stream, info) => {
       const index = parts++;
-      const name = baseName(info.filename ?? '');
+      // A truncated body ends the file stream with an error; without a listener it would take the process down.
+      stream.on('error', (err: Error) => fail(malformed(err)));
+      const decoded = strictUtf8(info.filename ?? '');
+      if (decoded === undefined) {
+        stream.resume();
+        fail(new HttpError(400, 'invalid_utf8', `files.${index}: the file name is not valid UTF-8`, { field: `files.${index}` }));
+        return;
+      }
+      const name = baseName(decoded);
       const format = formatOf(name, info.mimeType);
       if (!format) {
         stream.resume();
@@ -115,14 +141,18 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
         if (!failed) files.push({ field, index, name, mimeType: info.mimeType, format, bytes: Buffer.concat(chunks) });
       });
     });
-    parser.on('field', (name, value, info) => {
-      if (info.valueTruncated) fail(tooLarge(`field ${JSON.stringify(name)} exceeds ${MAX_FIELD_BYTES} bytes`));
+    parser.on('field', (rawName, rawValue, info) => {
+      const name = strictUtf8(rawName);
+      const value = strictUtf8(rawValue);
+      if (name === undefined) fail(new HttpError(400, 'invalid_utf8', 'a form field name is not valid UTF-8', { field: '(body)' }));
+      else if (value === undefined) fail(new HttpError(400, 'invalid_utf8', `field ${JSON.stringify(name)} is not valid UTF-8`, { field: name }));
+      else if (info.valueTruncated) fail(tooLarge(`field ${JSON.stringify(name)} exceeds ${MAX_FIELD_BYTES} bytes`));
       else fields.set(name, value);
     });
     parser.on('filesLimit', () => fail(tooLarge(`at most ${limits.maxFiles} files per request`)));
     parser.on('fieldsLimit', () => fail(tooLarge(`at most ${MAX_FIELDS} fields per request`)));
     parser.on('partsLimit', () => fail(tooLarge('too many parts in the request')));
-    parser.on('error', (err: Error) => fail(new HttpError(400, 'invalid_request', `malformed multipart request: ${err.message}`, { field: '(body)' })));
+    parser.on('error', (err: Error) => fail(malformed(err)));
     parser.on('close', () => {
       if (failed) return;
       if (files.length === 0) {
@@ -132,6 +162,7 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
       resolve({ files, fields });
     });
     req.on('aborted', () => fail(new HttpError(499, 'client_closed', 'client closed the connection')));
+    req.on('error', (err: Error) => fail(malformed(err)));
     req.pipe(parser);
   });
 }

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { COLLECTION_NAME } from '../store/engine.js';
+import { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from '../store/engine.js';
 
 export const API_SCOPES = ['read', 'write'] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
@@ -16,7 +16,7 @@ const apiKeySchema = z
       .transform((hex) => hex.toLowerCase()),
     scopes: z.array(z.enum(API_SCOPES)).min(1),
     /** Limits the key to these collections (403 elsewhere, including the collection list); absent: every collection. */
-    collections: z.array(z.string().regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"')).min(1).optional(),
+    collections: z.array(z.string().regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE)).min(1).optional(),
   })
   .strict();
 
@@ -85,7 +85,7 @@ const configSchema = z.object({
   host: z.string().default('0.0.0.0'),
   indexesDir: z.string().default('./indexes'),
   /** The default collection: what the unscoped routes, `ingest` and first-start ingest use. */
-  indexName: z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').default('default'),
+  indexName: z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE).default('default'),
   corpusDir: z.string().default('./corpus'),
   hnsw: z
     .object({

@@ -1,4 +1,4 @@
-import { COLLECTION_NAME } from './engine.js';
+import { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from './engine.js';
 import { InvalidCollectionNameError } from './errors.js';
 
 /** Names become folder names (embedded engine) or keys: the pattern admits no separator, dot or upper case. */
@@ -8,4 +8,5 @@ export function assertCollectionName(name: string): void {
       `collection name ${JSON.stringify(name)} is not allowed: use 1-64 lower-case letters, digits, "_" or "-", starting with a letter or digit`,
     );
   }
+  if (isReservedCollectionName(name)) throw new InvalidCollectionNameError(`collection name ${JSON.stringify(name)} ${RESERVED_NAME_MESSAGE}`);
 }

@@ -1,5 +1,7 @@
 export {
   COLLECTION_NAME,
+  isReservedCollectionName,
+  RESERVED_NAME_MESSAGE,
   type Bm25Options,
   type ChunkingParams,
   type CollectionInfo,

@@ -91,12 +91,29 @@ export class GraphGenerations {
         rebuilt = true;
       }
     }
-    this.generation = generation;
-    this.rebuilt = rebuilt;
     const rows = db.prepare('SELECT label, in_hnsw FROM passages').raw().all() as Array<[number, number]>;
     const fromFile = graph !== undefined;
     graph ??= HnswIndex.create(this.dim, this.params, rows.length);
+    let reconciled: { pending: number[]; staleLabels: number };
+    try {
+      reconciled = this.reconcile(graph, fromFile, rows);
+    } catch (err) {
+      graph.close();
+      throw err;
+    }
+    // A reload (read-only opens following a writer) frees the graph it replaces at once.
+    this.graph?.close();
+    this.graph = graph;
+    this.generation = generation;
+    this.rebuilt = rebuilt;
+    this.unpersisted = new Set(reconciled.pending);
+    this.dirty = reconciled.pending.length > 0 || rebuilt || reconciled.staleLabels > 0;
+    this.dataVersion = this.readDataVersion();
+    return true;
+  }
 
+  /** Brings a loaded (or new) graph in line with the passages table: stale labels deleted, pending ones added. */
+  private reconcile(graph: HnswIndex, fromFile: boolean, rows: Array<[number, number]>): { pending: number[]; staleLabels: number } {
     const owned = new Set<number>();
     const pending: number[] = [];
     for (const [label, inHnsw] of rows) {
@@ -113,18 +130,14 @@ export class GraphGenerations {
         }
       }
     }
-    this.graph = graph;
-    this.addFromStoredVectors(pending);
-    this.unpersisted = new Set(pending);
-    this.dirty = pending.length > 0 || this.rebuilt || staleLabels > 0;
-    this.dataVersion = this.readDataVersion();
-    return true;
+    this.addFromStoredVectors(graph, pending);
+    return { pending, staleLabels };
   }
 
-  private addFromStoredVectors(labels: number[]): void {
+  private addFromStoredVectors(graph: HnswIndex, labels: number[]): void {
     if (labels.length === 0) return;
-    this.graph.reserve(labels.length);
-    for (const [label, vector] of this.tables.storedVectors(labels)) this.graph.add(label, vector);
+    graph.reserve(labels.length);
+    for (const [label, vector] of this.tables.storedVectors(labels)) graph.add(label, vector);
   }
 
   private readDataVersion(): number {
@@ -148,7 +161,7 @@ export class GraphGenerations {
     db.transaction(() => {
       const owned = new Set((db.prepare('SELECT label FROM passages').raw().all() as Array<[number]>).map((r) => r[0]));
       for (const label of [...this.graph.liveLabels()]) if (!owned.has(label)) this.graph.remove(label);
-      this.addFromStoredVectors([...owned].filter((label) => !this.graph.has(label)));
+      this.addFromStoredVectors(this.graph, [...owned].filter((label) => !this.graph.has(label)));
       this.dataVersion = this.readDataVersion();
     })();
   }
@@ -249,6 +262,11 @@ export class GraphGenerations {
     return true;
   }
 
+  /** Frees the graph's memory now (after a save in progress); the store is closed. */
+  close(): void {
+    this.graph.close();
+  }
+
   /** Writers only: graph files of other generations and temp files of interrupted checkpoints. */
   removeStrayFiles(): void {
     for (const name of readdirSync(this.dir)) {
@@ -294,7 +312,12 @@ export class GraphGenerations {
     } catch (err) {
       return [`HNSW file ${file} of generation ${this.generation} cannot be read: ${(err as Error).message}`];
     }
-    const missing = saved.filter((label) => fileGraph.storedVector(label) === undefined);
+    let missing: number[];
+    try {
+      missing = saved.filter((label) => fileGraph.storedVector(label) === undefined);
+    } finally {
+      fileGraph.close();
+    }
     if (missing.length > 0) problems.push(`${missing.length} passages flagged in_hnsw are not live in ${hnswFileName(this.generation)}`);
     if (!this.readonly) {
       const pending = this.tables.prepare('SELECT label FROM passages WHERE in_hnsw = 0').pluck().all() as number[];

@@ -2,17 +2,24 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path';
 import type { CollectionInfo, CollectionManifest, OpenCollectionOptions, StoreEngine } from '../engine.js';
 import { assertCollectionName } from '../collection-name.js';
+import { fsyncDir } from './atomic-file.js';
 import { readManifest } from './manifest.js';
 import { SqlitePassageStore } from './sqlite-store.js';
 import { WriterLock } from './writer-lock.js';
 
 const TRASH_PREFIX = '.dropped-';
 
+/** Steps of a collection drop, for crash tests: the drop is decided but nothing moved / the name is free, data left. */
+export type DropFaultPoint = 'drop-before-rename' | 'drop-after-rename';
+
 /** The embedded engine: one folder per collection under `indexesDir`. */
 export class SqliteEngine implements StoreEngine {
   readonly kind = 'sqlite';
 
-  constructor(private readonly indexesDir: string) {
+  constructor(
+    private readonly indexesDir: string,
+    private readonly dropFaultHook?: (point: DropFaultPoint) => void,
+  ) {
     this.removeDroppedLeftovers();
   }
 
@@ -44,7 +51,8 @@ export class SqliteEngine implements StoreEngine {
 
   /**
    * Takes the collection's writer lock (so no process is writing it), renames the folder out of the namespace in one
-   * step, then removes it; a crash in between leaves a `.dropped-*` folder that the next engine open removes.
+   * step, then removes it: whenever the process dies, the collection is whole or gone. A crash after the rename leaves
+   * a `.dropped-*` folder that the next engine open removes.
    */
   async dropCollection(name: string): Promise<boolean> {
     const dir = this.dirOf(name);
@@ -52,11 +60,15 @@ export class SqliteEngine implements StoreEngine {
     const lock = WriterLock.acquire(dir);
     const trash = path.join(this.indexesDir, `${TRASH_PREFIX}${name}-${process.pid}-${Date.now()}`);
     try {
+      this.dropFaultHook?.('drop-before-rename');
       renameSync(dir, trash);
     } catch (err) {
       lock.release();
       throw err;
     }
+    // Durable before any file goes: after a power loss the folder is back whole or stays a tombstone.
+    fsyncDir(this.indexesDir);
+    this.dropFaultHook?.('drop-after-rename');
     // The lock file went with the folder and goes with it.
     rmSync(trash, { recursive: true, force: true });
     return true;

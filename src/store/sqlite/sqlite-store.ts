@@ -87,6 +87,7 @@ export class SqlitePassageStore implements PassageStore {
     if (!readonly) mkdirSync(dir, { recursive: true });
     const lock = readonly ? undefined : WriterLock.acquire(dir);
     let tables: PassageTables | undefined;
+    let graph: GraphGenerations | undefined;
     try {
       const manifest = manifestFor(dir, dbPath, options);
       const db = new Database(dbPath, { readonly, fileMustExist: readonly });
@@ -108,7 +109,7 @@ export class SqlitePassageStore implements PassageStore {
       tables = new PassageTables(db, dir, writer);
       assertMetaMatches(db, manifest, dir);
       const fault = (point: FaultPoint) => options.faultHook?.(point);
-      const graph = new GraphGenerations(dir, tables, manifest.dim, { ...manifest.hnsw, efSearch: options.hnsw.efSearch }, readonly, fault);
+      graph = new GraphGenerations(dir, tables, manifest.dim, { ...manifest.hnsw, efSearch: options.hnsw.efSearch }, readonly, fault);
       const store = new SqlitePassageStore(name, dir, manifest, tables, graph, lock, options.exactFilterThreshold, options.faultHook);
       if (!readonly) {
         graph.removeStrayFiles();
@@ -117,6 +118,7 @@ export class SqlitePassageStore implements PassageStore {
       }
       return store;
     } catch (err) {
+      graph?.close();
       tables?.close();
       lock?.release();
       throw err;
@@ -284,6 +286,7 @@ export class SqlitePassageStore implements PassageStore {
       if (!this.readonly && this.graph.isDirty) await this.graph.checkpoint(new TimeSlice(WRITE_SLICE_MS));
     } finally {
       this.closed = true;
+      this.graph.close();
       this.tables.close();
       this.lock?.release();
     }
