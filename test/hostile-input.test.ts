@@ -217,7 +217,7 @@ describe('kill -9 in the middle of uploads', () => {
     let next = 0;
     for (let trial = 0; trial < 3; trial++) {
       const child = await spawnServer(configFile, 'node', KEY);
-      const killAt = Date.now() + 150 + Math.floor(random() * 600);
+      const before = acknowledged.size;
       const uploading = (async () => {
         while (child.process.exitCode === null && child.process.signalCode === null) {
           const batch = [next++, next++, next++];
@@ -230,7 +230,11 @@ describe('kill -9 in the middle of uploads', () => {
           }
         }
       })();
-      await new Promise((r) => setTimeout(r, Math.max(0, killAt - Date.now())));
+      // The kill lands at a random moment after the trial's first acknowledged upload: a loaded machine may take
+      // seconds for the first one, and a kill before any acknowledgement tests nothing.
+      const deadline = Date.now() + 60_000;
+      while (acknowledged.size === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, Math.floor(random() * 500)));
       child.process.kill('SIGKILL');
       await child.exited;
       await uploading;

@@ -30,8 +30,9 @@ const GENERATE = { maxNewTokens: 16, numBeams: 1, lengthPenalty: 1, noRepeatNgra
  * margin of a few questions. A reader with random weights scores 0 on the answers and ~1/k on the citations.
  */
 // Measured on these questions: EM 0.283, citation@1 0.35, one passage EM 0.967, int8 = fp32 on 0.60 of the answers,
-// FiD 0.30 vs concat 0.10 with the gold passage last.
-const MEASURED = { em: 0.22, citationAt1: 0.28, emOnePassage: 0.9, int8Agreement: 0.45, fid: 0.2 };
+// FiD 0.30 vs concat 0.10 with the gold passage last (AVX2-only CPU). onnxruntime's int8 kernels differ by CPU: on
+// one with AVX-512 VNNI the same int8 graphs cite the gold passage first for 0.267 of the questions.
+const MEASURED = { em: 0.22, citationAt1: 0.2, emOnePassage: 0.9, int8Agreement: 0.45, fid: 0.2 };
 
 let base = '';
 let server: Awaited<ReturnType<typeof startServer>>;
