@@ -7,7 +7,6 @@
  * Deterministic: test/collection-delete-crash-child.ts kills itself at each step of the delete. At random: the real
  * server process is SIGKILLed at random moments of a DELETE /v1/collections/:name.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import { openSystem } from '../src/service/index.js';
 import type { DropFaultPoint } from '../src/store/sqlite/sqlite-engine.js';
 import type { DeleteCrashPlan } from './collection-delete-crash-child.js';
 import { fixtureConfig } from './helpers/config.js';
+import { runTsxChild } from './helpers/tsx-child.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 
 const CHILD = path.join(REPO_ROOT, 'test', 'collection-delete-crash-child.ts');
@@ -87,20 +87,9 @@ async function expectWhole(service: Service, collection: string): Promise<void> 
   expect((await service.verify({ collection })).problems).toEqual([]);
 }
 
-function runChild(plan: DeleteCrashPlan): Promise<{ signal: NodeJS.Signals | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(plan)], { cwd: REPO_ROOT });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (_code, signal) => resolve({ signal, output }));
-  });
-}
-
 async function killedAt(point: DropFaultPoint): Promise<string> {
   const indexesDir = path.join(mkdtempSync(path.join(workDir, 'steps-')), 'indexes');
-  const result = await runChild({ indexesDir, point, collections: CONTENTS, doomed: DOOMED });
+  const result = await runTsxChild(CHILD, { indexesDir, point, collections: CONTENTS, doomed: DOOMED } satisfies DeleteCrashPlan);
   expect(result.signal, `child should be killed at ${point}; output:\n${result.output}`).toBe('SIGKILL');
   return indexesDir;
 }

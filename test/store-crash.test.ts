@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteDocuments, ingestDocuments, type SourceDocument } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { FaultPoint, PassageStore } from '../src/store/index.js';
+import { runTsxChild } from './helpers/tsx-child.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT } from './helpers/fixtures.js';
 import { BULK_CHECKPOINTS, ingestOptions, openTestStore } from './helpers/store.js';
 
@@ -42,19 +42,8 @@ function writeCorpus(docs: SourceDocument[]): string {
   return file;
 }
 
-function runChild(plan: Record<string, unknown>): Promise<{ signal: NodeJS.Signals | null; code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(plan)], { cwd: REPO_ROOT });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, output }));
-  });
-}
-
 async function crashAt(dir: string, docs: SourceDocument[], point: FaultPoint, occurrence: number, deleteIds: string[] = []) {
-  const result = await runChild({ dir, corpusFile: writeCorpus(docs), deleteIds, point, occurrence, ...SETTINGS });
+  const result = await runTsxChild(CHILD, { dir, corpusFile: writeCorpus(docs), deleteIds, point, occurrence, ...SETTINGS });
   expect(result.signal, `child should be killed at ${point} #${occurrence}; output:\n${result.output}`).toBe('SIGKILL');
 }
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import busboy from 'busboy';
 import type { Request } from 'express';
 import { fileFormat, MEDIA_TYPES, type FileFormat } from '../ingest/index.js';
@@ -45,11 +46,8 @@ function baseName(name: string): string {
  */
 function strictUtf8(text: string): string | undefined {
   if (/[^\u0000-\u00ff]/.test(text)) return text.includes('\ufffd') ? undefined : text;
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(text, 'latin1'));
-  } catch {
-    return undefined;
-  }
+  const bytes = Buffer.from(text, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : undefined;
 }
 
 const malformed = (err: Error) => new HttpError(400, 'invalid_request', `malformed multipart request: ${err.message}`, { field: '(body)' });
@@ -82,7 +80,7 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
         defCharset: 'latin1',
       });
     } catch (err) {
-      reject(new HttpError(400, 'invalid_request', `malformed multipart request: ${(err as Error).message}`, { field: '(body)' }));
+      reject(malformed(err as Error));
       return;
     }
     const files: UploadedFile[] = [];
