@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
+import { FileLimitError } from '../ingest/index.js';
 import { ModelNotFoundError } from '../models/index.js';
 import {
   CollectionExistsError,
@@ -56,6 +57,11 @@ function serviceErrorToHttp(err: unknown): HttpError | undefined {
   if (err instanceof WriteCancelledError) {
     const reason = err.reason instanceof HttpError ? err.reason : new HttpError(503, 'write_cancelled', 'the write was cancelled');
     return new HttpError(reason.status, reason.code, `${reason.message}; the write was not applied, nothing was changed`, reason.extra);
+  }
+  // An uploaded file that would cost too much to read (a decompression bomb, too many pages, past its parse time).
+  if (err instanceof FileLimitError) {
+    const code = err.status === 413 ? 'payload_too_large' : 'unprocessable_file';
+    return new HttpError(err.status, code, err.message, err.field ? { field: err.field } : {});
   }
   if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
   if (err instanceof RerankerUnavailableError) return new HttpError(503, 'rerank_unavailable', err.message);

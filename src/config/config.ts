@@ -266,12 +266,33 @@ const configSchema = z.object({
        */
       checkpointEveryPassages: z.number().int().positive().default(5000),
       checkpointIdleMs: z.number().int().positive().default(5000),
-      /** `POST /v1/documents/files` (multipart): bytes per file, bytes per request, files per request. */
+      /**
+       * `POST /v1/documents/files` (multipart): bytes per file, bytes per request, files per request; and what reading
+       * one uploaded file may cost, so a zip bomb or a PDF of 20,000 pages is refused (413, or 422 past the time
+       * budget) instead of taking the machine's memory or minutes of CPU.
+       */
       upload: z
         .object({
           maxFileBytes: z.number().int().positive().default(50 * 1024 * 1024),
           maxRequestBytes: z.number().int().positive().default(200 * 1024 * 1024),
           maxFiles: z.number().int().positive().default(20),
+          /** Milliseconds one file may parse on the parser thread before it is stopped (below server.requestTimeoutMs). */
+          maxParseMs: z.number().int().positive().default(30_000),
+          /** Pages of one PDF; text extraction costs ~5 ms of CPU per page even for one line of text. */
+          maxPdfPages: z.number().int().positive().default(2000),
+          /**
+           * Bytes the compressed streams of one PDF that text extraction reads (content, fonts, object streams; not
+           * images) may inflate to, in all: pdf.js holds each inflated stream in memory, and a book of 2,000 pages
+           * has about 40 MB of them.
+           */
+          maxPdfInflatedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+          /**
+           * Bytes the parts of one DOCX that are read (its XML; images are not read) may inflate to, in all. mammoth
+           * holds about 60x its XML in memory (10 MB of document.xml peaked at +600 MB), so this bounds a DOCX near 1 GB.
+           */
+          maxDocxInflatedBytes: z.number().int().positive().default(16 * 1024 * 1024),
+          /** Entries of one DOCX archive (a Word document has a few dozen). */
+          maxDocxEntries: z.number().int().positive().default(10_000),
         })
         .prefault({}),
     })

@@ -8,9 +8,10 @@ import {
   removedSince,
   titleWithSection,
   UnreadableFileError,
+  FileLimitError,
   type FolderWalk,
 } from '../ingest/index.js';
-import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat } from '../ingest/index.js';
+import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat, FileParseOptions } from '../ingest/index.js';
 import type { Embedder } from '../models/index.js';
 import type { FidReader, AnswerResult, FusionMode, SamplingOptions } from '../reader/index.js';
 import { passageLocation, type SearchFilter, type SearchMode } from '../retrieval/index.js';
@@ -165,7 +166,7 @@ export type { ServiceLog } from './log.js';
  * `openSystem` (compose.ts); its parts stay inside, so an eval measures exactly what a client of /v1/ask gets.
  */
 export class RagService {
-  /** Started by the first upload. */
+  /** Started by the first upload; its worker is replaced when an upload's parse is stopped. */
   private fileParser: ParserThread | undefined;
 
   constructor(
@@ -340,22 +341,30 @@ export class RagService {
   /**
    * Files (uploads) through the same readers and write path as the CLI: each file is read into a document whose id is
    * its name; one that cannot be read gets an `error` outcome with the reason, the others are written in one batch.
+   * A file over the parse limits (`documents.upload`: a zip bomb, too many pages, past its time budget) fails the
+   * whole request with a FileLimitError naming it, before anything is written. An aborted `signal` stops the parse
+   * at once (its worker is stopped) and rejects with the signal's reason.
    */
   async upsertFiles(
     files: UploadedDocumentFile[],
     metadata: Metadata,
     options: CollectionScope & { signal?: AbortSignal } = {},
   ): Promise<DocumentWriteStatus[]> {
+    const { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries } = this.config.documents.upload;
+    const limits: FileParseOptions = { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries };
+    // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
+    this.fileParser ??= new ParserThread();
+    const parser = this.fileParser;
     const outcomes: Array<DocumentWriteStatus | DocumentInput> = [];
-    for (const file of files) {
+    for (const [index, file] of files.entries()) {
       options.signal?.throwIfAborted();
       try {
-        // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
-        this.fileParser ??= new ParserThread();
-        const parser = this.fileParser;
-        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f));
+        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f, limits, options.signal));
         outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
       } catch (err) {
+        if (err instanceof FileLimitError) {
+          throw new FileLimitError(`files.${index} (${JSON.stringify(file.name)}): ${err.message}`, err.status, `files.${index}`);
+        }
         if (!(err instanceof UnreadableFileError)) throw err;
         outcomes.push({ id: file.name, status: 'error', error: err.message });
       }

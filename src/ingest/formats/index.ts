@@ -5,7 +5,7 @@ import { parseMarkdown } from './markdown.js';
 import { parsePdf } from './pdf.js';
 import { decodeText } from './text.js';
 import type { SourceDocument } from '../types.js';
-import { UnreadableFileError, type ParsedFile } from './types.js';
+import { UnreadableFileError, type ParsedFile, type ParseLimits } from './types.js';
 
 export type FileFormat = 'text' | 'markdown' | 'html' | 'pdf' | 'docx';
 
@@ -47,11 +47,14 @@ export interface ParsedDocument extends ParsedFile {
   format: FileFormat;
 }
 
-/** One file's bytes → its text, title and layout; an unreadable file throws UnreadableFileError with the reason. */
-export async function parseFile(bytes: Uint8Array, name: string, format: FileFormat): Promise<ParsedDocument> {
+/**
+ * One file's bytes → its text, title and layout; an unreadable file throws UnreadableFileError with the reason, one
+ * over `limits` FileLimitError. Without `limits` the file is trusted (the ingest CLI reading the operator's folders).
+ */
+export async function parseFile(bytes: Uint8Array, name: string, format: FileFormat, limits?: ParseLimits): Promise<ParsedDocument> {
   const stem = fileStem(name);
-  if (format === 'pdf') return { ...(await parsePdf(bytes, stem)), format };
-  if (format === 'docx') return { ...(await parseDocx(bytes, stem)), format };
+  if (format === 'pdf') return { ...(await parsePdf(bytes, stem, limits)), format };
+  if (format === 'docx') return { ...(await parseDocx(bytes, stem, limits)), format };
   const decoded = decodeText(bytes);
   if ('error' in decoded) throw new UnreadableFileError(decoded.error);
   try {
@@ -81,8 +84,8 @@ export async function fileToDocument(
   return document;
 }
 
-export { UnreadableFileError, type ParsedFile } from './types.js';
-export { JsonBodyError, ParserThread } from './parser-thread.js';
+export { FileLimitError, UnreadableFileError, type ParsedFile, type ParseLimits } from './types.js';
+export { JsonBodyError, ParserThread, type FileParseOptions } from './parser-thread.js';
 export { decodeText } from './text.js';
 export { parseHtml } from './html.js';
 export { parseMarkdown } from './markdown.js';

@@ -1,16 +1,24 @@
 import { parentPort } from 'node:worker_threads';
-import { parseFile, UnreadableFileError, type FileFormat } from './index.js';
+import { FileLimitError, parseFile, UnreadableFileError, type FileFormat, type ParseLimits } from './index.js';
+import { packDocument } from './packed-layout.js';
 
-/** The worker side of `ParserThread`: one file or JSON body per message, answered with the result or the reason. */
-export type ParseMessage = { kind: 'file'; bytes: Uint8Array; name: string; format: FileFormat } | { kind: 'json'; bytes: Uint8Array };
+/**
+ * The worker side of `ParserThread`: one file or JSON body per message, answered first with `started` (the time
+ * budget runs from then), then with the result or the reason.
+ */
+export type ParseMessage =
+  | { kind: 'file'; bytes: Uint8Array; name: string; format: FileFormat; limits: ParseLimits | undefined }
+  | { kind: 'json'; bytes: Uint8Array };
 export type ParseRequest = ParseMessage & { id: number };
 
 export interface ReplyError {
-  kind: 'unreadable' | 'json' | 'utf8' | 'other';
+  kind: 'unreadable' | 'limit' | 'json' | 'utf8' | 'other';
   message: string;
+  /** For `limit`: the HTTP status the limit calls for. */
+  status?: 413 | 422;
 }
 
-export type ParseReply = { id: number; value: unknown } | { id: number; error: ReplyError };
+export type ParseReply = { id: number; started: true } | { id: number; value: unknown } | { id: number; error: ReplyError };
 
 class JsonReplyError extends Error {
   constructor(
@@ -66,13 +74,18 @@ function nestingDepth(root: unknown): number {
 
 function errorOf(err: unknown): ReplyError {
   const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof FileLimitError) return { kind: 'limit', message, status: err.status };
   if (err instanceof UnreadableFileError) return { kind: 'unreadable', message };
   if (err instanceof JsonReplyError) return { kind: err.kind, message };
   return { kind: 'other', message };
 }
 
 parentPort!.on('message', (request: ParseRequest) => {
-  const work = request.kind === 'json' ? Promise.resolve().then(() => parseJsonBody(request.bytes)) : parseFile(request.bytes, request.name, request.format);
+  parentPort!.postMessage({ id: request.id, started: true } satisfies ParseReply);
+  const work =
+    request.kind === 'json'
+      ? Promise.resolve().then(() => parseJsonBody(request.bytes))
+      : parseFile(request.bytes, request.name, request.format, request.limits).then(packDocument);
   work.then(
     (value) => {
       try {

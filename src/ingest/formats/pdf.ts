@@ -1,6 +1,7 @@
 import { getDocumentProxy } from 'unpdf';
 import type { TextLayout } from '../types.js';
-import { UnreadableFileError, type ParsedFile } from './types.js';
+import { checkPdfStreams } from './pdf-streams.js';
+import { FileLimitError, UnreadableFileError, type ParsedFile, type ParseLimits } from './types.js';
 
 /** One run of text pdf.js reports, in page coordinates (y grows upwards). */
 interface Run {
@@ -169,11 +170,16 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 const PAGE_SEPARATOR = '\n\n';
 
+type PdfLimits = Pick<ParseLimits, 'maxPdfPages' | 'maxPdfInflatedBytes'>;
+
 /**
  * PDF text per page in reading order, with page spans. Encrypted, damaged and image-only PDFs (no text layer) are
- * refused with the reason; they are never indexed as empty documents.
+ * refused with the reason; they are never indexed as empty documents. With `limits` (uploads), a PDF whose streams
+ * inflate beyond them or that has too many pages is refused before its pages are read.
  */
-export async function parsePdf(bytes: Uint8Array, fallbackTitle: string): Promise<ParsedFile> {
+export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?: PdfLimits): Promise<ParsedFile> {
+  // Before pdf.js opens it: opening already inflates the cross-reference and object streams.
+  if (limits) await checkPdfStreams(bytes, limits.maxPdfInflatedBytes);
   let pdf;
   try {
     // pdf.js takes ownership of (and detaches) the buffer it is given.
@@ -184,6 +190,9 @@ export async function parsePdf(bytes: Uint8Array, fallbackTitle: string): Promis
     throw new UnreadableFileError(`not a readable PDF: ${e.message ?? String(err)}`);
   }
   try {
+    if (limits && pdf.numPages > limits.maxPdfPages) {
+      throw new FileLimitError(`the PDF has ${pdf.numPages} pages; at most ${limits.maxPdfPages} are read (documents.upload.maxPdfPages)`, 413);
+    }
     let text = '';
     const pages: NonNullable<TextLayout['pages']> = [];
     for (let n = 1; n <= pdf.numPages; n++) {

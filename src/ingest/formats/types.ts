@@ -13,3 +13,34 @@ export interface ParsedFile {
 export class UnreadableFileError extends Error {
   override name = 'UnreadableFileError';
 }
+
+/**
+ * What an uploaded file may cost to read, for files from clients rather than from the operator's own folders: a zip
+ * bomb or a PDF of 20,000 pages is refused before it takes the machine's memory or minutes of CPU. The time budget
+ * is the parser thread's (`maxParseMs`); the others are checked while the file is read.
+ */
+export interface ParseLimits {
+  /** Pages of one PDF. */
+  maxPdfPages: number;
+  /** Bytes the compressed streams of one PDF that text extraction reads (not its images) may inflate to, in all. */
+  maxPdfInflatedBytes: number;
+  /** Bytes the parts of one DOCX archive that are read may inflate to, in all. */
+  maxDocxInflatedBytes: number;
+  /** Entries of one DOCX archive. */
+  maxDocxEntries: number;
+}
+
+/**
+ * A file over one of its `ParseLimits` or its time budget: 413 for size, entries and pages, 422 for time. `field`
+ * names the file in the request (`files.N`) once the caller knows which one it was.
+ */
+export class FileLimitError extends UnreadableFileError {
+  override name = 'FileLimitError';
+  constructor(
+    message: string,
+    readonly status: 413 | 422,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
