@@ -99,7 +99,11 @@ async function trial(server: ServerProcess, file: { name: string; bytes: Uint8Ar
   const poll = (async () => {
     while (polling) {
       const t = performance.now();
-      await fetch(`${server.base}/healthz`).then((r) => r.arrayBuffer());
+      try {
+        await fetch(`${server.base}/healthz`).then((r) => r.arrayBuffer());
+      } catch (err) {
+        console.error(`/healthz failed: ${(err as Error).message}: ${String((err as Error).cause)}`);
+      }
       worstHealthzMs = Math.max(worstHealthzMs, performance.now() - t);
       await sleep(20);
     }
