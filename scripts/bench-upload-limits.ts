@@ -93,7 +93,13 @@ function fileFor(scenario: Scenario, opts: Options): { name: string; bytes: Uint
 async function trial(server: ServerProcess, file: { name: string; bytes: Uint8Array; type: string }, settleMs: number): Promise<Trial> {
   const before = rssBytes(server.pid);
   let peak = before;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(server.pid))), 10);
+  const sampler = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssBytes(server.pid));
+    } catch {
+      // The process has ended: the upload's own failure says so.
+    }
+  }, 10);
   let polling = true;
   let worstHealthzMs = 0;
   const poll = (async () => {
@@ -136,6 +142,9 @@ runCli(async () => {
   const opts = program.parse().opts<Options>();
   const scenarios = opts.scenarios.split(',').map((s) => s.trim()) as Scenario[];
   for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`--scenarios: unknown scenario "${s}" (one of ${SCENARIOS.join(', ')})`);
+  // Built before the server starts: building a bomb holds this process for seconds, long enough for the server to
+  // close an idle keep-alive connection that fetch would then reuse (a spurious ECONNRESET).
+  const files = new Map(scenarios.map((scenario) => [scenario, fileFor(scenario, opts)]));
   const modelsDir = await ensureTinyFixtures();
   const work = mkdtempSync(path.join(os.tmpdir(), 'bench-upload-limits-'));
   const corpusDir = path.join(work, 'corpus');
@@ -155,6 +164,11 @@ runCli(async () => {
     configFile,
     env: { RAG_AUTH_DISABLED: 'true' },
   });
+  let stopping = false;
+  // The server dying under an upload is a finding: show how it ended.
+  void server.exited.then((ended) => {
+    if (!stopping) console.error(`the server ended (${JSON.stringify(ended)}); its last output:\n${server.output().split('\n').slice(-15).join('\n')}`);
+  });
   const rows: Array<Array<string | number>> = [['upload', 'file KiB', 'statuses', 'reply ms', 'peak RSS +MiB', `RSS +MiB after ${opts.settleMs} ms`, 'CPU s', 'worst /healthz ms', 'JSON 300 KiB ms']];
   try {
     // The parser thread starts on first use: start it so its own memory is not counted against the first file.
@@ -166,7 +180,7 @@ runCli(async () => {
     for (let t = 0; t < 5; t++) jsonAlone.push(await postJson(server.base));
     rows.push(['(JSON body alone)', '', '400', '', '', '', '', '', median(jsonAlone).toFixed(0)]);
     for (const scenario of scenarios) {
-      const file = fileFor(scenario, opts);
+      const file = files.get(scenario)!;
       const trials: Trial[] = [];
       for (let t = 0; t < opts.trials; t++) {
         // A fresh name each time: the Markdown file is written, and a second upload of it would be `unchanged`.
@@ -187,6 +201,7 @@ runCli(async () => {
       ]);
     }
   } finally {
+    stopping = true;
     server.child.kill('SIGKILL');
     await server.exited;
     rmSync(work, { recursive: true, force: true });
