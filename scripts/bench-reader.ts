@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadSeq2SeqModel } from '../src/models/index.js';
 import { FidReader, fidDecoderRewrite, type ReaderPassage } from '../src/reader/index.js';
-import { CachedStepRunner, UncachedStepRunner } from '../src/reader/decoder.js';
+import { CachedStepRunner, UncachedStepRunner } from '../src/reader/step-runners.js';
 import type { EncodeOptions, EncodingStrategy, FusedMemory } from '../src/reader/fusion.js';
 import { OnnxClock } from '../src/reader/onnx-run.js';
 import { formatTable, intOption, runCli } from './lib/cli.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { citationsFrom } from '../src/service/rag-service.js';
+import { citationsFrom } from '../src/service/citations.js';
 
 const passages = ['a', 'b', 'c', 'd'].map((id) => ({ passageId: `${id}#0`, docId: id, title: id.toUpperCase() }));
 

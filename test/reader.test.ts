@@ -9,15 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSession, loadSeq2SeqModel, onnxFile, type Seq2SeqModel } from '../src/models/index.js';
 import { FidReader, fidDecoderRewrite, type GenerateOptions, type ReaderPassage } from '../src/reader/index.js';
 import { CrossAttentionTracer, traceRows } from '../src/reader/attribution.js';
-import { beamSearch, greedySearch, repeatedNgramTokens, type SearchOptions, type SearchResult } from '../src/reader/decode.js';
+import { MergedDecoder, logSumExp } from '../src/reader/decoder-session.js';
 import {
-  CachedStepRunner,
-  MergedDecoder,
-  UncachedStepRunner,
-  logSumExp,
-  teacherForcedLogProbs,
-  type StepRunner,
-} from '../src/reader/decoder.js';
+  beamSearch,
+  greedySearch,
+  repeatedNgramTokens,
+  type GenerationOptions as SearchOptions,
+  type GenerationResult as SearchResult,
+} from '../src/reader/generation.js';
+import { teacherForcedLogProbs } from '../src/reader/rescoring.js';
+import { CachedStepRunner, UncachedStepRunner, type StepRunner } from '../src/reader/step-runners.js';
 import {
   buildConcatPlan,
   buildFidPlan,
@@ -34,7 +35,7 @@ import { FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
 
 const { onnx } = onnxProto;
 
-/** int8 tolerances: measured maxima on the tiny fixtures (see README, Measured: int8 tolerances), with headroom. */
+/** int8 tolerances: measured maxima on the tiny fixtures (see docs/benchmarks.md, int8 tolerances), with headroom. */
 const INT8_TOL = { state: 1, logit: 1, logProb: 1, attention: 1 };
 
 const QUESTION = 'Which river flows through the old town of Heidelberg?';
@@ -105,7 +106,7 @@ async function decodeWith(
 /**
  * Every test runs on the float fixture and on its int8 `_quantized` twin (dynamic quantization, as the hub's files).
  * `tol` holds the tolerances of comparisons between two computations that are equal in exact arithmetic: float32
- * rounding for fp32; for int8 the largest difference measured on these fixtures (see README, Measured: int8
+ * rounding for fp32; for int8 the largest difference measured on these fixtures (see docs/benchmarks.md, int8
  * tolerances) with headroom, because DynamicQuantizeLinear picks its scale per tensor and so depends on batch shape.
  * Tests of exact invariants that int8 does not keep are marked `fp32Exact` and run in fp32 only; their int8 counterpart
  * checks the same computation step by step within `tol`.

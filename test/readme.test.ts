@@ -1,6 +1,7 @@
 /**
- * The README's commands, run as written (on the tiny fixture models, with temporary folders), so the README cannot
- * drift from what a fresh clone does. Every command in a ```bash block is either run or skipped for a stated reason;
+ * The commands of the README and of every docs/*.md page, run as written (on the tiny fixture models, with temporary
+ * folders), so the docs cannot drift from what a fresh clone does. README commands run first (its quick start starts
+ * the server the pages' examples talk to), then the pages in file-name order. Every command in a ```bash block is either run or skipped for a stated reason;
  * a new command the table below does not know fails the test until it is classified.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BERT_TINY, CROSS_ENCODER_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 
 /** The README and every page under docs/: their commands must all run as written. */
-const DOC_FILES = ['README.md', ...readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const DOC_FILES = ['README.md', ...readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
 
 /** Commands in the docs' bash blocks, continuation lines joined and comments removed, in order. */
 function readmeCommands(): string[] {
@@ -35,7 +36,7 @@ const SKIPPED: Array<[RegExp, string]> = [
   [/^npm start$/, 'needs the real models; the fixture-model start line of the quick start is run instead'],
   [/--size full/, 'full-size fixtures are about 1 GB and minutes of CPU; the tiny ones are built instead'],
   [/fixture-\w+-full/, 'runs on the full-size fixtures, which are not built here (see above)'],
-  [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in the README'],
+  [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in docs/benchmarks.md'],
   [/^apt-get /, 'installs system packages (PyTorch for training); CI must not need them'],
   [/^\/usr\/bin\/python3 /, 'runs the PyTorch trainer, which CI does not have; test/trainer-python.test.ts runs its tests where torch is installed'],
   [/--people 12000|--dataset train-data\/facts-train\.json/, 'builds the 24 000 training examples (minutes); the same commands run on the validation set here'],
@@ -65,7 +66,7 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-describe('README commands', () => {
+describe('README and docs/*.md commands', () => {
   it('run as written on a fresh clone (tiny fixture models, temporary folders)', async () => {
     const commands = readmeCommands();
     expect(commands.length).toBeGreaterThan(10);

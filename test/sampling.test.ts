@@ -5,11 +5,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSeq2SeqModel, type Seq2SeqModel } from '../src/models/index.js';
 import { FidReader, fidDecoderRewrite, type GenerateOptions, type ReaderPassage } from '../src/reader/index.js';
-import { search, type SearchOptions } from '../src/reader/decode.js';
-import { CachedStepRunner, UncachedStepRunner, type Candidate } from '../src/reader/decoder.js';
+import { generate as search, type GenerationOptions as SearchOptions } from '../src/reader/generation.js';
+import { CachedStepRunner, UncachedStepRunner } from '../src/reader/step-runners.js';
 import type { FusedMemory } from '../src/reader/fusion.js';
 import { OnnxClock } from '../src/reader/onnx-run.js';
-import { drawIndex, samplingDistribution, SeededRandom, type SamplingOptions } from '../src/reader/sampling.js';
+import { drawIndex, samplingDistribution, SeededRandom } from '../src/reader/sampling.js';
+import type { Candidate, SamplingOptions } from '../src/reader/types.js';
 import { FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
 
 const QUESTION = 'Which river flows through the old town of Heidelberg?';

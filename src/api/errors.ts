@@ -1,18 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { ZodError } from 'zod';
-import { FileLimitError } from '../ingest/index.js';
-import { ModelNotFoundError } from '../models/index.js';
-import {
-  CollectionExistsError,
-  CollectionNotFoundError,
-  CollectionProtectedError,
-  InvalidRerankError,
-  ReadOnlyIndexError,
-  RerankerUnavailableError,
-  WriteCancelledError,
-  WriteQueueFullError,
-} from '../service/index.js';
-import { IndexLockedError, InvalidCollectionNameError, InvalidFilterError, StorageUnavailableError } from '../store/index.js';
+import { DomainError, ERROR_KINDS, type ErrorKind } from '../common/errors.js';
 
 /** An error that is the client's to fix or the service's to report; its status and body are what the client sees. */
 export class HttpError extends Error {
@@ -49,40 +37,35 @@ interface BodyParserError extends Error {
   limit?: number;
 }
 
-/** The service's refusals as what the client sees; undefined for errors that are ours (500). */
-function serviceErrorToHttp(err: unknown): HttpError | undefined {
-  if (err instanceof WriteQueueFullError) {
-    return new HttpError(503, 'write_queue_full', err.message, { headers: { 'Retry-After': String(err.retryAfterSeconds) } });
+/** Each kind of domain refusal as the status the client gets: a new refusal picks a kind and needs no edit here. */
+export const KIND_STATUS: Readonly<Record<ErrorKind, number>> = {
+  invalid: 400,
+  not_found: 404,
+  conflict: 409,
+  read_only: 409,
+  too_large: 413,
+  unprocessable: 422,
+  busy: 503,
+  unavailable: 503,
+  cancelled: 503,
+  internal: 500,
+};
+
+const internalError = () => new HttpError(500, 'internal_error', 'internal error');
+
+/** A domain refusal as what the client sees; an internal fault (or an unknown kind) is a 500 whose message stays in the log. */
+function domainErrorToHttp(err: DomainError): HttpError {
+  const status = (ERROR_KINDS as readonly string[]).includes(err.kind) ? KIND_STATUS[err.kind] : undefined;
+  if (status === undefined || err.kind === 'internal') return internalError();
+  // Cancelled by the API itself (a timeout, the client gone): that answer stands, and says what became of the work.
+  if (err.kind === 'cancelled' && err.cause instanceof HttpError) {
+    const reason = err.cause;
+    return new HttpError(reason.status, reason.code, err.outcome ? `${reason.message}; ${err.outcome}` : reason.message, reason.extra);
   }
-  if (err instanceof WriteCancelledError) {
-    const reason = err.reason instanceof HttpError ? err.reason : new HttpError(503, 'write_cancelled', 'the write was cancelled');
-    return new HttpError(reason.status, reason.code, `${reason.message}; the write was not applied, nothing was changed`, reason.extra);
-  }
-  // An uploaded file that would cost too much to read (a decompression bomb, too many pages, past its parse time).
-  if (err instanceof FileLimitError) {
-    const code = err.status === 413 ? 'payload_too_large' : 'unprocessable_file';
-    return new HttpError(err.status, code, err.message, err.field ? { field: err.field } : {});
-  }
-  if (err instanceof ReadOnlyIndexError) return new HttpError(409, 'read_only', err.message);
-  if (err instanceof RerankerUnavailableError) return new HttpError(503, 'rerank_unavailable', err.message);
-  if (err instanceof InvalidRerankError) return new HttpError(400, 'invalid_request', err.message, { field: 'rerank.topN' });
-  // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
-  if (err instanceof InvalidFilterError) return new HttpError(400, 'invalid_request', err.message, { field: 'filter' });
-  if (err instanceof CollectionNotFoundError) return new HttpError(404, 'collection_not_found', err.message, { field: 'collection' });
-  if (err instanceof CollectionExistsError) return new HttpError(409, 'collection_exists', err.message, { field: 'name' });
-  if (err instanceof CollectionProtectedError) return new HttpError(409, 'collection_protected', err.message, { field: 'name' });
-  if (err instanceof InvalidCollectionNameError) return new HttpError(400, 'invalid_request', err.message, { field: 'collection' });
-  // Another process (an `npm run ingest`) holds the collection's writer lock; it lets go when it finishes.
-  if (err instanceof IndexLockedError) return new HttpError(503, 'collection_busy', err.message, { headers: { 'Retry-After': '5' } });
-  // The full message names server folders; the client learns which model, the server log the rest.
-  if (err instanceof ModelNotFoundError) {
-    return new HttpError(422, 'model_not_found', `embedding model "${err.model}" is not available on this server`, { field: 'embedModel' });
-  }
-  // PostgreSQL deployment: the database is down or restarting; searches keep being served from the local index.
-  if (err instanceof StorageUnavailableError) {
-    return new HttpError(503, 'database_unavailable', err.message, { headers: { 'Retry-After': '2' } });
-  }
-  return undefined;
+  return new HttpError(status, err.code, err.clientMessage, {
+    ...(err.field !== undefined ? { field: err.field } : {}),
+    ...(err.retryAfterSeconds !== undefined ? { headers: { 'Retry-After': String(err.retryAfterSeconds) } } : {}),
+  });
 }
 
 /** Turns every error into a JSON body; stack traces go to the request's log line, never to the client. */
@@ -112,8 +95,7 @@ function malformedPath(err: unknown, path: string): HttpError | undefined {
 /** Any thrown value as the HttpError the client gets. */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
-  const fromService = serviceErrorToHttp(err);
-  if (fromService) return fromService;
+  if (err instanceof DomainError) return domainErrorToHttp(err);
   const e = err as BodyParserError;
   if (e?.type === 'entity.too.large') {
     return new HttpError(413, 'payload_too_large', `request body exceeds the limit of ${e.limit} bytes`, { field: '(body)' });

@@ -1,4 +1,5 @@
-export { createApp, type ApiBackend, type ApiOptions, type ApiState } from './app.js';
+export { createApp } from './app.js';
+export type { ApiBackend, ApiOptions, ApiState } from './context.js';
 export { buildOpenApiDocument } from './openapi.js';
 export { HttpError } from './errors.js';
 export { installLastResortGuard } from './last-resort.js';

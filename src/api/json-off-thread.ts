@@ -1,6 +1,18 @@
 import { parse as parseContentType } from 'content-type';
 import express, { type Request, type RequestHandler } from 'express';
-import type { ParserThread } from '../ingest/index.js';
+import { JsonTextError, type ParserThread } from '../ingest/index.js';
+
+/** Why a JSON body could not be parsed, in body-parser's terms (`type`), so the API maps it like its other parse errors. */
+export class JsonBodyError extends Error {
+  override name = 'JsonBodyError';
+  readonly status = 400;
+  constructor(
+    message: string,
+    readonly type: 'entity.parse.failed' | 'entity.invalid.utf8',
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Bodies up to this size are parsed inline by express.json (a few milliseconds); larger ones, chunked ones of unknown
@@ -23,6 +35,20 @@ function isLargeUtf8Json(req: Request): boolean {
 }
 
 /**
+ * A JSON request body as express.json({ strict: true }) reads it, parsed on the parser thread: UTF-8 (a byte-order
+ * mark dropped, invalid bytes refused), empty meaning `{}`, and only an object or array at the top; a refusal is a
+ * JsonBodyError of body-parser's type.
+ */
+export async function parseJsonBody(thread: ParserThread, bytes: Uint8Array): Promise<unknown> {
+  try {
+    return (await thread.parseJson(bytes, { containerOnly: true })) ?? {};
+  } catch (err) {
+    if (!(err instanceof JsonTextError)) throw err;
+    throw new JsonBodyError(err.message, err.reason === 'encoding' ? 'entity.invalid.utf8' : 'entity.parse.failed');
+  }
+}
+
+/**
  * A JSON body parser whose large bodies are parsed off the event loop, to be followed by express.json (with the
  * same limit) for the rest: reading, size limit (413) and content encodings are body-parser's, and the parse follows
  * express.json({ strict: true }) with invalid UTF-8 refused, so both paths answer alike.
@@ -34,7 +60,7 @@ export function jsonOffThread(limit: string, thread: ParserThread): RequestHandl
       next();
       return;
     }
-    thread.parseJson(req.body).then((body) => {
+    parseJsonBody(thread, req.body).then((body) => {
       req.body = body;
       next();
     }, next);

@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AskOutcome } from '../service/index.js';
 
 export type Stage = 'embed' | 'search' | 'rerank' | 'encode' | 'decode' | 'write';
 
@@ -76,6 +77,17 @@ export class ApiMetrics {
 
   countTokens(n: number): void {
     if (n > 0) this.tokens.inc(n);
+  }
+
+  /** The stages of one answer (ask or chat) and the tokens it generated. */
+  observeAnswer(outcome: AskOutcome): void {
+    const t = outcome.timings;
+    this.observeStage('embed', t.embedMs);
+    this.observeStage('search', t.searchMs);
+    if (t.rerankMs !== undefined) this.observeStage('rerank', t.rerankMs);
+    this.observeStage('encode', t.encodeMs);
+    this.observeStage('decode', t.decodeMs);
+    this.countTokens(outcome.tokens);
   }
 
   /** Counts every response once it is finished (or the client is gone), labelled with the route that handled it. */

@@ -22,7 +22,7 @@ import {
   documentListSchema,
   listDocumentsQuerySchema,
 } from './schemas.js';
-import { chatRequestSchema, chatResponseSchema, modelListSchema, openAiErrorSchema } from './chat.js';
+import { chatRequestSchema, chatResponseSchema, modelListSchema, openAiErrorSchema } from './chat-schemas.js';
 
 const errors = (codes: number[]) =>
   Object.fromEntries(

@@ -1,5 +1,7 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { FUSION_MODES } from '../reader/types.js';
+import { SEARCH_MODES } from '../retrieval/search-mode.js';
 import { COLLECTION_NAME, FilterSyntaxError, isReservedCollectionName, RESERVED_NAME_MESSAGE, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
 
 extendZodWithOpenApi(z);
@@ -97,8 +99,8 @@ export const searchFilterSchema = z
   .strict()
   .openapi('SearchFilter');
 
-export const retrievalModeSchema = z.enum(['dense', 'bm25', 'hybrid', 'exact']).openapi('RetrievalMode');
-export const fusionModeSchema = z.enum(['fid', 'concat']).openapi('FusionMode');
+export const retrievalModeSchema = z.enum(SEARCH_MODES).openapi('RetrievalMode');
+export const fusionModeSchema = z.enum(FUSION_MODES).openapi('FusionMode');
 
 export function rerankSchema(limits: ApiLimits) {
   return z

@@ -1,4 +1,5 @@
-import { TimeSlice, type Metadata } from '../store/index.js';
+import { TimeSlice } from '../common/time-slice.js';
+import type { Metadata } from '../store/index.js';
 import type { ChunkOptions, Passage, SourceDocument } from './types.js';
 
 /** Number of tokens the embedding model's tokenizer makes of a text, special tokens excluded. */
@@ -240,12 +241,6 @@ function* chunkSteps(text: string, count: CountTokens, options: ChunkOptions): G
   return chunks;
 }
 
-/**
- * How long chunking may hold the event loop before it lets other work run. Servers must never stall for more than
- * about 50 ms; one step (a sentence of at most a segmenter window, or one passage) stays well below the rest.
- */
-const YIELD_EVERY_MS = 10;
-
 export interface ChunkAsyncOptions {
   /** Stops chunking at the next step with the signal's reason. */
   signal?: AbortSignal;
@@ -267,7 +262,8 @@ export function chunkText(text: string, count: CountTokens, options: ChunkOption
 /** `chunkText` that returns to the event loop every few milliseconds, for servers chunking documents of any size. */
 export async function chunkTextAsync(text: string, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<TextChunk[]> {
   const steps = chunkSteps(text, count, options);
-  const slice = new TimeSlice(YIELD_EVERY_MS);
+  // One step (a sentence of at most a segmenter window, or one passage) stays well below the slice.
+  const slice = new TimeSlice();
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;

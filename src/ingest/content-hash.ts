@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
-import { TimeSlice } from '../store/index.js';
+import { TimeSlice } from '../common/time-slice.js';
 import type { SourceDocument } from './types.js';
 
 type Hashed = Pick<SourceDocument, 'title' | 'text' | 'metadata' | 'layout'>;
 
 /** Characters of text escaped and hashed per step: a few milliseconds of work. */
 const TEXT_PIECE_CHARS = 1 << 17;
-const YIELD_EVERY_MS = 10;
 
 /** JSON with object keys sorted, so metadata that differs only in key order hashes the same. */
 function canonicalJson(value: unknown): string {
@@ -87,7 +86,7 @@ function* canonicalPieces(doc: Hashed): Generator<string> {
  */
 export async function contentHash(doc: Hashed): Promise<string> {
   const hash = createHash('sha256');
-  const slice = new TimeSlice(YIELD_EVERY_MS);
+  const slice = new TimeSlice();
   // Layout pieces are tiny: they are gathered into pieces of about the text's size before hashing.
   let pending = '';
   for (const piece of canonicalPieces(doc)) {

@@ -23,7 +23,7 @@ export {
   type TextChunk,
 } from './chunker.js';
 export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
-export { parseFile, fileToDocument, JsonBodyError, ParserThread, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, FileLimitError, type FileFormat, type FileParseOptions, type ParsedDocument } from './formats/index.js';
+export { parseFile, fileToDocument, JsonTextError, ParserThread, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, FileLimitError, type FileFormat, type FileParseOptions, type ParsedDocument } from './formats/index.js';
 export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';
 export { contentHash } from './content-hash.js';
 export { createProgress, LineProgress, type IngestProgress, type ProgressMode } from './progress.js';

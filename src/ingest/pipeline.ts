@@ -1,3 +1,5 @@
+import { isPlainObject } from '../common/plain-object.js';
+import { yieldToEventLoop } from '../common/yield.js';
 import { EmbeddingMismatchError, type DocumentWrite, type PassageStore } from '../store/index.js';
 import { chunkDocumentAsync, tokenCounter, validateChunkOptions, type CountTokens, type TokenizerLike } from './chunker.js';
 import { contentHash } from './content-hash.js';
@@ -94,10 +96,6 @@ function emptySummary(): IngestSummary {
     unsupported: {},
     seconds: 0,
   };
-}
-
-function isPlainObject(value: unknown): boolean {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function invalidDocument(doc: SourceDocument, rules: ValidationRules): string | undefined {
@@ -280,7 +278,7 @@ class IngestRun {
       this.passagesEmbedded += Math.min(step, texts.length - i);
       this.reportProgress();
       // onnxruntime resolves in a nextTick, so without a macrotask turn here no timer (the progress line) would run.
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
     }
     if (vectors.length !== texts.length) throw new Error(`embedder returned ${vectors.length} vectors for ${texts.length} passages`);
     return vectors;

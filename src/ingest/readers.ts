@@ -2,6 +2,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { isPlainObject } from '../common/plain-object.js';
 import type { Metadata } from '../store/index.js';
 import { extensionOf, fileFormat, fileToDocument, UnreadableFileError } from './formats/index.js';
 import type { IngestError, SourceDocument, SourceItem } from './types.js';
@@ -57,10 +58,6 @@ export async function readDocumentFile(file: string, id: string): Promise<Source
 }
 
 // ---------------------------------------------------------------------------------------------- JSONL records
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
 
 /** One JSONL record → document; `id` or BEIR's `_id` (numbers accepted), `text` required, `title`/`metadata` optional. */
 export function recordToDocument(value: unknown): SourceDocument | string {

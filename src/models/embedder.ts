@@ -15,7 +15,7 @@ export interface EmbedderOptions {
   batchSize: number;
   /**
    * Most tokens per model run, padding included (rows × longest row): with texts sorted by length, short texts are
-   * batched many at a time and long ones few, which measured fastest in both precisions (README, Measured).
+   * batched many at a time and long ones few, which measured fastest in both precisions under load (docs/benchmarks.md, embedding).
    * Undefined: batches of `batchSize` whatever their length.
    */
   batchTokens?: number;

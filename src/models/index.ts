@@ -18,6 +18,7 @@ export {
 } from './onnx-session.js';
 export { ModelNotFoundError, ModelsNotFoundError, locateModel, type ModelLocation } from './resolve.js';
 export { knownEmbeddingModel, KNOWN_EMBEDDING_MODELS } from './known-models.js';
+export { READER_ENCODINGS, type ReaderEncoding } from './reader-encoding.js';
 
 export function loadEmbedder(config: AppConfig): Promise<Embedder> {
   return Embedder.load(config.embedModel, {

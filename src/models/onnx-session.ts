@@ -4,6 +4,7 @@
  * fail at start-up with a message naming them.
  */
 import ort from 'onnxruntime-node';
+import { DomainError, type ErrorKind } from '../common/errors.js';
 import { readModelFile, type ModelLocation } from './resolve.js';
 
 /** The part of an onnxruntime session the embedder and the cross-encoder use. */
@@ -23,8 +24,10 @@ export interface SessionThreads {
 /** Highest ONNX IR version onnxruntime-node 1.14 (ONNX 1.13) loads. */
 export const MAX_IR_VERSION = 8;
 
-export class UnsupportedModelFileError extends Error {
+export class UnsupportedModelFileError extends DomainError {
   override name = 'UnsupportedModelFileError';
+  readonly kind: ErrorKind = 'internal';
+  readonly code: string = 'internal_error';
 }
 
 /**

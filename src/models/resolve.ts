@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { env } from '@xenova/transformers';
+import { DomainError, type ErrorKind } from '../common/errors.js';
 
 /** How to get going without the real models: the project's fixture models (random weights, real tokenizers). */
 const FIXTURE_HINT =
@@ -22,8 +23,11 @@ function modelFix(allowRemote: boolean): string {
 }
 
 /** Thrown at start-up when a model can be found neither locally nor on the hub; the message says how to fix it. */
-export class ModelNotFoundError extends Error {
+export class ModelNotFoundError extends DomainError {
   override name = 'ModelNotFoundError';
+  readonly kind: ErrorKind = 'unprocessable';
+  readonly code: string = 'model_not_found';
+  override readonly field = 'embedModel';
   /** The model, why it failed and where it was looked for, without the advice. */
   readonly problem: string;
   constructor(
@@ -36,11 +40,18 @@ export class ModelNotFoundError extends Error {
     super(`${problem}\n${modelFix(allowRemote)}`);
     this.problem = problem;
   }
+
+  /** The full message names server folders; the client learns which model, the server log the rest. */
+  override get clientMessage(): string {
+    return `embedding model "${this.model}" is not available on this server`;
+  }
 }
 
 /** Every model that could not be loaded, so one start-up attempt tells about all of them. */
-export class ModelsNotFoundError extends Error {
+export class ModelsNotFoundError extends DomainError {
   override name = 'ModelsNotFoundError';
+  readonly kind: ErrorKind = 'internal';
+  readonly code: string = 'internal_error';
   constructor(readonly failures: readonly ModelNotFoundError[]) {
     super(
       `${failures.length === 1 ? 'a model' : `${failures.length} models`} could not be loaded:\n` +

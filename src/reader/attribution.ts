@@ -3,7 +3,7 @@
  * passage's score is the attention mass the decoder puts on its tokens, averaged over layers, heads and generated
  * tokens.
  */
-import type { DecoderStep } from './decoder.js';
+import type { DecoderStep } from './decoder-session.js';
 import type { FusedMemory } from './fusion.js';
 import type { TokenAttention } from './types.js';
 

@@ -8,9 +8,7 @@ import {
   type AttributionDetail,
   type AttentionTraceNode,
 } from './attribution.js';
-import { search } from './decode.js';
-import { validateSampling } from './sampling.js';
-import { CachedStepRunner, MergedDecoder, supportsMemoryBroadcast } from './decoder.js';
+import { MergedDecoder } from './decoder-session.js';
 import {
   buildConcatPlan,
   buildEncoderPlan,
@@ -22,8 +20,11 @@ import {
   type EncodingStrategy,
   type FusedMemory,
 } from './fusion.js';
-import { leaveOneOutAttribution } from './leave-one-out.js';
+import { generate } from './generation.js';
 import { OnnxClock, throwIfAborted, type OrtSession } from './onnx-run.js';
+import { leaveOneOutAttribution } from './rescoring.js';
+import { validateSampling } from './sampling.js';
+import { CachedStepRunner, supportsMemoryBroadcast } from './step-runners.js';
 import type {
   AnswerResult,
   AttributionMethod,
@@ -162,7 +163,7 @@ export class FidReader {
       broadcastMemory: this.broadcastMemory,
       crossCachePerSpan: opts.fusion === 'fid' && this.opts.crossCache === 'per-passage',
     });
-    const result = await search(runner, {
+    const result = await generate(runner, {
       maxNewTokens: opts.maxNewTokens,
       minNewTokens: opts.minNewTokens ?? 0,
       numBeams: opts.numBeams,

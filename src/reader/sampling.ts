@@ -3,18 +3,7 @@
  * then top-k, then top-p (nucleus), then one draw from what is left, renormalised. Banned tokens (min new tokens,
  * no-repeat n-grams) are removed before any of them, as HF's processors run before its warpers.
  */
-import type { Candidate } from './decoder.js';
-
-export interface SamplingOptions {
-  /** > 0 samples from softmax(logits / temperature); 0 means greedy (the other fields are then ignored). */
-  temperature: number;
-  /** Keep only the topK most likely tokens; 0 keeps all. */
-  topK: number;
-  /** Keep the smallest set of most likely tokens whose probability reaches topP; 1 keeps all. */
-  topP: number;
-  /** Seed of the pseudo-random draws: the same seed, input and options give the same tokens. Random when absent. */
-  seed?: number;
-}
+import type { Candidate, SamplingOptions } from './types.js';
 
 export function validateSampling(s: SamplingOptions): void {
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${s.temperature}`);

@@ -1,6 +1,9 @@
-import type { SamplingOptions } from './sampling.js';
-
-export type FusionMode = 'fid' | 'concat';
+/**
+ * Types shared across the reader's modules (and its public surface). Imports nothing, so every module can depend on it
+ * without forming a cycle.
+ */
+export const FUSION_MODES = ['fid', 'concat'] as const;
+export type FusionMode = (typeof FUSION_MODES)[number];
 
 export type AttributionMethod = 'cross-attention' | 'leave-one-out';
 
@@ -20,6 +23,19 @@ export interface StreamedToken {
   index: number;
 }
 
+/** How sampling draws a token (see sampling.ts). */
+export interface SamplingOptions {
+  /** > 0 samples from softmax(logits / temperature); 0 means greedy (the other fields are then ignored). */
+  temperature: number;
+  /** Keep only the topK most likely tokens; 0 keeps all. */
+  topK: number;
+  /** Keep the smallest set of most likely tokens whose probability reaches topP; 1 keeps all. */
+  topP: number;
+  /** Seed of the pseudo-random draws: the same seed, input and options give the same tokens. Random when absent. */
+  seed?: number;
+}
+
+/** The options of `FidReader.answer` (it turns them into the decoding loop's `GenerationOptions`, generation.ts). */
 export interface GenerateOptions {
   maxNewTokens: number;
   numBeams: number;
@@ -38,6 +54,12 @@ export interface GenerateOptions {
    * winning hypothesis once the search has finished, because no beam's tokens are final before that.
    */
   onToken?: (t: StreamedToken) => void;
+}
+
+/** A token with its raw logit, as a decoder step lists its largest logits (see DecoderStep.topCandidates). */
+export interface Candidate {
+  token: number;
+  logit: number;
 }
 
 export interface TokenWeight {

@@ -1,4 +1,5 @@
-import { ftsMatchExpression } from '../store/index.js';
+// SQLite's FTS5 syntax: the one engine-specific piece of query text, so it comes from the SQLite module itself.
+import { ftsMatchExpression } from '../store/sqlite/passage-tables.js';
 
 const MAX_TERMS = 64;
 

@@ -3,6 +3,8 @@
  * scores every (query, passage) pair, and the best k by that score are kept.
  */
 
+import { yieldToEventLoop } from '../common/yield.js';
+
 export interface Reranker {
   readonly modelId: string;
   /** One relevance score per passage, aligned with `passages`; higher is more relevant. */
@@ -59,7 +61,7 @@ export class CrossEncoderReranker implements Reranker {
       start = end;
       const batchScores = await this.model.scoreBatch(batch.map((i) => pairs[i]!));
       batch.forEach((i, j) => (scores[i] = batchScores[j]!));
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
     }
     signal?.throwIfAborted();
     return scores;

@@ -1,9 +1,9 @@
 import { EmbeddingMismatchError, type LabelScore, type Metadata, type PassageStore, type SearchFilter } from '../store/index.js';
 import { queryTerms } from './fts-query.js';
 import { reciprocalRankFusion } from './rrf.js';
+import { SEARCH_MODES, type SearchMode } from './search-mode.js';
 
-export type SearchMode = 'dense' | 'bm25' | 'hybrid' | 'exact';
-export const SEARCH_MODES: readonly SearchMode[] = ['dense', 'bm25', 'hybrid', 'exact'];
+export { SEARCH_MODES, type SearchMode };
 
 /** The slice of the embedding service search needs (the models stage's `Embedder` satisfies it). */
 export interface QueryEmbedder {

@@ -1,10 +1,16 @@
 import PQueue from 'p-queue';
+import { DomainError, type ErrorKind } from '../common/errors.js';
 
-/** A task refused at admission because the queue is full; none of it ran. */
-export class QueueFullError extends Error {
+/** A task refused at admission because the queue is full; none of it ran. Retry after `retryAfterSeconds`. */
+export class QueueFullError extends DomainError {
   override name = 'QueueFullError';
-  constructor(readonly retryAfterSeconds: number) {
-    super('the queue is full');
+  readonly kind: ErrorKind = 'busy';
+  readonly code: string = 'queue_full';
+  constructor(
+    override readonly retryAfterSeconds: number,
+    message = 'the queue is full',
+  ) {
+    super(message);
   }
 }
 

@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { LazySlot } from '../common/lazy-slot.js';
 import type { AppConfig } from '../config/index.js';
 import { loadEmbedder, loadModels, loadReaderModel, type Embedder } from '../models/index.js';
 import { FidReader, fidDecoderRewrite } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
+import { embedderDiagnostics } from './diagnostics.js';
 import { CollectionExistsError } from './errors.js';
 import type { ServiceLog } from './log.js';
 import { RagService } from './rag-service.js';
@@ -58,23 +60,23 @@ export const REPLICA_DIR = '.replica';
  */
 export async function openSystem(config: AppConfig, options: SystemOptions): Promise<RagService> {
   const { log } = options;
-  const embedders = new Map<string, Promise<Embedder>>();
+  // One slot per model: loaded on first use, and a failed load is retried by the next caller rather than remembered.
+  const embedders = new Map<string, LazySlot<Promise<Embedder>>>();
+  const slotFor = (model: string): LazySlot<Promise<Embedder>> => {
+    let slot = embedders.get(model);
+    if (!slot) {
+      slot = new LazySlot(() => loadEmbedder({ ...config, embedModel: model }).then((embedder) => remember(model, embedder)));
+      embedders.set(model, slot);
+    }
+    return slot;
+  };
   const loaded: Embedder[] = [];
   const remember = (model: string, embedder: Embedder): Embedder => {
     loaded.push(embedder);
     log?.info({ model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
     return embedder;
   };
-  const embedderFor = (model: string): Promise<Embedder> => {
-    let pending = embedders.get(model);
-    if (!pending) {
-      pending = loadEmbedder({ ...config, embedModel: model }).then((embedder) => remember(model, embedder));
-      // A failed load is retried by the next caller rather than remembered.
-      pending.catch(() => embedders.delete(model));
-      embedders.set(model, pending);
-    }
-    return pending;
-  };
+  const embedderFor = (model: string): Promise<Embedder> => slotFor(model).get();
 
   // Models loaded up front are loaded before anything is opened, and all of them are resolved before a failure is
   // reported, so a start-up without models names every missing one at once.
@@ -83,7 +85,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   if (options.reader) {
     const readerModel = eager
       ? await loadModels(config, fidDecoderRewrite()).then(({ embedder, readerModel }) => {
-          embedders.set(config.embedModel, Promise.resolve(remember(config.embedModel, embedder)));
+          slotFor(config.embedModel).set(Promise.resolve(remember(config.embedModel, embedder)));
           return readerModel;
         })
       : await loadReaderModel(config, fidDecoderRewrite());
@@ -101,7 +103,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
 
   const engine = await openStoreEngine(engineSpecFor(config), log);
   const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
-  const service = new RagService(config, collections, reader, () => loaded, reranker);
+  const service = new RagService(config, collections, reader, embedderDiagnostics(() => loaded), reranker);
   if (options.prepareDefaultCollection) {
     try {
       await prepareDefault(config, collections, log);

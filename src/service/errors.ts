@@ -1,27 +1,42 @@
-/** Service-level refusals; the HTTP layer maps each to a status code. */
-export class ServiceError extends Error {
+import { DomainError, type ErrorKind } from '../common/errors.js';
+import { QueueFullError } from './admission-queue.js';
+
+/** Service-level errors: a plain one is a fault (500); the subclasses are refusals, each of its kind. */
+export class ServiceError extends DomainError {
   override name = 'ServiceError';
+  readonly kind: ErrorKind = 'internal';
+  readonly code: string = 'internal_error';
 }
 
 /** Too many write requests are already waiting; nothing was changed. */
-export class WriteQueueFullError extends ServiceError {
+export class WriteQueueFullError extends QueueFullError {
   override name = 'WriteQueueFullError';
-  constructor(readonly retryAfterSeconds: number) {
-    super('too many document writes are waiting; retry later');
+  override readonly code: string = 'write_queue_full';
+  constructor(retryAfterSeconds: number) {
+    super(retryAfterSeconds, 'too many document writes are waiting; retry later');
   }
 }
 
 /** A write was cancelled (timeout, client gone, shutdown) before its transaction committed: nothing was changed. */
 export class WriteCancelledError extends ServiceError {
   override name = 'WriteCancelledError';
+  override readonly kind: ErrorKind = 'cancelled';
+  override readonly code: string = 'write_cancelled';
+  override readonly outcome = 'the write was not applied, nothing was changed';
   constructor(readonly reason: unknown) {
     super('the write was cancelled before it was applied; nothing was changed', { cause: reason });
+  }
+
+  override get clientMessage(): string {
+    return `the write was cancelled; ${this.outcome}`;
   }
 }
 
 /** The server opened its index read-only (`server.readOnly`). */
 export class ReadOnlyIndexError extends ServiceError {
   override name = 'ReadOnlyIndexError';
+  override readonly kind: ErrorKind = 'read_only';
+  override readonly code: string = 'read_only';
 }
 
 /** SQLite, FTS and HNSW disagree in a way the store cannot reconcile by itself. */
@@ -44,6 +59,9 @@ export class IndexInconsistentError extends ServiceError {
 /** No collection of this name exists. */
 export class CollectionNotFoundError extends ServiceError {
   override name = 'CollectionNotFoundError';
+  override readonly kind: ErrorKind = 'not_found';
+  override readonly code: string = 'collection_not_found';
+  override readonly field = 'collection';
   constructor(readonly collection: string) {
     super(`no collection named "${collection}"`);
   }
@@ -52,6 +70,9 @@ export class CollectionNotFoundError extends ServiceError {
 /** A collection of this name exists already. */
 export class CollectionExistsError extends ServiceError {
   override name = 'CollectionExistsError';
+  override readonly kind: ErrorKind = 'conflict';
+  override readonly code: string = 'collection_exists';
+  override readonly field = 'name';
   constructor(readonly collection: string) {
     super(`a collection named "${collection}" exists already`);
   }
@@ -60,4 +81,7 @@ export class CollectionExistsError extends ServiceError {
 /** The default collection is what the unscoped routes use; it cannot be deleted. */
 export class CollectionProtectedError extends ServiceError {
   override name = 'CollectionProtectedError';
+  override readonly kind: ErrorKind = 'conflict';
+  override readonly code: string = 'collection_protected';
+  override readonly field = 'name';
 }

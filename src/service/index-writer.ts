@@ -12,6 +12,7 @@ import {
   type WriteSettings,
 } from '../ingest/index.js';
 import type { Metadata, PassageStore } from '../store/index.js';
+import { yieldToEventLoop } from '../common/yield.js';
 import { AdmissionQueue, QueueFullError } from './admission-queue.js';
 import { WriteCancelledError, WriteQueueFullError } from './errors.js';
 import { YieldingEmbedder } from './yielding-embedder.js';
@@ -75,7 +76,7 @@ const PER_REQUEST: CheckpointPolicy = { everyPassages: Number.POSITIVE_INFINITY,
  */
 async function* oneMacrotaskEach<T>(items: T[], signal: AbortSignal | undefined): AsyncGenerator<T> {
   for (const item of items) {
-    await new Promise((resolve) => setImmediate(resolve));
+    await yieldToEventLoop();
     signal?.throwIfAborted();
     yield item;
   }

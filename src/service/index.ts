@@ -1,22 +1,23 @@
 export { openSystem, engineSpecFor, type SystemOptions } from './compose.js';
-export {
-  RagService,
-  citationsFrom,
-  type AskParams,
-  type AskOutcome,
-  type AskHooks,
-  type SamplingParams,
-  type BulkRunOptions,
-  type CollectionScope,
-  type CollectionSummary,
-  type SearchOutcome,
-  type SearchParams,
-  type DocumentView,
-  type ServiceStats,
-  type UploadedDocumentFile,
-  type DocumentList,
-  type SyncSummary,
-} from './rag-service.js';
+export { RagService } from './rag-service.js';
+export { citationsFrom } from './citations.js';
+export type { ServiceDiagnostics } from './diagnostics.js';
+export type {
+  AskParams,
+  AskOutcome,
+  AskHooks,
+  SamplingParams,
+  BulkRunOptions,
+  CollectionScope,
+  CollectionSummary,
+  SearchOutcome,
+  SearchParams,
+  DocumentView,
+  ServiceStats,
+  UploadedDocumentFile,
+  DocumentList,
+  SyncSummary,
+} from './types.js';
 export type { ServiceLog } from './log.js';
 export type { NewCollection } from './collections.js';
 export type { DocumentInput, DocumentWriteStatus, DocumentWriteState, DeleteResult } from './index-writer.js';

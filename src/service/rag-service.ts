@@ -1,182 +1,54 @@
 import type { AppConfig } from '../config/index.js';
-import {
-  assertSyncFolder,
-  ParserThread,
-  fileToDocument,
-  folderDocuments,
-  ownedDocuments,
-  removedSince,
-  titleWithSection,
-  UnreadableFileError,
-  FileLimitError,
-  type FolderWalk,
-} from '../ingest/index.js';
-import type { IngestError, IngestSummary, ProgressMode, SourceDocument, ChunkOptions, FileFormat, FileParseOptions } from '../ingest/index.js';
-import type { Embedder } from '../models/index.js';
-import type { FidReader, AnswerResult, FusionMode, SamplingOptions } from '../reader/index.js';
-import { passageLocation, type SearchFilter, type SearchMode } from '../retrieval/index.js';
-import type { CollectionManifest, ListDocumentsOptions, Metadata, StoreStats, VerifyReport } from '../store/index.js';
+import { titleWithSection, type IngestSummary, type SourceDocument } from '../ingest/index.js';
+import type { FidReader, AnswerResult, SamplingOptions } from '../reader/index.js';
+import { passageLocation } from '../retrieval/index.js';
+import type { CollectionManifest, ListDocumentsOptions, Metadata, VerifyReport } from '../store/index.js';
+import { citationsFrom } from './citations.js';
 import type { Collections, NewCollection, OpenCollection } from './collections.js';
+import type { ServiceDiagnostics } from './diagnostics.js';
 import { CollectionProtectedError, ReadOnlyIndexError, ServiceError } from './errors.js';
+import { UploadParser } from './file-uploads.js';
+import { syncFolder } from './folder-sync.js';
+import { hitView, retrievalTimings } from './hits.js';
 import type { DeleteResult, DocumentInput, DocumentWriteStatus, IndexWriter } from './index-writer.js';
-import { retrieve, type RerankerSlot, type RerankParams } from './reranking.js';
-
-/** Which collection a call addresses; the default collection (config `indexName`) when absent. */
-export interface CollectionScope {
-  collection?: string;
-}
-
-export interface SearchParams extends CollectionScope {
-  query: string;
-  k?: number;
-  mode?: SearchMode;
-  filter?: SearchFilter;
-  rerank?: RerankParams;
-}
-
-/** Temperature > 0 samples (see src/reader/sampling.ts); absent or 0 decodes greedily (or with beams). */
-export interface SamplingParams {
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  seed?: number;
-}
-
-export interface AskParams extends CollectionScope, SamplingParams {
-  question: string;
-  k?: number;
-  mode?: SearchMode;
-  filter?: SearchFilter;
-  fusion?: FusionMode;
-  rerank?: RerankParams;
-  maxNewTokens?: number;
-  numBeams?: number;
-  /** Not exposed over HTTP: benchmarks force a fixed answer length with it. */
-  minNewTokens?: number;
-  /** Retrieve with this text instead of the question (chat folds earlier user turns into it). */
-  retrievalQuery?: string;
-}
-
-export interface AskOutcome {
-  answer: string;
-  /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
-  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; rerankScore?: number; attention: number } & PassageLocation>;
-  tokenAttention: AnswerResult['tokenAttention'];
-  attribution: AnswerResult['attribution'];
-  fusion: FusionMode;
-  model: string;
-  /** Generated tokens, EOS included. */
-  tokens: number;
-  /** Encoder tokens the reader read (all passages' inputs); 0 without passages. */
-  promptTokens: number;
-  /** 'stop': the model ended the answer (or there was nothing to read); 'length': maxNewTokens cut it off. */
-  finishReason: 'stop' | 'length';
-  /**
-   * `embedMs` + `searchMs` (inside `retrieveMs`) and `onnxMs` are for metrics and benchmarks, not for API clients;
-   * `rerankMs` (also inside `retrieveMs`) is there when the passages were reranked.
-   */
-  timings: {
-    retrieveMs: number;
-    embedMs: number;
-    searchMs: number;
-    rerankMs?: number;
-    encodeMs: number;
-    decodeMs: number;
-    totalMs: number;
-    onnxMs: number;
-  };
-}
-
-export interface SearchOutcome {
-  /** `score`: the retrieval score; `rerankScore` (with rerank): the cross-encoder's, which orders the results. */
-  results: Array<{ passageId: string; docId: string; title: string; text: string; score: number; rerankScore?: number } & PassageLocation>;
-  timings: { embedMs: number; searchMs: number; rerankMs?: number; totalMs: number };
-}
-
-/** Page range and heading path of a passage, when its document has them. */
-export type PassageLocation = ReturnType<typeof passageLocation>;
-
-/** One uploaded file: its name (the document id), its format and its bytes. */
-export interface UploadedDocumentFile {
-  name: string;
-  format: FileFormat;
-  bytes: Uint8Array;
-}
-
-export interface DocumentList {
-  documents: Array<{ id: string; title: string; metadata: Metadata }>;
-  /** Pass as `after` for the next page; absent on the last page. */
-  next?: string;
-}
-
-export interface DocumentView {
-  id: string;
-  title: string;
-  metadata: Metadata;
-  passages: Array<{ passageId: string; text: string } & PassageLocation>;
-}
-
-export interface ServiceStats {
-  /** The collection's name (kept under its historical key too). */
-  index: string;
-  collection: string;
-  documents: number;
-  passages: number;
-  /** Bytes the collection occupies on disk (SQLite with its WAL, HNSW graph, manifest). */
-  indexBytes: number;
-  hnsw: { live: number; pending: number };
-  models: { embed: string; reader: string };
-  writable: boolean;
-  /** PostgreSQL deployment: how far this replica has applied the collection's change log. */
-  replication?: StoreStats['replication'];
-}
-
-export interface CollectionSummary {
-  name: string;
-  embedModel: string;
-  dim: number;
-  chunk?: { maxTokens: number; overlapTokens: number };
-  createdAt: string;
-}
-
-export interface AskHooks {
-  signal?: AbortSignal;
-  onToken?: (token: { id: number; text: string; index: number }) => void;
-}
-
-export interface BulkRunOptions extends CollectionScope {
-  progress: ProgressMode;
-  onError?: (error: IngestError) => void;
-  /** This run only: cut documents differently from the collection's chunking. */
-  chunk?: ChunkOptions;
-  /** Decide outcomes (and, for a sync, the deletions) without writing. */
-  dryRun?: boolean;
-}
-
-/** A folder sync: the ingest summary of the folder's documents plus the documents removed (or, dry, to remove). */
-export interface SyncSummary extends IngestSummary {
-  removed: string[];
-}
+import { retrieve, type RerankerSlot } from './reranking.js';
+import type {
+  AskHooks,
+  AskOutcome,
+  AskParams,
+  BulkRunOptions,
+  CollectionScope,
+  CollectionSummary,
+  DocumentList,
+  DocumentView,
+  SamplingParams,
+  SearchOutcome,
+  SearchParams,
+  ServiceStats,
+  SyncSummary,
+  UploadedDocumentFile,
+} from './types.js';
 
 export type { ServiceLog } from './log.js';
-
 /**
  * What the REST API, the CLIs and the evaluations call: search, answers, documents and collections. Built by
  * `openSystem` (compose.ts); its parts stay inside, so an eval measures exactly what a client of /v1/ask gets.
  */
 export class RagService {
-  /** Started by the first upload; its worker is replaced when an upload's parse is stopped. */
-  private fileParser: ParserThread | undefined;
+  /** Parses uploads off the event loop; its thread starts with the first upload. */
+  private readonly uploads: UploadParser;
 
   constructor(
     private readonly config: AppConfig,
     private readonly collections: Collections,
     private readonly reader: FidReader | undefined,
-    private readonly embedders: () => Embedder[],
+    /** Benchmark and test measurements, kept off the facade's API (see diagnostics.ts). */
+    readonly diagnostics: ServiceDiagnostics,
     /** The cross-encoder for `rerank` requests, loaded on first use (see reranking.ts). */
     readonly reranker: RerankerSlot,
-  ) {}
+  ) {
+    this.uploads = new UploadParser(config.documents.upload);
+  }
 
   /** The collection unscoped calls address. */
   get defaultCollection(): string {
@@ -188,9 +60,9 @@ export class RagService {
     return this.reader?.attributionMethod;
   }
 
-  /** Milliseconds the embedding models have spent inside onnxruntime run() so far (benchmarks). */
+  /** `diagnostics.embedOnnxMs`, kept for the benchmark scripts and tests that read it here. */
   get embedOnnxMs(): number {
-    return this.embedders().reduce((sum, e) => sum + e.onnxRunMs, 0);
+    return this.diagnostics.embedOnnxMs;
   }
 
   /** Collections open right now, and the most open at once (bounded by `collections.maxOpen`). */
@@ -229,21 +101,8 @@ export class RagService {
       const query = { k, mode: params.mode, filter: params.filter, rerank: params.rerank };
       const { hits, timings } = await retrieve(c.retriever, this.reranker, params.query, query, options.signal);
       return {
-        results: hits.map((h) => ({
-          passageId: h.passageId,
-          docId: h.docId,
-          title: h.title,
-          text: h.text,
-          score: h.score,
-          ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
-          ...passageLocation(h),
-        })),
-        timings: {
-          embedMs: timings.embedMs,
-          searchMs: timings.searchMs,
-          ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
-          totalMs: performance.now() - started,
-        },
+        results: hits.map((h) => hitView(h, 'score')),
+        timings: { ...retrievalTimings(timings), totalMs: performance.now() - started },
       };
     });
   }
@@ -262,21 +121,8 @@ export class RagService {
     const retrieveMs = performance.now() - started;
     hooks.signal?.throwIfAborted();
 
-    const passages = hits.map((h) => ({
-      passageId: h.passageId,
-      docId: h.docId,
-      title: h.title,
-      text: h.text,
-      retrievalScore: h.score,
-      ...(h.rerankScore !== undefined && { rerankScore: h.rerankScore }),
-      ...passageLocation(h),
-    }));
-    const retrievalTimings = {
-      retrieveMs,
-      embedMs: timings.embedMs,
-      searchMs: timings.searchMs,
-      ...(timings.rerankMs !== undefined && { rerankMs: timings.rerankMs }),
-    };
+    const passages = hits.map((h) => hitView(h, 'retrievalScore'));
+    const retrieval = { retrieveMs, ...retrievalTimings(timings) };
     if (passages.length === 0) {
       // Nothing matched (empty collection, or a filter that excludes everything): no evidence, so no answer to cite.
       return {
@@ -290,7 +136,7 @@ export class RagService {
         tokens: 0,
         promptTokens: 0,
         finishReason: 'stop',
-        timings: { ...retrievalTimings, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
+        timings: { ...retrieval, encodeMs: 0, decodeMs: 0, totalMs: performance.now() - started, onnxMs: 0 },
       };
     }
     // The reader sees where a passage sits: its title field is the document title and the heading path.
@@ -322,7 +168,7 @@ export class RagService {
       promptTokens: result.promptTokens,
       finishReason: result.tokenIds.at(-1) === reader.model.config.eos_token_id ? 'stop' : 'length',
       timings: {
-        ...retrievalTimings,
+        ...retrieval,
         encodeMs: result.timings.encodeMs,
         decodeMs: result.timings.decodeMs,
         totalMs: performance.now() - started,
@@ -350,25 +196,7 @@ export class RagService {
     metadata: Metadata,
     options: CollectionScope & { signal?: AbortSignal } = {},
   ): Promise<DocumentWriteStatus[]> {
-    const { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries } = this.config.documents.upload;
-    const limits: FileParseOptions = { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries };
-    // Parsed off the event loop: a large HTML or DOCX file takes seconds of synchronous work.
-    this.fileParser ??= new ParserThread();
-    const parser = this.fileParser;
-    const outcomes: Array<DocumentWriteStatus | DocumentInput> = [];
-    for (const [index, file] of files.entries()) {
-      options.signal?.throwIfAborted();
-      try {
-        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f, limits, options.signal));
-        outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
-      } catch (err) {
-        if (err instanceof FileLimitError) {
-          throw new FileLimitError(`files.${index} (${JSON.stringify(file.name)}): ${err.message}`, err.status, `files.${index}`);
-        }
-        if (!(err instanceof UnreadableFileError)) throw err;
-        outcomes.push({ id: file.name, status: 'error', error: err.message });
-      }
-    }
+    const outcomes = await this.uploads.read(files, metadata, options.signal);
     const inputs = outcomes.filter((o): o is DocumentInput => 'text' in o);
     const written = inputs.length > 0 ? await this.upsertDocuments(inputs, options) : [];
     const byId = new Map(written.map((w) => [w.id, w]));
@@ -416,26 +244,7 @@ export class RagService {
    * same outcomes and deletions without writing.
    */
   syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
-    return this.use(options, async (c) => {
-      const writer = this.writerOf(c);
-      await assertSyncFolder(folder);
-      const owned = await ownedDocuments(c.store, folder);
-      const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
-      const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError), options);
-      const removed = removedSince(owned, walk.present);
-      summary.errors.push(...walk.errors);
-      summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));
-      summary.unsupported = walk.unsupported;
-      if (removed.length > 0 && !options.dryRun) {
-        const deleted = await writer.deleteMany(removed);
-        summary.deleted = deleted.deleted;
-        summary.passagesRemoved += deleted.passagesRemoved;
-      } else if (options.dryRun) {
-        summary.deleted = removed.length;
-      }
-      summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
-      return { ...summary, removed };
-    });
+    return this.use(options, async (c) => syncFolder(c.store, this.writerOf(c), folder, options));
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
@@ -477,7 +286,7 @@ export class RagService {
 
   /** Saves what changed and releases every collection; call drainWrites() first to finish accepted writes. */
   async close(): Promise<void> {
-    await this.fileParser?.close();
+    await this.uploads.close();
     await this.collections.closeAll();
   }
 
@@ -510,22 +319,4 @@ function summarize(name: string, manifest: CollectionManifest): CollectionSummar
     ...(manifest.chunk ? { chunk: manifest.chunk } : {}),
     createdAt: manifest.createdAt,
   };
-}
-
-/**
- * Passages holding at least `minShare` of the answer's cross-attention, strongest first — and always the strongest one,
- * so an answer spread thinly over many passages still names its main source. Scores are renormalised to sum to 1 over
- * the cited passages; `attention` keeps the share over all passages.
- */
-export function citationsFrom(
-  passages: ReadonlyArray<{ passageId: string; docId: string; title: string } & PassageLocation>,
-  shares: readonly number[],
-  minShare: number,
-): AskOutcome['citations'] {
-  const ranked = passages
-    .map((p, i) => ({ passageId: p.passageId, docId: p.docId, title: p.title, ...passageLocation(p), attention: shares[i] ?? 0 }))
-    .sort((a, b) => b.attention - a.attention);
-  const cited = ranked.filter((c, i) => i === 0 || c.attention >= minShare);
-  const total = cited.reduce((sum, c) => sum + c.attention, 0);
-  return cited.map((c) => ({ ...c, score: total > 0 ? c.attention / total : 1 / cited.length }));
 }

@@ -1,3 +1,4 @@
+import { LazySlot } from '../common/lazy-slot.js';
 import type { AppConfig } from '../config/index.js';
 import { loadCrossEncoder } from '../models/index.js';
 import {
@@ -9,6 +10,7 @@ import {
   type SearchHit,
   type SearchMode,
 } from '../retrieval/index.js';
+import type { ErrorKind } from '../common/errors.js';
 import { ServiceError } from './errors.js';
 
 export interface RerankParams {
@@ -37,11 +39,16 @@ export interface RetrieveResult {
 /** The reranker could not be loaded (missing model files, a model without a one-logit head). */
 export class RerankerUnavailableError extends ServiceError {
   override name = 'RerankerUnavailableError';
+  override readonly kind: ErrorKind = 'unavailable';
+  override readonly code: string = 'rerank_unavailable';
 }
 
 /** A request asked for more candidates than it may, or fewer than it keeps. */
 export class InvalidRerankError extends ServiceError {
   override name = 'InvalidRerankError';
+  override readonly kind: ErrorKind = 'invalid';
+  override readonly code: string = 'invalid_request';
+  override readonly field = 'rerank.topN';
 }
 
 /**
@@ -50,20 +57,22 @@ export class InvalidRerankError extends ServiceError {
  * adding the model files later works without a restart.
  */
 export class RerankerSlot {
-  private loading: Promise<Reranker> | undefined;
+  private readonly slot: LazySlot<Promise<Reranker>>;
 
-  constructor(private readonly load: () => Promise<Reranker>) {}
+  constructor(load: () => Promise<Reranker>) {
+    this.slot = new LazySlot(() =>
+      load().catch((err: unknown) => {
+        throw new RerankerUnavailableError(`reranking is unavailable: ${(err as Error).message}`);
+      }),
+    );
+  }
 
   static fromConfig(config: AppConfig): RerankerSlot {
     return new RerankerSlot(async () => new CrossEncoderReranker(await loadCrossEncoder(config), { batchSize: config.rerank.batchSize, batchTokens: config.rerank.batchTokens }));
   }
 
   get(): Promise<Reranker> {
-    this.loading ??= this.load().catch((err: unknown) => {
-      this.loading = undefined;
-      throw new RerankerUnavailableError(`reranking is unavailable: ${(err as Error).message}`);
-    });
-    return this.loading;
+    return this.slot.get();
   }
 }
 

@@ -1,3 +1,4 @@
+import { yieldToEventLoop } from '../common/yield.js';
 import type { IngestEmbedder, TokenBudget } from '../ingest/index.js';
 
 /**
@@ -27,7 +28,7 @@ export class YieldingEmbedder implements IngestEmbedder {
     const order = texts.map((_, i) => i).sort((a, b) => texts[a]!.length - texts[b]!.length);
     const out = new Array<Float32Array>(texts.length);
     for (let start = 0; start < order.length; start += this.batchSize) {
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
       this.signal?.throwIfAborted();
       const batch = order.slice(start, start + this.batchSize);
       const vectors = await this.inner.embedPassages(batch.map((i) => texts[i]!));

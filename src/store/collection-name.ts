@@ -1,4 +1,4 @@
-import { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from './engine.js';
+import { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from '../common/collection-name.js';
 import { InvalidCollectionNameError } from './errors.js';
 
 /** Names become folder names (embedded engine) or keys: the pattern admits no separator, dot or upper case. */

@@ -11,7 +11,6 @@ import type {
   DeleteOutcome,
   DocumentState,
   DocumentWrite,
-  FaultPoint,
   HnswParams,
   LabelScore,
   Metadata,
@@ -196,8 +195,6 @@ export interface OpenCollectionOptions {
   create?: boolean;
   /** A filter admitting at most this many passages is answered exactly rather than by a filtered graph walk. */
   exactFilterThreshold: number;
-  /** Test hook (embedded engine): called at crash-relevant points of a write; tests kill the process there. */
-  faultHook?: (point: FaultPoint) => void;
 }
 
 export interface CollectionInfo {
@@ -224,12 +221,5 @@ export interface StoreEngine {
   close(): Promise<void>;
 }
 
-/** Collection names: lower-case letters, digits, `_` and `-`, starting with a letter or digit, at most 64. */
-export const COLLECTION_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** Names the pattern admits that cannot be folder names on Windows: its device names. */
-const RESERVED_COLLECTION_NAME = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/;
-
-export const RESERVED_NAME_MESSAGE = 'is reserved: con, prn, aux, nul, com0-com9 and lpt0-lpt9 are device names on Windows, where collection names become folder names';
-
-export const isReservedCollectionName = (name: string): boolean => RESERVED_COLLECTION_NAME.test(name);
+// The naming rule lives in src/common (the config validates names too, without depending on the store).
+export { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from '../common/collection-name.js';

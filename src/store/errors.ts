@@ -1,5 +1,10 @@
-export class IndexStoreError extends Error {
+import { DomainError, type ErrorKind } from '../common/errors.js';
+
+/** Storage errors: a plain one is a fault (500); the subclasses below say which are refusals. */
+export class IndexStoreError extends DomainError {
   override name = 'IndexStoreError';
+  readonly kind: ErrorKind = 'internal';
+  readonly code: string = 'internal_error';
 }
 
 /** The index was built with a different embedding model or dimension than the one configured now. */
@@ -26,19 +31,34 @@ export class IndexNotFoundError extends IndexStoreError {
 
 export class IndexLockedError extends IndexStoreError {
   override name = 'IndexLockedError';
+  // Another process (an `npm run ingest`) holds the collection's writer lock; it lets go when it finishes.
+  override readonly kind: ErrorKind = 'busy';
+  override readonly code: string = 'collection_busy';
+  override readonly retryAfterSeconds = 5;
 }
 
 export class InvalidFilterError extends IndexStoreError {
   override name = 'InvalidFilterError';
+  // The request schema refuses what the store refuses; this keeps any gap between them a 400, not a 500.
+  override readonly kind: ErrorKind = 'invalid';
+  override readonly code: string = 'invalid_request';
+  override readonly field = 'filter';
 }
 
 export class InvalidCollectionNameError extends IndexStoreError {
   override name = 'InvalidCollectionNameError';
+  override readonly kind: ErrorKind = 'invalid';
+  override readonly code: string = 'invalid_request';
+  override readonly field = 'collection';
 }
 
 /** The storage's server cannot be reached (PostgreSQL down or restarting). A write that failed before its commit changed nothing. */
 export class StorageUnavailableError extends IndexStoreError {
   override name = 'StorageUnavailableError';
+  // PostgreSQL deployment: searches keep being served from the local index meanwhile.
+  override readonly kind: ErrorKind = 'unavailable';
+  override readonly code: string = 'database_unavailable';
+  override readonly retryAfterSeconds = 2;
   constructor(what: string, cause: unknown) {
     super(
       `the database is unavailable (${what}): ${(cause as Error)?.message ?? String(cause)}. Retry shortly: writes are ` +

@@ -12,6 +12,9 @@
  * answer 400 naming it. Engines compile the tree (SQLite: `filter-sql.ts`); nothing user-supplied reaches SQL text.
  */
 
+import { DomainError, type ErrorKind } from '../common/errors.js';
+import { isPlainObject } from '../common/plain-object.js';
+
 export type FilterScalar = string | number | boolean;
 export type CompareOp = 'gt' | 'gte' | 'lt' | 'lte';
 
@@ -34,8 +37,11 @@ export const FILTER_LIMITS = {
 } as const;
 
 /** A filter that cannot be evaluated; `path` is where in the filter object the problem is. */
-export class FilterSyntaxError extends Error {
+export class FilterSyntaxError extends DomainError {
   override name = 'FilterSyntaxError';
+  readonly kind: ErrorKind = 'invalid';
+  readonly code: string = 'invalid_request';
+  override readonly field = 'filter';
   constructor(
     readonly path: Array<string | number>,
     message: string,
@@ -46,10 +52,6 @@ export class FilterSyntaxError extends Error {
 
 const COMPARE_OPS: Record<string, CompareOp> = { $gt: 'gt', $gte: 'gte', $lt: 'lt', $lte: 'lte' };
 const FIELD_OPERATORS = new Set(['$eq', '$ne', '$in', '$nin', '$exists', '$not', ...Object.keys(COMPARE_OPS)]);
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
 
 /**
  * A dotted key → its path segments. `.` separates, `\.` and `\\` escape; any other backslash, an empty segment or a

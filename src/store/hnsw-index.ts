@@ -4,6 +4,7 @@ import os from 'node:os';
 import hnswlib from 'hnswlib-node';
 import type { HnswParams, LabelScore } from './types.js';
 import type { VectorIndex } from './vector-index.js';
+import { IndexStoreError } from './errors.js';
 
 const { HierarchicalNSW } = hnswlib;
 type Hnsw = InstanceType<typeof HierarchicalNSW>;
@@ -251,7 +252,7 @@ export class HnswIndex implements VectorIndex {
   }
 }
 
-export class IncompleteHnswFileError extends Error {
+export class IncompleteHnswFileError extends IndexStoreError {
   override name = 'IncompleteHnswFileError';
 }
 

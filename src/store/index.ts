@@ -26,9 +26,7 @@ export {
 } from './errors.js';
 export { ExactIndex } from './exact-index.js';
 export { HnswIndex } from './hnsw-index.js';
-export { TimeSlice } from './time-slice.js';
 export type { VectorIndex } from './vector-index.js';
-export { ftsMatchExpression } from './sqlite/passage-tables.js';
 export type {
   DeleteOutcome,
   DocumentState,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config/index.js';
 import type { IngestEmbedder, IngestOptions, WriteSettings } from '../../src/ingest/index.js';
 import { openStoreEngine, type FaultPoint, type HnswParams, type PassageStore } from '../../src/store/index.js';
+import { SqliteEngine } from '../../src/store/sqlite/sqlite-engine.js';
 
 /** The config schema's defaults: tests take every default from the one place the product does. */
 export const DEFAULTS = loadConfig({ env: {}, cwd: os.tmpdir() });
@@ -21,7 +22,10 @@ export interface TestStoreOptions {
  * parent is the engine's indexes folder and its name the collection's.
  */
 export async function openTestStore(dir: string, options: TestStoreOptions): Promise<PassageStore> {
-  const engine = await openStoreEngine({ kind: 'sqlite', indexesDir: path.dirname(dir) });
+  // The write fault hook is a test-only option of the embedded engine, not of the production open options.
+  const engine = options.faultHook
+    ? new SqliteEngine(path.dirname(dir), undefined, options.faultHook)
+    : await openStoreEngine({ kind: 'sqlite', indexesDir: path.dirname(dir) });
   return engine.openCollection(path.basename(dir), {
     embedModel: options.embedModel,
     dim: options.dim,
@@ -29,7 +33,6 @@ export async function openTestStore(dir: string, options: TestStoreOptions): Pro
     readonly: options.readonly ?? false,
     create: !(options.readonly ?? false),
     exactFilterThreshold: options.exactFilterThreshold ?? DEFAULTS.retrieval.exactFilterThreshold,
-    faultHook: options.faultHook,
   });
 }
 

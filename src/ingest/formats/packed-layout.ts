@@ -1,5 +1,5 @@
 import type { TextLayout } from '../types.js';
-import type { ParsedDocument } from './index.js';
+import type { ParsedDocument } from './parse-file.js';
 
 /**
  * A layout as it crosses from the parser thread to the main thread. As objects, a long document's layout (23,000

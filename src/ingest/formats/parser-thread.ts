@@ -1,22 +1,11 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { FileFormat, ParsedDocument } from './index.js';
+import { JsonTextError } from './json-text.js';
+import type { FileFormat, ParsedDocument } from './parse-file.js';
+import type { ParseMessage, ParseReply, ReplyError } from './parse-protocol.js';
 import { FileLimitError, UnreadableFileError, type ParseLimits } from './types.js';
 import { unpackDocument, type PackedDocument } from './packed-layout.js';
-import type { ParseMessage, ParseReply, ReplyError } from './parse-worker.js';
-
-/** Why a JSON body could not be parsed, in body-parser's terms (`type`), so the API maps it like its other parse errors. */
-export class JsonBodyError extends Error {
-  override name = 'JsonBodyError';
-  readonly status = 400;
-  constructor(
-    message: string,
-    readonly type: 'entity.parse.failed' | 'entity.invalid.utf8',
-  ) {
-    super(message);
-  }
-}
 
 /** An uploaded file's limits: what it may inflate to and how many pages it may have, and how long it may parse. */
 export interface FileParseOptions extends ParseLimits {
@@ -186,11 +175,11 @@ export class ParserThread {
   }
 
   /**
-   * A JSON request body as express.json({ strict: true }) reads it: UTF-8 (a byte-order mark dropped, invalid bytes
-   * refused), empty meaning `{}`, and only an object or array at the top.
+   * UTF-8 JSON text → its value, as parseJsonText (json-text.ts) reads it: `undefined` for empty text, a JsonTextError
+   * for text that is not UTF-8 or not JSON (or, with `containerOnly`, whose top level is not an object or array).
    */
-  parseJson(bytes: Uint8Array): Promise<unknown> {
-    return this.json.run({ kind: 'json', bytes }, undefined, undefined);
+  parseJson(bytes: Uint8Array, options: { containerOnly?: boolean } = {}): Promise<unknown> {
+    return this.json.run({ kind: 'json', bytes, containerOnly: options.containerOnly ?? false }, undefined, undefined);
   }
 
   async close(): Promise<void> {
@@ -204,10 +193,9 @@ function toError(error: ReplyError): Error {
       return new UnreadableFileError(error.message);
     case 'limit':
       return new FileLimitError(error.message, error.status ?? 413);
-    case 'json':
-      return new JsonBodyError(error.message, 'entity.parse.failed');
-    case 'utf8':
-      return new JsonBodyError(error.message, 'entity.invalid.utf8');
+    case 'encoding':
+    case 'syntax':
+      return new JsonTextError(error.message, error.kind);
     default:
       return new Error(error.message);
   }

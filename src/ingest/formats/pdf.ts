@@ -1,4 +1,5 @@
 import { getDocumentProxy } from 'unpdf';
+import { yieldToEventLoop } from '../../common/yield.js';
 import type { TextLayout } from '../types.js';
 import { checkPdfStreams } from './pdf-streams.js';
 import { FileLimitError, UnreadableFileError, type ParsedFile, type ParseLimits } from './types.js';
@@ -165,8 +166,6 @@ function runsOf(items: unknown[]): Run[] {
   }
   return runs;
 }
-
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 const PAGE_SEPARATOR = '\n\n';
 

@@ -1,3 +1,4 @@
+import { DomainError, type ErrorKind } from '../../common/errors.js';
 import type { TextLayout } from '../types.js';
 
 /** What a format reader makes of one file: its text, a title, and where pages and headings are. */
@@ -10,8 +11,10 @@ export interface ParsedFile {
 }
 
 /** A file that cannot be read, with the reason in words a user can act on. */
-export class UnreadableFileError extends Error {
+export class UnreadableFileError extends DomainError {
   override name = 'UnreadableFileError';
+  readonly kind: ErrorKind = 'unprocessable';
+  readonly code: string = 'unreadable_file';
 }
 
 /**
@@ -36,11 +39,15 @@ export interface ParseLimits {
  */
 export class FileLimitError extends UnreadableFileError {
   override name = 'FileLimitError';
+  override readonly kind: ErrorKind;
+  override readonly code: string;
   constructor(
     message: string,
     readonly status: 413 | 422,
-    readonly field?: string,
+    override readonly field?: string,
   ) {
     super(message);
+    this.kind = status === 413 ? 'too_large' : 'unprocessable';
+    this.code = status === 413 ? 'payload_too_large' : 'unprocessable_file';
   }
 }

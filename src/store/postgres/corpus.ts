@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { parseMetadata } from '../../common/metadata.js';
 import type { CollectionManifest } from '../engine.js';
 import { IndexNotFoundError, IndexStoreError } from '../errors.js';
 import type { DeleteOutcome, DocumentState, DocumentWrite, Metadata, PassageInput, StoredDocument, WriteOutcome } from '../types.js';
@@ -35,11 +36,6 @@ export interface CollectionRow {
 /** A document as stored in PostgreSQL, with the change that last wrote it. */
 export interface StoredDocumentWrite extends DocumentWrite {
   changeId: number;
-}
-
-function parseMetadata(json: string): Metadata {
-  const value = JSON.parse(json) as unknown;
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Metadata) : {};
 }
 
 /** Bytes from PostgreSQL may sit at any offset of a shared buffer; Float32Array views need 4-byte alignment. */

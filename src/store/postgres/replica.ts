@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
+import { yieldToEventLoop } from '../../common/yield.js';
 import { writeFileAtomic } from '../sqlite/atomic-file.js';
 import { WriterLock } from '../sqlite/writer-lock.js';
 import type { PassageStore } from '../engine.js';
@@ -322,7 +323,7 @@ export class CollectionReplica {
         return;
       }
       // Let searches run between large catch-up batches.
-      await new Promise((resolve) => setImmediate(resolve));
+      await yieldToEventLoop();
     }
   }
 

@@ -2,7 +2,7 @@ import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { IndexStoreError } from '../errors.js';
 import { HnswIndex } from '../hnsw-index.js';
-import type { TimeSlice } from '../time-slice.js';
+import type { TimeSlice } from '../../common/time-slice.js';
 import type { FaultPoint, HnswParams, LabelScore } from '../types.js';
 import { dot } from '../vectors.js';
 import { fsyncDir, fsyncFileAsync } from './atomic-file.js';

@@ -1,4 +1,6 @@
 import type Database from 'better-sqlite3';
+import { parseMetadata } from '../../common/metadata.js';
+import type { TimeSlice } from '../../common/time-slice.js';
 import { IndexStoreError } from '../errors.js';
 import { filterToSql, isEmptyFilter } from '../filter-sql.js';
 import type { DocumentInfo, DocumentPage, ListDocumentsOptions } from '../engine.js';
@@ -13,7 +15,6 @@ import type {
   SearchFilter,
   WriteOutcome,
 } from '../types.js';
-import type { TimeSlice } from '../time-slice.js';
 import { blobToVector, normalized, vectorToBlob } from '../vectors.js';
 
 const SQL_BATCH = 500;
@@ -44,11 +45,6 @@ export function chunks<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
-}
-
-function parseMetadata(json: string): Metadata {
-  const value = JSON.parse(json) as unknown;
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Metadata) : {};
 }
 
 function toPassageRecord(row: PassageRow): PassageRecord {

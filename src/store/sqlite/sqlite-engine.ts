@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { CollectionInfo, CollectionManifest, OpenCollectionOptions, StoreEngine } from '../engine.js';
+import type { FaultPoint } from '../types.js';
 import { assertCollectionName } from '../collection-name.js';
 import { fsyncDir } from './atomic-file.js';
 import { readManifest } from './manifest.js';
@@ -12,13 +13,18 @@ const TRASH_PREFIX = '.dropped-';
 /** Steps of a collection drop, for crash tests: the drop is decided but nothing moved / the name is free, data left. */
 export type DropFaultPoint = 'drop-before-rename' | 'drop-after-rename';
 
-/** The embedded engine: one folder per collection under `indexesDir`. */
+/**
+ * The embedded engine: one folder per collection under `indexesDir`. The hooks are for crash tests only (production
+ * opens it through `openStoreEngine`, without them): called at crash-relevant points of a drop, and of every write of
+ * the collections it opens; the tests kill the process there.
+ */
 export class SqliteEngine implements StoreEngine {
   readonly kind = 'sqlite';
 
   constructor(
     private readonly indexesDir: string,
     private readonly dropFaultHook?: (point: DropFaultPoint) => void,
+    private readonly writeFaultHook?: (point: FaultPoint) => void,
   ) {
     this.removeDroppedLeftovers();
   }
@@ -46,7 +52,7 @@ export class SqliteEngine implements StoreEngine {
   }
 
   async openCollection(name: string, options: OpenCollectionOptions): Promise<SqlitePassageStore> {
-    return SqlitePassageStore.open(name, this.dirOf(name), options);
+    return SqlitePassageStore.open(name, this.dirOf(name), options, this.writeFaultHook);
   }
 
   /**

@@ -25,7 +25,7 @@ import type {
   VerifyReport,
   WriteOutcome,
 } from '../types.js';
-import { TimeSlice } from '../time-slice.js';
+import { TimeSlice } from '../../common/time-slice.js';
 import { normalized } from '../vectors.js';
 import { GraphGenerations } from './graph-generations.js';
 import { assertSameEmbedding, FORMAT_VERSION, readManifest, writeManifest, type IndexManifest } from './manifest.js';
@@ -34,11 +34,6 @@ import { configureConnection, createSchema, hasSchema, readMeta } from './schema
 import { WriterLock } from './writer-lock.js';
 
 const DB_FILE = 'index.sqlite';
-/**
- * Longest synchronous stretch of a write before it returns to the event loop. 10 ms keeps searches answered during a
- * multi-megabyte write; each turn costs a setImmediate round trip (tens of microseconds), so the write barely slows.
- */
-const WRITE_SLICE_MS = 10;
 
 function folderBytes(dir: string): number {
   let total = 0;
@@ -76,7 +71,8 @@ export class SqlitePassageStore implements PassageStore {
     private readonly faultHook: ((point: FaultPoint) => void) | undefined,
   ) {}
 
-  static async open(name: string, dir: string, options: OpenCollectionOptions): Promise<SqlitePassageStore> {
+  /** `faultHook` is a crash-test hook (see SqliteEngine): called at crash-relevant points of a write. */
+  static async open(name: string, dir: string, options: OpenCollectionOptions, faultHook?: (point: FaultPoint) => void): Promise<SqlitePassageStore> {
     const readonly = options.readonly ?? false;
     const dbPath = path.join(dir, DB_FILE);
     const exists = readManifest(dir) !== undefined;
@@ -108,13 +104,13 @@ export class SqlitePassageStore implements PassageStore {
       }
       tables = new PassageTables(db, dir, writer);
       assertMetaMatches(db, manifest, dir);
-      const fault = (point: FaultPoint) => options.faultHook?.(point);
+      const fault = (point: FaultPoint) => faultHook?.(point);
       graph = new GraphGenerations(dir, tables, manifest.dim, { ...manifest.hnsw, efSearch: options.hnsw.efSearch }, readonly, fault);
-      const store = new SqlitePassageStore(name, dir, manifest, tables, graph, lock, options.exactFilterThreshold, options.faultHook);
+      const store = new SqlitePassageStore(name, dir, manifest, tables, graph, lock, options.exactFilterThreshold, faultHook);
       if (!readonly) {
         graph.removeStrayFiles();
         // A missing or unreadable graph file breaks the on-disk invariant; restore it before anything else happens.
-        if (graph.rebuiltFromVectors) await graph.checkpoint(new TimeSlice(WRITE_SLICE_MS));
+        if (graph.rebuiltFromVectors) await graph.checkpoint(new TimeSlice());
       }
       return store;
     } catch (err) {
@@ -145,7 +141,7 @@ export class SqlitePassageStore implements PassageStore {
    */
   async writeDocuments(writes: DocumentWrite[]): Promise<WriteOutcome> {
     return this.exclusive(async () => {
-      const slice = new TimeSlice(WRITE_SLICE_MS);
+      const slice = new TimeSlice();
       const staged = await this.tables.stageWrite(writes, this.dim, slice);
       try {
         await this.graph.stage(staged.changes.added, slice);
@@ -163,7 +159,7 @@ export class SqlitePassageStore implements PassageStore {
 
   async deleteDocuments(ids: string[]): Promise<DeleteOutcome> {
     return this.exclusive(async () => {
-      const staged = await this.tables.stageDelete(ids, new TimeSlice(WRITE_SLICE_MS));
+      const staged = await this.tables.stageDelete(ids, new TimeSlice());
       staged.commit();
       this.fault('after-sqlite-commit');
       this.graph.publish(staged.changes);
@@ -172,7 +168,7 @@ export class SqlitePassageStore implements PassageStore {
   }
 
   async checkpoint(): Promise<boolean> {
-    return this.exclusive(() => this.graph.checkpoint(new TimeSlice(WRITE_SLICE_MS)));
+    return this.exclusive(() => this.graph.checkpoint(new TimeSlice()));
   }
 
   // ---------------------------------------------------------------- lookups
@@ -283,7 +279,7 @@ export class SqlitePassageStore implements PassageStore {
     await this.writes.catch(() => undefined);
     if (this.closed) return;
     try {
-      if (!this.readonly && this.graph.isDirty) await this.graph.checkpoint(new TimeSlice(WRITE_SLICE_MS));
+      if (!this.readonly && this.graph.isDirty) await this.graph.checkpoint(new TimeSlice());
     } finally {
       this.closed = true;
       this.graph.close();

@@ -1,15 +1,19 @@
 /**
- * The decoding loop: greedy search, beam search and sampling (sampling.ts) over a StepRunner (which hides the decoder cache). Scoring and stopping
- * follow Hugging Face transformers so results are comparable: token scores are log-softmax of the raw logits, and the
- * processors (min new tokens, no-repeat n-grams) only exclude tokens, without renormalising. Each step only looks at
- * the few largest logits per row (listed by the graph), never the whole vocabulary.
+ * Answer generation, the decoding loop: greedy search, beam search and sampling (sampling.ts) over a StepRunner (which
+ * hides the decoder cache). Scoring and stopping follow Hugging Face transformers so results are comparable: token
+ * scores are log-softmax of the raw logits, and the processors (min new tokens, no-repeat n-grams) only exclude tokens,
+ * without renormalising. Each step only looks at the few largest logits per row (listed by the graph), never the whole
+ * vocabulary.
  */
 import type { AttentionTraceNode, CrossAttentionTracer } from './attribution.js';
-import type { Candidate, DecoderStep, StepRunner } from './decoder.js';
+import type { DecoderStep } from './decoder-session.js';
 import { throwIfAborted, yieldToEventLoop } from './onnx-run.js';
-import { drawIndex, isSampling, samplingDistribution, SeededRandom, validateSampling, type SamplingOptions } from './sampling.js';
+import { drawIndex, isSampling, samplingDistribution, SeededRandom, validateSampling } from './sampling.js';
+import type { StepRunner } from './step-runners.js';
+import type { Candidate, SamplingOptions } from './types.js';
 
-export interface SearchOptions {
+/** The decoding loop's options, in token ids (FidReader.answer builds them from its `GenerateOptions`, types.ts). */
+export interface GenerationOptions {
   maxNewTokens: number;
   minNewTokens: number;
   numBeams: number;
@@ -28,7 +32,7 @@ export interface SearchOptions {
   vocabSize?: number;
 }
 
-export interface SearchResult {
+export interface GenerationResult {
   /** Without the decoder start token; ends with EOS if the model produced it. */
   tokenIds: number[];
   /** Sum of the model's log-probabilities of tokenIds. */
@@ -43,7 +47,8 @@ export interface SearchResult {
   hypotheses: Array<{ tokenIds: number[]; logProb: number; score: number; trace: AttentionTraceNode | null }>;
 }
 
-export function search(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+/** Samples when `opts.sampling` has temperature > 0, else runs beam search (numBeams > 1) or greedy search. */
+export function generate(runner: StepRunner, opts: GenerationOptions): Promise<GenerationResult> {
   if (isSampling(opts.sampling)) {
     validateSampling(opts.sampling);
     if (opts.numBeams > 1) throw new RangeError('sampling (temperature > 0) cannot be combined with numBeams > 1');
@@ -58,7 +63,7 @@ interface TokenChooser {
   choose(out: DecoderStep, banned: readonly number[]): Candidate | undefined;
 }
 
-export function greedySearch(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+export function greedySearch(runner: StepRunner, opts: GenerationOptions): Promise<GenerationResult> {
   return singleSequenceSearch(runner, opts, {
     topK: (banned) => 1 + banned.length,
     choose: (out, banned) => out.topCandidates(0, 1, banned)[0],
@@ -69,7 +74,7 @@ export function greedySearch(runner: StepRunner, opts: SearchOptions): Promise<S
  * Ancestral sampling: each token is drawn from the model's distribution after temperature, top-k and top-p (see
  * sampling.ts). The step lists only the topK + banned largest logits when topK is set, else the whole vocabulary.
  */
-export function sampleSearch(runner: StepRunner, opts: SearchOptions, sampling: SamplingOptions): Promise<SearchResult> {
+export function sampleSearch(runner: StepRunner, opts: GenerationOptions, sampling: SamplingOptions): Promise<GenerationResult> {
   const random = new SeededRandom(sampling.seed ?? randomSeed());
   const vocab = opts.vocabSize;
   if (sampling.topK === 0 && vocab === undefined) throw new Error('sampling without topK needs the vocabulary size');
@@ -104,7 +109,7 @@ function randomSeed(): number {
   return Math.floor(Math.random() * 2 ** 52);
 }
 
-async function singleSequenceSearch(runner: StepRunner, opts: SearchOptions, chooser: TokenChooser): Promise<SearchResult> {
+async function singleSequenceSearch(runner: StepRunner, opts: GenerationOptions, chooser: TokenChooser): Promise<GenerationResult> {
   const prefix = [opts.decoderStartTokenId];
   const tokenIds: number[] = [];
   let logProb = 0;
@@ -145,7 +150,7 @@ interface Beam {
  * and none can still be beaten by the best running beam. The first step runs a single row (all beams would be equal);
  * the runner then expands the cache to numBeams rows and reorders it by beam origin every step.
  */
-export async function beamSearch(runner: StepRunner, opts: SearchOptions): Promise<SearchResult> {
+export async function beamSearch(runner: StepRunner, opts: GenerationOptions): Promise<GenerationResult> {
   const numBeams = opts.numBeams;
   const finished = new FinishedHypotheses(numBeams, opts.lengthPenalty);
   let running: Beam[] = [{ prefix: [opts.decoderStartTokenId], sumLogProbs: 0, trace: null }];
@@ -344,7 +349,7 @@ function lengthNormalized(sumLogProbs: number, length: number, lengthPenalty: nu
 }
 
 /** Tokens the logits processors forbid after `prefix` (min new tokens, no-repeat n-grams). */
-function bannedTokens(prefix: readonly number[], opts: SearchOptions): number[] {
+function bannedTokens(prefix: readonly number[], opts: GenerationOptions): number[] {
   const banned = repeatedNgramTokens(prefix, opts.noRepeatNgramSize);
   if (prefix.length - 1 < opts.minNewTokens) banned.push(opts.eosTokenId);
   return [...new Set(banned)];

@@ -6,16 +6,14 @@
  * content. Errors on these routes use OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
  */
 import { randomBytes } from 'node:crypto';
-import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { z } from 'zod';
-import type { AdmissionQueue, AskOutcome, AskParams } from '../service/index.js';
-import { ready, requestSignal, runQueued, observeAnswer, type ApiState } from './app.js';
-import { mayUseCollection, principalOf } from './auth.js';
-import { HttpError, toHttpError, validationError } from './errors.js';
-import { jsonBody } from './json-body.js';
-import type { InFlightRequests } from './in-flight.js';
-import type { ApiMetrics } from './metrics.js';
-import { fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
+import express, { type ErrorRequestHandler, type Request, type Response } from 'express';
+import type { AskOutcome, AskParams } from '../../service/index.js';
+import { chatRequestSchema, type ChatRequest } from '../chat-schemas.js';
+import type { RouteContext } from '../context.js';
+import { mayUseCollection, principalOf } from '../auth.js';
+import { HttpError, toHttpError } from '../errors.js';
+import { jsonBody } from '../json-body.js';
+import { EventStream, parseWith, ready, requestSignal, requireJson, runQueued } from '../request.js';
 
 /** Each collection is one model, `fid-rag/<collection>`; the bare collection name is accepted too. */
 export const MODEL_ID_PREFIX = 'fid-rag/';
@@ -24,141 +22,14 @@ export function modelIdFor(collection: string): string {
   return MODEL_ID_PREFIX + collection;
 }
 
-const textPartSchema = z.object({ type: z.literal('text'), text: z.string() }).strict();
-
-const messageSchema = z
-  .object({
-    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
-    content: z.union([z.string(), z.array(textPartSchema), z.null()]).optional(),
-    name: z.string().optional(),
-    // Sent back by clients replaying an assistant turn; ignored like the rest of non-user turns.
-    refusal: z.string().nullable().optional(),
-  })
-  .strict()
-  .openapi('ChatMessage');
-
-/** The /v1/ask options a chat request can carry in its `rag` extension object. */
-function ragOptionsSchema(limits: ApiLimits) {
-  return z
-    .object({
-      k: z.number().int().min(1).max(limits.maxAskK).optional(),
-      mode: retrievalModeSchema.optional(),
-      filter: searchFilterSchema.optional(),
-      fusion: fusionModeSchema.optional(),
-      rerank: rerankSchema(limits).optional(),
-      citationMarkers: z.boolean().optional().openapi({ description: 'Append `[n]` markers for the citations to the answer text.' }),
-    })
-    .strict()
-    .openapi('ChatRagOptions');
-}
-
-export function chatRequestSchema(limits: ApiLimits) {
-  return z
-    .object({
-      model: z.string().min(1).max(200),
-      messages: z.array(messageSchema).min(1).max(200),
-      max_tokens: z.number().int().min(1).max(limits.maxNewTokens).nullable().optional(),
-      max_completion_tokens: z.number().int().min(1).max(limits.maxNewTokens).nullable().optional(),
-      temperature: z.number().min(0).max(2).nullable().optional().openapi({ description: 'Absent, null or 0: greedy decoding (the default).' }),
-      top_p: z.number().gt(0).max(1).nullable().optional(),
-      top_k: z.number().int().min(0).max(1000).nullable().optional().openapi({ description: 'Extension (as in vLLM): keep the top_k most likely tokens.' }),
-      seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
-      n: z.number().int().nullable().optional(),
-      stream: z.boolean().nullable().optional(),
-      stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
-      rag: ragOptionsSchema(limits).optional(),
-      // Accepted and ignored: they do not change what this model does.
-      user: z.string().optional(),
-      metadata: z.record(z.string(), z.string()).optional(),
-      store: z.boolean().nullable().optional(),
-    })
-    .strict()
-    .openapi('ChatCompletionRequest');
-}
-
-type ChatRequest = z.infer<ReturnType<typeof chatRequestSchema>>;
-
-const citationSchema = z
-  .object({
-    index: z.number().int().openapi({ description: 'The n of the `[n]` marker (1-based).' }),
-    passageId: z.string(),
-    docId: z.string(),
-    title: z.string(),
-    text: z.string(),
-    score: z.number().openapi({ description: 'Attention share renormalised over the citations (sums to 1).' }),
-    attention: z.number().openapi({ description: "The passage's share of the reader's cross-attention over all passages." }),
-  })
-  .openapi('ChatCitation');
-
-const usageSchema = z
-  .object({
-    prompt_tokens: z.number().int().openapi({ description: 'Encoder tokens: the question with every retrieved passage.' }),
-    completion_tokens: z.number().int().openapi({ description: 'Generated tokens (EOS included).' }),
-    total_tokens: z.number().int(),
-  })
-  .openapi('ChatUsage');
-
-export const chatResponseSchema = z
-  .object({
-    id: z.string(),
-    object: z.literal('chat.completion'),
-    created: z.number().int(),
-    model: z.string(),
-    choices: z.array(
-      z.object({
-        index: z.number().int(),
-        message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
-        logprobs: z.null(),
-        finish_reason: z.enum(['stop', 'length']),
-      }),
-    ),
-    usage: usageSchema,
-    citations: z.array(citationSchema).openapi({ description: 'Extension: the passages the answer drew on, by cross-attention.' }),
-  })
-  .openapi('ChatCompletion');
-
-export const modelListSchema = z
-  .object({
-    object: z.literal('list'),
-    data: z.array(
-      z.object({
-        id: z.string(),
-        object: z.literal('model'),
-        created: z.number().int(),
-        owned_by: z.string(),
-        collection: z.string().openapi({ description: 'Extension: the collection this model id answers from.' }),
-      }),
-    ),
-  })
-  .openapi('ModelList');
-
-export const openAiErrorSchema = z
-  .object({ error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() }) })
-  .openapi('OpenAIError');
-
-export interface ChatRouterOptions {
-  state: ApiState;
-  limits: ApiLimits;
-  queue: AdmissionQueue;
-  inFlight: InFlightRequests;
-  metrics: ApiMetrics;
-  /** Auth (read scope) and rate limit, the same as every other /v1 route. */
-  read: RequestHandler;
-  limit: RequestHandler;
-  bodyLimit: string;
-  requestTimeoutMs: number;
-  /** User turns folded into the retrieval query (config chat.retrievalTurns). */
-  retrievalTurns: number;
-}
-
-export function chatRouter(options: ChatRouterOptions): express.Router {
+/** The chat routes, with auth (read scope) and the rate limit of every other /v1 route. */
+export function chatRouter({ state, options, queue, inFlight, metrics, read, limit, json }: RouteContext): express.Router {
   const router = express.Router();
   const schema = chatRequestSchema(options.limits);
-  const json = jsonBody(options.bodyLimit);
 
   // A key limited to some collections sees only those models, and gets a 403 for any other, as on the data routes.
   const models = async (res: Response) =>
-    (await ready(options.state).listCollections()).filter((c) => mayUseCollection(res, c.name)).map((c) => ({
+    (await ready(state).listCollections()).filter((c) => mayUseCollection(res, c.name)).map((c) => ({
       id: modelIdFor(c.name),
       object: 'model' as const,
       created: Math.floor(Date.parse(c.createdAt) / 1000) || 0,
@@ -177,34 +48,34 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
     return model;
   };
 
-  router.get('/v1/models', options.read, options.limit, async (_req, res) => {
+  router.get('/v1/models', read, limit, async (_req, res) => {
     res.json({ object: 'list', data: await models(res) });
   });
 
   // Model ids hold a "/", which clients send as is or percent-encoded.
-  router.get(/^\/v1\/models\/(.+)$/, options.read, options.limit, async (req, res) => {
+  router.get(/^\/v1\/models\/(.+)$/, read, limit, async (req, res) => {
     res.json(await resolveModel(decodeURIComponent(String((req.params as Record<string, string>)[0])), res));
   });
 
-  router.post('/v1/chat/completions', options.read, options.limit, json, async (req, res) => {
+  router.post('/v1/chat/completions', read, limit, json, async (req, res) => {
     const body = parseChatBody(schema, req);
     const model = await resolveModel(body.model, res);
-    const backend = ready(options.state);
-    const params = { ...askParams(body, options.retrievalTurns, options.limits.maxQueryChars), collection: model.collection };
+    const backend = ready(state);
+    const params = { ...askParams(body, options.chatRetrievalTurns, options.limits.maxQueryChars), collection: model.collection };
     const markers = body.rag?.citationMarkers ?? false;
     const id = `chatcmpl-${randomBytes(12).toString('base64url')}`;
     const created = Math.floor(Date.now() / 1000);
     const base = { id, created, model: model.id };
-    const { signal, done } = requestSignal(res, options.inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
     const ask = async (onToken?: (t: { text: string }) => void) => {
       const outcome = await backend.ask(params, { signal, onToken });
-      observeAnswer(options.metrics, outcome);
+      metrics.observeAnswer(outcome);
       return outcome;
     };
 
     try {
       if (!body.stream) {
-        const outcome = await runQueued(options.queue, () => ask(), signal);
+        const outcome = await runQueued(queue, () => ask(), signal);
         const citations = chatCitations(outcome);
         res.json({
           ...base,
@@ -223,15 +94,15 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
         return;
       }
 
-      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-        sendData(res, { ...base, object: 'chat.completion.chunk', choices, ...extra });
+      const events = new EventStream(res);
+      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => events.send({ ...base, object: 'chat.completion.chunk', choices, ...extra });
       const delta = (content: string) => chunk([{ index: 0, delta: { content }, logprobs: null, finish_reason: null }]);
       // Admission is decided before the stream starts (a full queue refuses at once), so it is still a plain 503 in
       // OpenAI's shape; tokens produced before the stream opens are held back until it does.
       let opened = false;
       const early: string[] = [];
       const pending = runQueued(
-        options.queue,
+        queue,
         () =>
           ask((t) => {
             if (t.text === '') return;
@@ -248,8 +119,7 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
         new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined))),
       ]);
       if (refused && refused.err instanceof HttpError && refused.err.status === 503) throw refused.err;
-      res.status(200).set({ 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
-      res.flushHeaders();
+      events.open();
       chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
       opened = true;
       for (const text of early.splice(0)) delta(text);
@@ -259,13 +129,13 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
         if (markers && citations.length > 0) delta(markerText(outcome.answer, citations));
         chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: outcome.finishReason }], { citations });
         if (body.stream_options?.include_usage) chunk([], { usage: usage(outcome) });
-        sendRaw(res, 'data: [DONE]\n\n');
+        events.sendText('[DONE]');
       } catch (err) {
         const httpError = toHttpError(err);
         if (httpError.code === 'internal_error') req.log.error({ err }, 'chat completion failed');
-        sendData(res, openAiErrorBody(httpError));
+        events.send(openAiErrorBody(httpError));
       }
-      res.end();
+      events.end();
     } finally {
       done();
     }
@@ -276,13 +146,9 @@ export function chatRouter(options: ChatRouterOptions): express.Router {
 }
 
 function parseChatBody(schema: ReturnType<typeof chatRequestSchema>, req: Request): ChatRequest {
-  if (!req.is('application/json')) {
-    throw new HttpError(415, 'unsupported_media_type', 'send the request body as application/json', { field: '(body)' });
-  }
+  requireJson(req);
   refuseUnsupported(req.body);
-  const result = schema.safeParse(req.body);
-  if (!result.success) throw validationError(result.error);
-  return result.data;
+  return parseWith(schema, req.body);
 }
 
 /** What OpenAI clients may send that this model cannot do gets a 400 naming the parameter, before generic validation. */
@@ -362,14 +228,6 @@ function markerText(answer: string, citations: ReadonlyArray<{ index: number }>)
 
 function usage(outcome: AskOutcome) {
   return { prompt_tokens: outcome.promptTokens, completion_tokens: outcome.tokens, total_tokens: outcome.promptTokens + outcome.tokens };
-}
-
-function sendRaw(res: Response, text: string): void {
-  if (!res.writableEnded && !res.destroyed) res.write(text);
-}
-
-function sendData(res: Response, data: unknown): void {
-  sendRaw(res, `data: ${JSON.stringify(data)}\n\n`);
 }
 
 /** OpenAI's error `type` for a status; clients (the SDKs) pick their error class by status, the type is informative. */

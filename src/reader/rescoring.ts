@@ -1,11 +1,32 @@
 /**
- * Fallback attribution when the decoder graph cannot be patched to expose cross-attention: a passage matters as much as
- * the answer's log-likelihood drops when it is removed (teacher-forced re-scoring of the same answer tokens).
+ * Scoring a given answer by teacher forcing, and the attribution built on it. Leave-one-out is the fallback attribution
+ * when the decoder graph cannot be patched to expose cross-attention: a passage matters as much as the answer's
+ * log-likelihood drops when it is removed (teacher-forced re-scoring of the same answer tokens).
  */
 import { normalizeScores, presentPassages, topIndices, type Attribution, type AttributionDetail } from './attribution.js';
-import { teacherForcedLogProbs, type MergedDecoder } from './decoder.js';
+import type { MergedDecoder } from './decoder-session.js';
 import type { FusedMemory } from './fusion.js';
 import { throwIfAborted, yieldToEventLoop, type OnnxClock } from './onnx-run.js';
+import { UncachedStepRunner } from './step-runners.js';
+
+/**
+ * Teacher-forced log-probability of each of `tokens` given the memory: one no-past run over
+ * [start, tokens[0..n-2]]. Used to re-score answers (leave-one-out attribution, tests).
+ */
+export async function teacherForcedLogProbs(
+  decoder: MergedDecoder,
+  memory: FusedMemory,
+  decoderStartTokenId: number,
+  tokens: readonly number[],
+  clock: OnnxClock,
+): Promise<Float64Array> {
+  const result = new Float64Array(tokens.length);
+  if (tokens.length === 0) return result;
+  const runner = new UncachedStepRunner(decoder, memory, clock, 'logits');
+  const step = await runner.step([[decoderStartTokenId, ...tokens.slice(0, -1)]]);
+  for (let t = 0; t < tokens.length; t++) result[t] = step.logitsAt(0, t)[tokens[t]!]! - step.logSumExpAt(0, t);
+  return result;
+}
 
 export interface LeaveOneOutInput {
   decoder: MergedDecoder;

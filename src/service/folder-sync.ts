@@ -1,0 +1,29 @@
+import { assertSyncFolder, folderDocuments, ownedDocuments, removedSince, type FolderWalk } from '../ingest/index.js';
+import type { PassageStore } from '../store/index.js';
+import type { IndexWriter } from './index-writer.js';
+import type { BulkRunOptions, SyncSummary } from './types.js';
+
+/**
+ * Makes a collection mirror a folder: its documents are added or updated, and documents an earlier sync of the same
+ * folder wrote whose files are gone are deleted — nothing else is. A dry run reads every file and reports the same
+ * outcomes and deletions without writing.
+ */
+export async function syncFolder(store: PassageStore, writer: IndexWriter, folder: string, options: BulkRunOptions): Promise<SyncSummary> {
+  await assertSyncFolder(folder);
+  const owned = await ownedDocuments(store, folder);
+  const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
+  const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError), options);
+  const removed = removedSince(owned, walk.present);
+  summary.errors.push(...walk.errors);
+  summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));
+  summary.unsupported = walk.unsupported;
+  if (removed.length > 0 && !options.dryRun) {
+    const deleted = await writer.deleteMany(removed);
+    summary.deleted = deleted.deleted;
+    summary.passagesRemoved += deleted.passagesRemoved;
+  } else if (options.dryRun) {
+    summary.deleted = removed.length;
+  }
+  summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
+  return { ...summary, removed };
+}
