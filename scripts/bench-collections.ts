@@ -54,7 +54,10 @@ async function withServer<T>(maxOpen: number, modelsDir: string, work: (server: 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-collections-'));
   const configFile = path.join(dir, 'rag.config.json');
   // No rate limit: a churn sends more requests a minute than the default allows.
-  writeFileSync(configFile, JSON.stringify({ collections: { maxOpen }, auth: { disabled: true }, server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } } }));
+  writeFileSync(
+    configFile,
+    JSON.stringify({ collections: { maxOpen }, auth: { disabled: true }, server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } } }),
+  );
   const server = await startServerProcess({
     modelsDir,
     embedModel: fixtureDirName('bert', 'tiny'),
@@ -164,7 +167,10 @@ async function churn(opts: { collections: number; docs: number; maxOpen: number;
   }, true);
 }
 
-async function churnMain(opts: { collections: number; docs: number; maxOpen: number; reopenings: number; maxGrowthMb: number }, modelsDir: string) {
+async function churnMain(
+  opts: { collections: number; docs: number; maxOpen: number; reopenings: number; maxGrowthMb: number },
+  modelsDir: string,
+) {
   if (opts.collections <= opts.maxOpen) fail(`--churn needs more collections (--collections ${opts.collections}) than --max-open (${opts.maxOpen})`);
   if (opts.reopenings < FIRST_REOPENINGS) fail(`--churn must be at least ${FIRST_REOPENINGS}`);
   const mb = (b: number) => (b / 2 ** 20).toFixed(1);
@@ -189,9 +195,10 @@ async function churnMain(opts: { collections: number; docs: number; maxOpen: num
   );
   const first = samples[0]!;
   const last = samples[samples.length - 1]!;
-  // Both measured from where the server settled after the first 100 (a full GC then). Two ways to keep memory: holding it (it survives a full collection), or leaving it to a collection V8 has no
-  // reason to start (native memory it cannot see: outside its heap, without one). The JS heap itself may grow by
-  // garbage until V8 collects it on its own schedule; that is not growth the server keeps.
+  // Both measured from where the server settled after the first 100 (a full GC then). Two ways to keep memory: holding
+  // it (it survives a full collection), or leaving it to a collection V8 has no reason to start (native memory it
+  // cannot see: outside its heap, without one). The JS heap itself may grow by garbage until V8 collects it on its own
+  // schedule; that is not growth the server keeps.
   const checks = [
     { what: 'RSS after a full GC', growth: last.afterGc!.rss - first.afterGc!.rss },
     { what: 'RSS outside the JS heap, no GC forced', growth: outsideHeap(last.asIs) - outsideHeap(first.afterGc!) },

@@ -24,7 +24,17 @@ const program = new Command()
   .option('--threads <list>', 'intra-op threads', '1,2')
   .option('--text <file>', 'BEIR corpus.jsonl to draw passage text from', '../shared/data/beir-msmarco-mini/corpus.jsonl')
   .parse();
-const opts = program.opts<{ models?: string; model: string; passages: number; tokens: number; runs: number; precisions: string; policies: string; threads: string; text: string }>();
+const opts = program.opts<{
+  models?: string;
+  model: string;
+  passages: number;
+  tokens: number;
+  runs: number;
+  precisions: string;
+  policies: string;
+  threads: string;
+  text: string;
+}>();
 const modelsDir = opts.models ? path.resolve(opts.models) : await ensureFullFixtures();
 
 const corpus = readFileSync(opts.text, 'utf8')

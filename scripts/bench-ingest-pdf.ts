@@ -101,7 +101,14 @@ try {
   await service.createCollection('warm-up');
   await service.ingestDocuments([warm.document], { collection: 'warm-up', progress: false });
 
-  const rows: Array<{ pagesPerS: number; extractShare: number; embedShare: number; otherShare: number; passages: number; extractPagesPerS: number }> = [];
+  const rows: Array<{
+    pagesPerS: number;
+    extractShare: number;
+    embedShare: number;
+    otherShare: number;
+    passages: number;
+    extractPagesPerS: number;
+  }> = [];
   for (let run = 0; run < opts.runs; run++) {
     const t0 = performance.now();
     const docs: SourceDocument[] = [];

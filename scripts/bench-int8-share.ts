@@ -72,7 +72,9 @@ runCli(async () => {
   const encShapes: Array<[number, number]> = [];
   for (let l = 0; l < t5.num_layers!; l++) encShapes.push([d, inner], [d, inner], [d, inner], [inner, d], [d, dff], [d, dff], [dff, d]);
   const decShapes: Array<[number, number]> = [];
-  for (let l = 0; l < t5.num_decoder_layers!; l++) decShapes.push([d, inner], [d, inner], [d, inner], [inner, d], [d, inner], [inner, d], [d, dff], [d, dff], [dff, d]);
+  for (let l = 0; l < t5.num_decoder_layers!; l++) {
+    decShapes.push([d, inner], [d, inner], [d, inner], [inner, d], [d, inner], [inner, d], [d, dff], [d, dff], [dff, d]);
+  }
   decShapes.push([d, t5.vocab_size!]);
 
   const cases = [
@@ -93,13 +95,21 @@ runCli(async () => {
       await ort.InferenceSession.create(quantizeDynamic(floatLinear).bytes, so),
       await ort.InferenceSession.create(floatLinear, so),
     ];
-    const [mi, li, mf, lf] = [await time(int8Model, c.feeds()), await time(int8Lin, xs(c.rows, shapes)), await time(fp32Model, c.feeds()), await time(fp32Lin, xs(c.rows, shapes))];
+    const [mi, li, mf, lf] = [
+      await time(int8Model, c.feeds()),
+      await time(int8Lin, xs(c.rows, shapes)),
+      await time(fp32Model, c.feeds()),
+      await time(fp32Lin, xs(c.rows, shapes)),
+    ];
     rows.push([c.name, mi.toFixed(1), li.toFixed(1), `${((100 * li) / mi).toFixed(0)}%`, mf.toFixed(1), lf.toFixed(1), `${((100 * lf) / mf).toFixed(0)}%`]);
     console.error(rows.at(-1)!.join(' | '));
   }
   // A cached decoder step: one row, one token (the reader's per-token cost; cross-attention K/V are cached).
   const floatDec = linearOnly(decShapes);
-  const [i8, f32] = [await ort.InferenceSession.create(quantizeDynamic(floatDec).bytes, so), await ort.InferenceSession.create(floatDec, so)];
+  const [i8, f32] = [
+    await ort.InferenceSession.create(quantizeDynamic(floatDec).bytes, so),
+    await ort.InferenceSession.create(floatDec, so),
+  ];
   const [li, lf] = [await time(i8, xs(1, decShapes)), await time(f32, xs(1, decShapes))];
   rows.push(['decoder step, weight MatMuls only [1 row]', '(see bench:reader)', li.toFixed(2), '', '', lf.toFixed(2), '']);
   console.log(`threads=${opts.threads}, medians of ${opts.runs} runs`);

@@ -20,9 +20,6 @@ import { BERT_FULL, BERT_TINY, ensureFullFixtures, ensureTinyFixtures, T5_FULL, 
 
 const QUERIES = CORPUS_QUESTIONS;
 
-/** Statuses the service is designed to answer under overload; everything else non-2xx is a failure. */
-const DESIGNED_REFUSALS = new Set([429, 503]);
-
 interface Options {
   size: 'tiny' | 'full';
   concurrency: number[];

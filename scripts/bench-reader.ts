@@ -35,7 +35,16 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 runCli(async () => {
-  const opts = program.parse().opts<{ models?: string; model: string; k: number; questions: number; newTokens: number; runs: number; threads: number; data: string }>();
+  const opts = program.parse().opts<{
+    models?: string;
+    model: string;
+    k: number;
+    questions: number;
+    newTokens: number;
+    runs: number;
+    threads: number;
+    data: string;
+  }>();
   const modelsDir = opts.models ? path.resolve(opts.models) : await ensureFullFixtures();
   const readJsonl = (f: string) => readFileSync(path.join(opts.data, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { text: string; title?: string });
   const corpus = readJsonl('corpus.jsonl');
@@ -193,7 +202,13 @@ runCli(async () => {
       batchMs.push(await timeSteps(4));
       aloneMs.push(4 * (await timeSteps(1)));
     }
-    beamRows.push([name, diff.toFixed(3), median(batchMs).toFixed(1), median(aloneMs).toFixed(1), (median(aloneMs) / median(batchMs)).toFixed(2)]);
+    beamRows.push([
+      name,
+      diff.toFixed(3),
+      median(batchMs).toFixed(1),
+      median(aloneMs).toFixed(1),
+      (median(aloneMs) / median(batchMs)).toFixed(2),
+    ]);
   }
   console.log('beams (numBeams 4): logits of one beam computed with 3 others vs alone; cost per cached decoder step');
   console.log(formatTable(beamRows));

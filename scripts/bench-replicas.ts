@@ -74,7 +74,11 @@ function memoryProbe(engineSpec: PostgresEngineSpec, collection: string, open: O
 }
 
 async function probeMemory(json: string): Promise<void> {
-  const { engineSpec, collection, open } = JSON.parse(json) as { engineSpec: PostgresEngineSpec; collection: string; open: OpenCollectionOptions };
+  const { engineSpec, collection, open } = JSON.parse(json) as {
+    engineSpec: PostgresEngineSpec;
+    collection: string;
+    open: OpenCollectionOptions;
+  };
   const gc = globalThis.gc ?? (() => undefined);
   const engine = await openStoreEngine({ ...engineSpec, pollIntervalMs: 3_600_000 });
   // An empty collection first: loads the native modules and SQLite's fixed allocations outside the measurement.

@@ -27,7 +27,9 @@ const program = new Command()
   .option('--models <dir>', 'models folder holding fixture-cross-encoder-full (default: built on first use)');
 
 runCli(async () => {
-  const opts = program.parse().opts<{ topN: string; batchSizes: string; batchTokens: string; queries: number; dataset: string; models?: string }>();
+  const opts = program
+    .parse()
+    .opts<{ topN: string; batchSizes: string; batchTokens: string; queries: number; dataset: string; models?: string }>();
   const topNs = opts.topN.split(',').map((n) => Number.parseInt(n, 10));
   const batchSizes = opts.batchSizes.split(',').map((n) => Number.parseInt(n, 10));
   const budgets = opts.batchTokens.split(',').map((n) => Number.parseInt(n, 10));
@@ -88,7 +90,9 @@ runCli(async () => {
   ] as const) {
     for (const topN of topNs) {
       const { ms, block } = await measure(passages, topN, defaultBatch, defaultTokens);
-      rows.push([name, tokens(passages), topN, batching(defaultBatch, defaultTokens), ms.toFixed(0), (ms / topN).toFixed(2), block.toFixed(0)]);
+      rows.push([
+        name, tokens(passages), topN, batching(defaultBatch, defaultTokens), ms.toFixed(0), (ms / topN).toFixed(2), block.toFixed(0),
+      ]);
       console.error(`${name} topN=${topN} done`);
     }
   }
@@ -104,7 +108,9 @@ runCli(async () => {
     }
     for (const budget of budgets.filter((b) => b !== defaultTokens)) {
       const { ms, block } = await measure(passages, middle, defaultBatch, budget);
-      rows.push([name, tokens(passages), middle, batching(defaultBatch, budget), ms.toFixed(0), (ms / middle).toFixed(2), block.toFixed(0)]);
+      rows.push([
+        name, tokens(passages), middle, batching(defaultBatch, budget), ms.toFixed(0), (ms / middle).toFixed(2), block.toFixed(0),
+      ]);
     }
   }
   console.log(`cross-encoder ${CROSS_ENCODER_FULL} (22.7M parameters, 6 layers, 384 hidden), ${opts.queries} queries per row (after 1 warm-up), medians`);

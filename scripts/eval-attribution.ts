@@ -40,7 +40,10 @@ interface Options {
   json?: string;
 }
 
-/** The default run's models: the committed reader, exported, and the tiny fixture embedder, which cutting passages needs (retrieval is BM25). */
+/**
+ * The default run's models: the committed reader, exported, and the tiny fixture embedder, which cutting passages needs
+ * (retrieval is BM25).
+ */
 async function factLookupConfig(base: AppConfig): Promise<AppConfig> {
   const modelsDir = path.resolve('.cache', 'fixtures');
   await ensureFixtures({ size: 'tiny', outDir: modelsDir, sharedModelsDir: defaultSharedModelsDir() });

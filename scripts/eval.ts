@@ -21,7 +21,16 @@ const program = new Command()
 runCli(async () => {
   const opts = program
     .parse()
-    .opts<{ dataset: string; mode: SearchMode; k: number; split: string; collection?: string; index?: string; json?: string; rerank?: number }>();
+    .opts<{
+      dataset: string;
+      mode: SearchMode;
+      k: number;
+      split: string;
+      collection?: string;
+      index?: string;
+      json?: string;
+      rerank?: number;
+    }>();
   const base = loadConfig();
   const config = loadConfig({ overrides: { retrieval: { ...base.retrieval, maxK: Math.max(opts.k, base.retrieval.maxK) } } });
   const dataset = await loadBeirDataset(opts.dataset, { split: opts.split });

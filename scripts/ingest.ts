@@ -139,7 +139,13 @@ async function main(): Promise<number> {
       // A plan changes nothing, not even by creating the collection.
       const summary = exists
         ? opts.sync !== undefined
-          ? await service.syncFolder(opts.sync, { collection, chunk, dryRun, progress: false, onError: (e) => console.error(formatError(e)) })
+          ? await service.syncFolder(opts.sync, {
+              collection,
+              chunk,
+              dryRun,
+              progress: false,
+              onError: (e) => console.error(formatError(e)),
+            })
           : await service.ingestPaths(paths, { collection, chunk, dryRun, progress: false, onError: (e) => console.error(formatError(e)) })
         : await planNewCollection(sources);
       printPlan(summary);

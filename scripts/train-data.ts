@@ -30,7 +30,12 @@ program
   .option('--seed <n>', 'generator seed', intOption('--seed'), 1)
   .requiredOption('--out <file>', 'SQuAD-format JSON to write')
   .action(async (opts: { split: FactSplit; people: number; questionsPerPerson: number; seed: number; out: string }) => {
-    const set = generateFactLookup({ split: opts.split, people: opts.people, questionsPerPerson: opts.questionsPerPerson, seed: opts.seed });
+    const set = generateFactLookup({
+      split: opts.split,
+      people: opts.people,
+      questionsPerPerson: opts.questionsPerPerson,
+      seed: opts.seed,
+    });
     await writeJsonAtomic(opts.out, factLookupAsSquad(set));
     console.log(`wrote ${opts.out}: ${set.passages.length} passages, ${set.questions.length} questions (${opts.split} names)`);
   });
@@ -67,7 +72,8 @@ program
       await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
       const out = createWriteStream(opts.out);
       const stats = { goldRetrieved: 0, examples: 0 };
-      for await (const example of buildFidExamples(squad, source, { k: opts.k, mode: opts.mode, tokenizer: reader.tokenizer, config: reader.config }, stats)) {
+      const fidOptions = { k: opts.k, mode: opts.mode, tokenizer: reader.tokenizer, config: reader.config };
+      for await (const example of buildFidExamples(squad, source, fidOptions, stats)) {
         if (!out.write(`${JSON.stringify(example)}\n`)) await once(out, 'drain');
       }
       out.end();

@@ -128,7 +128,10 @@ describe('kill -9 during a collection delete', () => {
       const work = mkdtempSync(path.join(workDir, 'server-'));
       const indexesDir = path.join(work, 'indexes');
       const configFile = path.join(work, 'rag.config.json');
-      writeFileSync(configFile, JSON.stringify({ auth: { disabled: true }, server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } } }));
+      writeFileSync(
+        configFile,
+        JSON.stringify({ auth: { disabled: true }, server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } } }),
+      );
       const server = await startServerProcess({
         modelsDir: FIXTURES_DIR,
         embedModel: BERT_TINY,

@@ -86,7 +86,8 @@ describe('sections', () => {
     ]);
     const parsed = await parseFile(bytes, 'guide.docx', 'docx');
     expect(parsed.title).toBe('Install');
-    const at = (needle: string) => locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
+    const at = (needle: string) =>
+      locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
     expect(at('Download the package.')).toEqual(['Install']);
     expect(at('Use the apt repository.')).toEqual(['Install', 'Linux']);
     expect(at('Debian needs the backports.')).toEqual(['Install', 'Linux', 'Debian']);
@@ -109,7 +110,8 @@ describe('sections', () => {
     const html = '<html><body><h1>Manual</h1><p>One.</p><h2>Setup <em>fast</em></h2><p>Two.</p><h3>Linux</h3><p>Three.</p><h2>Use</h2><p>Four.</p></body></html>';
     const parsed = await parseFile(new TextEncoder().encode(html), 'manual.html', 'html');
     expect(parsed.text).not.toMatch(/[\u0002-\u0005]/);
-    const at = (needle: string) => locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
+    const at = (needle: string) =>
+      locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
     expect(at('One.')).toEqual(['Manual']);
     expect(at('Two.')).toEqual(['Manual', 'Setup fast']);
     expect(at('Three.')).toEqual(['Manual', 'Setup fast', 'Linux']);

@@ -250,7 +250,9 @@ describe('kill -9 during the ingest CLI', () => {
     for (let attempt = 0; attempt < 2; attempt++) {
       // One kill in six may land in start-up (model loading), the rest inside the ingest itself.
       const options: RunOptions =
-        random() < 1 / 6 ? { killAfterSpawnMs: Math.floor(random() * 3000) } : { killAfterLockMs: Math.floor(random() * ingestWindowMs * 1.1) };
+        random() < 1 / 6
+          ? { killAfterSpawnMs: Math.floor(random() * 3000) }
+          : { killAfterLockMs: Math.floor(random() * ingestWindowMs * 1.1) };
       const run = await runIngest(indexes, corpusAll, options);
       // Judged by how the process ended: a kill sent just as it exited on its own does not count.
       const killed = run.signal === 'SIGKILL';
@@ -637,7 +639,7 @@ describe('kill -9 of the server during REST batch upserts', () => {
           set.add(d.metadata.v as number);
           possible.set(d.id, set);
         }
-        let status = 0;
+        let status: number;
         try {
           const res = await fetch(`${server.base}/v1/documents`, {
             method: 'POST',

@@ -20,8 +20,10 @@ function splitKey(key: string): string[] {
   let cur = '';
   for (let i = 0; i < key.length; i++) {
     if (key[i] === '\\') cur += key[++i];
-    else if (key[i] === '.') (out.push(cur), (cur = ''));
-    else cur += key[i];
+    else if (key[i] === '.') {
+      out.push(cur);
+      cur = '';
+    } else cur += key[i];
   }
   out.push(cur);
   return out;

@@ -78,9 +78,8 @@ describe('BERT fixture', () => {
 
 describe('T5 fixture', () => {
   const config = readConfig<T5Config>(T5_TINY);
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- transformers.js 2.x ships loose JS types
+  // transformers.js 2.x ships loose JS types.
   let tokenizer: any;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   let model: any;
 
   beforeAll(async () => {

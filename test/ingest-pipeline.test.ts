@@ -87,7 +87,10 @@ describe('ingestPaths', () => {
     };
     try {
       const docs = Array.from({ length: 40 }, (_, i) => ({ id: `d${i}`, title: '', text: `Short document number ${i}.`, metadata: {} }));
-      const summary = await ingestDocuments(docs, ingestOptions(store, observed, { batchPassages: 6, checkpoint: { everyPassages: 12, atEnd: true } }));
+      const summary = await ingestDocuments(
+        docs,
+        ingestOptions(store, observed, { batchPassages: 6, checkpoint: { everyPassages: 12, atEnd: true } }),
+      );
       expect(summary.passagesAdded).toBe(40);
       expect(Math.max(...batches)).toBeLessThanOrEqual(6);
       expect(batches.reduce((a, b) => a + b, 0)).toBe(40);
@@ -100,7 +103,13 @@ describe('ingestPaths', () => {
   });
 
   it('keeps passages within what the embedding model can take', async () => {
-    const short = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
+    const short = await Embedder.load(BERT_TINY, {
+      modelsDir: FIXTURES_DIR,
+      allowRemote: false,
+      quantized: false,
+      batchSize: 16,
+      maxTokens: 32,
+    });
     const store = await openStore();
     try {
       const text = Array.from({ length: 30 }, (_, i) => `Sentence ${i} is here with several words.`).join(' ');
@@ -116,7 +125,13 @@ describe('ingestPaths', () => {
   });
 
   it('finds unchanged documents without the model when the options are already within its budget, with it otherwise', async () => {
-    const short = await Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
+    const short = await Embedder.load(BERT_TINY, {
+      modelsDir: FIXTURES_DIR,
+      allowRemote: false,
+      quantized: false,
+      batchSize: 16,
+      maxTokens: 32,
+    });
     const store = await openStore();
     const asked: string[] = [];
     // The same model, recording each time the pipeline needs it loaded (a lazily loaded model would load there).

@@ -20,7 +20,13 @@ import { docxFile, singleColumnPdf } from './helpers/documents.js';
 import { readReply } from './helpers/http.js';
 
 const MiB = 1024 * 1024;
-const LIMITS: FileParseOptions = { maxParseMs: 1500, maxPdfPages: 50, maxPdfInflatedBytes: 4 * MiB, maxDocxInflatedBytes: 2 * MiB, maxDocxEntries: 100 };
+const LIMITS: FileParseOptions = {
+  maxParseMs: 1500,
+  maxPdfPages: 50,
+  maxPdfInflatedBytes: 4 * MiB,
+  maxDocxInflatedBytes: 2 * MiB,
+  maxDocxEntries: 100,
+};
 
 // ---------------------------------------------------------------------------------------------- measuring
 

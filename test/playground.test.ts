@@ -32,7 +32,12 @@ describe('playground SSE parser', () => {
     for (let a = 0; a <= stream.length; a++) {
       for (const b of [a, a + 1, a + 7, stream.length]) {
         const parser = new SseParser();
-        const events = [...parser.push(stream.slice(0, a)), ...parser.push(stream.slice(a, b)), ...parser.push(stream.slice(b)), ...parser.end()];
+        const events = [
+          ...parser.push(stream.slice(0, a)),
+          ...parser.push(stream.slice(a, b)),
+          ...parser.push(stream.slice(b)),
+          ...parser.end(),
+        ];
         expect(events, `split at ${a},${b}`).toEqual(expected);
       }
     }
@@ -175,7 +180,10 @@ interface AskBody {
   answer: string;
   citations: Array<{ passageId: string }>;
   passages: Array<{ passageId: string; text: string; attention: number }>;
-  tokenAttention: Array<{ token: string; passages: Array<{ passageIndex: number; weight: number; topTokens: Array<{ token: string; weight: number }> }> }>;
+  tokenAttention: Array<{
+    token: string;
+    passages: Array<{ passageIndex: number; weight: number; topTokens: Array<{ token: string; weight: number }> }>;
+  }>;
 }
 
 describe.skipIf(!hasChromium)('playground page in Chromium', () => {

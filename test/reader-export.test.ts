@@ -26,7 +26,10 @@ function initializers(file: string): Map<string, { dims: number[]; data: Float32
   for (const t of decodeModel(readFileSync(file)).graph!.initializer ?? []) {
     if (t.dataType !== 1 || !t.rawData) continue;
     const raw = new Uint8Array(t.rawData);
-    out.set(t.name!, { dims: (t.dims ?? []).map(Number), data: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)) });
+    out.set(t.name!, {
+      dims: (t.dims ?? []).map(Number),
+      data: new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)),
+    });
   }
   return out;
 }
@@ -110,7 +113,9 @@ describe('reader:export of a Hugging Face-layout checkpoint', () => {
     const original = initializers(fixtureFile(`onnx/${stem}.onnx`));
     const roundTrip = initializers(path.join(untiedDir, `onnx/${stem}.onnx`));
     expect([...roundTrip.keys()].sort()).toEqual([...original.keys()].sort());
-    for (const [name, t] of original) expect(Buffer.from(roundTrip.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
+    for (const [name, t] of original) {
+      expect(Buffer.from(roundTrip.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
+    }
   });
 
   it('computes the same encoder states and logits as the fixture', async () => {

@@ -479,7 +479,13 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
         expect(result.hypotheses.length).toBeGreaterThan(1);
         expect(result.hypotheses[0]!.tokenIds).toEqual(result.tokenIds);
         for (const h of result.hypotheses) {
-          const rescored = await teacherForcedLogProbs(reader.decoder, memory, model.config.decoder_start_token_id, h.tokenIds, new OnnxClock());
+          const rescored = await teacherForcedLogProbs(
+            reader.decoder,
+            memory,
+            model.config.decoder_start_token_id,
+            h.tokenIds,
+            new OnnxClock(),
+          );
           close('logit', Math.abs(sum(rescored) - h.logProb));
           expect(h.score).toBeCloseTo(h.logProb / h.tokenIds.length ** lengthPenalty, 9);
           expect(h.score).toBeLessThanOrEqual(result.score);
@@ -656,7 +662,9 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
           const score = async (ps: ReaderPassage[]) =>
             sum(await teacherForcedLogProbs(loo.decoder, await loo.encode(QUESTION, ps, 'fid'), 0, a.tokenIds, new OnnxClock()));
           const full = await score(PASSAGES);
-          const drops = await Promise.all(PASSAGES.map(async (_, i) => Math.max(0, full - (await score(PASSAGES.filter((__, j) => j !== i))))));
+          const drops = await Promise.all(
+            PASSAGES.map(async (_, i) => Math.max(0, full - (await score(PASSAGES.filter((__, j) => j !== i))))),
+          );
           const total = sum(drops);
           expect(total).toBeGreaterThan(0);
           drops.forEach((d, i) => close('logit', Math.abs(a.passageScores[i]! - d / total)));

@@ -1,8 +1,9 @@
 /**
  * The commands of the README and of every docs/*.md page, run as written (on the tiny fixture models, with temporary
  * folders), so the docs cannot drift from what a fresh clone does. README commands run first (its quick start starts
- * the server the pages' examples talk to), then the pages in file-name order. Every command in a ```bash block is either run or skipped for a stated reason;
- * a new command the table below does not know fails the test until it is classified.
+ * the server the pages' examples talk to), then the pages in file-name order. Every command in a ```bash block is either
+ * run or skipped for a stated reason; a new command the table below does not know fails the test until it is
+ * classified.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

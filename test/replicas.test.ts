@@ -15,7 +15,10 @@ import { BERT_TINY, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
 import { request } from './helpers/http.js';
 import { ownPostgres, postgresAvailable } from './helpers/postgres.js';
 
-/** Bound on how long a change may take to reach another replica here: generous, CI machines are shared (bench:replicas measures the real lag). */
+/**
+ * Bound on how long a change may take to reach another replica here: generous, CI machines are shared (bench:replicas
+ * measures the real lag).
+ */
 const CONVERGE_MS = 30_000;
 
 const WORDS = 'replica database passage vector index search answer fusion decoder encoder token attention'.split(' ');
@@ -98,7 +101,10 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
     configFile = path.join(root, 'rag.config.json');
     writeFileSync(
       configFile,
-      JSON.stringify({ server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } }, database: { pollIntervalMs: 200, connectTimeoutMs: 1000 } }),
+      JSON.stringify({
+        server: { ingestCorpusOnStart: false, rateLimit: { max: 0 } },
+        database: { pollIntervalMs: 200, connectTimeoutMs: 1000 },
+      }),
     );
     // Started together: the schema migration and the default collection's creation race, and must not fail.
     [a, b] = await Promise.all([startReplica('a'), startReplica('b')]);

@@ -165,7 +165,13 @@ describe('Retriever', () => {
 
   it('dense filters are applied inside the HNSW walk, also for large allowed sets', async () => {
     // Threshold 0 forces the graph walk with the label filter instead of the exact path for small sets.
-    const graphStore = await openTestStore(store.location, { embedModel: embedder.modelId, dim: embedder.dim, hnsw: { efSearch: 64 }, readonly: true, exactFilterThreshold: 0 });
+    const graphStore = await openTestStore(store.location, {
+      embedModel: embedder.modelId,
+      dim: embedder.dim,
+      hnsw: { efSearch: 64 },
+      readonly: true,
+      exactFilterThreshold: 0,
+    });
     try {
       const vector = await embedder.embedQuery('ocean harbor island');
       const filter = { metadata: { lang: 'en' } };

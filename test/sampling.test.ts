@@ -27,7 +27,12 @@ let memory: FusedMemory;
 let firstLogits: Float32Array;
 
 beforeAll(async () => {
-  model = await loadSeq2SeqModel(T5_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, decoderRewrite: fidDecoderRewrite() });
+  model = await loadSeq2SeqModel(T5_TINY, {
+    modelsDir: FIXTURES_DIR,
+    allowRemote: false,
+    quantized: false,
+    decoderRewrite: fidDecoderRewrite(),
+  });
   reader = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' });
   memory = await reader.encode(QUESTION, PASSAGES, 'fid');
   const step = await new UncachedStepRunner(reader.decoder, memory, new OnnxClock(), 'logits').step([[model.config.decoder_start_token_id]], 1);
@@ -166,7 +171,9 @@ describe('sampled first tokens follow the model', () => {
     const probs = softmax(top, 0.5);
     const expected = new Map(top.map((c, i) => [c.token, probs[i]!]));
     const observed = new Map<number, number>();
-    for (const token of await firstTokens({ temperature: 0.5, topK: 10, topP: 1 }, draws)) observed.set(token, (observed.get(token) ?? 0) + 1);
+    for (const token of await firstTokens({ temperature: 0.5, topK: 10, topP: 1 }, draws)) {
+      observed.set(token, (observed.get(token) ?? 0) + 1);
+    }
     for (const token of observed.keys()) expect(expected.has(token)).toBe(true);
 
     const fit = chiSquare(observed, expected, draws);
@@ -180,7 +187,8 @@ describe('sampled first tokens follow the model', () => {
 
 describe('seeds and temperature 0', () => {
   it('the same seed gives the same answer, different seeds differ', async () => {
-    const sampled = (seed: number) => reader.answer(QUESTION, PASSAGES, { ...GREEDY, sampling: { temperature: 1, topK: 0, topP: 1, seed } });
+    const sampled = (seed: number) =>
+      reader.answer(QUESTION, PASSAGES, { ...GREEDY, sampling: { temperature: 1, topK: 0, topP: 1, seed } });
     const a = await sampled(7);
     const b = await sampled(7);
     expect(b.tokenIds).toEqual(a.tokenIds);
@@ -198,9 +206,9 @@ describe('seeds and temperature 0', () => {
   });
 
   it('sampling with beams is refused', async () => {
-    await expect(reader.answer(QUESTION, PASSAGES, { ...GREEDY, numBeams: 2, sampling: { temperature: 1, topK: 0, topP: 1 } })).rejects.toThrow(
-      /numBeams/,
-    );
+    await expect(
+      reader.answer(QUESTION, PASSAGES, { ...GREEDY, numBeams: 2, sampling: { temperature: 1, topK: 0, topP: 1 } }),
+    ).rejects.toThrow(/numBeams/);
   });
 
   it('the seeded generator is uniform on [0, 1) and decorrelated across neighbouring seeds', () => {

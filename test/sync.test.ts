@@ -22,7 +22,8 @@ function write(root: string, rel: string, content: string | Uint8Array): void {
   writeFileSync(path.join(root, rel), content);
 }
 
-const ids = async (service: RagService, collection: string) => (await service.listDocuments({ collection })).documents.map((d) => d.id).sort();
+const ids = async (service: RagService, collection: string) =>
+  (await service.listDocuments({ collection })).documents.map((d) => d.id).sort();
 
 describe('syncFolder', () => {
   let service: RagService;

@@ -43,7 +43,12 @@ const passagesFor = async (q: FactQuestion): Promise<ReaderPassage[]> =>
   (await service.search({ query: q.question, k: K, mode: 'bm25' })).results.map((r) => ({ ...r, retrievalScore: r.score }));
 
 beforeAll(async () => {
-  const config = fixtureConfig({ readerModel: FACT_LOOKUP_READER, quantized: true, auth: { disabled: true }, server: { ingestCorpusOnStart: false } });
+  const config = fixtureConfig({
+    readerModel: FACT_LOOKUP_READER,
+    quantized: true,
+    auth: { disabled: true },
+    server: { ingestCorpusOnStart: false },
+  });
   server = await startServer(config, pino({ level: 'silent' }));
   base = `http://127.0.0.1:${server.port}`;
   service = await server.ready;
@@ -60,7 +65,12 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
     for (const q of QUESTIONS) {
       const res = await ask({ question: q.question });
       expect(res.status).toBe(200);
-      outcomes.push({ q, answer: res.json.answer, cited: res.json.citations[0]?.docId, passages: res.json.passages.map((p: { docId: string }) => p.docId) });
+      outcomes.push({
+        q,
+        answer: res.json.answer,
+        cited: res.json.citations[0]?.docId,
+        passages: res.json.passages.map((p: { docId: string }) => p.docId),
+      });
     }
   });
 
@@ -167,7 +177,14 @@ describe('the fact-lookup reader on retrieved passages', () => {
 
 /** Reference outputs the trainer wrote from the weights as committed (scripts/train writes reference.json). */
 interface Reference {
-  cases: Array<{ id: string; encoder_input_ids: number[][]; decoder_input_ids: number[]; vocab_ids: number[]; logits: number[][]; argmax: number[] }>;
+  cases: Array<{
+    id: string;
+    encoder_input_ids: number[][];
+    decoder_input_ids: number[];
+    vocab_ids: number[];
+    logits: number[][];
+    argmax: number[];
+  }>;
 }
 
 describe('the exported graphs reproduce the trainer', () => {

@@ -60,9 +60,13 @@ describe('the fact-lookup generator', () => {
   it('converts to SQuAD with answer offsets into the context', () => {
     const squad = parseSquad(factLookupAsSquad(test), 'facts');
     expect(squad.questions).toHaveLength(test.questions.length);
-    const raw = factLookupAsSquad(test) as { data: Array<{ paragraphs: Array<{ context: string; qas: Array<{ answers: Array<{ text: string; answer_start: number }> }> }> }> };
+    const raw = factLookupAsSquad(test) as {
+      data: Array<{ paragraphs: Array<{ context: string; qas: Array<{ answers: Array<{ text: string; answer_start: number }> }> }> }>;
+    };
     for (const paragraph of raw.data.flatMap((d) => d.paragraphs)) {
-      for (const a of paragraph.qas.flatMap((q) => q.answers)) expect(paragraph.context.slice(a.answer_start, a.answer_start + a.text.length)).toBe(a.text);
+      for (const a of paragraph.qas.flatMap((q) => q.answers)) {
+        expect(paragraph.context.slice(a.answer_start, a.answer_start + a.text.length)).toBe(a.text);
+      }
     }
   });
 });
@@ -76,7 +80,10 @@ describe('FiD examples built by the product’s retrieval and tokenizer', () => 
   beforeAll(async () => {
     const config = fixtureConfig({ server: { ingestCorpusOnStart: false } });
     service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: true });
-    await service.ingestDocuments(squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })), { progress: false });
+    await service.ingestDocuments(
+      squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
+      { progress: false },
+    );
     reader = await loadReaderTokenizer(T5_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, maxInputTokens: 512 });
   });
 
@@ -88,7 +95,8 @@ describe('FiD examples built by the product’s retrieval and tokenizer', () => 
     const source = serviceExampleSource(service);
     const stats = { goldRetrieved: 0, examples: 0 };
     const examples: FidExample[] = [];
-    for await (const e of buildFidExamples(squad, source, { k, mode, tokenizer: reader.tokenizer, config: reader.config }, stats)) examples.push(e);
+    const fidOptions = { k, mode, tokenizer: reader.tokenizer, config: reader.config };
+    for await (const e of buildFidExamples(squad, source, fidOptions, stats)) examples.push(e);
     return { examples, stats };
   }
 

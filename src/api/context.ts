@@ -32,7 +32,11 @@ export interface ApiBackend {
   search(params: SearchParams, options?: { signal?: AbortSignal }): Promise<SearchResponse>;
   ask(params: AskParams, hooks: AskHooks): Promise<AskOutcome>;
   upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
-  upsertFiles(files: UploadedDocumentFile[], metadata: Metadata, options: CollectionScope & { signal?: AbortSignal }): Promise<DocumentWriteStatus[]>;
+  upsertFiles(
+    files: UploadedDocumentFile[],
+    metadata: Metadata,
+    options: CollectionScope & { signal?: AbortSignal },
+  ): Promise<DocumentWriteStatus[]>;
   listDocuments(options: CollectionScope & ListDocumentsOptions): Promise<DocumentList>;
   deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal }): Promise<DeleteResult>;
   getDocument(id: string, options: CollectionScope): Promise<DocumentView | undefined>;

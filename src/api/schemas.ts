@@ -458,7 +458,7 @@ export const createCollectionRequestSchema = z
       .string()
       .min(1)
       .max(200)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._\/-]*$/, 'a model id such as "Xenova/bge-small-en-v1.5"')
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, 'a model id such as "Xenova/bge-small-en-v1.5"')
       .refine((id) => !id.split('/').includes('..'), 'a model id such as "Xenova/bge-small-en-v1.5"')
       .optional()
       .openapi({ description: 'Embedding model of the collection; default: the server\'s configured one. It must be loadable.' }),

@@ -75,7 +75,13 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
     try {
       parser = busboy({
         headers: req.headers,
-        limits: { fileSize: limits.maxFileBytes, files: limits.maxFiles, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: limits.maxFiles + MAX_FIELDS },
+        limits: {
+          fileSize: limits.maxFileBytes,
+          files: limits.maxFiles,
+          fields: MAX_FIELDS,
+          fieldSize: MAX_FIELD_BYTES,
+          parts: limits.maxFiles + MAX_FIELDS,
+        },
         defParamCharset: 'latin1',
         defCharset: 'latin1',
       });

@@ -260,7 +260,12 @@ export function chunkText(text: string, count: CountTokens, options: ChunkOption
 }
 
 /** `chunkText` that returns to the event loop every few milliseconds, for servers chunking documents of any size. */
-export async function chunkTextAsync(text: string, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<TextChunk[]> {
+export async function chunkTextAsync(
+  text: string,
+  count: CountTokens,
+  options: ChunkOptions,
+  run: ChunkAsyncOptions = {},
+): Promise<TextChunk[]> {
   const steps = chunkSteps(text, count, options);
   // One step (a sentence of at most a segmenter window, or one passage) stays well below the slice.
   const slice = new TimeSlice();
@@ -297,6 +302,11 @@ export function chunkDocument(doc: SourceDocument, count: CountTokens, options: 
 }
 
 /** `chunkDocument` that returns to the event loop every few milliseconds (see `chunkTextAsync`). */
-export async function chunkDocumentAsync(doc: SourceDocument, count: CountTokens, options: ChunkOptions, run: ChunkAsyncOptions = {}): Promise<Passage[]> {
+export async function chunkDocumentAsync(
+  doc: SourceDocument,
+  count: CountTokens,
+  options: ChunkOptions,
+  run: ChunkAsyncOptions = {},
+): Promise<Passage[]> {
   return toPassages(doc, await chunkTextAsync(doc.text, count, options, run));
 }

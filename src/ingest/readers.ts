@@ -210,7 +210,7 @@ export async function countSourceDocuments(paths: string[]): Promise<number> {
         total += await countLines(path.join(p, BEIR_CORPUS_FILE));
         return;
       }
-      let names: string[] = [];
+      let names: string[];
       try {
         names = (await readdir(p)).filter((n) => !n.startsWith('.'));
       } catch {

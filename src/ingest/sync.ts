@@ -29,6 +29,7 @@ export async function assertSyncFolder(folder: string): Promise<void> {
   try {
     info = await stat(folder);
   } catch (err) {
+    // eslint-disable-next-line preserve-caught-error -- the message carries the cause; attaching it would change what is logged
     throw new Error(`cannot sync ${folder}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; nothing was changed`);
   }
   if (!info.isDirectory()) throw new Error(`cannot sync ${folder}: not a folder; nothing was changed`);
@@ -57,7 +58,11 @@ export interface FolderWalk {
  * The folder's documents, each recording the folder. What is not a document is recorded in `walk` as the walk goes:
  * an unreadable file or folder keeps its documents (its path counts as present), an unsupported file is counted.
  */
-export async function* folderDocuments(folder: string, walk: FolderWalk, onError?: (e: IngestError) => void): AsyncGenerator<SourceDocument> {
+export async function* folderDocuments(
+  folder: string,
+  walk: FolderWalk,
+  onError?: (e: IngestError) => void,
+): AsyncGenerator<SourceDocument> {
   const key = folderKey(folder);
   for await (const item of readSources([folder]) as AsyncGenerator<SourceItem>) {
     if (item.kind === 'document') {

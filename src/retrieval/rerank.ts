@@ -56,7 +56,13 @@ export class CrossEncoderReranker implements Reranker {
       signal?.throwIfAborted();
       // Sorted by length, so the pair being added is the batch's longest: the padded size is count × its length.
       let end = start + 1;
-      while (end < order.length && end - start < this.options.batchSize && (end - start + 1) * pairs[order[end]!]!.ids.length <= this.options.batchTokens) end++;
+      while (
+        end < order.length &&
+        end - start < this.options.batchSize &&
+        (end - start + 1) * pairs[order[end]!]!.ids.length <= this.options.batchTokens
+      ) {
+        end++;
+      }
       const batch = order.slice(start, end);
       start = end;
       const batchScores = await this.model.scoreBatch(batch.map((i) => pairs[i]!));

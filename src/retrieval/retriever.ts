@@ -121,7 +121,13 @@ export class Retriever {
     return this.store.bm25Search(terms, k, { filter, titleWeight: this.options.titleWeight, textWeight: this.options.textWeight });
   }
 
-  private async hybrid(query: string, vector: Float32Array, k: number, filter: SearchFilter | undefined, ef: number | undefined): Promise<RankedHit[]> {
+  private async hybrid(
+    query: string,
+    vector: Float32Array,
+    k: number,
+    filter: SearchFilter | undefined,
+    ef: number | undefined,
+  ): Promise<RankedHit[]> {
     const depth = Math.max(k, this.options.fusionDepth);
     // The graph search widens ef to at least the depth itself.
     const dense = await this.store.denseSearch(vector, depth, { filter, ef });

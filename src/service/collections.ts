@@ -123,7 +123,7 @@ export class Collections {
   async create(name: string, spec: NewCollection = {}): Promise<CollectionManifest> {
     assertCollectionName(name);
     if (!this.options.writable) throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot create one');
-    const { engine, config } = this.options;
+    const { engine } = this.options;
     await this.closing.get(name);
     if (this.open.has(name) || this.opening.has(name) || (await engine.describeCollection(name))) throw new CollectionExistsError(name);
     const entry = await this.opened(name, async () => {
@@ -200,7 +200,9 @@ export class Collections {
     const manifest = await this.options.engine.describeCollection(name);
     const store = manifest
       ? await this.openStore(name, { modelId: manifest.embedModel, dim: manifest.dim }, { create: false, readonly: false })
-      : await this.newCollectionModel(create).then(({ model, chunk }) => this.openStore(name, model, { create: true, chunk, readonly: false }));
+      : await this.newCollectionModel(create).then(({ model, chunk }) =>
+          this.openStore(name, model, { create: true, chunk, readonly: false }),
+        );
     const collection = this.entryFor(name, store, true);
     try {
       return await work(collection);
@@ -259,7 +261,11 @@ export class Collections {
     const manifest = await this.options.engine.describeCollection(name);
     if (!manifest) throw new CollectionNotFoundError(name);
     // The manifest says which model and dimension; the model itself loads when an operation first needs it.
-    const store = await this.openStore(name, { modelId: manifest.embedModel, dim: manifest.dim }, { create: false, readonly: !this.options.writable });
+    const store = await this.openStore(
+      name,
+      { modelId: manifest.embedModel, dim: manifest.dim },
+      { create: false, readonly: !this.options.writable },
+    );
     return this.entryFor(name, store, this.options.writable);
   }
 

@@ -126,7 +126,14 @@ async function prepareDefault(config: AppConfig, collections: Collections, log: 
     if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
     const summary = await writer!.ingestPaths([config.corpusDir], { progress: false });
     log?.info(
-      { index: store.location, corpus: config.corpusDir, documents: summary.documentsSeen, added: summary.added, passages: summary.passagesAdded, errors: summary.errors.length },
+      {
+        index: store.location,
+        corpus: config.corpusDir,
+        documents: summary.documentsSeen,
+        added: summary.added,
+        passages: summary.passagesAdded,
+        errors: summary.errors.length,
+      },
       'bundled corpus ingested into new index',
     );
   }).catch((err: unknown) => {

@@ -28,8 +28,16 @@ export class UploadParser {
     for (const [index, file] of files.entries()) {
       signal?.throwIfAborted();
       try {
-        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) => parser.parse(b, n, f, limits, signal));
-        outcomes.push({ id: doc.id, title: doc.title, text: doc.text, metadata: doc.metadata, ...(doc.layout ? { layout: doc.layout } : {}) });
+        const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) =>
+          parser.parse(b, n, f, limits, signal),
+        );
+        outcomes.push({
+          id: doc.id,
+          title: doc.title,
+          text: doc.text,
+          metadata: doc.metadata,
+          ...(doc.layout ? { layout: doc.layout } : {}),
+        });
       } catch (err) {
         if (err instanceof FileLimitError) {
           throw new FileLimitError(`files.${index} (${JSON.stringify(file.name)}): ${err.message}`, err.status, `files.${index}`);

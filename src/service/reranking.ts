@@ -68,7 +68,13 @@ export class RerankerSlot {
   }
 
   static fromConfig(config: AppConfig): RerankerSlot {
-    return new RerankerSlot(async () => new CrossEncoderReranker(await loadCrossEncoder(config), { batchSize: config.rerank.batchSize, batchTokens: config.rerank.batchTokens }));
+    return new RerankerSlot(
+      async () =>
+        new CrossEncoderReranker(await loadCrossEncoder(config), {
+          batchSize: config.rerank.batchSize,
+          batchTokens: config.rerank.batchTokens,
+        }),
+    );
   }
 
   get(): Promise<Reranker> {

@@ -48,7 +48,17 @@ export interface AskOutcome {
   answer: string;
   /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
   citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
-  passages: Array<{ passageId: string; docId: string; title: string; text: string; retrievalScore: number; rerankScore?: number; attention: number } & PassageLocation>;
+  passages: Array<
+    {
+      passageId: string;
+      docId: string;
+      title: string;
+      text: string;
+      retrievalScore: number;
+      rerankScore?: number;
+      attention: number;
+    } & PassageLocation
+  >;
   tokenAttention: AnswerResult['tokenAttention'];
   attribution: AnswerResult['attribution'];
   fusion: FusionMode;

@@ -79,7 +79,9 @@ export async function docxFile(blocks: DocxBlock[]): Promise<Buffer> {
   const doc = new Document({
     sections: [
       {
-        children: blocks.map((b) => (b.heading ? new Paragraph({ text: b.text, heading: HEADING_LEVELS[b.heading] }) : new Paragraph(b.text))),
+        children: blocks.map((b) =>
+          b.heading ? new Paragraph({ text: b.text, heading: HEADING_LEVELS[b.heading] }) : new Paragraph(b.text),
+        ),
       },
     ],
   });

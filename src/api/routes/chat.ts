@@ -12,7 +12,6 @@ import { chatRequestSchema, type ChatRequest } from '../chat-schemas.js';
 import type { RouteContext } from '../context.js';
 import { mayUseCollection, principalOf } from '../auth.js';
 import { HttpError, toHttpError } from '../errors.js';
-import { jsonBody } from '../json-body.js';
 import { EventStream, parseWith, ready, requestSignal, requireJson, runQueued } from '../request.js';
 
 /** Each collection is one model, `fid-rag/<collection>`; the bare collection name is accepted too. */

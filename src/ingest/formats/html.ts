@@ -84,6 +84,8 @@ export function parseHtml(raw: string, fallbackTitle: string): ParsedFile {
   const { text: untrimmed, tracker } = extractHeadings(marked, open, close);
   const lead = untrimmed.length - untrimmed.trimStart().length;
   const text = untrimmed.trim();
-  const sections = tracker.sections.map((s) => ({ start: Math.max(0, s.start - lead), path: s.path })).filter((s) => s.start <= text.length);
+  const sections = tracker.sections
+    .map((s) => ({ start: Math.max(0, s.start - lead), path: s.path }))
+    .filter((s) => s.start <= text.length);
   return { title: title ?? fallbackTitle, text, layout: sections.length > 0 ? { sections } : undefined };
 }

@@ -79,7 +79,13 @@ export async function fileToDocument(
   parse: typeof parseFile = parseFile,
 ): Promise<SourceDocument> {
   const parsed = await parse(bytes, name, format);
-  const document: SourceDocument = { id, title: parsed.title, text: parsed.text, metadata: { format, ...parsed.metadata, ...metadata }, origin: { path: name } };
+  const document: SourceDocument = {
+    id,
+    title: parsed.title,
+    text: parsed.text,
+    metadata: { format, ...parsed.metadata, ...metadata },
+    origin: { path: name },
+  };
   if (parsed.layout) document.layout = parsed.layout;
   return document;
 }

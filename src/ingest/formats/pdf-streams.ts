@@ -24,7 +24,8 @@ class PdfRef {
 type PdfDict = Map<string, PdfValue>;
 
 const isWhite = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 || c === 0x0c || c === 0x00;
-const isDelimiter = (c: number) => c === 0x28 || c === 0x29 || c === 0x3c || c === 0x3e || c === 0x5b || c === 0x5d || c === 0x7b || c === 0x7d || c === 0x2f || c === 0x25;
+const isDelimiter = (c: number) =>
+  c === 0x28 || c === 0x29 || c === 0x3c || c === 0x3e || c === 0x5b || c === 0x5d || c === 0x7b || c === 0x7d || c === 0x2f || c === 0x25;
 const FLATE = new Set(['FlateDecode', 'Fl']);
 const ENDSTREAM = Buffer.from('endstream', 'latin1');
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)$/;

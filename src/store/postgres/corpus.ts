@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { parseMetadata } from '../../common/metadata.js';
 import type { CollectionManifest } from '../engine.js';
 import { IndexNotFoundError, IndexStoreError } from '../errors.js';
-import type { DeleteOutcome, DocumentState, DocumentWrite, Metadata, PassageInput, StoredDocument, WriteOutcome } from '../types.js';
+import type { DeleteOutcome, DocumentState, DocumentWrite, PassageInput, StoredDocument, WriteOutcome } from '../types.js';
 import { normalized, vectorToBlob } from '../vectors.js';
 import { inTransaction, query } from './database.js';
 
@@ -161,7 +161,9 @@ export async function writeDocuments(
       }
     }
   }
-  if (writes.length === 0) return { outcome: { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0, documents: [] }, changeId: undefined };
+  if (writes.length === 0) {
+    return { outcome: { inserted: 0, replaced: 0, passagesAdded: 0, passagesRemoved: 0, documents: [] }, changeId: undefined };
+  }
 
   return inTransaction(pool, 'write documents', async (client) => {
     await lockCollection(client, collection);

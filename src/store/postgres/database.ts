@@ -96,7 +96,12 @@ export async function inTransaction<T>(
 }
 
 /** One query outside a transaction, with the same error mapping. */
-export async function query<R extends pg.QueryResultRow>(pool: pg.Pool, what: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+export async function query<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  what: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult<R>> {
   try {
     return await pool.query<R>(sql, params);
   } catch (err) {

@@ -140,6 +140,8 @@ export class PostgresEngine implements StoreEngine {
         rebuildPageDocuments: REBUILD_PAGE_DOCUMENTS,
         log,
       };
+      // The listener's callback may run before the engine exists: `let`, not a later `const` (which would throw there).
+      // eslint-disable-next-line prefer-const
       let engine: PostgresEngine | undefined;
       const listener = new ChangeListener(spec.url, spec.pollIntervalMs, (collection) => engine?.wake(collection));
       engine = new PostgresEngine(spec, pool, ctx, listener);

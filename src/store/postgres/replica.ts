@@ -137,7 +137,13 @@ export class CollectionReplica {
         'another process holds this local index; using a private one for this process (give each replica its own indexesDir)',
       );
     }
-    const expected = { deploymentId: ctx.deploymentId, collection: row.name, createdChange: row.createdChange, embedModel: row.manifest.embedModel, dim: row.manifest.dim };
+    const expected = {
+      deploymentId: ctx.deploymentId,
+      collection: row.name,
+      createdChange: row.createdChange,
+      embedModel: row.manifest.embedModel,
+      dim: row.manifest.dim,
+    };
     const checkpoint = readCheckpoint(dir);
     const matches =
       checkpoint !== undefined && (Object.keys(expected) as Array<keyof typeof expected>).every((k) => checkpoint[k] === expected[k]);

@@ -10,7 +10,6 @@ import type {
   DocumentState,
   DocumentWrite,
   LabelScore,
-  Metadata,
   PassageRecord,
   SearchFilter,
   WriteOutcome,

@@ -72,7 +72,12 @@ export class SqlitePassageStore implements PassageStore {
   ) {}
 
   /** `faultHook` is a crash-test hook (see SqliteEngine): called at crash-relevant points of a write. */
-  static async open(name: string, dir: string, options: OpenCollectionOptions, faultHook?: (point: FaultPoint) => void): Promise<SqlitePassageStore> {
+  static async open(
+    name: string,
+    dir: string,
+    options: OpenCollectionOptions,
+    faultHook?: (point: FaultPoint) => void,
+  ): Promise<SqlitePassageStore> {
     const readonly = options.readonly ?? false;
     const dbPath = path.join(dir, DB_FILE);
     const exists = readManifest(dir) !== undefined;
