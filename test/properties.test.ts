@@ -108,7 +108,9 @@ describe('chunker properties (bge WordPiece tokenizer)', () => {
       fc.property(text, chunkOptions, (input, options) => {
         for (const c of chunkText(input, count, options)) {
           expect(c.tokens).toBe(count(c.text));
-          expect(c.tokens).toBeLessThanOrEqual(options.maxTokens);
+          // One code point is the smallest piece: NFD turns a Hangul syllable into three jamo tokens, so under a
+          // budget of 1 or 2 (the config allows no less than 16) it stands alone over the budget.
+          if ([...c.text].length > 1) expect(c.tokens).toBeLessThanOrEqual(options.maxTokens);
         }
       }),
       runs(300),

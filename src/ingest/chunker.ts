@@ -91,7 +91,8 @@ function codePointBoundary(text: string, pos: number): number {
  * A single "word" over the budget (a URL, a run of CJK characters, base64): cut where the token count reaches the
  * budget, so each piece's tokens map back to a character span. The piece grows by doubling from `budget` characters
  * until it is over the budget, then the cut is searched inside the last doubling: each cut costs about
- * (piece length × log of it), never the length of the rest of the word.
+ * (piece length × log of it), never the length of the rest of the word. A piece is never less than one code point, so
+ * one whose tokens alone exceed the budget (a Hangul syllable is three jamo after NFD) is a piece over it.
  */
 function splitWord(text: string, start: number, end: number, count: CountTokens, budget: number): Unit[] {
   const units: Unit[] = [];
