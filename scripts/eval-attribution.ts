@@ -7,7 +7,16 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig, type AppConfig } from '../src/config/index.js';
-import { isGoldPassage, loadSquad, parseSquad, scoreAnswer, summarizeAttribution, type AttributionCase, type SquadDataset } from '../src/eval/index.js';
+import {
+  citationThresholds,
+  isGoldPassage,
+  loadSquad,
+  parseSquad,
+  scoreAnswer,
+  summarizeAttribution,
+  type AttributionCase,
+  type SquadDataset,
+} from '../src/eval/index.js';
 import { defaultSharedModelsDir, ensureFixtures, fixtureDirName } from '../src/fixtures/index.js';
 import { ensureExportedReader, FACT_LOOKUP_READER } from '../src/fixtures/trained-readers.js';
 import { loadReaderModel } from '../src/models/index.js';
@@ -98,6 +107,8 @@ runCli(async () => {
     }
     if (process.stderr.isTTY) process.stderr.write('\n');
     const summary = summarizeAttribution(cases, ['cross-attention', 'leave-one-out', 'retrieval rank']);
+    // The service cites every passage with at least reader.citationShare of the cross-attention: what each choice gives.
+    const thresholds = citationThresholds(cases, 'cross-attention', [0.05, 0.1, 0.15, 0.2, 0.3, 0.5]);
     const report = {
       dataset: datasetName,
       readerModel: config.readerModel,
@@ -106,12 +117,27 @@ runCli(async () => {
       exactMatch: questions.length ? em / questions.length : 0,
       answersAgree: questions.length ? agree / questions.length : 0,
       ...summary,
+      citationThresholds: thresholds,
+      configuredCitationShare: config.reader.citationShare,
     };
     console.log(`\n${datasetName}: ${summary.questions} questions (${summary.withGold} with the gold passage among the top ${opts.k}), reader ${config.readerModel}, EM ${(100 * report.exactMatch).toFixed(1)}%`);
     console.log(
       formatTable([
         ['attribution method', 'citation@1 (%)', 'cost p50 (ms)'],
         ...summary.methods.map((m) => [m.method, (100 * m.citationAt1).toFixed(1), m.msP50.toFixed(1)]),
+      ]),
+    );
+    console.log(`\ncross-attention citations by threshold (reader.citationShare, now ${config.reader.citationShare}):`);
+    console.log(
+      formatTable([
+        ['min share', 'gold cited (%)', 'cited per answer', 'precision (%)', 'F1 (%)'],
+        ...thresholds.map((t) => [
+          t.minShare.toFixed(2),
+          (100 * t.goldCited).toFixed(1),
+          t.citedPerAnswer.toFixed(2),
+          (100 * t.precision).toFixed(1),
+          (100 * t.f1).toFixed(1),
+        ]),
       ]),
     );
     if (opts.json) writeJsonReport(opts.json, report);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DatasetFormatError,
+  citationThresholds,
   compareCodePoints,
   evaluateQuery,
   evaluateRun,
@@ -15,6 +16,7 @@ import {
   readBeirCorpus,
   readBeirQueries,
   recallAgainst,
+  summarizeAttribution,
   type ScoredDoc,
 } from '../src/eval/index.js';
 
@@ -294,5 +296,29 @@ describe('bundled evaluation data (../shared/data)', () => {
     const grades = [...data.qrels.values()].flatMap((m) => [...m.values()]);
     expect(grades).toHaveLength(3709); // 3710 lines minus the header
     expect(new Set(grades)).toEqual(new Set([0, 1, 2]));
+  });
+});
+
+describe('summarizeAttribution and citationThresholds (hand-computed)', () => {
+  const cases = [
+    { gold: [false, true, false], scores: { m: [0.2, 0.7, 0.1] }, ms: { m: 1 } },
+    { gold: [true, false, false], scores: { m: [0.3, 0.6, 0.1] }, ms: { m: 3 } },
+    // No gold passage retrieved: counted apart.
+    { gold: [false, false, false], scores: { m: [0.5, 0.3, 0.2] }, ms: { m: 2 } },
+  ];
+
+  it('citation@1 over the questions with a gold passage; median cost over all', () => {
+    expect(summarizeAttribution(cases, ['m'])).toEqual({ questions: 3, withGold: 2, methods: [{ method: 'm', citationAt1: 0.5, msP50: 2 }] });
+  });
+
+  it('cites the top passage always and every other one at or above the share', () => {
+    const [low, mid, high] = citationThresholds(cases, 'm', [0.15, 0.25, 0.9]);
+    // 0.15: {0.2, 0.7} and {0.3, 0.6}; both golds cited, 2 of 4 citations gold.
+    expect(low).toMatchObject({ minShare: 0.15, goldCited: 1, citedPerAnswer: 2, precision: 0.5 });
+    // 0.25: {0.7} and {0.3, 0.6}.
+    expect(mid).toMatchObject({ goldCited: 1, citedPerAnswer: 1.5, precision: 2 / 3 });
+    expect(mid!.f1).toBeCloseTo(0.8, 10);
+    // 0.9: the top passage only.
+    expect(high).toMatchObject({ goldCited: 0.5, citedPerAnswer: 1, precision: 0.5 });
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The committed fact-lookup reader (test/models/fact-lookup-reader, trained by scripts/train; docs/training.md) asked
  * questions end to end: real BM25 retrieval over a generated corpus whose names it never saw in training, k = 10,
- * through POST /v1/ask. These tests assert content: right answers, right citations, at the levels the committed reader
- * measures (it copies reliably from the right passage; finding that passage among ten is what it does less well).
+ * through POST /v1/ask. These tests assert content: right answers and right citations (EM and citation@1 >= 0.95 at
+ * k = 10), the same answers in both precisions and in any passage order, and FiD reading what concatenation cuts off.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,20 +22,23 @@ import { readReply, request } from './helpers/http.js';
 
 /** Unseen names: the test split of the generator, with a seed of its own. */
 const SET = generateFactLookup({ split: 'test', people: 120, questionsPerPerson: 2, seed: 2024 });
-const QUESTIONS = SET.questions.slice(0, 60);
+const QUESTIONS = SET.questions.slice(0, 120);
 const K = 10;
 const GENERATE = { maxNewTokens: 16, numBeams: 1, lengthPenalty: 1, noRepeatNgramSize: 0 };
 /**
- * What the committed reader measures on these questions (docs/training.md has the figures and the commands), less a
- * margin of a few questions. A reader with random weights scores 0 on the answers and ~1/k on the citations.
+ * The levels the committed reader must reach on these questions: the issue's bar (0.95) for answers and citations
+ * through /v1/ask, and a margin of a few questions below what it measures elsewhere. A reader with random weights
+ * scores 0 on the answers and ~1/k on the citations.
  */
-// Measured on these questions: EM 0.283, citation@1 0.35, one passage EM 0.967, int8 = fp32 on 0.60 of the answers,
-// FiD 0.30 vs concat 0.10 with the gold passage last (AVX2-only CPU). onnxruntime's int8 kernels differ by CPU: on
-// one with AVX-512 VNNI the same int8 graphs cite the gold passage first for 0.267 of the questions.
-const MEASURED = { em: 0.22, citationAt1: 0.2, emOnePassage: 0.9, int8Agreement: 0.45, fid: 0.2 };
+// Measured on these 120 questions (docs/training.md): EM 0.967, citation@1 0.975, one passage EM 0.992; on the first 30,
+// int8 = fp32 on all answers, FiD 0.93 vs concat 0.03 with the gold passage last. Parity: fp32 within 9.4e-6 of torch,
+// int8 within 0.26 with every argmax kept (a CPU with AVX-512 VNNI; the previous, less trained reader moved by 2.4).
+const MEASURED = { em: 0.95, citationAt1: 0.95, emOnePassage: 0.95, int8Agreement: 0.9, fid: 0.85 };
 
 let base = '';
 let server: Awaited<ReturnType<typeof startServer>>;
+/** What this run measured, printed at the end (the figures docs/training.md quotes come from this line). */
+const figures: Record<string, number> = {};
 let service: RagService;
 
 const ask = (body: Record<string, unknown>) => request(base, 'POST', '/v1/ask', { body: { k: K, mode: 'bm25', ...body } });
@@ -57,6 +60,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server?.close();
+  console.log(`[trained-reader] ${JSON.stringify(figures)}`);
 });
 
 describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () => {
@@ -88,11 +92,13 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
   it(`answers held-out questions about unseen people (exact match >= ${MEASURED.em})`, () => {
     const em = outcomes.filter((o) => scoreAnswer(o.answer, [o.q.answer]).exactMatch === 1).length / outcomes.length;
     const misses = outcomes.filter((o) => scoreAnswer(o.answer, [o.q.answer]).exactMatch === 0).map((o) => `${o.q.question} -> ${o.answer} (${o.q.answer})`);
+    figures.em = em;
     expect(em, misses.join('\n')).toBeGreaterThanOrEqual(MEASURED.em);
   });
 
   it(`cites the passage that states the fact first (citation@1 >= ${MEASURED.citationAt1})`, () => {
     const hits = outcomes.filter((o) => o.cited === o.q.passageId).length / outcomes.length;
+    figures.citationAt1 = hits;
     expect(hits).toBeGreaterThanOrEqual(MEASURED.citationAt1);
   });
 
@@ -104,6 +110,7 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
       expect(res.json.citations[0]?.docId).toBe(q.passageId);
       em += scoreAnswer(res.json.answer, [q.answer]).exactMatch;
     }
+    figures.emOnePassage = em / QUESTIONS.length;
     expect(em / QUESTIONS.length).toBeGreaterThanOrEqual(MEASURED.emOnePassage);
   });
 
@@ -147,12 +154,18 @@ describe('the fact-lookup reader on retrieved passages', () => {
 
   it(`fp32 and int8 mostly give the same answers (>= ${MEASURED.int8Agreement} of them)`, async () => {
     let same = 0;
+    let fp32Right = 0;
+    let int8Right = 0;
     const questions = QUESTIONS.slice(0, 30);
     for (const q of questions) {
       const passages = await passagesFor(q);
       const [a, b] = [await models.fp32!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' }), await models.int8!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' })];
       if (a.answer === b.answer) same++;
+      fp32Right += scoreAnswer(a.answer, [q.answer]).exactMatch;
+      int8Right += scoreAnswer(b.answer, [q.answer]).exactMatch;
     }
+    const n = questions.length;
+    Object.assign(figures, { int8Agreement: same / n, emFp32: fp32Right / n, emInt8: int8Right / n });
     expect(same / questions.length).toBeGreaterThanOrEqual(MEASURED.int8Agreement);
   });
 
@@ -170,6 +183,7 @@ describe('the fact-lookup reader on retrieved passages', () => {
       fid += scoreAnswer((await reader.answer(q.question, ordered, { ...GENERATE, fusion: 'fid' })).answer, [q.answer]).exactMatch;
       concat += scoreAnswer((await reader.answer(q.question, ordered, { ...GENERATE, fusion: 'concat' })).answer, [q.answer]).exactMatch;
     }
+    Object.assign(figures, { fidGoldLast: fid / questions.length, concatGoldLast: concat / questions.length });
     expect(fid / questions.length).toBeGreaterThanOrEqual(MEASURED.fid);
     expect(fid).toBeGreaterThan(concat);
   });
@@ -222,13 +236,13 @@ describe('the exported graphs reproduce the trainer', () => {
     return c.decoder_input_ids.map((_, t) => c.vocab_ids.map((v) => data[t * vocab + v]!));
   }
 
-  // Measured (docs/training.md, parity): fp32 within 1e-5 of torch (float rounding only); int8 moves logits by up to
-  // 2.4 and keeps 0.75 of the argmaxes. int8 quantizes every
-  // activation with one scale per tensor, and this reader is small (d_model 64), so its logits move by O(1) and the
-  // top token can change where two are close; the check is a bound on the move and the share of unchanged argmaxes.
+  // Measured (docs/training.md, parity): fp32 within 1e-5 of torch (float rounding only); int8 within 0.26, every argmax
+  // kept. int8 quantizes every activation with one scale per tensor, and this reader is small (d_model 64), so its
+  // logits move and the top token could change where two are close; the check bounds the move (with room for other
+  // CPUs' int8 kernels) and the share of unchanged argmaxes.
   it.each([
     { precision: 'fp32', quantized: false, tolerance: 2e-3, argmaxAgreement: 1 },
-    { precision: 'int8', quantized: true, tolerance: 3.5, argmaxAgreement: 0.6 },
+    { precision: 'int8', quantized: true, tolerance: 1.5, argmaxAgreement: 0.9 },
   ])('$precision logits match the reference', async ({ quantized, tolerance, argmaxAgreement }) => {
     expect(reference.cases.length).toBeGreaterThan(0);
     let same = 0;
@@ -238,10 +252,12 @@ describe('the exported graphs reproduce the trainer', () => {
       let worst = 0;
       logits.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - c.logits[t]![j]!)))));
       expect(worst, c.id).toBeLessThan(tolerance);
+      figures[`${quantized ? 'int8' : 'fp32'}WorstLogitDiff`] = Math.max(figures[`${quantized ? 'int8' : 'fp32'}WorstLogitDiff`] ?? 0, worst);
       const argmax = logits.map((row) => c.vocab_ids[row.indexOf(Math.max(...row))]);
       same += argmax.filter((id, t) => id === c.argmax[t]).length;
       positions += argmax.length;
     }
+    figures[`${quantized ? 'int8' : 'fp32'}ArgmaxKept`] = same / positions;
     expect(same / positions).toBeGreaterThanOrEqual(argmaxAgreement);
   });
 });

@@ -212,6 +212,25 @@ class T5(nn.Module):
             att.v.weight.copy_(v[:inner, :c.d_model])
             att.o.weight.copy_(v[:inner, :c.d_model].t())
 
+    @torch.no_grad()
+    def init_match_head(self, head=1):
+        """Starts one encoder head as a same-token matcher looking back: its query projection equals its key
+        projection, so a token's score is highest at earlier copies of itself, and its relative-position bias masks
+        the token itself and every later one (T5 shares the bias across the stack's layers, so this head looks back
+        in every layer). In the reader's input the question comes first, so a title or context token finds the same
+        token in the question when the question names it: the raw material of telling the passage about the person
+        asked for from passages about others who share a surname."""
+        c = self.config
+        if c.num_heads < 2:
+            raise ValueError("--match-init needs at least 2 heads (head 0 is the copy circuit's previous-token head)")
+        first = self.encoder.block[0].layer[0].SelfAttention
+        rows = slice(head * c.d_kv, (head + 1) * c.d_kv)
+        first.q.weight[rows] = first.k.weight[rows]
+        bias = first.relative_attention_bias.weight
+        half = c.relative_attention_num_buckets // 2
+        bias[half:, head] = -20.0  # later positions
+        bias[0, head] = -20.0  # the token itself
+
     def encode(self, input_ids, attention_mask):
         """[n, len] ids of passages encoded alone → [n, len, d] states."""
         x = self.encoder.drop(self.shared(input_ids))

@@ -1,6 +1,7 @@
 """Unit tests of the trainer: `/usr/bin/python3 -m unittest discover -s scripts/train` (npm test runs them when
 PyTorch is installed)."""
 import json
+import math
 import os
 import random
 import subprocess
@@ -139,6 +140,43 @@ class ModelTest(unittest.TestCase):
         bias = square.encoder.block[0].layer[0].SelfAttention.position_bias(6, 6, "cpu")[0, 0]
         self.assertTrue(all(int(bias[i].argmax()) == i - 1 for i in range(1, 6)))
 
+    def test_match_head_init(self):
+        torch.manual_seed(0)
+        model = T5(T5Config({**SMALL, "vocab_size": 512, "d_model": 32, "num_heads": 4, "d_kv": 8}))
+        model.init_copy_circuit()
+        model.init_match_head()
+        att = model.encoder.block[0].layer[0].SelfAttention
+        # Head 1 never looks at itself or ahead; head 0 (the copy circuit's previous-token head) is left as it was.
+        bias = att.position_bias(6, 6, "cpu")[0]
+        self.assertTrue(all(bias[1, i, j] <= -20 for i in range(6) for j in range(i, 6)))
+        self.assertTrue(all(int(bias[0, i].argmax()) == i - 1 for i in range(1, 6)))
+        # On the embeddings (as the first layer sees them, normalised), a token's strongest earlier match is its copy.
+        ids = torch.tensor([[40, 41, 42, 43, 44, 45, 46, 42, 47, 48]])
+        x = model.encoder.block[0].layer[0].layer_norm(model.shared(ids))
+        _, weights = att(x, bias=att.position_bias(10, 10, "cpu"), need_weights=True)
+        self.assertEqual(int(weights[0, 1, 7].argmax()), 2)
+        with self.assertRaisesRegex(ValueError, "at least 2 heads"):
+            T5(T5Config({**SMALL, "num_heads": 1, "d_kv": 16})).init_match_head()
+
+    def test_citation_loss(self):
+        batch = [{"gold": [False, True, False]}, {"gold": [False, False, False]}]
+        picks = [[0, 1, 2], [0, 1, 2]]
+        gold = train_reader.gold_tokens(batch, picks, 4)
+        self.assertEqual(gold[0].tolist(), [0] * 4 + [1] * 4 + [0] * 4)
+        labels = torch.tensor([[5, 1], [5, 1]])
+        # All the mass on the gold passage costs nothing; a uniform spread costs -log(1/3). The question whose gold
+        # passage is not among its picks adds nothing.
+        on_gold = torch.zeros(2, 2, 2, 12)
+        on_gold[0, :, :, 4:8] = 0.25
+        on_gold[1, :, :, :] = 1 / 12
+        self.assertAlmostEqual(float(train_reader.citation_loss([on_gold], gold, labels)), 0.0, places=5)
+        uniform = torch.full((2, 2, 2, 12), 1 / 12)
+        self.assertAlmostEqual(float(train_reader.citation_loss([uniform, uniform], gold, labels)), -math.log(1 / 3), places=5)
+        # Padding positions of the answer (-100) are not counted.
+        skewed = uniform.clone()
+        skewed[0, :, 1] = on_gold[0, :, 1]
+        self.assertAlmostEqual(float(train_reader.citation_loss([skewed], gold, torch.tensor([[5, -100], [5, 1]]))), -math.log(1 / 3), places=5)
+
     def test_curriculum(self):
         stages = train_reader.parse_curriculum("1:10,3:20")
         self.assertEqual([train_reader.passages_at(s, stages, 10) for s in (0, 9, 10, 19, 20)], [1, 1, 3, 3, 10])
@@ -163,7 +201,7 @@ class TrainingRunTest(unittest.TestCase):
             base = [sys.executable, os.path.join(HERE, "train_reader.py"), "--train", os.path.join(d, "train.jsonl"),
                     "--valid", os.path.join(d, "valid.jsonl"), "--out", out, "--config", os.path.join(d, "config.json"),
                     "--batch-size", "16", "--lr", "1e-2", "--warmup", "20", "--eval-every", "100", "--threads", "1",
-                    "--curriculum", "1:200", "--steps", "500"]
+                    "--curriculum", "1:200", "--steps", "500", "--attention-loss", "1.0"]
             first = subprocess.run(base + ["--max-minutes", "0.0001"], capture_output=True, text=True)
             self.assertEqual(first.returncode, 0, first.stderr)
             second = subprocess.run(base, capture_output=True, text=True)

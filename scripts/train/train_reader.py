@@ -43,6 +43,8 @@ def parse_args(argv=None):
     init.add_argument("--config", help="T5 v1.1 config.json to train from scratch")
     init.add_argument("--init-from", help="Hugging Face T5 checkpoint folder (config.json + safetensors) to fine-tune")
     p.add_argument("--copy-init", action="store_true", help="from scratch: start with a copy circuit (T5.init_copy_circuit)")
+    p.add_argument("--match-init", action="store_true",
+                   help="from scratch: start one encoder head as a same-token matcher looking back (T5.init_match_head)")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (the schedule decays to 0 at this step)")
     p.add_argument("--batch-size", type=int, default=16, help="questions per step")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -50,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--schedule", choices=["linear", "cosine", "constant"], default="linear", help="decay after warm-up")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
+    p.add_argument("--attention-loss", type=float, default=0.0,
+                   help="weight of the citation loss: -log of each decoder layer's cross-attention mass (mean over heads)"
+                        " on the gold passage, at every answer token; it trains finding the passage directly")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curriculum", default="",
                    help="passages per question by step, 'n:until,...' (e.g. '1:200,3:500'); all k after the last")
@@ -128,6 +133,31 @@ def choose_passages(example, n, rng):
     chosen = first + rng.sample(rest, n - len(first))
     rng.shuffle(chosen)
     return chosen
+
+
+def gold_tokens(batch, picks, length):
+    """[b, n*length] 1 where a memory position belongs to a gold passage (the citation loss's target)."""
+    n = max(len(p) for p in picks)
+    gold = torch.zeros((len(batch), n, length))
+    for b, (e, pick) in enumerate(zip(batch, picks)):
+        for j, i in enumerate(pick):
+            if e["gold"][i]:
+                gold[b, j] = 1.0
+    return gold.view(len(batch), n * length)
+
+
+def citation_loss(weights, gold, labels):
+    """Mean over decoder layers and answer tokens of -log(cross-attention mass on the gold passages), the mass taken
+    as the mean over heads, as citations read it. Questions whose gold passage is not among the picks are skipped."""
+    has_gold = gold.sum(-1) > 0
+    live = (labels != -100) & has_gold[:, None]
+    if not live.any():
+        return torch.zeros(())
+    total = 0.0
+    for w in weights:  # [b, h, t, m]
+        mass = (w * gold[:, None, None, :]).sum(-1).mean(1)  # [b, t]
+        total = total - torch.log(mass.clamp(min=1e-6))[live].mean()
+    return total / len(weights)
 
 
 def collate(batch, picks, pad_id, start_id):
@@ -250,6 +280,8 @@ def load_model(args):
         model = T5(T5Config(cfg))
         if args.copy_init:
             model.init_copy_circuit()
+        if args.match_init:
+            model.init_match_head()
         return model, cfg
     with open(os.path.join(args.init_from, "config.json")) as f:
         cfg = json.load(f)
@@ -393,7 +425,7 @@ def train(args):
         print(json.dumps(record), flush=True)
 
     order = []
-    losses = []
+    losses, att_losses = [], []
     model.train()
     started = time.time() - elapsed
     metrics = {}
@@ -413,21 +445,27 @@ def train(args):
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, args)
         memory, mmask = model.fid_memory(ids, mask)
-        logits, _ = model.decode(dec, memory, mmask)
+        logits, weights = model.decode(dec, memory, mmask, need_weights=args.attention_loss > 0)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        losses.append(loss.item())
+        if args.attention_loss > 0:
+            att = citation_loss(weights, gold_tokens(batch, picks, ids.shape[2]).to(args.device), labels)
+            att_losses.append(float(att))
+            loss = loss + args.attention_loss * att
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
-        losses.append(loss.item())
         step += 1
         elapsed = time.time() - started
         if step % args.eval_every == 0 or step == args.steps:
             metrics = evaluate(model, valid_set, meta, decoder, device=args.device)
             elapsed = time.time() - started
             log({"step": step, "minutes": round(elapsed / 60, 2), "passages": n, "lr": lr_at(step - 1, args),
-                 "loss": round(sum(losses) / len(losses), 4), **{f"valid_{k_}": round(v, 4) for k_, v in metrics.items()}})
-            losses = []
+                 "loss": round(sum(losses) / len(losses), 4),
+                 **({"citation_loss": round(sum(att_losses) / len(att_losses), 4)} if att_losses else {}),
+                 **{f"valid_{k_}": round(v, 4) for k_, v in metrics.items()}})
+            losses, att_losses = [], []
             save()
     if not metrics or step % args.eval_every:
         metrics = evaluate(model, valid_set, meta, decoder, device=args.device)

@@ -68,3 +68,49 @@ export function summarizeAttribution(cases: readonly AttributionCase[], methods:
     }),
   };
 }
+
+export interface ThresholdRow {
+  /** Passages with at least this share of the attribution are cited (the top one always is). */
+  minShare: number;
+  /** Share of questions (with a gold passage retrieved) whose citations include a gold passage. */
+  goldCited: number;
+  /** Mean passages cited per question. */
+  citedPerAnswer: number;
+  /** Share of all citations that are gold passages. */
+  precision: number;
+  /** Harmonic mean of goldCited and precision: one number to pick a threshold by. */
+  f1: number;
+}
+
+/**
+ * What citing every passage with at least `minShare` of a method's scores (normalised to sum to 1; the top passage is
+ * always cited, as the service does) would give, for each threshold: how often the gold passage is among the
+ * citations, and how many passages are cited that are not gold.
+ */
+export function citationThresholds(cases: readonly AttributionCase[], method: string, thresholds: readonly number[]): ThresholdRow[] {
+  const withGold = cases.filter((c) => c.gold.some(Boolean));
+  return thresholds.map((minShare) => {
+    let goldCited = 0;
+    let cited = 0;
+    let citedGold = 0;
+    for (const c of withGold) {
+      const scores = c.scores[method] ?? [];
+      const total = scores.reduce((sum, v) => sum + Math.max(0, v), 0);
+      const top = argmax(scores);
+      const picked = scores.map((v, i) => i === top || (total > 0 && Math.max(0, v) / total >= minShare));
+      const gold = picked.filter((p, i) => p && c.gold[i] === true).length;
+      goldCited += gold > 0 ? 1 : 0;
+      cited += picked.filter(Boolean).length;
+      citedGold += gold;
+    }
+    const recall = withGold.length > 0 ? goldCited / withGold.length : 0;
+    const precision = cited > 0 ? citedGold / cited : 0;
+    return {
+      minShare,
+      goldCited: recall,
+      citedPerAnswer: withGold.length > 0 ? cited / withGold.length : 0,
+      precision,
+      f1: recall + precision > 0 ? (2 * recall * precision) / (recall + precision) : 0,
+    };
+  });
+}

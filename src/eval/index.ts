@@ -36,5 +36,5 @@ export type { AnswerEvaluation, AnswerScore } from './squad-metrics.js';
 export { loadSquad, parseSquad } from './squad-data.js';
 export type { SquadDataset, SquadParagraph, SquadQuestion } from './squad-data.js';
 export { DatasetFormatError } from './dataset-error.js';
-export { argmax, isGoldPassage, summarizeAttribution } from './attribution-eval.js';
-export type { AttributionCase, AttributionReport, MethodSummary } from './attribution-eval.js';
+export { argmax, citationThresholds, isGoldPassage, summarizeAttribution } from './attribution-eval.js';
+export type { AttributionCase, AttributionReport, MethodSummary, ThresholdRow } from './attribution-eval.js';
