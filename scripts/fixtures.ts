@@ -1,7 +1,8 @@
 /**
- * Builds the fixture models: `npm run fixtures -- --size tiny|full --out DIR [--shared DIR] [--seed N]`.
+ * Builds the fixture models: `npm run fixtures -- --size tiny|full --out DIR [--shared DIR] [--seed N] [--write-config FILE]`.
  */
-import { resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, type FixtureSize } from '../src/fixtures/index.js';
 
@@ -10,6 +11,24 @@ interface CliOptions {
   out: string;
   shared: string;
   seed: number;
+  writeConfig?: string;
+  force?: boolean;
+}
+
+/**
+ * The settings that serve the fixtures, as a config file: `npm start`, `npm run ingest`, `eval` and `eval:qa` all read
+ * `rag.config.json`, so one file makes every command use the same models and collection with nothing exported.
+ */
+function fixtureConfig(result: { bertDir: string; t5Dir: string; crossEncoderDir: string }, outDir: string): Record<string, unknown> {
+  return {
+    modelsDir: outDir,
+    embedModel: basename(result.bertDir),
+    readerModel: basename(result.t5Dir),
+    rerankModel: basename(result.crossEncoderDir),
+    quantized: false,
+    // Its own collection, so fixture vectors never mix with a real model's in indexes/default.
+    indexName: 'fixtures',
+  };
 }
 
 function parseSeed(value: string): number {
@@ -30,8 +49,16 @@ async function main(): Promise<void> {
     .requiredOption('--out <dir>', 'output folder (receives fixture-bert-<size>/, fixture-t5-<size>/ and fixture-cross-encoder-<size>/)')
     .option('--shared <dir>', 'folder with the real model configs and tokenizers', defaultSharedModelsDir())
     .option('--seed <n>', 'weight seed', parseSeed, DEFAULT_FIXTURE_SEED)
+    .option('--write-config <file>', 'also write a config file (e.g. rag.config.json) that serves these fixtures to every command')
+    .option('--force', 'with --write-config: replace an existing file')
     .parse();
   const opts = program.opts<CliOptions>();
+  const configFile = opts.writeConfig === undefined ? undefined : resolve(opts.writeConfig);
+  if (configFile && existsSync(configFile) && !opts.force) {
+    console.error(`${opts.writeConfig} exists: it was left as it is (--force replaces it)`);
+    process.exitCode = 2;
+    return;
+  }
 
   const started = performance.now();
   const result = await buildFixtures({
@@ -47,6 +74,10 @@ async function main(): Promise<void> {
     console.log(`${file}: ${count.toLocaleString('en-US')} parameters, ${formatMegabytes(bytes)}`);
   }
   console.log(`built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}\n  ${result.crossEncoderDir}`);
+  if (configFile) {
+    writeFileSync(configFile, `${JSON.stringify(fixtureConfig(result, resolve(opts.out)), null, 2)}\n`);
+    console.log(`wrote ${opts.writeConfig}: npm start, npm run ingest, eval and eval:qa now use these fixtures (collection "fixtures")`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -24,7 +24,9 @@ const program = new Command()
     'Ingest .pdf/.docx/.txt/.md/.html/.jsonl files, folders and BEIR folders (with corpus.jsonl) into a collection.\n' +
       'Re-ingesting unchanged documents is a no-op; changed documents replace their passages.\n' +
       '--sync DIR makes the collection mirror a folder: adds, updates, and deletes the documents an earlier sync of\n' +
-      'DIR wrote whose files are gone (nothing else); --dry-run prints what would change without writing.',
+      'DIR wrote whose files are gone (nothing else); --dry-run prints what would change without writing.\n' +
+      'Exit status: 0 everything was read; 1 nothing was ingested or the run failed; 2 bad arguments;\n' +
+      '3 some files could not be read (the others were written; --allow-file-errors makes this 0).',
   )
   .argument('[paths...]', 'files or folders to ingest')
   .option('--collection <name>', 'collection to write, created if missing (default: config indexName)', collectionName)
@@ -37,6 +39,7 @@ const program = new Command()
   .option('--config <file>', 'config file (default: RAG_CONFIG or ./rag.config.json)')
   .option('--progress', 'always report progress (default: a bar on a terminal, a line every 5 s otherwise)')
   .option('--no-progress', 'never report progress')
+  .option('--allow-file-errors', 'exit 0 when some files could not be read (their errors are still printed)')
   .showHelpAfterError();
 
 program.parse();
@@ -51,7 +54,11 @@ const opts = program.opts<{
   overlap?: number;
   config?: string;
   progress?: boolean;
+  allowFileErrors?: boolean;
 }>();
+
+/** Some files could not be read, the rest were written (see the help text's exit statuses). */
+const EXIT_FILE_ERRORS = 3;
 
 function formatError(e: IngestError): string {
   return `error: ${e.path}${e.line !== undefined ? `:${e.line}` : ''}: ${e.message}`;
@@ -130,8 +137,10 @@ async function main(): Promise<number> {
     opts.chunkTokens !== undefined || opts.overlap !== undefined
       ? { maxTokens: opts.chunkTokens ?? config.chunk.maxTokens, overlapTokens: opts.overlap ?? config.chunk.overlapTokens }
       : undefined;
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: false });
+  // A plan only reads, so it opens the collection read-only: it needs no writer lock and runs beside a server.
+  const service = await openSystem(config, { writable: !dryRun, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: false });
   let failed = false;
+  let fileErrors = 0;
   try {
     const sources = opts.sync !== undefined ? [opts.sync] : paths;
     const exists = await service.hasCollection(collection);
@@ -150,7 +159,7 @@ async function main(): Promise<number> {
         : await planNewCollection(sources);
       printPlan(summary);
       printSummary(`plan (dry run, collection ${collection}${exists ? '' : ' would be created'})`, summary);
-      return 0;
+      return summary.errors.length > 0 && !opts.allowFileErrors ? EXIT_FILE_ERRORS : 0;
     }
     if (sources.length > 0 && !exists) await service.createCollection(collection, { chunk });
     if (opts.sync !== undefined) {
@@ -162,6 +171,7 @@ async function main(): Promise<number> {
       });
       printPlan({ ...summary, outcomes: summary.outcomes.filter((o) => o.status === 'deleted') });
       printSummary(`sync ${opts.sync}`, summary);
+      fileErrors += summary.errors.length;
     }
     if (deleteIds.length > 0) {
       const summary = await service.deleteDocuments(deleteIds, { collection });
@@ -177,6 +187,7 @@ async function main(): Promise<number> {
         onError: (e) => console.error(formatError(e)),
       });
       printSummary('ingest', summary);
+      fileErrors += summary.errors.length;
       if (summary.documentsSeen === 0) {
         console.error('error: nothing could be ingested from the given paths');
         failed = true;
@@ -190,7 +201,12 @@ async function main(): Promise<number> {
   } finally {
     await service.close();
   }
-  return failed ? 1 : 0;
+  if (failed) return 1;
+  if (fileErrors > 0 && !opts.allowFileErrors) {
+    console.error(`error: ${fileErrors} file(s) could not be read (listed above); the rest were written. --allow-file-errors exits 0 for this`);
+    return EXIT_FILE_ERRORS;
+  }
+  return 0;
 }
 
 try {

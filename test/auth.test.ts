@@ -72,8 +72,20 @@ describe('API keys and scopes', () => {
     }
   });
 
+  it('401s a key sent without the Bearer scheme, or with another scheme, saying so', async () => {
+    for (const [authorization, message] of [
+      [READER_KEY, 'the Authorization header has no scheme: send the key as "Authorization: Bearer <key>"'],
+      [`Basic ${Buffer.from('a:b').toString('base64')}`, 'the Authorization scheme "Basic" is not supported: send the key as "Authorization: Bearer <key>"'],
+    ] as const) {
+      const res = await call(base, 'POST', '/v1/search', { body: SEARCH, headers: { authorization } });
+      expect(res.status, authorization).toBe(401);
+      expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
+      expect(res.json.error.message).toBe(message);
+    }
+  });
+
   it('401s a wrong or malformed key as an invalid token', async () => {
-    for (const authorization of [`Bearer ${generateApiKey()}`, `Bearer ${READER_KEY}x`, `Basic ${Buffer.from('a:b').toString('base64')}`, 'Bearer', `Bearer ${READER_KEY} extra`]) {
+    for (const authorization of [`Bearer ${generateApiKey()}`, `Bearer ${READER_KEY}x`, 'Bearer', `Bearer ${READER_KEY} extra`]) {
       const res = await call(base, 'POST', '/v1/search', { body: SEARCH, headers: { authorization } });
       expect(res.status, authorization).toBe(401);
       expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');

@@ -166,6 +166,10 @@ describe('one model per collection', () => {
       expect(completion.model).toBe('fid-rag/notes');
     }
     expect((await client.models.retrieve('fid-rag/notes')).id).toBe('fid-rag/notes');
+    // `fid-rag` alone is the default collection, whatever it is called.
+    const byAlias = await client.chat.completions.create({ model: 'fid-rag', messages: [{ role: 'user', content: 'Where do zebras migrate?' }], max_tokens: 2 });
+    expect(byAlias.model).toBe(MODEL);
+    expect(citationsOf(byAlias).map((c) => c.docId)).not.toContain('tea.md');
   });
 
   it('a key limited to some collections sees only their models and gets a PermissionDeniedError for others', async () => {

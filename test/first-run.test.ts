@@ -64,7 +64,7 @@ describe('first start without models', () => {
     expect(stderr).toContain('model "Xenova/bge-small-en-v1.5" could not be loaded');
     expect(stderr).toContain('model "Xenova/flan-t5-small" could not be loaded');
     expect(stderr).toContain('allow hub downloads with RAG_ALLOW_REMOTE=true');
-    expect(stderr).toContain('RAG_EMBED_MODEL=fixture-bert-tiny');
+    expect(stderr).toContain('--write-config rag.config.json');
     expect(stdout).not.toContain('"listening"');
   }, 120_000);
 });

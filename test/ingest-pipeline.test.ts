@@ -165,12 +165,13 @@ describe('ingestPaths', () => {
 
 
 describe('scripts/ingest.ts', () => {
-  it('ingests, reports errors on stderr with file and line, deletes, and exits non-zero when nothing was ingested', async () => {
+  it('ingests, reports errors on stderr with file and line (exit 3), deletes, and exits 1 when nothing was ingested', async () => {
     const root = corpusTree();
     const indexes = tempDir('ingest-cli-');
 
     const first = await runIngestCli([root, '--index', 'cli', '--chunk-tokens', '64', '--overlap', '8'], indexes);
-    expect(first.code, first.stderr).toBe(0);
+    // Two files could not be read: exit status 3, the other documents written.
+    expect(first.code, first.stderr).toBe(3);
     expect(first.stdout).toMatch(/documents seen 5, added 5/);
     expect(first.stderr).toContain(`${path.join(root, 'records.jsonl')}:2: invalid JSON`);
     expect(first.stderr).toContain(`${path.join(root, 'blob.txt')}: binary`);

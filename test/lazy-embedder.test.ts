@@ -1,6 +1,6 @@
 /**
  * Opened with `loadEmbedder: 'lazy'`, a collection loads its embedding model only for an operation that needs it:
- * BM25 searches, re-ingests of unchanged documents, dry runs and deletes of a built collection run with the model
+ * BM25 searches, re-ingests and dry runs of unchanged documents, and deletes of a built collection run with the model
  * files gone; a dense search then names the missing model, and works once the files are back (a failed load is not
  * remembered). Opened eagerly, the same system refuses to start without the model.
  */
@@ -49,16 +49,19 @@ describe('lazily loaded embedding models', () => {
 
       const again = await service.ingestDocuments(docs(), { collection, progress: false });
       expect(again).toMatchObject({ unchanged: topics.length, added: 0, updated: 0, passagesAdded: 0, errors: [] });
-      const plan = await service.ingestDocuments([...docs(), { id: 'new', title: '', text: 'A new note.', metadata: {} }], { collection, progress: false, dryRun: true });
-      expect(plan).toMatchObject({ unchanged: topics.length, added: 1 });
+      const plan = await service.ingestDocuments(docs(), { collection, progress: false, dryRun: true });
+      expect(plan).toMatchObject({ unchanged: topics.length, added: 0, passagesAdded: 0 });
       expect((await service.deleteDocuments(['d4'], { collection })).deleted).toBe(1);
       expect(service.embedOnnxMs).toBe(0);
 
-      // Query embeddings and changed documents need the model: the error names it, and nothing was written.
+      // Query embeddings and changed documents need the model, and so does a plan with a new document (it cuts the
+      // document to count its passages as the real run would): the error names it, and nothing was written.
       const missing = await service.search({ collection, query: 'lava', k: 3, mode: 'dense' }).catch((e: unknown) => e);
       expect(missing).toBeInstanceOf(ModelNotFoundError);
       expect((missing as Error).message).toContain(`model "${BERT_TINY}" could not be loaded`);
       await expect(service.upsertDocuments([{ id: 'd0', text: 'Changed notes about lava.' }], { collection })).rejects.toThrow(ModelNotFoundError);
+      const newDoc = { id: 'new', title: '', text: 'A new note.', metadata: {} };
+      await expect(service.ingestDocuments([newDoc], { collection, progress: false, dryRun: true })).rejects.toThrow(ModelNotFoundError);
       expect((await service.stats({ collection })).documents).toBe(topics.length - 1);
 
       // A failed load is not remembered: with the files back, the same process loads the model.

@@ -399,6 +399,9 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     try {
       await secured.ready;
       await authPage.goto(`http://127.0.0.1:${secured.port}/`);
+      // /readyz needs no key; the status line must not say "Ready" while every call would be refused.
+      await authPage.waitForSelector('#index-status[data-state="auth"]');
+      expect(await authPage.textContent('#index-status')).toMatch(/needs an API key/);
       await authPage.fill('#api-key', 'not-the-key');
       await authPage.click('#key-save');
       await authPage.fill('#question', QUESTION);
@@ -409,6 +412,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
 
       await authPage.fill('#api-key', key);
       await authPage.click('#key-save');
+      await authPage.waitForSelector('#index-status[data-state="ready"]');
       await authPage.focus('#question');
       await authPage.keyboard.press('Enter');
       await authPage.locator('#answer[data-state="done"]').waitFor();

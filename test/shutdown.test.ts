@@ -151,7 +151,7 @@ describe('start-up checks', () => {
     try {
       const second = startServer(config, pino({ level: 'silent' }));
       await expect(second).rejects.toBeInstanceOf(IndexLockedError);
-      await expect(second).rejects.toThrow(/must be the only writer.*server\.readOnly/);
+      await expect(second).rejects.toThrow(new RegExp(`held by process ${process.pid} .*if it is an ingest, wait .*server\\.readOnly: true`));
     } finally {
       await other.close();
     }

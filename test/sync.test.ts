@@ -72,6 +72,9 @@ describe('syncFolder', () => {
 
     const real = await service.syncFolder(folder, { collection, progress: false });
     expect(real).toMatchObject({ added: 1, updated: 1, unchanged: 0, deleted: 1, removed: ['deep/report.pdf'] });
+    // The plan counted passages as the real run then wrote and removed them.
+    expect(real.passagesAdded).toBeGreaterThan(0);
+    expect([plan.passagesAdded, plan.passagesRemoved]).toEqual([real.passagesAdded, real.passagesRemoved]);
     expect(await ids(service, collection)).toEqual(['api-doc', 'intro.md', 'keep.md', 'new.txt']);
 
     const again = await service.syncFolder(folder, { collection, progress: false });
@@ -143,5 +146,57 @@ describe('npm run ingest -- --sync', () => {
     const plan2 = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
     expect(plan2.stdout).toContain('- b.txt\n');
     expect(plan2.stdout).toMatch(/unchanged 1, deleted 1/);
+  });
+});
+
+describe('npm run ingest exit status', () => {
+  it('is 3 when some files could not be read (the rest written), 0 with --allow-file-errors', async () => {
+    const folder = path.join(TMP, 'cli-broken');
+    write(folder, 'good.md', '# Good\n\nReadable text.');
+    write(folder, 'broken.pdf', 'this is not a PDF');
+    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+
+    const run = await runIngestCli([folder, '--collection', 'docs'], indexes);
+    expect(run.code, run.stderr).toBe(3);
+    expect(run.stderr).toMatch(/broken\.pdf/);
+    expect(run.stderr).toMatch(/1 file\(s\) could not be read .*--allow-file-errors/);
+    expect(run.stdout).toMatch(/collection docs: 1 documents/);
+
+    const allowed = await runIngestCli([folder, '--collection', 'docs', '--allow-file-errors'], indexes);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stderr).toMatch(/broken\.pdf/);
+  });
+});
+
+describe('a dry run beside a server that holds the writer lock', () => {
+  it('plans without the lock; the real run is refused with who holds it and what to do', async () => {
+    const folder = path.join(TMP, 'cli-locked');
+    write(folder, 'a.md', '# A\n\nAlpha.');
+    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const first = await runIngestCli(['--sync', folder, '--collection', 'docs'], indexes);
+    expect(first.code, first.stderr).toBe(0);
+    write(folder, 'b.txt', 'Beta.');
+
+    // This process opens the collection as its writer, as a server does once it has searched it.
+    const holder = await openSystem(fixtureConfig({ indexesDir: indexes, server: { ingestCorpusOnStart: false } }), {
+      writable: true,
+      verify: false,
+      reader: false,
+      loadEmbedder: 'eager',
+      prepareDefaultCollection: false,
+    });
+    try {
+      expect((await holder.search({ collection: 'docs', query: 'alpha', k: 1, mode: 'bm25' })).results).toHaveLength(1);
+      const plan = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+      expect(plan.code, plan.stderr).toBe(0);
+      expect(plan.stdout).toContain('+ b.txt\n');
+      expect(plan.stdout).toMatch(/added 1, updated 0, unchanged 1/);
+
+      const real = await runIngestCli(['--sync', folder, '--collection', 'docs'], indexes);
+      expect(real.code).toBe(1);
+      expect(real.stderr).toMatch(new RegExp(`held by process ${process.pid} on .*a --dry-run needs no lock`));
+    } finally {
+      await holder.close();
+    }
   });
 });

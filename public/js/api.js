@@ -152,13 +152,18 @@ export async function askStreaming(request, { onToken, signal }) {
 }
 
 /**
- * Index size from /v1/stats when the server has it, else readiness from /readyz.
- * @returns {Promise<{kind: 'stats', body: any} | {kind: 'ready', status: number, body: any}>}
+ * Index size from /v1/stats when the server has it, else readiness from /readyz. A 401 or 403 from /v1/stats is
+ * reported as such: /readyz needs no key, so a green "Ready" there would hide that every call will be refused.
+ * @returns {Promise<{kind: 'stats', body: any} | {kind: 'auth', status: number, message: string} | {kind: 'ready', status: number, body: any}>}
  */
 export async function indexStatus() {
   try {
     const stats = await fetch(scoped('/stats'), { headers: headers({ Accept: 'application/json' }) });
     if (stats.status === 200) return { kind: 'stats', body: await stats.json() };
+    if (stats.status === 401 || stats.status === 403) {
+      const body = await stats.json().catch(() => ({}));
+      return { kind: 'auth', status: stats.status, message: String(body?.error?.message ?? body?.message ?? '') };
+    }
   } catch {
     // Fall through to /readyz, which every version of the server has.
   }

@@ -149,6 +149,14 @@ async function refreshStatus() {
       line.dataset.state = 'ready';
       return;
     }
+    if (status.kind === 'auth') {
+      const what = status.status === 401
+        ? (apiKeyStore.get() ? 'The API key was refused' : 'This server needs an API key')
+        : 'This API key may not read this collection';
+      line.textContent = `${what}${status.message ? ` (${status.message})` : ''}: enter a key under "API key"`;
+      line.dataset.state = 'auth';
+      return;
+    }
     const b = status.body ?? {};
     if (status.status === 200) {
       line.textContent = `Ready · index ${b.index ?? '?'} · embedder ${b.embedModel ?? '?'} · reader ${b.readerModel ?? '?'}`;

@@ -56,6 +56,16 @@ export type AuthPolicy = { mode: 'disabled' } | { mode: 'keys'; authenticator: A
 
 const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,512})[ \t]*$/i;
 
+/**
+ * Why a header that is not `Bearer <key>` was sent wrong, when the scheme is at fault: a key pasted without
+ * `Bearer ` (the commonest mistake) or another scheme. Undefined when the scheme is Bearer and the key is the problem.
+ */
+function schemeProblem(header: string): string | undefined {
+  const [first, ...rest] = header.trim().split(/[ \t]+/);
+  if (rest.length === 0) return /^bearer$/i.test(first!) ? undefined : 'the Authorization header has no scheme';
+  return /^bearer$/i.test(first!) ? undefined : `the Authorization scheme "${first!.slice(0, 32)}" is not supported`;
+}
+
 function unauthorized(message: string, invalidToken: boolean): HttpError {
   const challenge = invalidToken ? 'Bearer realm="fid-rag", error="invalid_token"' : 'Bearer realm="fid-rag"';
   return new HttpError(401, 'unauthorized', message, { headers: { 'WWW-Authenticate': challenge } });
@@ -82,6 +92,13 @@ export function requireScope(policy: AuthPolicy, scope: ApiScope): RequestHandle
       return;
     }
     const match = BEARER.exec(header);
+    if (!match) {
+      const problem = schemeProblem(header);
+      if (problem) {
+        next(unauthorized(`${problem}: send the key as "Authorization: Bearer <key>"`, true));
+        return;
+      }
+    }
     const principal = match ? policy.authenticator.authenticate(match[1]!) : undefined;
     if (!principal) {
       next(unauthorized('invalid API key', true));

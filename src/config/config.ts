@@ -90,7 +90,7 @@ export const configSchema = z.object({
   host: z.string().default('0.0.0.0').describe('Address the API listens on.'),
   indexesDir: z.string().default('./indexes').describe('Where collections live, one folder each.'),
   /** The default collection: what the unscoped routes, `ingest` and first-start ingest use. */
-  indexName: z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE).default('default').describe('The default collection: what the unscoped routes, `npm run ingest` and `npm run eval:qa` use.'),
+  indexName: z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE).default('default').describe('The default collection: what the unscoped routes and `npm run ingest` use (the evals build collections of their own, named after the dataset and the model).'),
   corpusDir: z.string().default('./corpus').describe('Folder ingested on first start when the default collection does not exist (`server.ingestCorpusOnStart`).'),
   hnsw: z
     .object({
@@ -158,7 +158,16 @@ export const configSchema = z.object({
       maxBeams: z.number().int().positive().default(8).describe('Largest `numBeams` a request may ask for.'),
       lengthPenalty: z.number().default(1).describe('Beam search ranks a beam by its summed log-probabilities / length^lengthPenalty.'),
       noRepeatNgramSize: z.number().int().min(0).default(0).describe('An n-gram of this many tokens may not repeat in an answer (0 = no ban).'),
-      citationShare: z.number().min(0).max(1).default(0.15).describe('Passages with at least this share of the cross-attention are cited (the strongest passage always is).'),
+      citationShare: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0.2)
+        .describe(
+          'Passages with at least this share of the cross-attention are cited (the strongest passage always is). ' +
+            '0.2 is the highest share that still cites the gold passage of every answer in `npm run eval:attribution` ' +
+            '(trained fact-lookup reader: 1.02 citations per answer, 98.4% of them gold; 0.15 gave 97.1%).',
+        ),
       /**
        * How FiD passages go through the encoder (docs/fid-and-attribution.md): `batch` one padded batch,
        * `by-length` one batch per exact length, `per-passage` each alone, `float-encoder` one batch through the float

@@ -209,8 +209,13 @@ class IngestRun {
       return;
     }
     if (this.options.dryRun) {
+      // Cut as the real run would, so the plan counts the passages it would write and replace.
+      const { count, chunk } = await this.cut();
+      const passages = (await chunkDocumentAsync(doc, count, chunk)).length;
+      this.summary.passagesAdded += passages;
+      this.summary.passagesRemoved += state?.passages ?? 0;
       this.summary[state ? 'updated' : 'added']++;
-      this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added' });
+      this.summary.outcomes.push({ id: doc.id, status: state ? 'updated' : 'added', passages });
       return;
     }
     const { count, chunk } = await this.cut();
@@ -291,7 +296,8 @@ class IngestRun {
 
   async finish(): Promise<IngestSummary> {
     await this.flush();
-    if (this.options.checkpoint.atEnd) await this.options.store.checkpoint();
+    // A dry run wrote nothing, and must not even rewrite the graph file (it may run on a read-only collection).
+    if (this.options.checkpoint.atEnd && !this.options.dryRun) await this.options.store.checkpoint();
     this.summary.seconds = (performance.now() - this.startedAt) / 1000;
     return this.summary;
   }

@@ -8,8 +8,9 @@ import { DomainError, type ErrorKind } from '../common/errors.js';
 const FIXTURE_HINT =
   '  to try the service offline without the real models, build the fixture models (random weights: the answers are ' +
   'meaningless, everything else works):\n' +
-  '    npm run fixtures -- --size tiny --out models/fixtures\n' +
-  '    RAG_MODELS_DIR=models/fixtures RAG_EMBED_MODEL=fixture-bert-tiny RAG_READER_MODEL=fixture-t5-tiny RAG_QUANTIZED=false RAG_INDEX=fixtures npm start';
+  '    npm run fixtures -- --size tiny --out models/fixtures --write-config rag.config.json\n' +
+  '    npm start\n' +
+  '  (rag.config.json then names the fixture models for every command; delete it to go back to the real models)';
 
 /** What to do about models that could not be loaded; the hub advice depends on whether downloads were on. */
 function modelFix(allowRemote: boolean): string {

@@ -65,14 +65,10 @@ export function float32Data(tensor: ort.Tensor | undefined, name: string): Float
   return tensor.data;
 }
 
-/**
- * onnxruntime-node runs synchronously inside a nextTick callback, so a chain of awaited runs never lets the event loop
- * reach its I/O phase: sockets (and the abort signals they trigger) would wait until decoding ends. Yielding a
- * macrotask between decoder steps keeps the server responsive and makes aborts prompt.
- */
-export function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
+// onnxruntime-node runs synchronously inside a nextTick callback, so a chain of awaited runs never lets the event loop
+// reach its I/O phase: sockets (and the abort signals they trigger) would wait until decoding ends. The reader yields a
+// macrotask between decoder steps (the shared helper), which keeps the server responsive and makes aborts prompt.
+export { yieldToEventLoop } from '../common/yield.js';
 
 export class ReaderAbortError extends Error {
   override name = 'AbortError';

@@ -5,7 +5,6 @@ import { Retriever } from '../retrieval/index.js';
 import {
   assertCollectionName,
   EmbeddingMismatchError,
-  IndexLockedError,
   IndexNotFoundError,
   type CollectionInfo,
   type CollectionManifest,
@@ -15,6 +14,7 @@ import {
 import { CollectionEmbedder } from './collection-embedder.js';
 import { CollectionExistsError, CollectionNotFoundError, IndexInconsistentError, ReadOnlyIndexError } from './errors.js';
 import { IndexWriter } from './index-writer.js';
+import { DryRunPlanner } from './dry-run.js';
 import type { ServiceLog } from './log.js';
 
 /**
@@ -26,6 +26,8 @@ export interface OpenCollection {
   readonly store: PassageStore;
   readonly retriever: Retriever;
   readonly writer: IndexWriter | undefined;
+  /** Dry runs: they read and never write, so they need no writer (read-only collections have one too). */
+  readonly planner: DryRunPlanner;
 }
 
 interface Entry extends OpenCollection {
@@ -282,27 +284,16 @@ export class Collections {
     how: { create: boolean; chunk?: ChunkOptions; readonly: boolean },
   ): Promise<PassageStore> {
     const { engine, config } = this.options;
-    let store: PassageStore;
-    try {
-      store = await engine.openCollection(name, {
-        embedModel: model.modelId,
-        dim: model.dim,
-        hnsw: config.hnsw,
-        ...(how.chunk ? { chunk: how.chunk } : {}),
-        readonly: how.readonly,
-        create: how.create,
-        exactFilterThreshold: config.retrieval.exactFilterThreshold,
-      });
-    } catch (err) {
-      if (err instanceof IndexLockedError) {
-        throw new IndexLockedError(
-          `${err.message}. The server writes its collections itself (document API), so it must be the only writer: ` +
-            'stop the other writer (for example a running `npm run ingest`) and start again, or set server.readOnly ' +
-            'to true to serve searches beside it.',
-        );
-      }
-      throw err;
-    }
+    // A held writer lock is refused by the engine with the holder (server or ingest) and what to do about each.
+    const store: PassageStore = await engine.openCollection(name, {
+      embedModel: model.modelId,
+      dim: model.dim,
+      hnsw: config.hnsw,
+      ...(how.chunk ? { chunk: how.chunk } : {}),
+      readonly: how.readonly,
+      create: how.create,
+      exactFilterThreshold: config.retrieval.exactFilterThreshold,
+    });
     try {
       if (store.embedModel !== model.modelId || store.dim !== model.dim) {
         throw new EmbeddingMismatchError(store.location, store.embedModel, store.dim, model.modelId, model.dim);
@@ -364,6 +355,7 @@ export class Collections {
       store,
       retriever: new Retriever(store, embedder, config.retrieval),
       writer,
+      planner: new DryRunPlanner(store, embedder, settings),
       users: 0,
       lastUsed: performance.now(),
       closed: false,

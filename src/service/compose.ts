@@ -65,15 +65,24 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   const slotFor = (model: string): LazySlot<Promise<Embedder>> => {
     let slot = embedders.get(model);
     if (!slot) {
-      slot = new LazySlot(() => loadEmbedder({ ...config, embedModel: model }).then((embedder) => remember(model, embedder)));
+      slot = new LazySlot(() => {
+        const started = performance.now();
+        log?.info({ model }, 'loading embedding model');
+        return loadEmbedder({ ...config, embedModel: model }).then((embedder) => remember(model, embedder, started));
+      });
       embedders.set(model, slot);
     }
     return slot;
   };
   const loaded: Embedder[] = [];
-  const remember = (model: string, embedder: Embedder): Embedder => {
+  // Loading takes seconds on a full-size model; each line says how long, so a silent start-up is never a mystery.
+  const msSince = (started: number) => Math.round(performance.now() - started);
+  const remember = (model: string, embedder: Embedder, started: number): Embedder => {
     loaded.push(embedder);
-    log?.info({ model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source }, 'embedding model loaded');
+    log?.info(
+      { model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source, ms: msSince(started) },
+      'embedding model loaded',
+    );
     return embedder;
   };
   const embedderFor = (model: string): Promise<Embedder> => slotFor(model).get();
@@ -83,22 +92,28 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   const eager = options.loadEmbedder === 'eager';
   let reader: FidReader | undefined;
   if (options.reader) {
+    const started = performance.now();
+    log?.info(eager ? { embedModel: config.embedModel, readerModel: config.readerModel } : { readerModel: config.readerModel }, 'loading models');
     const readerModel = eager
       ? await loadModels(config, fidDecoderRewrite()).then(({ embedder, readerModel }) => {
-          slotFor(config.embedModel).set(Promise.resolve(remember(config.embedModel, embedder)));
+          slotFor(config.embedModel).set(Promise.resolve(remember(config.embedModel, embedder, started)));
           return readerModel;
         })
       : await loadReaderModel(config, fidDecoderRewrite());
     reader = await FidReader.create(readerModel, { logger: log, encoding: config.reader.encoding, crossCache: config.reader.crossCache });
-    log?.info({ model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source }, 'reader model loaded');
+    log?.info(
+      { model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source, ms: msSince(started) },
+      'reader model loaded',
+    );
   } else if (eager) {
     await embedderFor(config.embedModel);
   }
 
   const reranker = RerankerSlot.fromConfig(config);
   if (config.rerank.loadOnStart) {
+    const started = performance.now();
     await reranker.get();
-    log?.info({ model: config.rerankModel }, 'rerank model loaded');
+    log?.info({ model: config.rerankModel, ms: msSince(started) }, 'rerank model loaded');
   }
 
   const engine = await openStoreEngine(engineSpecFor(config), log);

@@ -8,7 +8,12 @@ import type { BulkRunOptions, SyncSummary } from './types.js';
  * folder wrote whose files are gone are deleted — nothing else is. A dry run reads every file and reports the same
  * outcomes and deletions without writing.
  */
-export async function syncFolder(store: PassageStore, writer: IndexWriter, folder: string, options: BulkRunOptions): Promise<SyncSummary> {
+export async function syncFolder(
+  store: PassageStore,
+  writer: Pick<IndexWriter, 'ingestDocuments'> & Partial<Pick<IndexWriter, 'deleteMany'>>,
+  folder: string,
+  options: BulkRunOptions,
+): Promise<SyncSummary> {
   await assertSyncFolder(folder);
   const owned = await ownedDocuments(store, folder);
   const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
@@ -18,11 +23,13 @@ export async function syncFolder(store: PassageStore, writer: IndexWriter, folde
   summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));
   summary.unsupported = walk.unsupported;
   if (removed.length > 0 && !options.dryRun) {
+    if (!writer.deleteMany) throw new Error('syncFolder: a run that deletes needs the collection writer');
     const deleted = await writer.deleteMany(removed);
     summary.deleted = deleted.deleted;
     summary.passagesRemoved += deleted.passagesRemoved;
   } else if (options.dryRun) {
     summary.deleted = removed.length;
+    for (const state of (await store.documentStates(removed)).values()) summary.passagesRemoved += state.passages;
   }
   summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
   return { ...summary, removed };

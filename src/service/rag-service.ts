@@ -230,12 +230,12 @@ export class RagService {
 
   /** A bulk run over files and folders (the ingest CLI): bounded batches, checkpoints by `ingest` config. */
   ingestPaths(paths: string[], options: BulkRunOptions): Promise<IngestSummary> {
-    return this.use(options, (c) => this.writerOf(c).ingestPaths(paths, options));
+    return this.use(options, (c) => this.bulkOf(c, options).ingestPaths(paths, options));
   }
 
   /** A bulk run over documents in memory or streamed (eval corpora). */
   ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkRunOptions): Promise<IngestSummary> {
-    return this.use(options, (c) => this.writerOf(c).ingestDocuments(docs, options));
+    return this.use(options, (c) => this.bulkOf(c, options).ingestDocuments(docs, options));
   }
 
   /**
@@ -244,7 +244,7 @@ export class RagService {
    * same outcomes and deletions without writing.
    */
   syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
-    return this.use(options, async (c) => syncFolder(c.store, this.writerOf(c), folder, options));
+    return this.use(options, async (c) => syncFolder(c.store, options.dryRun ? c.planner : this.writerOf(c), folder, options));
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
@@ -292,6 +292,11 @@ export class RagService {
 
   private use<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {
     return this.collections.use(scope.collection ?? this.defaultCollection, work);
+  }
+
+  /** A dry run reads only: it goes to the planner, which needs no writer lock. */
+  private bulkOf(c: OpenCollection, options: BulkRunOptions): Pick<IndexWriter, 'ingestPaths' | 'ingestDocuments'> {
+    return options.dryRun ? c.planner : this.writerOf(c);
   }
 
   private writerOf(c: OpenCollection): IndexWriter {

@@ -13,9 +13,14 @@ import type { RouteContext } from '../context.js';
 import { mayUseCollection, principalOf } from '../auth.js';
 import { HttpError, toHttpError } from '../errors.js';
 import { EventStream, parseWith, ready, requestSignal, requireJson, runQueued } from '../request.js';
+import { yieldToEventLoop } from '../../common/yield.js';
 
-/** Each collection is one model, `fid-rag/<collection>`; the bare collection name is accepted too. */
+/**
+ * Each collection is one model, `fid-rag/<collection>`; the bare collection name is accepted too, and `fid-rag` alone
+ * is the default collection, so an example works whatever the default collection is called.
+ */
 export const MODEL_ID_PREFIX = 'fid-rag/';
+const DEFAULT_MODEL_ALIAS = 'fid-rag';
 
 export function modelIdFor(collection: string): string {
   return MODEL_ID_PREFIX + collection;
@@ -36,7 +41,12 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
       collection: c.name,
     }));
   const resolveModel = async (requested: string, res: Response) => {
-    const collection = requested.startsWith(MODEL_ID_PREFIX) ? requested.slice(MODEL_ID_PREFIX.length) : requested;
+    const collection =
+      requested === DEFAULT_MODEL_ALIAS
+        ? options.defaultCollection
+        : requested.startsWith(MODEL_ID_PREFIX)
+          ? requested.slice(MODEL_ID_PREFIX.length)
+          : requested;
     if (!mayUseCollection(res, collection)) {
       throw new HttpError(403, 'forbidden', `API key "${principalOf(res)?.name}" may not use the model "${requested}"`, { field: 'model' });
     }
@@ -115,7 +125,7 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
           () => undefined,
           (err: unknown) => ({ err }),
         ),
-        new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined))),
+        yieldToEventLoop().then(() => undefined),
       ]);
       if (refused && refused.err instanceof HttpError && refused.err.status === 503) throw refused.err;
       events.open();

@@ -8,7 +8,12 @@ const LOCK_FILE = 'write.lock';
 interface LockOwner {
   pid: number;
   host: string;
+  /** The script the holder runs (`main.ts` for the server, `ingest.ts` for the CLI), so the refusal can say which. */
+  command?: string;
 }
+
+/** The running script's file name: what a lock says about who holds it. */
+const OWN_COMMAND = path.basename(process.argv[1] ?? '') || undefined;
 
 function isAlive(pid: number): boolean {
   try {
@@ -23,7 +28,8 @@ function isAlive(pid: number): boolean {
 function readOwner(file: string): LockOwner | undefined {
   try {
     const owner = JSON.parse(readFileSync(file, 'utf8')) as Partial<LockOwner>;
-    return typeof owner.pid === 'number' && typeof owner.host === 'string' ? { pid: owner.pid, host: owner.host } : undefined;
+    if (typeof owner.pid !== 'number' || typeof owner.host !== 'string') return undefined;
+    return { pid: owner.pid, host: owner.host, ...(typeof owner.command === 'string' ? { command: owner.command } : {}) };
   } catch {
     return undefined;
   }
@@ -35,7 +41,7 @@ const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EFB
 function tryCreate(file: string): boolean {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, JSON.stringify({ pid: process.pid, host: os.hostname() }));
+    writeFileSync(tmp, JSON.stringify({ pid: process.pid, host: os.hostname(), ...(OWN_COMMAND ? { command: OWN_COMMAND } : {}) }));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
     // The lock is the first file a writer creates, so this is where an unwritable index folder shows.
@@ -64,6 +70,20 @@ function unlinkQuietly(file: string): void {
   }
 }
 
+/** Who holds the lock and what to do about it: the advice depends on whether the holder is the server or an ingest. */
+function lockedMessage(dir: string, file: string, owner: LockOwner | undefined): string {
+  const who = owner ? `process ${owner.pid} on ${owner.host}${owner.command ? ` (${owner.command})` : ''}` : 'another process';
+  const server =
+    'stop it, or send the documents to it (POST /v1/documents, POST /v1/documents/files), or run it with server.readOnly: true';
+  const ingest = 'wait for it to finish (a server that only serves searches can run beside it with server.readOnly: true)';
+  const advice = /^main\./.test(owner?.command ?? '')
+    ? `that is the server: ${server}`
+    : /^ingest\./.test(owner?.command ?? '')
+      ? `that is an ingest: ${ingest}`
+      : `if that is the server, ${server}; if it is an ingest, ${ingest}`;
+  return `index ${dir} is held by ${who}: ${advice} (a --dry-run needs no lock); if that process is gone, delete ${file}`;
+}
+
 /**
  * One writer per index: the HNSW graph lives in the writer's memory, so two writers would each save a graph missing
  * the other's passages. A lock left by a killed process (dead pid on this host) is taken over.
@@ -80,12 +100,7 @@ export class WriterLock {
       const owner = readOwner(file);
       const stale = owner !== undefined && owner.host === os.hostname() && !isAlive(owner.pid);
       if (!stale) {
-        const who = owner ? `process ${owner.pid} on ${owner.host}` : 'another process';
-        throw new IndexLockedError(
-          `index ${dir} is held by ${who}: if that is the server, stop it or send the documents to POST /v1/documents ` +
-            `(or run the server with server.readOnly: true); if it is an ingest, wait for it to finish; ` +
-            `if that process is gone, delete ${file}`,
-        );
+        throw new IndexLockedError(lockedMessage(dir, file, owner));
       }
       unlinkSync(file);
     }
