@@ -2,9 +2,17 @@
  * Builds the fixture models: `npm run fixtures -- --size tiny|full --out DIR [--shared DIR] [--seed N] [--write-config FILE]`.
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, type FixtureSize } from '../src/fixtures/index.js';
+import {
+  BERT_SOURCE_MODEL,
+  buildFixtures,
+  CROSS_ENCODER_SOURCE_MODEL,
+  DEFAULT_FIXTURE_SEED,
+  defaultSharedModelsDir,
+  T5_SOURCE_MODEL,
+  type FixtureSize,
+} from '../src/fixtures/index.js';
 
 interface CliOptions {
   size: FixtureSize;
@@ -53,6 +61,16 @@ async function main(): Promise<void> {
     .option('--force', 'with --write-config: replace an existing file')
     .parse();
   const opts = program.opts<CliOptions>();
+  // The fixtures reuse the real models' configs and tokenizers, so without them there is nothing to build from.
+  const missing = [BERT_SOURCE_MODEL, T5_SOURCE_MODEL, CROSS_ENCODER_SOURCE_MODEL].filter((m) => !existsSync(join(resolve(opts.shared), m, 'config.json')));
+  if (missing.length > 0) {
+    console.error(
+      `npm run fixtures needs the real models' configs and tokenizers (${missing.join(', ')}) in ${resolve(opts.shared)}: ` +
+        'the ../shared/models folder beside the checkout, or a folder named with --shared DIR',
+    );
+    process.exitCode = 2;
+    return;
+  }
   const configFile = opts.writeConfig === undefined ? undefined : resolve(opts.writeConfig);
   if (configFile && existsSync(configFile) && !opts.force) {
     console.error(`${opts.writeConfig} exists: it was left as it is (--force replaces it)`);

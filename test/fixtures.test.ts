@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
@@ -7,7 +9,7 @@ import { AutoModelForSeq2SeqLM, AutoTokenizer, env, pipeline, Tensor } from '@xe
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, encodeModel, GraphBuilder } from '../src/fixtures/onnx-builder.js';
 import { relativePositionBucket } from '../src/fixtures/t5-position-bias.js';
-import { BERT_TINY, FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
+import { BERT_TINY, CROSS_ENCODER_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 
 const { onnx } = onnxProto;
 
@@ -298,6 +300,7 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
       [BERT_TINY, 'model_quantized.onnx'],
       [T5_TINY, 'encoder_model_quantized.onnx'],
       [T5_TINY, 'decoder_model_merged_quantized.onnx'],
+      [CROSS_ENCODER_TINY, 'model_quantized.onnx'],
     ] as const) {
       const m = load(model, file);
       expect(Number(m.irVersion)).toBe(8);
@@ -367,5 +370,18 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
     // u8×s8 kernel saturates pairwise int16 sums; less with AVX-512 VNNI), a broken quantizer by O(1).
     expect(diff).toBeGreaterThan(0);
     expect(diff).toBeLessThan(0.4);
+  });
+});
+
+describe('npm run fixtures', () => {
+  it('without the real models\' configs says what it needs and where, instead of a bare ENOENT', () => {
+    const empty = mkdtempSync(join(os.tmpdir(), 'no-shared-'));
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/fixtures.ts', '--size', 'tiny', '--out', join(empty, 'out'), '--shared', empty], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain(`needs the real models' configs and tokenizers (bge-small-en-v1.5, flan-t5-small, all-MiniLM-L6-v2) in ${empty}`);
+    expect(run.stderr).toMatch(/--shared DIR/);
   });
 });
