@@ -85,12 +85,16 @@ function printSummary(label: string, s: IngestSummary): void {
 
 const PLAN_MARK: Record<string, string> = { added: '+', updated: '~', deleted: '-' };
 
-/** A dry run's plan: one line per document that would change, then the summary. */
-function printPlan(s: IngestSummary): void {
+/**
+ * A dry run's plan: one line per document that would change (with the reason when it is not the file itself), then
+ * `= id` for each document a sync keeps although its file is gone, and why; then the summary.
+ */
+function printPlan(s: IngestSummary & { kept?: Array<{ id: string; reason: string }> }): void {
   for (const o of s.outcomes) {
     const mark = PLAN_MARK[o.status];
-    if (mark) console.log(`${mark} ${o.id}`);
+    if (mark) console.log(`${mark} ${o.id}${o.reason ? `  (${o.reason})` : ''}`);
   }
+  for (const k of s.kept ?? []) console.log(`= ${k.id}  (kept: ${k.reason})`);
 }
 
 /** A dry run against a collection that does not exist yet: every readable document would be added. */
@@ -169,7 +173,7 @@ async function main(): Promise<number> {
         progress: opts.progress ?? 'auto',
         onError: (e) => console.error(formatError(e)),
       });
-      printPlan({ ...summary, outcomes: summary.outcomes.filter((o) => o.status === 'deleted') });
+      printPlan({ ...summary, outcomes: summary.outcomes.filter((o) => o.status === 'deleted'), kept: summary.kept });
       printSummary(`sync ${opts.sync}`, summary);
       fileErrors += summary.errors.length;
     }

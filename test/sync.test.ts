@@ -61,6 +61,9 @@ describe('syncFolder', () => {
 
     const plan = await service.syncFolder(folder, { collection, progress: false, dryRun: true });
     expect(plan.removed).toEqual(['deep/report.pdf']);
+    // keep.md came from a plain ingest and is not in this folder: kept, and the plan says why. api-doc is no file.
+    expect(plan.kept.map((k) => k.id)).toEqual(['keep.md']);
+    expect(plan.kept[0]!.reason).toMatch(/plain ingest.*never deletes it/);
     const planned = plan.outcomes.map((o) => [o.id, o.status]).sort();
     expect(planned).toEqual([
       ['deep/report.pdf', 'deleted'],
@@ -198,5 +201,22 @@ describe('a dry run beside a server that holds the writer lock', () => {
     } finally {
       await holder.close();
     }
+  });
+});
+
+describe('a sync plan over files a plain ingest wrote', () => {
+  it('says why they are listed as updated, and names the ones it will not delete', async () => {
+    const folder = path.join(TMP, 'cli-adopt');
+    write(folder, 'a.md', '# A\n\nAlpha.');
+    write(folder, 'c.md', '# C\n\nGamma.');
+    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const plain = await runIngestCli([folder, '--collection', 'docs'], indexes);
+    expect(plain.code, plain.stderr).toBe(0);
+    rmSync(path.join(folder, 'c.md'));
+
+    const plan = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/^~ a\.md {2}\(not written by a sync of this folder .*later syncs delete it when its file goes\)$/m);
+    expect(plan.stdout).toMatch(/^= c\.md {2}\(kept: written by a plain ingest, .*npm run ingest -- --delete <id>` does\)\)$/m);
   });
 });

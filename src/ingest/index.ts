@@ -37,4 +37,4 @@ export {
   type SourceItem,
   type TextLayout,
 } from './types.js';
-export { SOURCE_FOLDER_KEY, assertSyncFolder, folderDocuments, folderKey, ownedDocuments, removedSince, type FolderWalk, type SyncLister } from './sync.js';
+export { SOURCE_FOLDER_KEY, assertSyncFolder, folderDocuments, folderKey, ownedDocuments, removedSince, unsyncedFileDocuments, type FolderWalk, type SyncLister } from './sync.js';

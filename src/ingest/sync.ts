@@ -12,7 +12,7 @@ export const SOURCE_FOLDER_KEY = 'sourceFolder';
 
 /** The slice of a collection a sync reads: its documents, filtered by metadata, one page at a time. */
 export interface SyncLister {
-  listDocuments(options: { metadata?: Record<string, string>; after?: string; limit?: number }): Promise<{
+  listDocuments(options: { metadata?: Record<string, unknown>; after?: string; limit?: number }): Promise<{
     documents: Array<{ id: string }>;
     next?: string;
   }>;
@@ -45,6 +45,23 @@ export async function ownedDocuments(store: SyncLister, folder: string): Promise
     after = page.next;
   } while (after !== undefined);
   return owned;
+}
+
+/**
+ * Documents read from files (they carry `format`) that no sync wrote (no `sourceFolder`) and that this walk did not
+ * find: a plain `npm run ingest` wrote them, so a sync keeps them even when their file is gone. A plan names them,
+ * so a user who expected the sync to remove them learns why it does not.
+ */
+export async function unsyncedFileDocuments(store: SyncLister, present: ReadonlySet<string>): Promise<string[]> {
+  const kept: string[] = [];
+  const unsynced = { format: { $exists: true }, [SOURCE_FOLDER_KEY]: { $exists: false } };
+  let after: string | undefined;
+  do {
+    const page = await store.listDocuments({ metadata: unsynced, after, limit: 1000 });
+    for (const d of page.documents) if (!present.has(d.id)) kept.push(d.id);
+    after = page.next;
+  } while (after !== undefined);
+  return kept;
 }
 
 export interface FolderWalk {

@@ -54,7 +54,7 @@ export interface DocumentOutcome {
   status: 'added' | 'updated' | 'unchanged' | 'deleted' | 'error';
   /** Passages the document has after the write (absent for errors and deletes). */
   passages?: number;
-  /** Why it is an error. */
+  /** Why it is an error, or why a folder sync lists it. */
   reason?: string;
 }
 

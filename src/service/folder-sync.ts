@@ -1,7 +1,10 @@
-import { assertSyncFolder, folderDocuments, ownedDocuments, removedSince, type FolderWalk } from '../ingest/index.js';
+import { assertSyncFolder, folderDocuments, ownedDocuments, removedSince, unsyncedFileDocuments, type FolderWalk } from '../ingest/index.js';
 import type { PassageStore } from '../store/index.js';
 import type { IndexWriter } from './index-writer.js';
 import type { BulkRunOptions, SyncSummary } from './types.js';
+
+const ADOPTED = 'not written by a sync of this folder (a plain ingest, the API or another folder\'s sync): it now records the folder, and later syncs delete it when its file goes';
+const KEPT = 'written by a plain ingest, not by a sync of this folder, and not in the folder: a sync never deletes it (`npm run ingest -- --delete <id>` does)';
 
 /**
  * Makes a collection mirror a folder: its documents are added or updated, and documents an earlier sync of the same
@@ -32,5 +35,11 @@ export async function syncFolder(
     for (const state of (await store.documentStates(removed)).values()) summary.passagesRemoved += state.passages;
   }
   summary.outcomes.push(...removed.map((id) => ({ id, status: 'deleted' as const })));
-  return { ...summary, removed };
+  // Say why a document is listed when the reason is not its file: one a plain ingest wrote is "updated" because it
+  // now records the folder, and from then on this sync owns it.
+  for (const o of summary.outcomes) {
+    if (o.status === 'updated' && !owned.has(o.id)) o.reason = ADOPTED;
+  }
+  const kept = (await unsyncedFileDocuments(store, walk.present)).map((id) => ({ id, reason: KEPT }));
+  return { ...summary, removed, kept };
 }

@@ -154,4 +154,6 @@ export interface BulkRunOptions extends CollectionScope {
 /** A folder sync: the ingest summary of the folder's documents plus the documents removed (or, dry, to remove). */
 export interface SyncSummary extends IngestSummary {
   removed: string[];
+  /** Documents from files that a plain ingest wrote and this folder no longer has: a sync never deletes them. */
+  kept: Array<{ id: string; reason: string }>;
 }
