@@ -4,15 +4,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import {
-  BERT_SOURCE_MODEL,
-  buildFixtures,
-  CROSS_ENCODER_SOURCE_MODEL,
-  DEFAULT_FIXTURE_SEED,
-  defaultSharedModelsDir,
-  T5_SOURCE_MODEL,
-  type FixtureSize,
-} from '../src/fixtures/index.js';
+import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, FIXTURE_SOURCE_MODELS, type FixtureSize } from '../src/fixtures/index.js';
 
 interface CliOptions {
   size: FixtureSize;
@@ -62,7 +54,7 @@ async function main(): Promise<void> {
     .parse();
   const opts = program.opts<CliOptions>();
   // The fixtures reuse the real models' configs and tokenizers, so without them there is nothing to build from.
-  const missing = [BERT_SOURCE_MODEL, T5_SOURCE_MODEL, CROSS_ENCODER_SOURCE_MODEL].filter((m) => !existsSync(join(resolve(opts.shared), m, 'config.json')));
+  const missing = FIXTURE_SOURCE_MODELS.filter((m) => !existsSync(join(resolve(opts.shared), m, 'config.json')));
   if (missing.length > 0) {
     console.error(
       `npm run fixtures needs the real models' configs and tokenizers (${missing.join(', ')}) in ${resolve(opts.shared)}: ` +

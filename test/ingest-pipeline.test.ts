@@ -102,14 +102,12 @@ describe('ingestPaths', () => {
     }
   });
 
+  /** The tiny embedder with a 32-token input limit, far below the configured chunking. */
+  const loadShortEmbedder = () =>
+    Embedder.load(BERT_TINY, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: false, batchSize: 16, maxTokens: 32 });
+
   it('keeps passages within what the embedding model can take', async () => {
-    const short = await Embedder.load(BERT_TINY, {
-      modelsDir: FIXTURES_DIR,
-      allowRemote: false,
-      quantized: false,
-      batchSize: 16,
-      maxTokens: 32,
-    });
+    const short = await loadShortEmbedder();
     const store = await openStore();
     try {
       const text = Array.from({ length: 30 }, (_, i) => `Sentence ${i} is here with several words.`).join(' ');
@@ -125,13 +123,7 @@ describe('ingestPaths', () => {
   });
 
   it('finds unchanged documents without the model when the options are already within its budget, with it otherwise', async () => {
-    const short = await Embedder.load(BERT_TINY, {
-      modelsDir: FIXTURES_DIR,
-      allowRemote: false,
-      quantized: false,
-      batchSize: 16,
-      maxTokens: 32,
-    });
+    const short = await loadShortEmbedder();
     const store = await openStore();
     const asked: string[] = [];
     // The same model, recording each time the pipeline needs it loaded (a lazily loaded model would load there).

@@ -22,6 +22,13 @@ function write(root: string, rel: string, content: string | Uint8Array): void {
   writeFileSync(path.join(root, rel), content);
 }
 
+/** A folder of files for a CLI run, and an empty indexes folder for it. */
+function cliFolder(name: string, files: Record<string, string>): { folder: string; indexes: string } {
+  const folder = path.join(TMP, name);
+  for (const [rel, content] of Object.entries(files)) write(folder, rel, content);
+  return { folder, indexes: mkdtempSync(path.join(TMP, 'cli-indexes-')) };
+}
+
 const ids = async (service: RagService, collection: string) =>
   (await service.listDocuments({ collection })).documents.map((d) => d.id).sort();
 
@@ -130,11 +137,7 @@ describe('progress when stderr is not a terminal', () => {
 
 describe('npm run ingest -- --sync', () => {
   it('prints the plan with --dry-run without writing, then syncs', async () => {
-    const folder = path.join(TMP, 'cli-folder');
-    write(folder, 'a.md', '# A\n\nAlpha.');
-    write(folder, 'b.txt', 'Beta.');
-    write(folder, 'c.xlsx', 'x');
-    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const { folder, indexes } = cliFolder('cli-folder', { 'a.md': '# A\n\nAlpha.', 'b.txt': 'Beta.', 'c.xlsx': 'x' });
 
     const plan = await runIngestCli(['--sync', folder, '--collection', 'docs', '--dry-run'], indexes);
     expect(plan.code, plan.stderr).toBe(0);
@@ -154,10 +157,7 @@ describe('npm run ingest -- --sync', () => {
 
 describe('npm run ingest exit status', () => {
   it('is 3 when some files could not be read (the rest written), 0 with --allow-file-errors', async () => {
-    const folder = path.join(TMP, 'cli-broken');
-    write(folder, 'good.md', '# Good\n\nReadable text.');
-    write(folder, 'broken.pdf', 'this is not a PDF');
-    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const { folder, indexes } = cliFolder('cli-broken', { 'good.md': '# Good\n\nReadable text.', 'broken.pdf': 'this is not a PDF' });
 
     const run = await runIngestCli([folder, '--collection', 'docs'], indexes);
     expect(run.code, run.stderr).toBe(3);
@@ -173,9 +173,7 @@ describe('npm run ingest exit status', () => {
 
 describe('a dry run beside a server that holds the writer lock', () => {
   it('plans without the lock; the real run is refused with who holds it and what to do', async () => {
-    const folder = path.join(TMP, 'cli-locked');
-    write(folder, 'a.md', '# A\n\nAlpha.');
-    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const { folder, indexes } = cliFolder('cli-locked', { 'a.md': '# A\n\nAlpha.' });
     const first = await runIngestCli(['--sync', folder, '--collection', 'docs'], indexes);
     expect(first.code, first.stderr).toBe(0);
     write(folder, 'b.txt', 'Beta.');
@@ -206,10 +204,7 @@ describe('a dry run beside a server that holds the writer lock', () => {
 
 describe('a sync plan over files a plain ingest wrote', () => {
   it('says why they are listed as updated, and names the ones it will not delete', async () => {
-    const folder = path.join(TMP, 'cli-adopt');
-    write(folder, 'a.md', '# A\n\nAlpha.');
-    write(folder, 'c.md', '# C\n\nGamma.');
-    const indexes = mkdtempSync(path.join(TMP, 'cli-indexes-'));
+    const { folder, indexes } = cliFolder('cli-adopt', { 'a.md': '# A\n\nAlpha.', 'c.md': '# C\n\nGamma.' });
     const plain = await runIngestCli([folder, '--collection', 'docs'], indexes);
     expect(plain.code, plain.stderr).toBe(0);
     rmSync(path.join(folder, 'c.md'));

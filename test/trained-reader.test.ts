@@ -243,7 +243,7 @@ describe('the exported graphs reproduce the trainer', () => {
   it.each([
     { precision: 'fp32', quantized: false, tolerance: 2e-3, argmaxAgreement: 1 },
     { precision: 'int8', quantized: true, tolerance: 1.5, argmaxAgreement: 0.9 },
-  ])('$precision logits match the reference', async ({ quantized, tolerance, argmaxAgreement }) => {
+  ])('$precision logits match the reference', async ({ precision, quantized, tolerance, argmaxAgreement }) => {
     expect(reference.cases.length).toBeGreaterThan(0);
     let same = 0;
     let positions = 0;
@@ -252,12 +252,12 @@ describe('the exported graphs reproduce the trainer', () => {
       let worst = 0;
       logits.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - c.logits[t]![j]!)))));
       expect(worst, c.id).toBeLessThan(tolerance);
-      figures[`${quantized ? 'int8' : 'fp32'}WorstLogitDiff`] = Math.max(figures[`${quantized ? 'int8' : 'fp32'}WorstLogitDiff`] ?? 0, worst);
+      figures[`${precision}WorstLogitDiff`] = Math.max(figures[`${precision}WorstLogitDiff`] ?? 0, worst);
       const argmax = logits.map((row) => c.vocab_ids[row.indexOf(Math.max(...row))]);
       same += argmax.filter((id, t) => id === c.argmax[t]).length;
       positions += argmax.length;
     }
-    figures[`${quantized ? 'int8' : 'fp32'}ArgmaxKept`] = same / positions;
+    figures[`${precision}ArgmaxKept`] = same / positions;
     expect(same / positions).toBeGreaterThanOrEqual(argmaxAgreement);
   });
 });

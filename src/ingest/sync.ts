@@ -35,16 +35,21 @@ export async function assertSyncFolder(folder: string): Promise<void> {
   if (!info.isDirectory()) throw new Error(`cannot sync ${folder}: not a folder; nothing was changed`);
 }
 
-/** Ids of the documents a folder's syncs wrote. */
-export async function ownedDocuments(store: SyncLister, folder: string): Promise<Set<string>> {
-  const owned = new Set<string>();
+/** Every id of the documents whose metadata matches, page by page. */
+async function idsWhere(store: SyncLister, metadata: Record<string, unknown>): Promise<string[]> {
+  const ids: string[] = [];
   let after: string | undefined;
   do {
-    const page = await store.listDocuments({ metadata: { [SOURCE_FOLDER_KEY]: folderKey(folder) }, after, limit: 1000 });
-    for (const d of page.documents) owned.add(d.id);
+    const page = await store.listDocuments({ metadata, after, limit: 1000 });
+    for (const d of page.documents) ids.push(d.id);
     after = page.next;
   } while (after !== undefined);
-  return owned;
+  return ids;
+}
+
+/** Ids of the documents a folder's syncs wrote. */
+export async function ownedDocuments(store: SyncLister, folder: string): Promise<Set<string>> {
+  return new Set(await idsWhere(store, { [SOURCE_FOLDER_KEY]: folderKey(folder) }));
 }
 
 /**
@@ -53,15 +58,8 @@ export async function ownedDocuments(store: SyncLister, folder: string): Promise
  * so a user who expected the sync to remove them learns why it does not.
  */
 export async function unsyncedFileDocuments(store: SyncLister, present: ReadonlySet<string>): Promise<string[]> {
-  const kept: string[] = [];
-  const unsynced = { format: { $exists: true }, [SOURCE_FOLDER_KEY]: { $exists: false } };
-  let after: string | undefined;
-  do {
-    const page = await store.listDocuments({ metadata: unsynced, after, limit: 1000 });
-    for (const d of page.documents) if (!present.has(d.id)) kept.push(d.id);
-    after = page.next;
-  } while (after !== undefined);
-  return kept;
+  const unsynced = await idsWhere(store, { format: { $exists: true }, [SOURCE_FOLDER_KEY]: { $exists: false } });
+  return unsynced.filter((id) => !present.has(id));
 }
 
 export interface FolderWalk {

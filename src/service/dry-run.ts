@@ -1,6 +1,6 @@
 import { ingestDocuments, ingestPaths, type IngestEmbedder, type IngestSummary, type SourceDocument, type WriteSettings } from '../ingest/index.js';
 import type { PassageStore } from '../store/index.js';
-import type { BulkIngestOptions } from './index-writer.js';
+import { bulkRunOptions, type BulkIngestOptions } from './index-writer.js';
 
 /**
  * Plans a bulk run without writing: it reads the files and the store and reports the outcomes the real run would
@@ -23,14 +23,6 @@ export class DryRunPlanner {
   }
 
   private options(options: BulkIngestOptions) {
-    return {
-      ...this.settings,
-      ...(options.chunk ? { chunk: options.chunk } : {}),
-      store: this.store,
-      embedder: this.embedder,
-      progress: options.progress,
-      onError: options.onError,
-      dryRun: true,
-    };
+    return bulkRunOptions(this.settings, this.store, this.embedder, { ...options, dryRun: true });
   }
 }

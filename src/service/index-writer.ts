@@ -66,6 +66,19 @@ export interface BulkIngestOptions {
   dryRun?: boolean;
 }
 
+/** The ingest pipeline's options for one bulk run over a collection: its write settings, this run's overrides. */
+export function bulkRunOptions(settings: WriteSettings, store: PassageStore, embedder: IngestEmbedder, options: BulkIngestOptions) {
+  return {
+    ...settings,
+    ...(options.chunk ? { chunk: options.chunk } : {}),
+    store,
+    embedder,
+    progress: options.progress,
+    onError: options.onError,
+    dryRun: options.dryRun,
+  };
+}
+
 /** A request's write is one transaction; the graph is saved by the writer's own policy across requests. */
 const PER_REQUEST: CheckpointPolicy = { everyPassages: Number.POSITIVE_INFINITY, atEnd: false };
 
@@ -148,15 +161,7 @@ export class IndexWriter {
   }
 
   private bulkOptions(options: BulkIngestOptions) {
-    return {
-      ...this.options.bulk,
-      ...(options.chunk ? { chunk: options.chunk } : {}),
-      store: this.store,
-      embedder: this.embedder,
-      progress: options.progress,
-      onError: options.onError,
-      dryRun: options.dryRun,
-    };
+    return bulkRunOptions(this.options.bulk, this.store, this.embedder, options);
   }
 
   /** Requests are bounded by `maxQueued`; bulk runs are always admitted and count in the backlog requests wait for. */
