@@ -40,6 +40,7 @@ const SKIPPED: Array<[RegExp, string]> = [
   [/^apt-get /, 'installs system packages (PyTorch for training); CI must not need them'],
   [/^\/usr\/bin\/python3 /, 'runs the PyTorch trainer, which CI does not have; test/trainer-python.test.ts runs its tests where torch is installed'],
   [/--people 12000|--dataset train-data\/facts-train\.json/, 'builds the 24 000 training examples (minutes); the same commands run on the validation set here'],
+  [/--dataset train-data\/(salient|squad-train)\.json --out/, 'builds the 23 000 pre-training and training examples (two minutes); the validation ones are built here'],
   [/--checkpoint train-data\/(run|flan-run)\//, 'exports a training run, which needs PyTorch (above); the committed reader is exported instead'],
   [/db-host|^sudo -u postgres/, "the operator's own PostgreSQL host; test/replicas.test.ts and test/migrate-to-postgres.test.ts run the same steps against a throwaway PostgreSQL"],
 ];
