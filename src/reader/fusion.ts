@@ -5,6 +5,7 @@
  */
 import type { PreTrainedTokenizer } from '@xenova/transformers';
 import { float32Data, int64Tensor, runEncoderSession, type OnnxClock, type OrtSession } from './onnx-run.js';
+import type { ReaderEncoding } from '../models/index.js';
 import type { FusionMode, ReaderPassage } from './types.js';
 
 /** Memory positions [start, end) holding a passage's tokens; start === end when none survived truncation. */
@@ -167,7 +168,7 @@ export function buildEncoderPlan(
  * - `by-length`: one run per group of equally long sequences (no padding, still shared scales);
  * - `per-passage`: one run per sequence.
  */
-export type EncodingStrategy = 'batch' | 'by-length' | 'per-passage' | 'float-encoder';
+export type EncodingStrategy = ReaderEncoding; // one list of strategies, the config's (models/reader-encoding.ts)
 
 export interface EncodeOptions {
   padTokenId: number;
