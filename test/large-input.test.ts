@@ -66,9 +66,10 @@ describe('chunking large documents', () => {
     for (const unit of ['word ', 'x', '東京都']) {
       const small = unit.repeat(Math.ceil(30_000 / unit.length));
       const large = unit.repeat(Math.ceil(300_000 / unit.length));
-      // Smaller texts than above, so CPU-time noise weighs more (1.26 seen at load average 30): 15x for 10x the text
-      // still separates linear from quadratic (the old cut of a giant word re-counted the rest of it at every cut).
-      expect(await scalingRatio(small, large), JSON.stringify(unit)).toBeLessThanOrEqual(1.5);
+      // Smaller texts than above, so CPU-time noise weighs more (1.26 seen at load average 30, 1.51 for 'x' in a CI
+      // run beside the trainer's tests): 20x for 10x the text still separates linear from quadratic, which is 10x
+      // the ratio (the old cut of a giant word re-counted the rest of it at every cut).
+      expect(await scalingRatio(small, large, 5), JSON.stringify(unit)).toBeLessThanOrEqual(2);
     }
   });
 
