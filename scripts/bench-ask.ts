@@ -87,7 +87,7 @@ async function measure(opts: Options, modelsDir: string, precision: string): Pro
       let totalSum = 0;
       for (let i = -2; i < opts.requests; i++) {
         const question = QUESTIONS[(i + QUESTIONS.length) % QUESTIONS.length]!;
-        const embedBefore = service.embedOnnxMs;
+        const embedBefore = service.diagnostics.embedOnnxMs;
         const started = performance.now();
         const res = await fetch(`${base}/v1/ask`, {
           method: 'POST',
@@ -98,7 +98,7 @@ async function measure(opts: Options, modelsDir: string, precision: string): Pro
         const elapsed = performance.now() - started;
         if (res.status !== 200) throw new Error(`ask failed with ${res.status}: ${JSON.stringify(body)}`);
         if (i < 0) continue; // warm-up requests
-        const onnxMs = readerOnnxMs + (service.embedOnnxMs - embedBefore);
+        const onnxMs = readerOnnxMs + (service.diagnostics.embedOnnxMs - embedBefore);
         latencies.push(elapsed);
         outsideShares.push((elapsed - onnxMs) / elapsed);
         outsideSum += elapsed - onnxMs;

@@ -120,11 +120,11 @@ try {
     const extractMs = performance.now() - t0;
     const collection = `bench-${run}`;
     await service.createCollection(collection);
-    const embedBefore = service.embedOnnxMs;
+    const embedBefore = service.diagnostics.embedOnnxMs;
     const t1 = performance.now();
     const summary = await service.ingestDocuments(docs, { collection, progress: false });
     const ingestMs = performance.now() - t1;
-    const embedMs = service.embedOnnxMs - embedBefore;
+    const embedMs = service.diagnostics.embedOnnxMs - embedBefore;
     const totalMs = extractMs + ingestMs;
     const row = {
       pagesPerS: totalPages / (totalMs / 1000),

@@ -14,6 +14,7 @@ const program = new Command()
   .addOption(new Option('--fusion <mode>', 'reader input').choices(['fid', 'concat']).default('fid'))
   .addOption(new Option('--mode <mode>', 'retrieval mode').choices(['bm25', 'dense', 'hybrid', 'exact']).default('hybrid'))
   .option('--k <n>', 'passages given to the reader', intOption('--k'), 10)
+  .option('--gold', "the reader reads the question's own paragraph alone (retrieval filtered to its passages, at most k): reading without retrieval")
   .option('--limit <n>', 'evaluate only the first N questions', intOption('--limit'))
   .option('--max-new-tokens <n>', 'answer length limit', intOption('--max-new-tokens'), 32)
   .option('--beams <n>', 'beam width', intOption('--beams'), 1)
@@ -27,6 +28,7 @@ runCli(async () => {
     fusion: FusionMode;
     mode: SearchMode;
     k: number;
+    gold?: boolean;
     limit?: number;
     maxNewTokens: number;
     beams: number;
@@ -59,11 +61,13 @@ runCli(async () => {
     let f1 = 0;
     let hits = 0;
     const latencies: number[] = [];
+    const f1s: number[] = [];
     for (const [i, q] of questions.entries()) {
       const outcome = await service.ask({
         question: q.question,
         k: opts.k,
         mode: opts.mode,
+        ...(opts.gold ? { filter: { docIds: [q.paragraphId] } } : {}),
         fusion: opts.fusion,
         maxNewTokens: opts.maxNewTokens,
         numBeams: opts.beams,
@@ -71,6 +75,7 @@ runCli(async () => {
       const score = scoreAnswer(outcome.answer, q.answers);
       em += score.exactMatch;
       f1 += score.f1;
+      f1s.push(score.f1);
       if (q.answers.length > 0 && answerInPassages(q.answers, outcome.passages.map((p) => p.text))) hits++;
       latencies.push(outcome.timings.totalMs);
       if (process.stderr.isTTY && (i + 1) % 10 === 0) process.stderr.write(`\r${i + 1}/${questions.length} questions`);
@@ -83,21 +88,26 @@ runCli(async () => {
       dataset: datasetName,
       fusion: opts.fusion,
       k: opts.k,
+      gold: opts.gold === true,
       questions: n,
       em: em / n,
       f1: f1 / n,
+      // The spread of one question's F1: what a threshold on the mean of a sample of questions is derived from.
+      f1Sd: Math.sqrt(f1s.reduce((sum, x) => sum + (x - f1 / n) ** 2, 0) / Math.max(1, n - 1)),
       hitAtK: answerable > 0 ? hits / answerable : null,
       latencyMs: { p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
       readerModel: config.readerModel,
       embedModel: config.embedModel,
       retrievalMode: opts.mode,
     };
-    console.log(`\n${opts.dataset}: ${n} questions, fusion ${opts.fusion}, k=${opts.k}, retrieval ${opts.mode}, reader ${config.readerModel}`);
+    const reading = opts.gold ? 'the gold paragraph alone' : `k=${opts.k}, retrieval ${opts.mode}`;
+    console.log(`\n${opts.dataset}: ${n} questions, fusion ${opts.fusion}, ${reading}, reader ${config.readerModel}`);
     console.log(
       formatTable([
         ['metric', 'value'],
         ['exact match (%)', (100 * report.em).toFixed(2)],
         ['F1 (%)', (100 * report.f1).toFixed(2)],
+        ['F1 standard deviation per question (%)', (100 * report.f1Sd).toFixed(2)],
         [`answer in top-${opts.k} passages (%)`, report.hitAtK === null ? 'n/a' : (100 * report.hitAtK).toFixed(2)],
         ['latency p50 / p95 (ms)', `${report.latencyMs.p50.toFixed(1)} / ${report.latencyMs.p95.toFixed(1)}`],
       ]),

@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { AuthConfigError, authPolicyFor, createApp, HttpError, installLastResortGuard, type ApiState } from './api/index.js';
+import { apiOptionsFrom, AuthConfigError, authPolicyFor, createApp, HttpError, installLastResortGuard, type ApiState } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
 import { openSystem, type RagService } from './service/index.js';
 
@@ -25,33 +25,6 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     log.info({ keys: auth.authenticator.size }, 'API key authentication is on');
   }
 
-  const state: ApiState = { status: 'starting' };
-  const app = createApp(state, {
-    defaultCollection: config.indexName,
-    limits: {
-      maxQueryChars: config.server.maxQueryChars,
-      maxSearchK: config.retrieval.maxK,
-      maxAskK: config.reader.maxK,
-      maxNewTokens: config.reader.maxNewTokensLimit,
-      maxBeams: config.reader.maxBeams,
-      maxRerankTopN: Math.min(config.rerank.maxTopN, config.retrieval.maxK),
-    },
-    documentLimits: config.documents,
-    bodyLimit: config.server.bodyLimit,
-    documentsBodyLimit: config.documents.bodyLimit,
-    uploadLimits: config.documents.upload,
-    requestTimeoutMs: config.server.requestTimeoutMs,
-    generationConcurrency: config.server.generationConcurrency,
-    generationQueueLength: config.server.generationQueueLength,
-    auth,
-    protectMetrics: config.auth.protectMetrics,
-    corsOrigins: config.server.cors.origins,
-    rateLimit: config.server.rateLimit,
-    trustProxy: config.server.trustProxy,
-    logger: log,
-    chatRetrievalTurns: config.chat.retrievalTurns,
-  });
-
   const writable = !config.server.readOnly;
   let service: RagService;
   try {
@@ -62,11 +35,15 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
       reader: true,
       loadEmbedder: 'eager',
       prepareDefaultCollection: true,
+      offlineFallback: true,
     });
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     throw err;
   }
+  const state: ApiState = { status: 'starting' };
+  const app = createApp(state, apiOptionsFrom(config, { defaultCollection: service.defaultCollection, auth, logger: log }));
+
   let server: Server;
   try {
     server = await new Promise((resolve, reject) => {
@@ -82,7 +59,10 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   state.backend = service;
-  state.detail = { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
+  const offline = service.offline;
+  state.detail = offline
+    ? { embedModel: offline.embedModel, readerModel: offline.readerModel, index: offline.collection, writable, retrieval: 'bm25', offline: offline.message }
+    : { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
   state.status = 'ready';
   log.info({ port, host: config.host }, 'listening');
   log.info('ready');

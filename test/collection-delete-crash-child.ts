@@ -4,7 +4,7 @@
  * their last checkpoint, so the delete's close saves a graph first), then deletes one and SIGKILLs itself at the
  * given step of the delete: exactly what `kill -9` at that moment would do.
  */
-import { loadEmbedder, type Embedder } from '../src/models/index.js';
+import { loadEmbedder, type EmbeddingModel } from '../src/models/index.js';
 import { Collections } from '../src/service/collections.js';
 import type { DocumentInput } from '../src/service/index-writer.js';
 import { SqliteEngine, type DropFaultPoint } from '../src/store/sqlite/sqlite-engine.js';
@@ -20,7 +20,7 @@ export interface DeleteCrashPlan {
 
 const plan = JSON.parse(process.argv[2]!) as DeleteCrashPlan;
 const config = fixtureConfig({ indexesDir: plan.indexesDir });
-const embedder: Promise<Embedder> = loadEmbedder(config);
+const embedder: Promise<EmbeddingModel> = loadEmbedder(config);
 const engine = new SqliteEngine(plan.indexesDir, (point) => {
   if (point === plan.point) process.kill(process.pid, 'SIGKILL');
 });

@@ -52,7 +52,7 @@ describe('lazily loaded embedding models', () => {
       const plan = await service.ingestDocuments(docs(), { collection, progress: false, dryRun: true });
       expect(plan).toMatchObject({ unchanged: topics.length, added: 0, passagesAdded: 0 });
       expect((await service.deleteDocuments(['d4'], { collection })).deleted).toBe(1);
-      expect(service.embedOnnxMs).toBe(0);
+      expect(service.diagnostics.embedOnnxMs).toBe(0);
 
       // Query embeddings and changed documents need the model, and so does a plan with a new document (it cuts the
       // document to count its passages as the real run would): the error names it, and nothing was written.
@@ -69,7 +69,7 @@ describe('lazily loaded embedding models', () => {
       const [changed] = await service.upsertDocuments([{ id: 'd0', text: 'Changed notes about lava.' }], { collection });
       expect(changed).toMatchObject({ id: 'd0', status: 'updated' });
       expect((await service.search({ collection, query: 'lava', k: 3, mode: 'dense' })).results).toHaveLength(3);
-      expect(service.embedOnnxMs).toBeGreaterThan(0);
+      expect(service.diagnostics.embedOnnxMs).toBeGreaterThan(0);
     } finally {
       await service.close();
     }

@@ -5,7 +5,7 @@
  * timeout fires, while parses queued behind it are still served; and a 2 MB Markdown upload leaves the event loop
  * free. The hostile files are built by scripts/lib/hostile-files.ts, which `npm run bench:upload-limits` uses too.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
@@ -44,42 +44,6 @@ async function peakRssDuring<T>(work: () => Promise<T>): Promise<{ result: T; be
   } finally {
     clearInterval(sampler);
   }
-}
-
-const MAIN_THREAD_SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
-
-/**
- * The longest stretch of CPU the main thread used between two turns of a 1 ms timer. process.cpuUsage() counts the
- * parser thread's CPU too, so on Linux the main thread's own run time (schedstat, in ns) is read; elsewhere the
- * process-wide figure stands in (an upper bound).
- */
-function startMainThreadProbe(): { stop(): number } {
-  let readNs: () => number;
-  try {
-    readFileSync(MAIN_THREAD_SCHEDSTAT, 'utf8');
-    readNs = () => Number(readFileSync(MAIN_THREAD_SCHEDSTAT, 'utf8').split(' ')[0]);
-  } catch {
-    const probe = startBlockProbe();
-    return { stop: () => probe.stop().maxBlockCpuMs };
-  }
-  let last = readNs();
-  let longest = 0;
-  let timer: NodeJS.Timeout;
-  const tick = () => {
-    const now = readNs();
-    longest = Math.max(longest, (now - last) / 1e6);
-    last = now;
-    timer = setTimeout(tick, 1);
-  };
-  timer = setTimeout(tick, 1);
-  return {
-    stop() {
-      clearTimeout(timer);
-      tick();
-      clearTimeout(timer);
-      return longest;
-    },
-  };
 }
 
 /** CPU seconds this process (all its threads) uses during the next `ms`. */
@@ -194,9 +158,10 @@ describe('file parse limits on the upload route', () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     })();
-    const probe = startMainThreadProbe();
+    // Main thread only: the parser thread's CPU is not the event loop's.
+    const probe = startBlockProbe({ mainThreadOnly: true });
     const again = await upload(limited.base, [file]);
-    const longestMs = probe.stop();
+    const longestMs = probe.stop().maxBlockCpuMs;
     polling = false;
     await poller;
     expect(again.json.documents).toEqual([{ id: 'handbook.md', status: 'unchanged', passages: expect.any(Number) }]);

@@ -173,6 +173,8 @@ const DOCS: Record<string, string> = {
 };
 
 const QUESTION = 'When do zebras migrate?';
+/** The attention marks in passage text; a `mark.answer-span` around the answer's span is not one of them. */
+const ATTENTION_MARK = 'mark:not(.answer-span)';
 const ASK = { k: 3, maxNewTokens: 6 };
 const SCREENSHOT_DIR = path.join(REPO_ROOT, 'test-output');
 
@@ -314,8 +316,11 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
   }
 
   async function marksOnPage(): Promise<Record<number, string[]>> {
-    const rows = await page.locator('#passages .passage').evaluateAll((els) =>
-      els.map((e) => [Number(e.getAttribute('data-index')), Array.from(e.querySelectorAll('mark')).map((m) => (m as { textContent: string }).textContent)] as const),
+    // The callback runs in the page: the selector goes in as its argument.
+    const rows = await page.locator('#passages .passage').evaluateAll(
+      (els, selector) =>
+        els.map((e) => [Number(e.getAttribute('data-index')), Array.from(e.querySelectorAll(selector)).map((m) => (m as { textContent: string }).textContent)] as const),
+      ATTENTION_MARK,
     );
     return Object.fromEntries(rows.filter(([, marks]) => marks.length > 0));
   }
@@ -336,7 +341,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await page.locator('#heatmap .hm-cell.active').count()).toBe(direct.passages.length);
 
     const maxWeight = Math.max(...entry.passages.flatMap((p) => p.topTokens.map((tok) => tok.weight)));
-    const marks = await page.locator('#passages mark').evaluateAll((els) =>
+    const marks = await page.locator(`#passages ${ATTENTION_MARK}`).evaluateAll((els) =>
       els.map((e) => ({
         weight: Number(e.getAttribute('data-weight')),
         background: (e as unknown as { style: { backgroundColor: string } }).style.backgroundColor,
@@ -348,7 +353,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     }
 
     await page.hover('#passages-heading');
-    expect(await page.locator('#passages mark').count()).toBe(0);
+    expect(await page.locator(`#passages ${ATTENTION_MARK}`).count()).toBe(0);
     expect(await page.locator('#passages .passage.attended').count()).toBe(0);
   });
 
@@ -370,7 +375,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     await page.locator('#answer-text .tok.active').hover();
     await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'playground.png'), fullPage: true });
     await page.locator('#question').focus();
-    expect(await page.locator('#passages mark').count()).toBe(0);
+    expect(await page.locator(`#passages ${ATTENTION_MARK}`).count()).toBe(0);
   });
 
   it('shows a 400 plainly, naming the field the server rejected', async () => {

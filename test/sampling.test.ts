@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSeq2SeqModel, type Seq2SeqModel } from '../src/models/index.js';
 import { FidReader, fidDecoderRewrite, type GenerateOptions, type ReaderPassage } from '../src/reader/index.js';
-import { generate as search, type GenerationOptions as SearchOptions } from '../src/reader/generation.js';
+import { generate, type GenerationOptions } from '../src/reader/generation.js';
 import { CachedStepRunner, UncachedStepRunner } from '../src/reader/step-runners.js';
 import type { FusedMemory } from '../src/reader/fusion.js';
 import { OnnxClock } from '../src/reader/onnx-run.js';
@@ -64,7 +64,7 @@ function nucleus(cands: readonly Candidate[], temperature: number, p: number): n
   return kept;
 }
 
-function searchOptions(sampling: SamplingOptions, maxNewTokens = 1): SearchOptions {
+function generationOptions(sampling: SamplingOptions, maxNewTokens = 1): GenerationOptions {
   return {
     maxNewTokens,
     minNewTokens: 0,
@@ -83,7 +83,7 @@ async function firstTokens(sampling: Omit<SamplingOptions, 'seed'>, draws: numbe
   const tokens: number[] = [];
   for (let seed = 0; seed < draws; seed++) {
     const runner = new CachedStepRunner(reader.decoder, memory, new OnnxClock(), { broadcastMemory: reader.broadcastMemory });
-    const result = await search(runner, searchOptions({ ...sampling, seed }));
+    const result = await generate(runner, generationOptions({ ...sampling, seed }));
     tokens.push(result.tokenIds[0]!);
   }
   return tokens;

@@ -4,9 +4,7 @@
  * through POST /v1/ask. These tests assert content: right answers and right citations (EM and citation@1 >= 0.95 at
  * k = 10), the same answers in both precisions and in any passage order, and FiD reading what concatenation cuts off.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scoreAnswer } from '../src/eval/index.js';
@@ -19,6 +17,7 @@ import { generateFactLookup, type FactQuestion } from '../src/training/fact-look
 import { fixtureConfig } from './helpers/config.js';
 import { FIXTURES_DIR } from './helpers/fixtures.js';
 import { readReply, request } from './helpers/http.js';
+import { exportedLogits, readReference, type ReferenceCase } from './helpers/reference-parity.js';
 
 /** Unseen names: the test split of the generator, with a seed of its own. */
 const SET = generateFactLookup({ split: 'test', people: 120, questionsPerPerson: 2, seed: 2024 });
@@ -189,52 +188,10 @@ describe('the fact-lookup reader on retrieved passages', () => {
   });
 });
 
-/** Reference outputs the trainer wrote from the weights as committed (scripts/train writes reference.json). */
-interface Reference {
-  cases: Array<{
-    id: string;
-    encoder_input_ids: number[][];
-    decoder_input_ids: number[];
-    vocab_ids: number[];
-    logits: number[][];
-    argmax: number[];
-  }>;
-}
-
 describe('the exported graphs reproduce the trainer', () => {
-  const reference = JSON.parse(readFileSync(path.join(committedReaderDir(FACT_LOOKUP_READER), 'reference.json'), 'utf8')) as Reference;
+  const reference = readReference(committedReaderDir(FACT_LOOKUP_READER));
   const modelDir = path.join(FIXTURES_DIR, FACT_LOOKUP_READER);
-  const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as { num_heads: number; d_kv: number; d_model: number };
-
-  async function logitsOf(quantized: boolean, c: Reference['cases'][number]): Promise<number[][]> {
-    const suffix = quantized ? '_quantized' : '';
-    const encoder = await ort.InferenceSession.create(path.join(modelDir, `onnx/encoder_model${suffix}.onnx`));
-    const decoder = await ort.InferenceSession.create(path.join(modelDir, `onnx/decoder_model_merged${suffix}.onnx`));
-    // FiD: each passage encoded alone, the states concatenated into one memory.
-    const states: number[] = [];
-    for (const ids of c.encoder_input_ids) {
-      const dims = [1, ids.length];
-      const out = await encoder.run({
-        input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), dims),
-        attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.length).fill(1n), dims),
-      });
-      states.push(...(out.last_hidden_state!.data as Float32Array));
-    }
-    const length = states.length / config.d_model;
-    const feeds: Record<string, ort.Tensor> = {
-      encoder_attention_mask: new ort.Tensor('int64', new BigInt64Array(length).fill(1n), [1, length]),
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(c.decoder_input_ids.map(BigInt)), [1, c.decoder_input_ids.length]),
-      encoder_hidden_states: new ort.Tensor('float32', Float32Array.from(states), [1, length, config.d_model]),
-      use_cache_branch: new ort.Tensor('bool', [false], [1]),
-    };
-    for (const name of decoder.inputNames.filter((n) => n.startsWith('past_key_values'))) {
-      feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, config.num_heads, 0, config.d_kv]);
-    }
-    const logits = (await decoder.run(feeds)).logits!;
-    const vocab = logits.dims[2]!;
-    const data = logits.data as Float32Array;
-    return c.decoder_input_ids.map((_, t) => c.vocab_ids.map((v) => data[t * vocab + v]!));
-  }
+  const logitsOf = (quantized: boolean, c: ReferenceCase) => exportedLogits(modelDir, quantized, c);
 
   // Measured (docs/training.md, parity): fp32 within 1e-5 of torch (float rounding only); int8 within 0.26, every argmax
   // kept. int8 quantizes every activation with one scale per tensor, and this reader is small (d_model 64), so its

@@ -5,7 +5,18 @@
 import { apiKeyStore, askStreaming, collectionStore, indexStatus, listCollections, search, uploadFiles } from './api.js';
 import { attentionMatrix, normalizeToken, tokenWeights } from './attention.js';
 import { describeError } from './errors.js';
-import { el, formatMs, formatPercent, renderHeatmap, renderPassages, renderPassageText, renderResults, renderSources, renderTimings } from './render.js';
+import {
+  el,
+  formatMs,
+  formatPercent,
+  renderAnswerQuote,
+  renderHeatmap,
+  renderPassages,
+  renderPassageText,
+  renderResults,
+  renderSources,
+  renderTimings,
+} from './render.js';
 
 /**
  * @template {HTMLElement} T
@@ -186,6 +197,7 @@ class AnswerView {
     this.timings = byId('timings');
     this.meta = byId('answer-meta');
     this.sources = byId('answer-sources');
+    this.quote = byId('answer-quote');
     this.heatmapSection = byId('heatmap-section');
     this.heatmap = byId('heatmap');
     this.passagesSection = byId('passages-section');
@@ -213,6 +225,7 @@ class AnswerView {
     this.timings.replaceChildren();
     this.meta.textContent = 'Retrieving and reading…';
     this.passageList.replaceChildren();
+    renderAnswerQuote(this.quote, undefined, undefined);
     this.heatmap.replaceChildren();
     this.heatmapSection.hidden = true;
     this.passagesSection.hidden = true;
@@ -238,9 +251,18 @@ class AnswerView {
     if (body.answer === '') this.text.textContent = '(empty answer)';
 
     this.attention = body.tokenAttention ?? [];
-    const cited = new Set((body.citations ?? []).map((/** @type {{passageId: string}} */ c) => c.passageId));
-    this.passageViews = renderPassages(this.passageList, body.passages ?? [], cited, body.attribution);
-    renderSources(this.sources, body.citations ?? []);
+    /** @type {Array<{passageId: string, docId: string, title: string, answerSpan?: import('./render.js').AnswerSpan}>} */
+    const citations = body.citations ?? [];
+    const cited = new Set(citations.map((c) => c.passageId));
+    /** @type {Map<string, import('./render.js').AnswerSpan>} */
+    const spans = new Map();
+    for (const c of citations) if (c.answerSpan) spans.set(c.passageId, c.answerSpan);
+    this.passageViews = renderPassages(this.passageList, body.passages ?? [], cited, body.attribution, spans);
+    renderSources(this.sources, citations);
+    // Citations come strongest first: quote the answer from the strongest one it was copied from.
+    const quoted = citations.find((c) => c.answerSpan);
+    const quotedPassage = this.passageViews.find((v) => v.passage.passageId === quoted?.passageId)?.passage;
+    renderAnswerQuote(this.quote, quoted, quotedPassage);
     this.passagesSection.hidden = this.passageViews.length === 0;
 
     const labels = this.attention.map((t, i) => this.tokenSpans.get(i)?.textContent ?? normalizeToken(t.token));
@@ -325,7 +347,7 @@ class AnswerView {
       view.li.classList.add('attended');
       view.li.style.setProperty('--attend', p.weight.toFixed(4));
       view.li.dataset.attended = p.weight.toFixed(4);
-      renderPassageText(view.textEl, view.passage.text, tokenWeights(p.topTokens), maxWeight);
+      renderPassageText(view.textEl, view.passage.text, tokenWeights(p.topTokens), maxWeight, view.span);
       view.topEl.textContent = `Attended tokens: ${p.topTokens.map((t) => `${normalizeToken(t.token) || t.token} ${formatPercent(t.weight)}`).join(', ')}`;
       view.topEl.hidden = p.topTokens.length === 0;
       summary.push(`#${p.passageIndex + 1} ${view.passage.title} ${formatPercent(p.weight)}`);
@@ -348,7 +370,7 @@ class AnswerView {
       view.li.classList.remove('attended');
       view.li.style.removeProperty('--attend');
       delete view.li.dataset.attended;
-      renderPassageText(view.textEl, view.passage.text);
+      renderPassageText(view.textEl, view.passage.text, undefined, 0, view.span);
       view.topEl.hidden = true;
     }
     this.detail.textContent = '';

@@ -2,7 +2,10 @@
  * DOM builders. Every piece of text from the API goes in through textContent (never innerHTML), so passage text
  * that contains markup shows as text.
  */
+import { quoteAround, splitAtSpan } from './answer-span.js';
 import { highlightSegments } from './attention.js';
+
+/** @typedef {{start: number, end: number}} AnswerSpan offsets into a passage's text */
 
 /**
  * @template {keyof HTMLElementTagNameMap} K
@@ -46,33 +49,48 @@ export function renderTimings(dl, entries) {
 }
 
 /**
- * The passage text, with the words an answer token attended to wrapped in `<mark>`; the mark's background alpha is
- * the attended token's weight relative to the heaviest token of that answer token.
+ * One highlight segment: plain text, or a `<mark>` whose background alpha is the attended token's weight relative to
+ * the heaviest token of that answer token.
+ * @param {{text: string, weight?: number, token?: string}} segment
+ * @param {number} maxWeight
+ * @returns {Node}
+ */
+function segmentNode(segment, maxWeight) {
+  if (segment.weight === undefined) return document.createTextNode(segment.text);
+  const alpha = Math.min(1, segment.weight / maxWeight) * 0.9;
+  const mark = el('mark', {
+    text: segment.text,
+    attrs: {
+      'data-token': segment.token ?? '',
+      'data-weight': segment.weight.toFixed(6),
+      title: `attention ${formatPercent(segment.weight)} to “${segment.token ?? segment.text}”`,
+    },
+  });
+  mark.style.backgroundColor = `rgba(250, 190, 20, ${alpha.toFixed(3)})`;
+  return mark;
+}
+
+/**
+ * The passage text, with the words an answer token attended to wrapped in `<mark>` (see segmentNode) and, for a
+ * passage the answer was copied from, the answer's span wrapped in `<mark class="answer-span">` around them.
  * @param {HTMLElement} target
  * @param {string} text
  * @param {Map<string, number>} [weights] normalized token → attention weight
  * @param {number} [maxWeight]
+ * @param {AnswerSpan} [span] the answer's offsets in `text`
  */
-export function renderPassageText(target, text, weights, maxWeight = 0) {
-  if (!weights || weights.size === 0 || !(maxWeight > 0)) {
-    target.replaceChildren(document.createTextNode(text));
+export function renderPassageText(target, text, weights, maxWeight = 0, span) {
+  const shaded = weights !== undefined && weights.size > 0 && maxWeight > 0;
+  const segments = shaded ? highlightSegments(text, weights) : [{ text }];
+  /** @param {Array<{text: string, weight?: number, token?: string}>} list */
+  const nodes = (list) => list.map((segment) => segmentNode(segment, maxWeight));
+  if (!span) {
+    target.replaceChildren(...nodes(segments));
     return;
   }
-  const nodes = highlightSegments(text, weights).map((segment) => {
-    if (segment.weight === undefined) return document.createTextNode(segment.text);
-    const alpha = Math.min(1, segment.weight / maxWeight) * 0.9;
-    const mark = el('mark', {
-      text: segment.text,
-      attrs: {
-        'data-token': segment.token ?? '',
-        'data-weight': segment.weight.toFixed(6),
-        title: `attention ${formatPercent(segment.weight)} to “${segment.token ?? segment.text}”`,
-      },
-    });
-    mark.style.backgroundColor = `rgba(250, 190, 20, ${alpha.toFixed(3)})`;
-    return mark;
-  });
-  target.replaceChildren(...nodes);
+  const { before, inside, after } = splitAtSpan(segments, span);
+  const mark = el('mark', { className: 'answer-span', attrs: { title: 'the answer, as it stands in this passage' } }, nodes(inside));
+  target.replaceChildren(...nodes(before), mark, ...nodes(after));
 }
 
 /**
@@ -111,7 +129,7 @@ export function locationFacts(p) {
 
 /**
  * @typedef {{passageId: string, docId: string, title: string, text: string, retrievalScore: number, rerankScore?: number, attention: number, pageStart?: number, pageEnd?: number, section?: string[]}} AnswerPassage
- * @typedef {{li: HTMLLIElement, textEl: HTMLElement, topEl: HTMLElement, passage: AnswerPassage}} PassageView
+ * @typedef {{li: HTMLLIElement, textEl: HTMLElement, topEl: HTMLElement, passage: AnswerPassage, span?: AnswerSpan}} PassageView
  */
 
 /**
@@ -119,9 +137,10 @@ export function locationFacts(p) {
  * @param {AnswerPassage[]} passages
  * @param {Set<string>} cited passage ids the answer cites
  * @param {string} attribution how the shares were measured
+ * @param {Map<string, AnswerSpan>} [spans] per cited passage id, where the answer occurs in its text
  * @returns {PassageView[]}
  */
-export function renderPassages(list, passages, cited, attribution) {
+export function renderPassages(list, passages, cited, attribution, spans = new Map()) {
   list.replaceChildren();
   return passages.map((passage, index) => {
     const percent = passage.attention * 100;
@@ -152,7 +171,8 @@ export function renderPassages(list, passages, cited, attribution) {
       ...(passage.rerankScore !== undefined ? [el('span', { className: 'score rerank-score', text: `rerank ${passage.rerankScore.toFixed(4)}` })] : []),
     ]);
     const textEl = el('p', { className: 'passage-text' });
-    renderPassageText(textEl, passage.text);
+    const span = spans.get(passage.passageId);
+    renderPassageText(textEl, passage.text, undefined, 0, span);
     const topEl = el('p', { className: 'passage-top', attrs: { hidden: '' } });
     const li = el(
       'li',
@@ -163,7 +183,7 @@ export function renderPassages(list, passages, cited, attribution) {
       [heading, facts, share, topEl, textEl],
     );
     list.append(li);
-    return { li, textEl, topEl, passage };
+    return { li, textEl, topEl, passage, span };
   });
 }
 
@@ -260,4 +280,37 @@ export function renderSources(target, citations) {
       ]),
     );
   }
+}
+
+/**
+ * The answer quoted in its source: up to QUOTE_CONTEXT characters of the passage on each side of the span, the span
+ * in `<mark class="answer-span">`, and the source's title, document and location below. Hidden without a span.
+ * @param {HTMLElement} target
+ * @param {{passageId: string, docId: string, title: string, answerSpan?: AnswerSpan, pageStart?: number, pageEnd?: number, section?: string[]} | undefined} citation
+ * @param {AnswerPassage | undefined} passage the cited passage, whose text the span indexes
+ */
+export function renderAnswerQuote(target, citation, passage) {
+  target.replaceChildren();
+  const span = citation?.answerSpan;
+  target.hidden = !citation || !span || !passage;
+  if (!citation || !span || !passage) {
+    delete target.dataset.passageId;
+    return;
+  }
+  const quote = quoteAround(passage.text, span);
+  const where = [formatPages(citation), formatSection(citation)].filter((s) => s !== '').join(', ');
+  const title = citation.title || citation.docId;
+  target.dataset.passageId = citation.passageId;
+  target.append(
+    el('blockquote', { className: 'quote-text' }, [
+      document.createTextNode(quote.before),
+      el('mark', { className: 'answer-span', text: quote.answer }),
+      document.createTextNode(quote.after),
+    ]),
+    el('figcaption', { className: 'quote-source' }, [
+      el('span', { className: 'quote-title', text: title }),
+      ...(title !== citation.docId ? [el('span', { className: 'doc-id', text: citation.docId })] : []),
+      ...(where ? [el('span', { className: 'source-where', text: where })] : []),
+    ]),
+  );
 }

@@ -189,6 +189,40 @@ class ModelTest(unittest.TestCase):
             self.assertEqual(len(pick), 2)
             self.assertIn(4, pick)
 
+    def test_crop_keeps_the_format_and_the_answer(self):
+        title, context = [40, 10], [41, 10]
+        head = [7, 8, 9] + title + [50, 51] + context
+        body = list(range(100, 160))
+        answer = [130, 131, 132]
+        rng = random.Random(0)
+        starts = set()
+        for _ in range(50):
+            cropped = train_reader.crop_passage(head + body + [1], answer, 8, (title, context), rng, True)
+            self.assertEqual(cropped[:len(head)], head)
+            self.assertEqual(cropped[-1], 1)
+            window = cropped[len(head):-1]
+            self.assertEqual(len(window), 8)
+            self.assertEqual(window, body[window[0] - 100:window[0] - 100 + 8])
+            self.assertIsNot(train_reader.find(window, answer), -1)
+            starts.add(window[0])
+        self.assertEqual(starts, set(range(125, 131)))  # every window of 8 that holds the 3 answer tokens
+        missing = head + body + [1]
+        self.assertEqual(train_reader.crop_passage(missing, [999], 8, (title, context), rng, True), missing)
+        self.assertEqual(len(train_reader.crop_passage(missing, [999], 8, (title, context), rng, False)), len(head) + 9)
+        short = head + body[:5] + [1]
+        self.assertEqual(train_reader.crop_passage(short, answer, 8, (title, context), rng, False), short)
+
+    def test_span_loss_points_at_the_answer_copy(self):
+        batch = [{"target": [7, 8, 1], "passages": [[5, 7, 8, 1], [3, 4, 7, 8, 1]], "gold": [False, True]},
+                 {"target": [9, 1], "passages": [[2, 3, 1]], "gold": [True]}]
+        pos = train_reader.span_positions(batch, [[0, 1], [0]], 5)
+        self.assertEqual(pos.tolist(), [[7, 8, -1], [-1, -1, -1]])  # passage 1 starts at memory 5; answer at offset 2
+        w = torch.full((2, 2, 3, 10), 0.1)
+        w[0, :, 0, 7] = 1.0
+        w[0, :, 1, 8] = 1.0
+        self.assertAlmostEqual(float(train_reader.span_loss([w], pos)), 0.0, places=5)
+        self.assertAlmostEqual(float(train_reader.span_loss([torch.full((2, 2, 3, 10), 0.1)], pos)), -math.log(0.1), places=5)
+
 
 class TrainingRunTest(unittest.TestCase):
     def test_learns_resumes_and_exports(self):

@@ -58,6 +58,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curriculum", default="",
                    help="passages per question by step, 'n:until,...' (e.g. '1:200,3:500'); all k after the last")
+    p.add_argument("--span-loss", type=float, default=0.0,
+                   help="weight of the span loss: -log of the last decoder layer's cross-attention (mean over heads) on the"
+                        " gold passage's copy of each answer token; with the copy circuit, attending there predicts it")
+    p.add_argument("--crop", type=int, default=0,
+                   help="train on windows of this many context tokens (0: whole passages): the gold passage's window holds"
+                        " the answer at a random place; the question and title are kept, so the input keeps its format")
+    p.add_argument("--crop-until", type=int, default=0, help="crop only before this step (0: at every step)")
     p.add_argument("--eval-every", type=int, default=250, help="validate and checkpoint every N steps")
     p.add_argument("--eval-limit", type=int, default=300, help="validation questions per evaluation")
     p.add_argument("--max-minutes", type=float, default=0, help="stop training after this many minutes (0: no limit)")
@@ -135,6 +142,39 @@ def choose_passages(example, n, rng):
     return chosen
 
 
+def find(seq, sub, start=0):
+    """First index >= start where sub occurs in seq, or -1."""
+    n = len(sub)
+    for i in range(start, len(seq) - n + 1):
+        if seq[i:i + n] == sub:
+            return i
+    return -1
+
+
+def crop_passage(ids, answer, size, markers, rng, gold):
+    """The passage's encoder input with its context cut to a window of `size` tokens: `question: … title: … context:`
+    and the final EOS are kept, so the input has the server's format (src/reader/fusion.ts), only a shorter text. The
+    gold passage's window holds the answer, at a random place; a gold passage whose tokens do not contain the answer's
+    (tokenised apart, a word can split differently) and a passage too short are returned whole."""
+    title, context = markers
+    t = find(ids, title)
+    c = find(ids, context, t + len(title)) if t >= 0 else -1
+    if c < 0:
+        return ids
+    head, body, eos = ids[:c + len(context)], ids[c + len(context):-1], ids[-1:]
+    if len(body) <= size:
+        return ids
+    a = find(body, answer) if gold and answer else -1
+    if a >= 0 and len(answer) <= size:
+        lo, hi = max(0, a + len(answer) - size), min(a, len(body) - size)
+    elif gold:
+        return ids
+    else:
+        lo, hi = 0, len(body) - size
+    start = rng.randint(lo, hi)
+    return head + body[start:start + size] + eos
+
+
 def gold_tokens(batch, picks, length):
     """[b, n*length] 1 where a memory position belongs to a gold passage (the citation loss's target)."""
     n = max(len(p) for p in picks)
@@ -144,6 +184,33 @@ def gold_tokens(batch, picks, length):
             if e["gold"][i]:
                 gold[b, j] = 1.0
     return gold.view(len(batch), n * length)
+
+
+def span_positions(batch, picks, length):
+    """[b, t] memory position of each answer token's copy in the first picked gold passage holding the answer's tokens,
+    -1 where there is none (the EOS step, answers tokenised apart differently, gold passage not picked)."""
+    t = max(len(e["target"]) for e in batch)
+    pos = torch.full((len(batch), t), -1, dtype=torch.long)
+    for b, (e, pick) in enumerate(zip(batch, picks)):
+        answer = e["target"][:-1]
+        for j, i in enumerate(pick):
+            if not e["gold"][i] or not answer:
+                continue
+            a = find(e["passages"][i], answer)
+            if a >= 0:
+                pos[b, :len(answer)] = torch.arange(len(answer)) + j * length + a
+                break
+    return pos
+
+
+def span_loss(weights, positions):
+    """Mean over answer tokens of -log(the last decoder layer's cross-attention, mean over heads, on the token's copy)."""
+    live = positions >= 0
+    if not live.any():
+        return torch.zeros(())
+    mass = weights[-1].mean(1)  # [b, t, m]
+    at = mass.gather(-1, positions.clamp(min=0)[..., None])[..., 0]
+    return -torch.log(at.clamp(min=1e-6))[live].mean()
 
 
 def citation_loss(weights, gold, labels):
@@ -213,6 +280,13 @@ class PieceDecoder:
                 self.pieces.extend([""] * (added["id"] + 1 - len(self.pieces)))
             self.pieces[added["id"]] = added["content"]
         self.special = set(special_ids) | {a["id"] for a in tok.get("added_tokens", []) if a.get("special")}
+
+    def encode_words(self, text):
+        """Ids of a marker such as 'context:' as SentencePiece writes it inside the input: the word piece with its leading
+        space, then the colon (as tokenizer.json's vocabulary holds them)."""
+        word, colon = text.rstrip(":"), ":"
+        ids = [self.pieces.index("\u2581" + word), self.pieces.index(colon)]
+        return ids
 
     def decode(self, ids):
         text = "".join(self.pieces[i] for i in ids if i not in self.special and i < len(self.pieces))
@@ -396,6 +470,9 @@ def train(args):
     tokenizer = args.tokenizer or meta.get("tokenizer")
     decoder = PieceDecoder(tokenizer, [meta["pad_token_id"], meta["eos_token_id"]]) if tokenizer and os.path.exists(tokenizer) else None
     stages = parse_curriculum(args.curriculum)
+    if args.crop and decoder is None:
+        raise ValueError("--crop needs the tokenizer (--tokenizer) to find the 'title:' and 'context:' markers")
+    markers = (decoder.encode_words("title:"), decoder.encode_words("context:")) if args.crop else None
     k = max(len(e["passages"]) for e in train_set)
     optimizer = make_optimizer(model, args)
     os.makedirs(args.out, exist_ok=True)
@@ -425,7 +502,7 @@ def train(args):
         print(json.dumps(record), flush=True)
 
     order = []
-    losses, att_losses = [], []
+    losses, att_losses, span_losses = [], [], []
     model.train()
     started = time.time() - elapsed
     metrics = {}
@@ -441,17 +518,24 @@ def train(args):
         order = order[args.batch_size:]
         n = passages_at(step, stages, k)
         picks = [choose_passages(e, n, rng) for e in batch]
+        if args.crop and (not args.crop_until or step < args.crop_until):
+            batch = [dict(e, passages=[crop_passage(p, e["target"][:-1], args.crop, markers, rng, e["gold"][i]) if i in pick else p
+                                       for i, p in enumerate(e["passages"])]) for e, pick in zip(batch, picks)]
         ids, mask, dec, labels = (t.to(args.device) for t in collate(batch, picks, meta["pad_token_id"], meta["decoder_start_token_id"]))
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, args)
         memory, mmask = model.fid_memory(ids, mask)
-        logits, weights = model.decode(dec, memory, mmask, need_weights=args.attention_loss > 0)
+        logits, weights = model.decode(dec, memory, mmask, need_weights=args.attention_loss > 0 or args.span_loss > 0)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         losses.append(loss.item())
         if args.attention_loss > 0:
             att = citation_loss(weights, gold_tokens(batch, picks, ids.shape[2]).to(args.device), labels)
             att_losses.append(float(att))
             loss = loss + args.attention_loss * att
+        if args.span_loss > 0:
+            spans = span_loss(weights, span_positions(batch, picks, ids.shape[2]).to(args.device))
+            span_losses.append(float(spans))
+            loss = loss + args.span_loss * spans
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -464,8 +548,9 @@ def train(args):
             log({"step": step, "minutes": round(elapsed / 60, 2), "passages": n, "lr": lr_at(step - 1, args),
                  "loss": round(sum(losses) / len(losses), 4),
                  **({"citation_loss": round(sum(att_losses) / len(att_losses), 4)} if att_losses else {}),
+                 **({"span_loss": round(sum(span_losses) / len(span_losses), 4)} if span_losses else {}),
                  **{f"valid_{k_}": round(v, 4) for k_, v in metrics.items()}})
-            losses, att_losses = [], []
+            losses, att_losses, span_losses = [], [], []
             save()
     if not metrics or step % args.eval_every:
         metrics = evaluate(model, valid_set, meta, decoder, device=args.device)

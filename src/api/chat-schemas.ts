@@ -3,7 +3,7 @@
  * requests and generate their part of /openapi.json.
  */
 import { z } from 'zod';
-import { fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
+import { answerSpanSchema, fusionModeSchema, rerankSchema, retrievalModeSchema, searchFilterSchema, type ApiLimits } from './schemas.js';
 
 const textPartSchema = z.object({ type: z.literal('text'), text: z.string() }).strict();
 
@@ -68,6 +68,7 @@ const citationSchema = z
     text: z.string(),
     score: z.number().openapi({ description: 'Attention share renormalised over the citations (sums to 1).' }),
     attention: z.number().openapi({ description: "The passage's share of the reader's cross-attention over all passages." }),
+    answerSpan: answerSpanSchema.optional().openapi({ description: 'Where the answer occurs in `text`, when it does (see AnswerSpan).' }),
   })
   .openapi('ChatCitation');
 

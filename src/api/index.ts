@@ -1,4 +1,5 @@
 export { createApp } from './app.js';
+export { apiOptionsFrom } from './options.js';
 export type { ApiBackend, ApiOptions, ApiState } from './context.js';
 export { buildOpenApiDocument } from './openapi.js';
 export { HttpError } from './errors.js';

@@ -1,5 +1,6 @@
 import { extendZodWithOpenApi } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { walkJson, type JsonKey } from '../common/json-walk.js';
 import { FUSION_MODES } from '../reader/types.js';
 import { SEARCH_MODES } from '../retrieval/search-mode.js';
 import { COLLECTION_NAME, FilterSyntaxError, isReservedCollectionName, RESERVED_NAME_MESSAGE, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
@@ -196,6 +197,18 @@ export const searchResponseSchema = z
   })
   .openapi('SearchResponse');
 
+export const answerSpanSchema = z
+  .object({
+    start: z.number().int().nonnegative(),
+    end: z.number().int().nonnegative(),
+  })
+  .openapi('AnswerSpan', {
+    description:
+      "Where the answer occurs in the cited passage: UTF-16 offsets into the passage's `text`, so `text.slice(start, end)` is " +
+      'the quoted answer. Found ignoring case, Unicode normalisation (NFKC) and spacing around punctuation; absent when ' +
+      'the answer does not occur in the passage.',
+  });
+
 export const citationSchema = z
   .object({
     passageId: z.string(),
@@ -203,6 +216,7 @@ export const citationSchema = z
     title: z.string(),
     score: z.number().openapi({ description: "The passage's attention share renormalised over the citations: citation scores sum to 1." }),
     attention: z.number().openapi({ description: "The passage's share of the decoder's cross-attention over all retrieved passages." }),
+    answerSpan: answerSpanSchema.optional(),
     ...passageLocationShape,
   })
   .openapi('Citation');
@@ -275,33 +289,20 @@ export interface DocumentLimits {
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /**
- * Checks a parsed JSON value without recursing deeper than `maxDepth` + 1 levels (request bodies can nest 100k deep,
- * and JSON.stringify or a plain recursive walk of those overflows the stack). `__proto__` is refused because copying
- * such an object anywhere (a spread, a zod record) would set a prototype instead of a key. `malformed` is the path of
- * the first key or string that is not well-formed Unicode.
+ * Checks a parsed JSON value, walking no deeper than `maxDepth` + 1 levels (request bodies can nest 100k deep, and
+ * JSON.stringify or a recursive walk of those overflows the stack). `__proto__` is refused because copying such an
+ * object anywhere (a spread, a zod record) would set a prototype instead of a key. `malformed` is the path of the first
+ * key or string that is not well-formed Unicode.
  */
-function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean; malformed?: Array<string | number> } {
-  let tooDeep = false;
+function inspectJson(value: unknown, maxDepth: number): { tooDeep: boolean; protoKey: boolean; malformed?: JsonKey[] } {
   let protoKey = false;
-  let malformed: Array<string | number> | undefined;
-  const visit = (node: unknown, depth: number, at: Array<string | number>): void => {
-    if (typeof node === 'string') {
-      if (!malformed && !node.isWellFormed()) malformed = at;
-      return;
-    }
-    if (node === null || typeof node !== 'object' || tooDeep) return;
-    if (depth > maxDepth) {
-      tooDeep = true;
-      return;
-    }
-    for (const key of Object.keys(node)) {
-      if (key === '__proto__') protoKey = true;
-      const path = [...at, Array.isArray(node) ? Number(key) : key];
-      if (!malformed && !key.isWellFormed()) malformed = path;
-      visit((node as Record<string, unknown>)[key], depth + 1, path);
-    }
-  };
-  visit(value, 1, []);
+  let malformed: JsonKey[] | undefined;
+  const tooDeep = walkJson(value, maxDepth, (node) => {
+    if (node.key === '__proto__') protoKey = true;
+    if (malformed) return;
+    const badKey = typeof node.key === 'string' && !node.key.isWellFormed();
+    if (badKey || (typeof node.value === 'string' && !node.value.isWellFormed())) malformed = node.path();
+  });
   return { tooDeep, protoKey, malformed };
 }
 

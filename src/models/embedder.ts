@@ -36,11 +36,26 @@ interface EmbeddingSettings {
   dim: number;
 }
 
+/** What the service asks of an embedding model: the neural `Embedder` below, or the weightless `LexicalEmbedder`. */
+export interface EmbeddingModel {
+  readonly modelId: string;
+  readonly dim: number;
+  readonly maxTokens: number;
+  readonly tokenizer: PreTrainedTokenizer;
+  /** Where the weights came from: a local folder, the hub, or none needed. */
+  readonly source: 'local' | 'hub' | 'built-in';
+  /** Cumulative wall time inside onnxruntime's run(), for benchmarks. */
+  readonly onnxRunMs: number;
+  tokenization(): Promise<{ tokenizer: PreTrainedTokenizer; maxTokens: number }>;
+  embedQuery(text: string): Promise<Float32Array>;
+  embedPassages(texts: string[]): Promise<Float32Array[]>;
+}
+
 /**
  * Sentence embeddings for passages and queries: unit-norm vectors from mean or CLS pooling, batched with
  * batches sorted by length so short passages do not pay for long ones' padding.
  */
-export class Embedder {
+export class Embedder implements EmbeddingModel {
   /** Cumulative wall time inside the ONNX session's run(), for benchmarks that separate model time from ours. */
   onnxRunMs = 0;
 
@@ -53,6 +68,9 @@ export class Embedder {
     private readonly batching: { batchSize: number; batchTokens?: number },
   ) {}
 
+  get source(): 'local' | 'hub' {
+    return this.location.source;
+  }
   get dim(): number {
     return this.settings.dim;
   }

@@ -6,8 +6,10 @@ import { DomainError, type ErrorKind } from '../common/errors.js';
 
 /** How to get going without the real models: the project's fixture models (random weights, real tokenizers). */
 const FIXTURE_HINT =
-  '  to try the service offline without the real models, build the fixture models (random weights: the answers are ' +
-  'meaningless, everything else works):\n' +
+  '  to run offline, name the reader the project trained itself and ships (real answers, BM25 retrieval):\n' +
+  '    RAG_EMBED_MODEL=lexical-hash-512 RAG_READER_MODEL=fid-squad-mini npm start\n' +
+  '  (`npm start` with no model configured falls back to it by itself); or build the fixture models (random weights: ' +
+  'the answers are meaningless, everything else works):\n' +
   '    npm run fixtures -- --size tiny --out models/fixtures --write-config rag.config.json\n' +
   '    npm start\n' +
   '  (rag.config.json then names the fixture models for every command; delete it to go back to the real models)';

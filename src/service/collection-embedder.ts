@@ -1,5 +1,5 @@
 import type { IngestEmbedder, TokenBudget } from '../ingest/index.js';
-import type { Embedder } from '../models/index.js';
+import type { EmbeddingModel } from '../models/index.js';
 import type { QueryEmbedder } from '../retrieval/index.js';
 import { EmbeddingMismatchError } from '../store/index.js';
 
@@ -15,11 +15,11 @@ export class CollectionEmbedder implements QueryEmbedder, IngestEmbedder {
     readonly dim: number,
     /** The collection, for the message when the files under the model's name hold another model. */
     private readonly location: string,
-    private readonly load: (model: string) => Promise<Embedder>,
+    private readonly load: (model: string) => Promise<EmbeddingModel>,
   ) {}
 
   /** The loaded model; one whose dimension is not the collection's is refused before it embeds anything. */
-  async model(): Promise<Embedder> {
+  async model(): Promise<EmbeddingModel> {
     const embedder = await this.load(this.modelId);
     if (embedder.modelId !== this.modelId || embedder.dim !== this.dim) {
       throw new EmbeddingMismatchError(this.location, this.modelId, this.dim, embedder.modelId, embedder.dim);

@@ -1,6 +1,6 @@
 import type { AppConfig } from '../config/index.js';
 import { effectiveChunkOptions, type ChunkOptions, type WriteSettings } from '../ingest/index.js';
-import type { Embedder } from '../models/index.js';
+import type { EmbeddingModel } from '../models/index.js';
 import { Retriever } from '../retrieval/index.js';
 import {
   assertCollectionName,
@@ -45,7 +45,7 @@ export interface CollectionsOptions {
   /** Check every collection's structures against each other when it is opened; refuse an inconsistent one. */
   verify: boolean;
   /** The embedder of a model, loaded once per process; called only by operations that need the model. */
-  embedderFor(model: string): Promise<Embedder>;
+  embedderFor(model: string): Promise<EmbeddingModel>;
   log?: ServiceLog;
 }
 
@@ -272,7 +272,7 @@ export class Collections {
   }
 
   /** A new collection records its model's dimension and the chunking the model allows: both need the model loaded. */
-  private async newCollectionModel(spec: NewCollection): Promise<{ model: Embedder; chunk: ChunkOptions }> {
+  private async newCollectionModel(spec: NewCollection): Promise<{ model: EmbeddingModel; chunk: ChunkOptions }> {
     const { config } = this.options;
     const model = await this.options.embedderFor(spec.embedModel ?? config.embedModel);
     return { model, chunk: effectiveChunkOptions(model, spec.chunk ?? config.chunk) };

@@ -2,8 +2,18 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { LazySlot } from '../common/lazy-slot.js';
 import type { AppConfig } from '../config/index.js';
-import { loadEmbedder, loadModels, loadReaderModel, type Embedder } from '../models/index.js';
-import { FidReader, fidDecoderRewrite } from '../reader/index.js';
+import {
+  BUNDLED_READER,
+  LEXICAL_EMBED_MODEL,
+  loadEmbedder,
+  loadModels,
+  loadReaderModel,
+  ModelNotFoundError,
+  ModelsNotFoundError,
+  type EmbeddingModel,
+  type Seq2SeqModel,
+} from '../models/index.js';
+import { FidReader, fidDecoderRewrite, type DecoderPatchInfo } from '../reader/index.js';
 import { openStoreEngine, type EngineSpec } from '../store/index.js';
 import { Collections } from './collections.js';
 import { embedderDiagnostics } from './diagnostics.js';
@@ -11,6 +21,7 @@ import { CollectionExistsError } from './errors.js';
 import type { ServiceLog } from './log.js';
 import { RagService } from './rag-service.js';
 import { RerankerSlot } from './reranking.js';
+import type { OfflineStart } from './types.js';
 
 export interface SystemOptions {
   log?: ServiceLog;
@@ -32,6 +43,12 @@ export interface SystemOptions {
    * corpus ingested into it when `server.ingestCorpusOnStart`), and open it before returning.
    */
   prepareDefaultCollection: boolean;
+  /**
+   * The server: when the reader or embedding model cannot be loaded and `offline.bundledReader` allows it, serve the
+   * bundled reader with BM25 over the offline collection instead of failing. The CLIs evaluate and write what is
+   * configured, so they fail instead.
+   */
+  offlineFallback?: boolean;
 }
 
 /** Where the configured deployment keeps its collections. */
@@ -61,8 +78,8 @@ export const REPLICA_DIR = '.replica';
 export async function openSystem(config: AppConfig, options: SystemOptions): Promise<RagService> {
   const { log } = options;
   // One slot per model: loaded on first use, and a failed load is retried by the next caller rather than remembered.
-  const embedders = new Map<string, LazySlot<Promise<Embedder>>>();
-  const slotFor = (model: string): LazySlot<Promise<Embedder>> => {
+  const embedders = new Map<string, LazySlot<Promise<EmbeddingModel>>>();
+  const slotFor = (model: string): LazySlot<Promise<EmbeddingModel>> => {
     let slot = embedders.get(model);
     if (!slot) {
       slot = new LazySlot(() => {
@@ -74,32 +91,47 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     }
     return slot;
   };
-  const loaded: Embedder[] = [];
+  const loaded: EmbeddingModel[] = [];
   // Loading takes seconds on a full-size model; each line says how long, so a silent start-up is never a mystery.
   const msSince = (started: number) => Math.round(performance.now() - started);
-  const remember = (model: string, embedder: Embedder, started: number): Embedder => {
+  const remember = (model: string, embedder: EmbeddingModel, started: number): EmbeddingModel => {
     loaded.push(embedder);
     log?.info(
-      { model, dim: embedder.dim, pooling: embedder.pooling, source: embedder.location.source, ms: msSince(started) },
+      { model, dim: embedder.dim, source: embedder.source, ms: msSince(started) },
       'embedding model loaded',
     );
     return embedder;
   };
-  const embedderFor = (model: string): Promise<Embedder> => slotFor(model).get();
+  const embedderFor = (model: string): Promise<EmbeddingModel> => slotFor(model).get();
 
   // Models loaded up front are loaded before anything is opened, and all of them are resolved before a failure is
   // reported, so a start-up without models names every missing one at once.
   const eager = options.loadEmbedder === 'eager';
   let reader: FidReader | undefined;
+  let offline: OfflineStart | undefined;
   if (options.reader) {
     const started = performance.now();
-    log?.info(eager ? { embedModel: config.embedModel, readerModel: config.readerModel } : { readerModel: config.readerModel }, 'loading models');
-    const readerModel = eager
-      ? await loadModels(config, fidDecoderRewrite()).then(({ embedder, readerModel }) => {
-          slotFor(config.embedModel).set(Promise.resolve(remember(config.embedModel, embedder, started)));
-          return readerModel;
-        })
-      : await loadReaderModel(config, fidDecoderRewrite());
+    const load = (cfg: AppConfig): Promise<Seq2SeqModel<DecoderPatchInfo>> => {
+      log?.info(eager ? { embedModel: cfg.embedModel, readerModel: cfg.readerModel } : { readerModel: cfg.readerModel }, 'loading models');
+      return eager
+        ? loadModels(cfg, fidDecoderRewrite()).then(({ embedder, readerModel }) => {
+            slotFor(cfg.embedModel).set(Promise.resolve(remember(cfg.embedModel, embedder, started)));
+            return readerModel;
+          })
+        : loadReaderModel(cfg, fidDecoderRewrite());
+    };
+    let readerModel: Seq2SeqModel<DecoderPatchInfo>;
+    try {
+      readerModel = await load(config);
+    } catch (err) {
+      const missing = err instanceof ModelsNotFoundError || err instanceof ModelNotFoundError;
+      if (!options.offlineFallback || !config.offline.bundledReader || !missing) throw err;
+      offline = offlineStart(config, err);
+      const { embedModel, readerModel: fallback, collection, reason } = offline;
+      log?.warn({ embedModel, readerModel: fallback, collection, reason }, offline.message);
+      config = offline.config;
+      readerModel = await load(config);
+    }
     reader = await FidReader.create(readerModel, { logger: log, encoding: config.reader.encoding, crossCache: config.reader.crossCache });
     log?.info(
       { model: config.readerModel, attribution: reader.attributionMethod, source: readerModel.location.source, ms: msSince(started) },
@@ -118,7 +150,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
 
   const engine = await openStoreEngine(engineSpecFor(config), log);
   const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
-  const service = new RagService(config, collections, reader, embedderDiagnostics(() => loaded), reranker);
+  const service = new RagService(config, collections, reader, embedderDiagnostics(() => loaded), reranker, offline);
   if (options.prepareDefaultCollection) {
     try {
       await prepareDefault(config, collections, log);
@@ -130,6 +162,32 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     }
   }
   return service;
+}
+
+function offlineStart(config: AppConfig, cause: ModelsNotFoundError | ModelNotFoundError): OfflineStart {
+  const failures = cause instanceof ModelsNotFoundError ? cause.failures : [cause];
+  const collection = config.offline.collection;
+  const served: AppConfig = {
+    ...config,
+    embedModel: LEXICAL_EMBED_MODEL,
+    readerModel: BUNDLED_READER,
+    indexName: collection,
+    retrieval: { ...config.retrieval, defaultMode: 'bm25' },
+    reader: { ...config.reader, defaultK: config.offline.readerK },
+  };
+  return {
+    config: served,
+    embedModel: LEXICAL_EMBED_MODEL,
+    readerModel: BUNDLED_READER,
+    collection,
+    reason: failures.map((f) => f.problem).join('; '),
+    message:
+      `offline start: the default models (${config.embedModel}, ${config.readerModel}) could not be loaded, so this server ` +
+      `runs the bundled reader ${BUNDLED_READER} (trained by the project on SQuAD; small: expect rough answers) with BM25 retrieval, over the collection ` +
+      `"${collection}". To use the hub models, start once with internet access (they download into models/.hub-cache/), ` +
+      `or put them in ${config.modelsDir} (docs/models.md), or set RAG_EMBED_MODEL and RAG_READER_MODEL: a configured ` +
+      `model is never replaced.`,
+  };
 }
 
 async function prepareDefault(config: AppConfig, collections: Collections, log: ServiceLog | undefined): Promise<void> {

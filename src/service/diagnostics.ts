@@ -1,4 +1,4 @@
-import type { Embedder } from '../models/index.js';
+import type { EmbeddingModel } from '../models/index.js';
 
 /**
  * What benchmarks and tests read beside the service's answers: not part of the facade's API (src/api never uses it).
@@ -10,7 +10,7 @@ export interface ServiceDiagnostics {
 }
 
 /** Diagnostics over the embedding models loaded so far (the composition root's list). */
-export function embedderDiagnostics(embedders: () => readonly Embedder[]): ServiceDiagnostics {
+export function embedderDiagnostics(embedders: () => readonly EmbeddingModel[]): ServiceDiagnostics {
   return {
     get embedOnnxMs(): number {
       return embedders().reduce((sum, e) => sum + e.onnxRunMs, 0);

@@ -1,6 +1,7 @@
 export { openSystem, engineSpecFor, type SystemOptions } from './compose.js';
 export { RagService } from './rag-service.js';
 export { citationsFrom } from './citations.js';
+export { answerSpan, normaliseForMatch, type AnswerSpan } from './answer-span.js';
 export type { ServiceDiagnostics } from './diagnostics.js';
 export type {
   AskParams,
@@ -17,6 +18,7 @@ export type {
   UploadedDocumentFile,
   DocumentList,
   SyncSummary,
+  OfflineStart,
 } from './types.js';
 export type { ServiceLog } from './log.js';
 export type { NewCollection } from './collections.js';

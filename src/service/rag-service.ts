@@ -21,6 +21,7 @@ import type {
   CollectionSummary,
   DocumentList,
   DocumentView,
+  OfflineStart,
   SamplingParams,
   SearchOutcome,
   SearchParams,
@@ -46,6 +47,8 @@ export class RagService {
     readonly diagnostics: ServiceDiagnostics,
     /** The cross-encoder for `rerank` requests, loaded on first use (see reranking.ts). */
     readonly reranker: RerankerSlot,
+    /** Set when the start fell back to the bundled reader (no model configured, the default ones out of reach). */
+    readonly offline?: OfflineStart,
   ) {
     this.uploads = new UploadParser(config.documents.upload);
   }
@@ -58,11 +61,6 @@ export class RagService {
   /** How the reader attributes answers to passages (decided, and logged, when it was loaded). */
   get attributionMethod(): AnswerResult['attribution'] | undefined {
     return this.reader?.attributionMethod;
-  }
-
-  /** `diagnostics.embedOnnxMs`, kept for the benchmark scripts and tests that read it here. */
-  get embedOnnxMs(): number {
-    return this.diagnostics.embedOnnxMs;
   }
 
   /** Collections open right now, and the most open at once (bounded by `collections.maxOpen`). */
@@ -155,7 +153,7 @@ export class RagService {
       onToken: hooks.onToken,
     });
 
-    const cited = citationsFrom(passages, result.passageScores, rc.citationShare);
+    const cited = citationsFrom(passages, result.passageScores, rc.citationShare, result.answer);
     return {
       answer: result.answer,
       citations: cited,

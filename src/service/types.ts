@@ -2,10 +2,12 @@
  * The service's request and result types (DTOs): what the REST API, the CLIs and the evaluations pass to `RagService`
  * and get back from it.
  */
+import type { AppConfig } from '../config/index.js';
 import type { IngestError, IngestSummary, ProgressMode, ChunkOptions, FileFormat } from '../ingest/index.js';
 import type { AnswerResult, FusionMode } from '../reader/index.js';
 import type { passageLocation, SearchFilter, SearchMode } from '../retrieval/index.js';
 import type { Metadata, StoreStats } from '../store/index.js';
+import type { AnswerSpan } from './answer-span.js';
 import type { RerankParams } from './reranking.js';
 
 /** Which collection a call addresses; the default collection (config `indexName`) when absent. */
@@ -46,8 +48,13 @@ export interface AskParams extends CollectionScope, SamplingParams {
 
 export interface AskOutcome {
   answer: string;
-  /** `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages. */
-  citations: Array<{ passageId: string; docId: string; title: string; score: number; attention: number } & PassageLocation>;
+  /**
+   * `attention`: the passage's share of the cross-attention; `score`: that share renormalised over the cited passages;
+   * `answerSpan`: where the answer occurs in the passage's `text` (in `passages`), when it does.
+   */
+  citations: Array<
+    { passageId: string; docId: string; title: string; score: number; attention: number; answerSpan?: AnswerSpan } & PassageLocation
+  >;
   passages: Array<
     {
       passageId: string;
@@ -156,4 +163,17 @@ export interface SyncSummary extends IngestSummary {
   removed: string[];
   /** Documents from files that a plain ingest wrote and this folder no longer has: a sync never deletes them. */
   kept: Array<{ id: string; reason: string }>;
+}
+
+/** What runs instead of the default models when they cannot be loaded and none was configured (`offline.bundledReader`). */
+export interface OfflineStart {
+  /** The configuration actually served: the bundled reader, lexical vectors, BM25, the offline collection. */
+  config: AppConfig;
+  embedModel: string;
+  readerModel: string;
+  collection: string;
+  /** Why the default models did not load. */
+  reason: string;
+  /** What runs and how to switch to the hub models: for the log and /readyz. */
+  message: string;
 }

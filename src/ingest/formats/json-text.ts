@@ -3,6 +3,7 @@
  * depth the structured clone back to the main thread can carry. What a request body may be (its top-level value, an
  * empty body) is the API's to decide; see src/api/json-off-thread.ts.
  */
+import { walkJson } from '../../common/json-walk.js';
 
 /** Why JSON text could not be read: its bytes are not UTF-8 (`encoding`), or it is not JSON within the limits (`syntax`). */
 export class JsonTextError extends Error {
@@ -46,20 +47,6 @@ export function parseJsonText(bytes: Uint8Array, containerOnly: boolean): unknow
   } catch (err) {
     throw new JsonTextError((err as Error).message, 'syntax');
   }
-  if (nestingDepth(value) > MAX_DEPTH) throw new JsonTextError(`JSON text nests deeper than ${MAX_DEPTH} levels`, 'syntax');
+  if (walkJson(value, MAX_DEPTH)) throw new JsonTextError(`JSON text nests deeper than ${MAX_DEPTH} levels`, 'syntax');
   return value;
-}
-
-/** Depth of arrays and objects, walked with an explicit stack (the value may be nested beyond the call stack). */
-function nestingDepth(root: unknown): number {
-  let deepest = 0;
-  const stack: Array<[unknown, number]> = [[root, 0]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
-    if (value === null || typeof value !== 'object') continue;
-    deepest = Math.max(deepest, depth + 1);
-    if (deepest > MAX_DEPTH) return deepest;
-    for (const child of Array.isArray(value) ? value : Object.values(value)) stack.push([child, depth + 1]);
-  }
-  return deepest;
 }
