@@ -6,15 +6,14 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FACT_LOOKUP_READER } from '../src/fixtures/trained-readers.js';
+
 import { startServer } from '../src/main.js';
 import { normaliseForMatch } from '../src/service/answer-span.js';
 import { generateFactLookup } from '../src/training/fact-lookup.js';
 import { hasChromium, launchChromium } from './helpers/browser.js';
-import { fixtureConfig } from './helpers/config.js';
 import { REPO_ROOT } from './helpers/fixtures.js';
+import { startFactLookupServer } from './helpers/fact-lookup-server.js';
 import { readReply, request } from './helpers/http.js';
 
 const SET = generateFactLookup({ split: 'test', people: 120, questionsPerPerson: 2, seed: 2024 });
@@ -55,16 +54,7 @@ function spanText(body: AskBody, citation: AskBody['citations'][number]): string
 }
 
 beforeAll(async () => {
-  const config = fixtureConfig({
-    readerModel: FACT_LOOKUP_READER,
-    quantized: true,
-    auth: { disabled: true },
-    server: { ingestCorpusOnStart: false },
-  });
-  server = await startServer(config, pino({ level: 'silent' }));
-  base = `http://127.0.0.1:${server.port}`;
-  const service = await server.ready;
-  await service.ingestDocuments(SET.passages.map((p) => ({ id: p.id, title: p.title, text: p.text, metadata: {} })), { progress: false });
+  ({ server, base } = await startFactLookupServer(SET.passages));
 });
 
 afterAll(async () => {

@@ -5,7 +5,6 @@
  * k = 10), the same answers in both precisions and in any passage order, and FiD reading what concatenation cuts off.
  */
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scoreAnswer } from '../src/eval/index.js';
 import { committedReaderDir, FACT_LOOKUP_READER } from '../src/fixtures/trained-readers.js';
@@ -14,8 +13,8 @@ import { loadSeq2SeqModel, type Seq2SeqModel } from '../src/models/index.js';
 import { FidReader, fidDecoderRewrite, type ReaderPassage } from '../src/reader/index.js';
 import type { RagService } from '../src/service/index.js';
 import { generateFactLookup, type FactQuestion } from '../src/training/fact-lookup.js';
-import { fixtureConfig } from './helpers/config.js';
 import { FIXTURES_DIR } from './helpers/fixtures.js';
+import { startFactLookupServer } from './helpers/fact-lookup-server.js';
 import { readReply, request } from './helpers/http.js';
 import { exportedLogits, readReference, type ReferenceCase } from './helpers/reference-parity.js';
 
@@ -45,16 +44,7 @@ const passagesFor = async (q: FactQuestion): Promise<ReaderPassage[]> =>
   (await service.search({ query: q.question, k: K, mode: 'bm25' })).results.map((r) => ({ ...r, retrievalScore: r.score }));
 
 beforeAll(async () => {
-  const config = fixtureConfig({
-    readerModel: FACT_LOOKUP_READER,
-    quantized: true,
-    auth: { disabled: true },
-    server: { ingestCorpusOnStart: false },
-  });
-  server = await startServer(config, pino({ level: 'silent' }));
-  base = `http://127.0.0.1:${server.port}`;
-  service = await server.ready;
-  await service.ingestDocuments(SET.passages.map((p) => ({ id: p.id, title: p.title, text: p.text, metadata: {} })), { progress: false });
+  ({ server, base, service } = await startFactLookupServer(SET.passages));
 });
 
 afterAll(async () => {
