@@ -31,6 +31,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     service = await openSystem(config, {
       log,
       writable,
+      writerOnDemand: true,
       verify: config.server.verifyIndexOnStart,
       reader: true,
       loadEmbedder: 'eager',

@@ -142,17 +142,21 @@ describe('start-up checks', () => {
     expect(logged.some((l) => l.includes('"listening"'))).toBe(false);
   });
 
-  it('tells what to do when another process holds the index', async () => {
+  it('starts beside another writer of its index: reads are served, writes refused saying who holds it', async () => {
     const config = fixtureConfig({ auth: { disabled: true } });
     const first = await startServer(config, pino({ level: 'silent' }));
-    await first.ready;
+    await (await first.ready).upsertDocuments([{ id: 'a', text: 'Alpha passage.' }]);
     await first.close();
     const other = await openExistingTestStore(indexDir(config));
+    const second = await startServer(config, pino({ level: 'silent' }));
     try {
-      const second = startServer(config, pino({ level: 'silent' }));
-      await expect(second).rejects.toBeInstanceOf(IndexLockedError);
-      await expect(second).rejects.toThrow(new RegExp(`held by process ${process.pid} .*if it is an ingest, wait .*server\\.readOnly: true`));
+      const service = await second.ready;
+      expect((await service.search({ query: 'alpha', k: 1, mode: 'bm25' })).results).toHaveLength(1);
+      const write = service.upsertDocuments([{ id: 'b', text: 'Beta passage.' }]);
+      await expect(write).rejects.toBeInstanceOf(IndexLockedError);
+      await expect(write).rejects.toThrow(new RegExp(`held by process ${process.pid} .*if it is an ingest, wait .*server\\.readOnly: true`));
     } finally {
+      await second.close();
       await other.close();
     }
   });

@@ -178,7 +178,7 @@ describe('a dry run beside a server that holds the writer lock', () => {
     expect(first.code, first.stderr).toBe(0);
     write(folder, 'b.txt', 'Beta.');
 
-    // This process opens the collection as its writer, as a server does once it has searched it.
+    // This process holds the collection's writer, as an ingest does, or a server while it writes the collection.
     const holder = await openSystem(fixtureConfig({ indexesDir: indexes, server: { ingestCorpusOnStart: false } }), {
       writable: true,
       verify: false,

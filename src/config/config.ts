@@ -264,6 +264,14 @@ export const configSchema = z.object({
   collections: z
     .object({
       maxOpen: z.number().int().positive().default(8).describe('Collections kept open at once; the least recently used idle one is closed when another opens.'),
+      writerIdleMs: z
+        .number()
+        .int()
+        .positive()
+        .default(30_000)
+        .describe(
+          'The server opens collections read-only and takes a collection\'s writer lock on its first write; after this long without a write it gives the lock back, so `npm run ingest` can write the collection while the server keeps serving it.',
+        ),
     })
     .prefault({})
     .describe('Named collections under `indexesDir`, opened on first use.'),

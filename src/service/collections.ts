@@ -5,6 +5,7 @@ import { Retriever } from '../retrieval/index.js';
 import {
   assertCollectionName,
   EmbeddingMismatchError,
+  IndexLockedError,
   IndexNotFoundError,
   type CollectionInfo,
   type CollectionManifest,
@@ -35,6 +36,8 @@ interface Entry extends OpenCollection {
   lastUsed: number;
   closed: boolean;
   idleWaiters: Array<() => void>;
+  /** On-demand writers: gives the writer back once no write came for `collections.writerIdleMs`. */
+  idleRelease?: NodeJS.Timeout;
 }
 
 export interface CollectionsOptions {
@@ -42,6 +45,12 @@ export interface CollectionsOptions {
   config: AppConfig;
   /** Open collections as their single writer; otherwise read-only (they follow other processes' commits). */
   writable: boolean;
+  /**
+   * With `writable`: open collections read-only, take the writer (and its lock) on the first write, and give it back
+   * after `collections.writerIdleMs` without one. The server does, so that `npm run ingest` can write a collection
+   * it serves while it is not writing it itself; the CLIs hold the writer from the start and fail early on a lock.
+   */
+  writerOnDemand?: boolean;
   /** Check every collection's structures against each other when it is opened; refuse an inconsistent one. */
   verify: boolean;
   /** The embedder of a model, loaded once per process; called only by operations that need the model. */
@@ -72,6 +81,8 @@ export class Collections {
   private readonly verified = new Set<string>();
   /** Collections being deleted: new requests find them gone at once. */
   private readonly dropping = new Set<string>();
+  /** Read-only collections taking their writer; reads go on meanwhile on the read-only store. */
+  private readonly upgrading = new Map<string, Promise<Entry>>();
   private peak = 0;
 
   constructor(private readonly options: CollectionsOptions) {}
@@ -100,8 +111,20 @@ export class Collections {
   }
 
   /** Runs `work` with the collection open; throws CollectionNotFoundError if it does not exist. */
-  async use<T>(name: string, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
-    const entry = await this.acquire(name);
+  use<T>(name: string, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
+    return this.run(name, false, work);
+  }
+
+  /**
+   * Like `use`, with the collection's writer (`writer` set) when this process may write: an on-demand collection
+   * takes its writer lock now, and a refusal (another process writes it) names the holder.
+   */
+  useForWriting<T>(name: string, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
+    return this.run(name, this.options.writable, work);
+  }
+
+  private async run<T>(name: string, withWriter: boolean, work: (collection: OpenCollection) => Promise<T>): Promise<T> {
+    const entry = await this.acquire(name, withWriter);
     try {
       return await work(entry);
     } catch (err) {
@@ -148,6 +171,7 @@ export class Collections {
     this.dropping.add(name);
     try {
       await this.opening.get(name)?.catch(() => undefined);
+      await this.upgrading.get(name)?.catch(() => undefined);
       const entry = this.open.get(name);
       if (entry) {
         this.open.delete(name);
@@ -177,7 +201,7 @@ export class Collections {
 
   /** Closes every open collection (each saves its graph), then the engine; call drain() first to finish accepted writes. */
   async closeAll(): Promise<void> {
-    await Promise.all([...this.opening.values()].map((p) => p.catch(() => undefined)));
+    await Promise.all([...this.opening.values(), ...this.upgrading.values()].map((p) => p.catch(() => undefined)));
     const entries = [...this.open.values()];
     this.open.clear();
     for (const entry of entries) {
@@ -197,7 +221,7 @@ export class Collections {
     const exists = (await this.options.engine.describeCollection(name)) !== undefined;
     if (this.options.writable) {
       if (!exists) await this.create(name, create);
-      return this.use(name, work);
+      return this.useForWriting(name, work);
     }
     const manifest = await this.options.engine.describeCollection(name);
     const store = manifest
@@ -215,14 +239,16 @@ export class Collections {
 
   // ---------------------------------------------------------------- internals
 
-  private async acquire(name: string): Promise<Entry> {
+  private async acquire(name: string, withWriter: boolean): Promise<Entry> {
     assertCollectionName(name);
     for (;;) {
       if (this.dropping.has(name)) throw new CollectionNotFoundError(name);
-      const entry = this.open.get(name) ?? (await (this.opening.get(name) ?? this.opened(name, () => this.openExisting(name))));
+      let entry = this.open.get(name) ?? (await (this.opening.get(name) ?? this.opened(name, () => this.openExisting(name))));
+      if (withWriter && !entry.writer && !entry.closed) entry = await (this.upgrading.get(name) ?? this.upgrade(entry));
       // Closed between its opening and this continuation (evicted or dropped): open it again.
       if (entry.closed) continue;
       entry.users++;
+      clearTimeout(entry.idleRelease);
       return entry;
     }
   }
@@ -232,8 +258,63 @@ export class Collections {
     entry.lastUsed = performance.now();
     if (entry.users === 0) {
       for (const resolve of entry.idleWaiters.splice(0)) resolve();
+      if (this.options.writerOnDemand && entry.writer && !entry.closed) this.scheduleWriterRelease(entry);
     }
     this.evictBeyondBound();
+  }
+
+  /**
+   * Opens the writer of a read-only collection beside it; once open it replaces the read-only store, which closes when
+   * its last request ends. When the lock is refused, the read-only store stays and only the writes fail.
+   */
+  private upgrade(follower: Entry): Promise<Entry> {
+    const { name } = follower;
+    const pending = (async () => {
+      const model = { modelId: follower.store.embedModel, dim: follower.store.dim };
+      const store = await this.openStore(name, model, { create: false, readonly: false });
+      return this.entryFor(name, store, true);
+    })();
+    this.upgrading.set(name, pending);
+    return pending.then(
+      (entry) => {
+        this.upgrading.delete(name);
+        // The read-only store may have been evicted or dropped meanwhile: then so is the writer.
+        if (follower.closed || this.dropping.has(name)) {
+          entry.closed = true;
+          void this.closeEntry(entry);
+          return entry;
+        }
+        this.open.set(name, entry);
+        this.retire(follower);
+        this.options.log?.info({ collection: name }, 'collection writer opened (lock taken)');
+        return entry;
+      },
+      (err: unknown) => {
+        this.upgrading.delete(name);
+        throw err;
+      },
+    );
+  }
+
+  /** Closes an entry that left `open` once the requests still using it end. */
+  private retire(entry: Entry): void {
+    entry.closed = true;
+    void (async () => {
+      if (entry.users > 0) await new Promise<void>((resolve) => entry.idleWaiters.push(resolve));
+      await this.closeEntry(entry);
+    })();
+  }
+
+  /** An on-demand writer left idle goes back to read-only: it is closed (saving its graph, freeing the lock). */
+  private scheduleWriterRelease(entry: Entry): void {
+    clearTimeout(entry.idleRelease);
+    entry.idleRelease = setTimeout(() => {
+      if (entry.closed || entry.users > 0 || (entry.writer?.depth ?? 0) > 0 || this.open.get(entry.name) !== entry) return;
+      this.closeNow(entry);
+      this.options.log?.info({ collection: entry.name }, 'collection writer released (idle); reads follow other writers');
+    }, this.options.config.collections.writerIdleMs);
+    // A pending release must not keep the process alive; closing the collection saves its graph anyway.
+    entry.idleRelease.unref();
   }
 
   /** Registers an opening so concurrent callers share it, and the result as open. */
@@ -266,9 +347,39 @@ export class Collections {
     const store = await this.openStore(
       name,
       { modelId: manifest.embedModel, dim: manifest.dim },
-      { create: false, readonly: !this.options.writable },
+      { create: false, readonly: !this.holdsWriters },
     );
-    return this.entryFor(name, store, this.options.writable);
+    if (this.options.writable && store.readonly) {
+      const served = await this.persistRecovery(name, store);
+      return this.entryFor(name, served, !served.readonly);
+    }
+    return this.entryFor(name, store, this.holdsWriters);
+  }
+
+  /**
+   * An on-demand collection opened read-only with passages missing from its saved graph, and no other writer: a
+   * writer crashed before saving it. Opening re-added them in memory; the writer saves that now, so that no later
+   * open redoes it. Returns the store to serve: the writer that saved, or the read-only one (another writer is at work).
+   */
+  private async persistRecovery(name: string, follower: PassageStore): Promise<PassageStore> {
+    if ((await follower.stats()).pending === 0) return follower;
+    let writer: PassageStore;
+    try {
+      writer = await this.openStore(name, { modelId: follower.embedModel, dim: follower.dim }, { create: false, readonly: false });
+    } catch (err) {
+      if (err instanceof IndexLockedError) return follower;
+      await follower.close();
+      throw err;
+    }
+    await follower.close();
+    await writer.checkpoint();
+    this.options.log?.info({ collection: name }, 'collection writer opened to save a recovered graph');
+    return writer;
+  }
+
+  /** Whether collections open with their writer (otherwise read-only, taking it on demand when writable). */
+  private get holdsWriters(): boolean {
+    return this.options.writable && !this.options.writerOnDemand;
   }
 
   /** A new collection records its model's dimension and the chunking the model allows: both need the model loaded. */
@@ -373,17 +484,24 @@ export class Collections {
     const idle = [...this.open.values()].filter((e) => e.users === 0).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const entry of idle) {
       if (this.openCount <= max) break;
-      entry.closed = true;
-      this.open.delete(entry.name);
-      const closing = this.closeEntry(entry).finally(() => {
-        if (this.closing.get(entry.name) === closing) this.closing.delete(entry.name);
-      });
-      this.closing.set(entry.name, closing);
+      this.closeNow(entry);
       this.options.log?.info({ collection: entry.name, open: this.openCount }, 'collection closed (least recently used)');
     }
   }
 
-  private async closeEntry(entry: OpenCollection): Promise<void> {
+  /** Closes an idle open entry; opening the collection again waits for it (its writer lock released). */
+  private closeNow(entry: Entry): void {
+    entry.closed = true;
+    clearTimeout(entry.idleRelease);
+    this.open.delete(entry.name);
+    const closing = this.closeEntry(entry).finally(() => {
+      if (this.closing.get(entry.name) === closing) this.closing.delete(entry.name);
+    });
+    this.closing.set(entry.name, closing);
+  }
+
+  private async closeEntry(entry: Entry): Promise<void> {
+    clearTimeout(entry.idleRelease);
     try {
       await entry.writer?.drain();
       entry.writer?.close();

@@ -27,6 +27,11 @@ export interface SystemOptions {
   log?: ServiceLog;
   /** Open collections as their single writer (the server unless read-only, ingest and eval CLIs). */
   writable: boolean;
+  /**
+   * The server: collections open read-only and take their writer lock on the first write, giving it back after
+   * `collections.writerIdleMs` without writes, so `npm run ingest` can write beside it. The CLIs hold it throughout.
+   */
+  writerOnDemand?: boolean;
   /** Check each collection's structures against each other when it opens, and refuse an inconsistent one. */
   verify: boolean;
   /** Load the reader model (server, eval:qa); search-only tools do without. */
@@ -149,7 +154,15 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   }
 
   const engine = await openStoreEngine(engineSpecFor(config), log);
-  const collections = new Collections({ engine, config, writable: options.writable, verify: options.verify, embedderFor, log });
+  const collections = new Collections({
+    engine,
+    config,
+    writable: options.writable,
+    writerOnDemand: options.writerOnDemand ?? false,
+    verify: options.verify,
+    embedderFor,
+    log,
+  });
   const service = new RagService(config, collections, reader, embedderDiagnostics(() => loaded), reranker, offline);
   if (options.prepareDefaultCollection) {
     try {

@@ -179,7 +179,7 @@ export class RagService {
 
   /** Batch upsert through the ingest pipeline; resolves once the batch is committed (durable) and searchable. */
   upsertDocuments(docs: DocumentInput[], options: CollectionScope & { signal?: AbortSignal } = {}): Promise<DocumentWriteStatus[]> {
-    return this.use(options, (c) => this.writerOf(c).upsert(docs, options.signal));
+    return this.useForWriting(options, (c) => this.writerOf(c).upsert(docs, options.signal));
   }
 
   /**
@@ -202,7 +202,7 @@ export class RagService {
   }
 
   deleteDocument(id: string, options: CollectionScope & { signal?: AbortSignal } = {}): Promise<DeleteResult> {
-    return this.use(options, (c) => this.writerOf(c).delete(id, options.signal));
+    return this.useForWriting(options, (c) => this.writerOf(c).delete(id, options.signal));
   }
 
   getDocument(id: string, options: CollectionScope = {}): Promise<DocumentView | undefined> {
@@ -228,12 +228,12 @@ export class RagService {
 
   /** A bulk run over files and folders (the ingest CLI): bounded batches, checkpoints by `ingest` config. */
   ingestPaths(paths: string[], options: BulkRunOptions): Promise<IngestSummary> {
-    return this.use(options, (c) => this.bulkOf(c, options).ingestPaths(paths, options));
+    return this.useFor(options, (c) => this.bulkOf(c, options).ingestPaths(paths, options));
   }
 
   /** A bulk run over documents in memory or streamed (eval corpora). */
   ingestDocuments(docs: Iterable<SourceDocument> | AsyncIterable<SourceDocument>, options: BulkRunOptions): Promise<IngestSummary> {
-    return this.use(options, (c) => this.bulkOf(c, options).ingestDocuments(docs, options));
+    return this.useFor(options, (c) => this.bulkOf(c, options).ingestDocuments(docs, options));
   }
 
   /**
@@ -242,12 +242,12 @@ export class RagService {
    * same outcomes and deletions without writing.
    */
   syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
-    return this.use(options, async (c) => syncFolder(c.store, options.dryRun ? c.planner : this.writerOf(c), folder, options));
+    return this.useFor(options, async (c) => syncFolder(c.store, options.dryRun ? c.planner : this.writerOf(c), folder, options));
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */
   deleteDocuments(ids: string[], options: CollectionScope = {}): Promise<IngestSummary> {
-    return this.use(options, (c) => this.writerOf(c).deleteMany(ids));
+    return this.useForWriting(options, (c) => this.writerOf(c).deleteMany(ids));
   }
 
   async stats(options: CollectionScope = {}): Promise<ServiceStats> {
@@ -261,7 +261,7 @@ export class RagService {
         indexBytes: s.bytes,
         hnsw: { live: s.hnswLive, pending: s.pending },
         models: { embed: c.store.embedModel, reader: this.config.readerModel },
-        writable: c.writer !== undefined,
+        writable: this.collections.writable,
         ...(s.replication ? { replication: s.replication } : {}),
       };
     });
@@ -290,6 +290,16 @@ export class RagService {
 
   private use<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {
     return this.collections.use(scope.collection ?? this.defaultCollection, work);
+  }
+
+  /** For operations that write: the collection's writer is taken (its lock, for an on-demand server) first. */
+  private useForWriting<T>(scope: CollectionScope, work: (c: OpenCollection) => Promise<T>): Promise<T> {
+    return this.collections.useForWriting(scope.collection ?? this.defaultCollection, work);
+  }
+
+  /** Bulk runs write unless they are dry runs, which read and need no writer. */
+  private useFor<T>(options: BulkRunOptions, work: (c: OpenCollection) => Promise<T>): Promise<T> {
+    return options.dryRun ? this.use(options, work) : this.useForWriting(options, work);
   }
 
   /** A dry run reads only: it goes to the planner, which needs no writer lock. */
