@@ -73,7 +73,10 @@ describe('npm run eval', () => {
     expect(withoutModel).toMatchObject({ mode: 'bm25', hnswRecallAt10: null, queryEmbeddingMs: null });
     expect(withoutModel.metrics).toEqual(report.metrics);
     // Dense modes do need the model, and say so.
-    await expect(evalCli(['--dataset', dataset, '--mode', 'dense'], env)).rejects.toMatchObject({ stderr: expect.stringContaining(`model "${BERT_TINY}" could not be loaded`) });
+    const dense = evalCli(['--dataset', dataset, '--mode', 'dense'], env);
+    await expect(dense).rejects.toMatchObject({ stderr: expect.stringContaining(`model "${BERT_TINY}" could not be loaded`) });
+    // The advice ends with the command that was run, not the server's.
+    await expect(dense).rejects.toMatchObject({ stderr: expect.stringContaining(`\n    npm run eval -- --dataset ${dataset} --mode dense\n`) });
     expect(existsSync(path.join(indexes, `beir-beir-tiny-${BERT_TINY}`))).toBe(false);
   }, 300_000);
 });

@@ -134,7 +134,7 @@ describe('first start with models configured but out of reach', () => {
     expect(stderr).toContain('model "Xenova/flan-t5-small" could not be loaded');
     expect(stderr).toContain('hub downloads are on (RAG_ALLOW_REMOTE=true) but did not work');
     expect(stderr).not.toMatch(/allow hub downloads with RAG_ALLOW_REMOTE=true/);
-    expect(stderr).toContain('RAG_READER_MODEL=fid-squad-mini');
+    expect(stderr).toContain('RAG_READER_MODEL=fid-squad-mini npm start\n');
     expect(stdout).not.toContain('"listening"');
     expect(stdout).not.toContain('offline start');
     expect(existsSync(path.join(start.work, 'indexes', 'offline'))).toBe(false);

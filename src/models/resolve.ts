@@ -3,16 +3,20 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { env } from '@xenova/transformers';
 import { DomainError, type ErrorKind } from '../common/errors.js';
+import { invokedCommand } from '../common/invocation.js';
 
-/** How to get going without the real models: the project's fixture models (random weights, real tokenizers). */
-const FIXTURE_HINT =
-  '  to run offline, name the reader the project trained itself and ships (real answers, BM25 retrieval):\n' +
-  '    RAG_EMBED_MODEL=lexical-hash-512 RAG_READER_MODEL=fid-squad-mini npm start\n' +
-  '  (`npm start` with no model configured falls back to it by itself); or build the fixture models (random weights: ' +
-  'the answers are meaningless, everything else works):\n' +
-  '    npm run fixtures -- --size tiny --out models/fixtures --write-config rag.config.json\n' +
-  '    npm start\n' +
-  '  (rag.config.json then names the fixture models for every command; delete it to go back to the real models)';
+/** How to get going without the real models, ending with the command the user ran (server, ingest or eval). */
+function offlineHint(command: string): string {
+  return (
+    '  to run offline, name the reader the project trained itself and ships (real answers, BM25 retrieval):\n' +
+    `    RAG_EMBED_MODEL=lexical-hash-512 RAG_READER_MODEL=fid-squad-mini ${command}\n` +
+    '  (`npm start` with no model configured falls back to it by itself); or build the fixture models (random weights: ' +
+    'the answers are meaningless, everything else works), then run your command again:\n' +
+    '    npm run fixtures -- --size tiny --out models/fixtures --write-config rag.config.json\n' +
+    `    ${command}\n` +
+    '  (rag.config.json then names the fixture models for every command; delete it to go back to the real models)'
+  );
+}
 
 /** What to do about models that could not be loaded; the hub advice depends on whether downloads were on. */
 function modelFix(allowRemote: boolean): string {
@@ -21,7 +25,7 @@ function modelFix(allowRemote: boolean): string {
     : 'or allow hub downloads with RAG_ALLOW_REMOTE=true on a machine with internet access';
   return (
     `  fix: put the model (config.json, tokenizer files, onnx/*.onnx) in one of those folders, or set RAG_MODELS_DIR to ` +
-    `the folder that holds it; ${hub}; or choose another model with RAG_EMBED_MODEL / RAG_READER_MODEL.\n${FIXTURE_HINT}`
+    `the folder that holds it; ${hub}; or choose another model with RAG_EMBED_MODEL / RAG_READER_MODEL.\n${offlineHint(invokedCommand())}`
   );
 }
 

@@ -50,7 +50,7 @@ export class IndexInconsistentError extends ServiceError {
     super(
       `index ${dir} is inconsistent: ${shown}. Its files disagree beyond what crash recovery repairs. To repair, stop ` +
         `the server, move the folder ${dir} aside and rebuild the index by re-running the ingest of your sources ` +
-        '(npm run ingest -- <paths> --index <name>; with server.ingestCorpusOnStart a missing index is rebuilt from ' +
+        '(npm run ingest -- <paths> --collection <name>; with server.ingestCorpusOnStart a missing index is rebuilt from ' +
         'corpusDir on start). Set server.verifyIndexOnStart to false only to inspect it.',
     );
   }
