@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
-import { configSchema, ENV_KEYS } from '../src/config/config.js';
+import { configSchema, ENV_KEYS, RENAMED_KEYS } from '../src/config/config.js';
 
 export const CONFIG_DOCS_PATH = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'configuration.md');
 
@@ -79,7 +79,7 @@ function formatDefault(hasDefault: boolean, value: unknown): string {
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
 function collect(): Section[] {
-  const envFor = new Map(ENV_KEYS.map((e) => [e.key, e.env]));
+  const envFor = new Map(ENV_KEYS.filter((e) => e.aliasOf === undefined).map((e) => [e.key, e.env]));
   const sections: Section[] = [];
   const missing: string[] = [];
   const walk = (shape: Record<string, AnySchema>, prefix: string, section: Section) => {
@@ -126,7 +126,11 @@ export function renderConfigDocs(): string {
     '',
     'Environment variables:',
     '',
-    ...ENV_KEYS.map((e) => `- \`${e.env}\` → \`${e.key}\``),
+    ...ENV_KEYS.map((e) => `- \`${e.env}\` → \`${e.key}\`${e.aliasOf ? ` (the older name of \`${e.aliasOf}\`, still read)` : ''}`),
+    '',
+    `Settings renamed since, still read under their older names in the config file: ${Object.entries(RENAMED_KEYS)
+      .map(([older, current]) => `\`${older}\` (now \`${current}\`)`)
+      .join(', ')}.`,
     '',
   ];
   for (const section of collect()) {

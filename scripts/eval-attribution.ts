@@ -69,7 +69,7 @@ runCli(async () => {
   const datasetName = opts.dataset ? path.basename(path.resolve(opts.dataset), '.json') : `facts-${opts.people}-${opts.seed}`;
   const config: AppConfig = {
     ...base,
-    indexName: opts.collection ?? evalIndexName('attribution', datasetName, base.embedModel),
+    defaultCollection: opts.collection ?? evalIndexName('attribution', datasetName, base.embedModel),
     server: { ...base.server, ingestCorpusOnStart: false },
     retrieval: { ...base.retrieval, maxK: Math.max(base.retrieval.maxK, opts.k) },
   };

@@ -41,7 +41,7 @@ runCli(async () => {
   const squad = await loadSquad(opts.dataset);
   const config = loadConfig({
     overrides: {
-      indexName: opts.collection ?? opts.index ?? evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
+      defaultCollection: opts.collection ?? opts.index ?? evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
       server: { ...base.server, ingestCorpusOnStart: false },
       reader: { ...base.reader, maxK: Math.max(base.reader.maxK, opts.k) },
     },
@@ -54,7 +54,7 @@ runCli(async () => {
       squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
       { progress: 'auto' },
     );
-    console.log(`collection ${config.indexName}: ${(await service.stats()).passages} passages (${ingest.passagesAdded} new)`);
+    console.log(`collection ${config.defaultCollection}: ${(await service.stats()).passages} passages (${ingest.passagesAdded} new)`);
 
     const questions = opts.limit ? squad.questions.slice(0, opts.limit) : squad.questions;
     let em = 0;

@@ -27,7 +27,7 @@ function fixtureConfig(result: { bertDir: string; t5Dir: string; crossEncoderDir
     rerankModel: basename(result.crossEncoderDir),
     quantized: false,
     // Its own collection, so fixture vectors never mix with a real model's in indexes/default.
-    indexName: 'fixtures',
+    defaultCollection: 'fixtures',
   };
 }
 

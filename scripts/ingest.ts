@@ -29,7 +29,7 @@ const program = new Command()
       '3 some files could not be read (the others were written; --allow-file-errors makes this 0).',
   )
   .argument('[paths...]', 'files or folders to ingest')
-  .option('--collection <name>', 'collection to write, created if missing (default: config indexName)', collectionName)
+  .option('--collection <name>', 'collection to write, created if missing (default: config defaultCollection)', collectionName)
   .option('--index <name>', 'same as --collection (older name)', collectionName)
   .option('--delete <ids...>', 'document ids to remove from every store (give paths before this option)')
   .option('--sync <dir>', 'mirror this folder: add, update, and delete documents of earlier syncs of it whose files are gone')
@@ -136,7 +136,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const config = loadConfig({ file: opts.config });
-  const collection = opts.collection ?? opts.index ?? config.indexName;
+  const collection = opts.collection ?? opts.index ?? config.defaultCollection;
   const chunk =
     opts.chunkTokens !== undefined || opts.overlap !== undefined
       ? { maxTokens: opts.chunkTokens ?? config.chunk.maxTokens, overlapTokens: opts.overlap ?? config.chunk.overlapTokens }

@@ -11,20 +11,21 @@ import { fail, runCli } from './lib/cli.js';
 
 const program = new Command()
   .name('migrate-to-postgres')
-  .description('Copy an embedded index into PostgreSQL (no re-embedding); replicas then build their local indexes from it')
-  .option('--index <name>', 'embedded index to move (default: config indexName)')
-  .option('--collection <name>', 'target collection in PostgreSQL (default: the index name)')
+  .description('Copy an embedded collection into PostgreSQL (no re-embedding); replicas then build their local indexes from it')
+  .option('--from <name>', 'embedded collection to copy (default: config defaultCollection)')
+  .option('--index <name>', 'older name of --from')
+  .option('--collection <name>', 'target collection in PostgreSQL (default: the --from name)')
   .option('--database-url <url>', 'postgres://… (default: RAG_DATABASE_URL / config database.url)')
   .option('--config <file>', 'config file (default: RAG_CONFIG or ./rag.config.json)')
   .showHelpAfterError()
   .parse();
-const opts = program.opts<{ index?: string; collection?: string; databaseUrl?: string; config?: string }>();
+const opts = program.opts<{ from?: string; index?: string; collection?: string; databaseUrl?: string; config?: string }>();
 
 async function main(): Promise<void> {
   const config = loadConfig({ file: opts.config });
   const url = opts.databaseUrl ?? config.database.url;
   if (!url) fail('no database: pass --database-url or set RAG_DATABASE_URL (config database.url)');
-  const name = opts.index ?? config.indexName;
+  const name = opts.from ?? opts.index ?? config.defaultCollection;
   const sourceDir = path.join(config.indexesDir, name);
   const collection = opts.collection ?? name;
   const started = performance.now();

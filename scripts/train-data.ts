@@ -112,7 +112,7 @@ program
     const datasetName = path.basename(path.resolve(opts.dataset), '.json');
     const config = loadConfig({
       overrides: {
-        indexName: opts.collection ?? evalIndexName('train', datasetName, base.embedModel),
+        defaultCollection: opts.collection ?? evalIndexName('train', datasetName, base.embedModel),
         server: { ...base.server, ingestCorpusOnStart: false },
         retrieval: { ...base.retrieval, maxK: Math.max(base.retrieval.maxK, opts.k) },
       },

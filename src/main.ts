@@ -62,8 +62,8 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
   state.backend = service;
   const offline = service.offline;
   state.detail = offline
-    ? { embedModel: offline.embedModel, readerModel: offline.readerModel, index: offline.collection, writable, retrieval: 'bm25', offline: offline.message }
-    : { embedModel: config.embedModel, readerModel: config.readerModel, index: config.indexName, writable };
+    ? { embedModel: offline.embedModel, readerModel: offline.readerModel, collection: offline.collection, writable, retrieval: 'bm25', offline: offline.message }
+    : { embedModel: config.embedModel, readerModel: config.readerModel, collection: config.defaultCollection, writable };
   state.status = 'ready';
   log.info({ port, host: config.host }, 'listening');
   log.info('ready');

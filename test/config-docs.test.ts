@@ -17,7 +17,9 @@ describe('docs/configuration.md', () => {
 
   it('lists every environment variable next to its setting', () => {
     const text = renderConfigDocs();
-    for (const { env, key } of ENV_KEYS) expect(text).toContain(`| \`${key}\` | \`${env}\` |`);
+    for (const { env, key, aliasOf } of ENV_KEYS) {
+      expect(text).toContain(aliasOf ? `- \`${env}\` → \`${key}\` (the older name of \`${aliasOf}\`` : `| \`${key}\` | \`${env}\` |`);
+    }
   });
 });
 

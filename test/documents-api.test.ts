@@ -130,11 +130,12 @@ describe('document API', () => {
     expect((await call(base, 'DELETE', `/v1/documents/${encodeURIComponent(id)}`)).status).toBe(200);
   });
 
-  it('reports index statistics', async () => {
+  it('reports collection statistics', async () => {
     const stats = await call(base, 'GET', '/v1/stats');
     expect(stats.status).toBe(200);
+    expect(stats.json).not.toHaveProperty('index');
     expect(stats.json).toMatchObject({
-      index: 'default',
+      collection: 'default',
       models: { embed: BERT_TINY, reader: T5_TINY },
       writable: true,
     });

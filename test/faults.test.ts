@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../src/fixtures/prng.js';
 import { Embedder } from '../src/models/index.js';
 import { queryTerms } from '../src/retrieval/index.js';
-import { IndexNotFoundError, type PassageStore } from '../src/store/index.js';
+import { CollectionDataNotFoundError, type PassageStore } from '../src/store/index.js';
 import { BERT_TINY, FIXTURES_DIR, REPO_ROOT, T5_TINY } from './helpers/fixtures.js';
 import { openTestStore } from './helpers/store.js';
 import { startServerProcess, type ServerProcess } from '../scripts/lib/server-process.js';
@@ -266,7 +266,7 @@ describe('kill -9 during the ingest CLI', () => {
         reader = await openStore(indexes, true);
       } catch (err) {
         // Killed while creating the index, before its schema transaction: there is no index yet.
-        expect(err).toBeInstanceOf(IndexNotFoundError);
+        expect(err).toBeInstanceOf(CollectionDataNotFoundError);
         continue;
       }
       try {
@@ -284,7 +284,7 @@ describe('kill -9 during the ingest CLI', () => {
       try {
         s = await openStore(indexes, true);
       } catch (err) {
-        if (err instanceof IndexNotFoundError) return 0;
+        if (err instanceof CollectionDataNotFoundError) return 0;
         throw err;
       }
       try {
@@ -322,7 +322,7 @@ describe('an index whose creator died before its schema transaction', () => {
     const raw = new Database(path.join(dir, 'index.sqlite'));
     raw.pragma('journal_mode = WAL');
     raw.close();
-    await expect(openStore(indexes, true)).rejects.toThrow(IndexNotFoundError);
+    await expect(openStore(indexes, true)).rejects.toThrow(CollectionDataNotFoundError);
     const run = await runIngest(indexes, corpusExtra);
     expectCompleted(run);
     const store = await openStore(indexes, true);

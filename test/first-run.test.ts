@@ -97,7 +97,7 @@ describe('first start without models or internet, nothing configured', () => {
 
   it('serves the bundled reader with BM25 and says so, with how to switch, in the log and on /readyz', async () => {
     const ready = (await (await fetch(`${base}/readyz`)).json()) as Record<string, unknown>;
-    expect(ready).toMatchObject({ status: 'ready', readerModel: 'fid-squad-mini', embedModel: 'lexical-hash-512', retrieval: 'bm25', index: 'offline' });
+    expect(ready).toMatchObject({ status: 'ready', readerModel: 'fid-squad-mini', embedModel: 'lexical-hash-512', retrieval: 'bm25', collection: 'offline' });
     for (const said of [ready.offline as string, logLines(start.output().stdout).find((l) => String(l.msg).startsWith('offline start'))?.msg as string]) {
       expect(said).toContain('Xenova/bge-small-en-v1.5');
       expect(said).toContain('fid-squad-mini');

@@ -53,7 +53,7 @@ describe.skipIf(!postgresAvailable())('migrate-to-postgres', () => {
     expect(missing.status).not.toBe(0);
     expect(missing.out).toMatch(/--database-url|RAG_DATABASE_URL/);
 
-    const moved = runScript('migrate-to-postgres.ts', ['--index', 'docs', '--database-url', url], env);
+    const moved = runScript('migrate-to-postgres.ts', ['--from', 'docs', '--database-url', url], env);
     expect(moved.status, moved.out).toBe(0);
     expect(moved.out).toMatch(/created collection "docs": 9 documents, \d+ passages/);
 

@@ -48,6 +48,17 @@ describe('config', () => {
     expect(config.embedModel).toBe('a/b');
     expect(config.port).toBe(4321);
   });
+
+  it('reads the default collection under its older names (indexName, RAG_INDEX); the current names win', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+    writeFileSync(path.join(dir, 'rag.config.json'), JSON.stringify({ indexName: 'notes' }));
+    expect(loadConfig({ env: {}, cwd: dir }).defaultCollection).toBe('notes');
+    expect(loadConfig({ env: { RAG_INDEX: 'older' }, cwd: dir }).defaultCollection).toBe('older');
+    expect(loadConfig({ env: { RAG_INDEX: 'older', RAG_COLLECTION: 'current' }, cwd: dir }).defaultCollection).toBe('current');
+    expect(loadConfig({ env: {} }).defaultCollection).toBe('default');
+    writeFileSync(path.join(dir, 'rag.config.json'), JSON.stringify({ indexName: 'notes', defaultCollection: 'other' }));
+    expect(() => loadConfig({ env: {}, cwd: dir })).toThrow(/indexName \(the older name of defaultCollection\) is "notes" but defaultCollection is "other"/);
+  });
 });
 
 describe('model resolution', () => {

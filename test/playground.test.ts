@@ -193,7 +193,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
   let browser: Browser;
   let page: Page;
   let base = '';
-  let indexName = '';
+  let defaultCollection = '';
   const pageErrors: string[] = [];
 
   /** The same question asked directly, not streamed: greedy decoding is deterministic, so the page must match it. */
@@ -227,7 +227,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-playground-'));
     for (const [name, text] of Object.entries(DOCS)) writeFileSync(path.join(corpus, name), text);
     const config = fixtureConfig({ corpusDir: corpus, rerankModel: CROSS_ENCODER_TINY });
-    indexName = config.indexName;
+    defaultCollection = config.defaultCollection;
     server = await startServer(config, pino({ level: 'silent' }));
     base = `http://127.0.0.1:${server.port}`;
     await server.ready;
@@ -250,7 +250,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const res = await page.goto(`${base}/`);
     expect(res?.status()).toBe(200);
     await page.waitForSelector('#index-status[data-state="ready"]');
-    expect(await page.textContent('#index-status')).toContain(indexName);
+    expect(await page.textContent('#index-status')).toContain(defaultCollection);
     expect(await page.getAttribute('#tab-ask', 'aria-selected')).toBe('true');
   });
 
@@ -504,7 +504,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(write.status).toBe(200);
     await page.reload();
     await page.waitForSelector('#collection option[value="picked"]', { state: 'attached' });
-    expect(await page.locator('#collection option').allTextContents()).toEqual([`${indexName} (default)`, 'picked']);
+    expect(await page.locator('#collection option').allTextContents()).toEqual([`${defaultCollection} (default)`, 'picked']);
 
     await page.click('#tab-search');
     await page.selectOption('#search-mode', 'bm25');
@@ -525,7 +525,7 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
 
     // Back to the default collection for the tests that follow.
     await page.selectOption('#collection', '');
-    await expect.poll(() => page.textContent('#index-status')).toContain(indexName);
+    await expect.poll(() => page.textContent('#index-status')).toContain(defaultCollection);
   });
 
   it('keeps the API key for the session and sends it as a Bearer token', async () => {

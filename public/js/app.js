@@ -152,8 +152,8 @@ async function refreshStatus() {
     const status = await indexStatus();
     if (status.kind === 'stats') {
       const s = status.body;
-      const parts = ['Index ready'];
-      if (s.index) parts.push(`index ${s.index}`);
+      const parts = ['Ready'];
+      if (s.collection) parts.push(`collection ${s.collection}`);
       if (typeof s.documents === 'number') parts.push(`${s.documents} documents`);
       if (typeof s.passages === 'number') parts.push(`${s.passages} passages`);
       line.textContent = parts.join(' · ');
@@ -170,7 +170,7 @@ async function refreshStatus() {
     }
     const b = status.body ?? {};
     if (status.status === 200) {
-      line.textContent = `Ready · index ${b.index ?? '?'} · embedder ${b.embedModel ?? '?'} · reader ${b.readerModel ?? '?'}`;
+      line.textContent = `Ready · collection ${b.collection ?? '?'} · embedder ${b.embedModel ?? '?'} · reader ${b.readerModel ?? '?'}`;
       line.dataset.state = 'ready';
       return;
     }

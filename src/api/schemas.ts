@@ -429,7 +429,6 @@ export const replicationSchema = z
 
 export const statsResponseSchema = z
   .object({
-    index: z.string().openapi({ description: 'The collection (historical name of the field).' }),
     collection: z.string(),
     documents: z.number().int(),
     passages: z.number().int(),

@@ -93,7 +93,7 @@ export const configSchema = z.object({
   host: z.string().default('0.0.0.0').describe('Address the API listens on.'),
   indexesDir: z.string().default('./indexes').describe('Where collections live, one folder each.'),
   /** The default collection: what the unscoped routes, `ingest` and first-start ingest use. */
-  indexName: collectionName().default('default').describe('The default collection: what the unscoped routes and `npm run ingest` use (the evals build collections of their own, named after the dataset and the model).'),
+  defaultCollection: collectionName().default('default').describe('The default collection: what the unscoped routes and `npm run ingest` use (the evals build collections of their own, named after the dataset and the model). Its older name `indexName` is still read.'),
   corpusDir: z.string().default('./corpus').describe('Folder ingested on first start when the default collection does not exist (`server.ingestCorpusOnStart`).'),
   hnsw: z
     .object({
@@ -391,7 +391,7 @@ export class ConfigError extends Error {
 type EnvType = 'string' | 'boolean' | 'int' | 'json';
 
 /** Environment variable → config path. Booleans and numbers are parsed strictly so a typo is an error, not a default. */
-export const ENV_KEYS: ReadonlyArray<{ env: string; key: string; type: EnvType }> = [
+export const ENV_KEYS: ReadonlyArray<{ env: string; key: string; type: EnvType; /** An older name, still read. */ aliasOf?: string }> = [
   { env: 'RAG_MODELS_DIR', key: 'modelsDir', type: 'string' },
   { env: 'RAG_EMBED_MODEL', key: 'embedModel', type: 'string' },
   { env: 'RAG_READER_MODEL', key: 'readerModel', type: 'string' },
@@ -403,7 +403,9 @@ export const ENV_KEYS: ReadonlyArray<{ env: string; key: string; type: EnvType }
   { env: 'PORT', key: 'port', type: 'int' },
   { env: 'HOST', key: 'host', type: 'string' },
   { env: 'RAG_INDEXES_DIR', key: 'indexesDir', type: 'string' },
-  { env: 'RAG_INDEX', key: 'indexName', type: 'string' },
+  // The older name first, so that RAG_COLLECTION wins when both are set.
+  { env: 'RAG_INDEX', key: 'defaultCollection', type: 'string', aliasOf: 'RAG_COLLECTION' },
+  { env: 'RAG_COLLECTION', key: 'defaultCollection', type: 'string' },
   { env: 'RAG_CORPUS_DIR', key: 'corpusDir', type: 'string' },
   { env: 'RAG_LOG_LEVEL', key: 'logLevel', type: 'string' },
   { env: 'RAG_DATABASE_URL', key: 'database.url', type: 'string' },
@@ -472,12 +474,30 @@ export interface LoadConfigOptions {
   overrides?: ConfigInput;
 }
 
+/** Config keys renamed since, still read under their older names: older name → current name. */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = { indexName: 'defaultCollection' };
+
+function renameOlderKeys(raw: Record<string, unknown>, file: string | undefined): void {
+  for (const [older, current] of Object.entries(RENAMED_KEYS)) {
+    if (raw[older] === undefined) continue;
+    if (raw[current] !== undefined && raw[current] !== raw[older]) {
+      throw new ConfigError(
+        `invalid configuration${file ? ` (${file})` : ''}: ${older} (the older name of ${current}) is ${JSON.stringify(raw[older])} ` +
+          `but ${current} is ${JSON.stringify(raw[current])}: keep one`,
+      );
+    }
+    raw[current] = raw[older];
+    delete raw[older];
+  }
+}
+
 export function loadConfig(options: LoadConfigOptions = {}): AppConfig {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const explicit = options.file ?? env.RAG_CONFIG;
   const file = explicit ?? (existsSync(path.join(cwd, 'rag.config.json')) ? path.join(cwd, 'rag.config.json') : undefined);
   const raw: Record<string, unknown> = file ? readConfigFile(path.resolve(cwd, file)) : {};
+  renameOlderKeys(raw, file);
 
   for (const { env: name, key, type } of ENV_KEYS) {
     const value = env[name];
@@ -502,6 +522,6 @@ export function loadConfig(options: LoadConfigOptions = {}): AppConfig {
   return config;
 }
 
-export function indexDir(config: AppConfig, name = config.indexName): string {
+export function indexDir(config: AppConfig, name = config.defaultCollection): string {
   return path.join(config.indexesDir, name);
 }

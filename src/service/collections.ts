@@ -6,7 +6,7 @@ import {
   assertCollectionName,
   EmbeddingMismatchError,
   IndexLockedError,
-  IndexNotFoundError,
+  CollectionDataNotFoundError,
   type CollectionInfo,
   type CollectionManifest,
   type PassageStore,
@@ -129,7 +129,7 @@ export class Collections {
       return await work(entry);
     } catch (err) {
       // The collection was dropped under an open store by another process (a PostgreSQL replica): forget it here.
-      if (err instanceof IndexNotFoundError && !entry.closed) {
+      if (err instanceof CollectionDataNotFoundError && !entry.closed) {
         entry.closed = true;
         if (this.open.get(name) === entry) this.open.delete(name);
         void this.closeEntry(entry);

@@ -168,7 +168,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     try {
       await prepareDefault(config, collections, log);
       // Opening it now verifies it (when asked) before the caller declares itself ready.
-      await collections.use(config.indexName, async () => undefined);
+      await collections.use(config.defaultCollection, async () => undefined);
     } catch (err) {
       await service.close();
       throw err;
@@ -184,7 +184,7 @@ function offlineStart(config: AppConfig, cause: ModelsNotFoundError | ModelNotFo
     ...config,
     embedModel: LEXICAL_EMBED_MODEL,
     readerModel: BUNDLED_READER,
-    indexName: collection,
+    defaultCollection: collection,
     retrieval: { ...config.retrieval, defaultMode: 'bm25' },
     reader: { ...config.reader, defaultK: config.offline.readerK },
   };
@@ -204,7 +204,7 @@ function offlineStart(config: AppConfig, cause: ModelsNotFoundError | ModelNotFo
 }
 
 async function prepareDefault(config: AppConfig, collections: Collections, log: ServiceLog | undefined): Promise<void> {
-  const name = config.indexName;
+  const name = config.defaultCollection;
   if (await collections.describe(name)) return;
   // A short-lived writer creates it even for a read-only server, so that `npm run ingest` can update it later.
   // Replicas of the PostgreSQL deployment starting together race to create it: the loser uses the winner's.

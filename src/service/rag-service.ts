@@ -55,7 +55,7 @@ export class RagService {
 
   /** The collection unscoped calls address. */
   get defaultCollection(): string {
-    return this.config.indexName;
+    return this.config.defaultCollection;
   }
 
   /** How the reader attributes answers to passages (decided, and logged, when it was loaded). */
@@ -254,7 +254,6 @@ export class RagService {
     return this.use(options, async (c) => {
       const s = await c.store.stats();
       return {
-        index: c.name,
         collection: c.name,
         documents: s.documents,
         passages: s.passages,

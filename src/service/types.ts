@@ -10,7 +10,7 @@ import type { Metadata, StoreStats } from '../store/index.js';
 import type { AnswerSpan } from './answer-span.js';
 import type { RerankParams } from './reranking.js';
 
-/** Which collection a call addresses; the default collection (config `indexName`) when absent. */
+/** Which collection a call addresses; the default collection (config `defaultCollection`) when absent. */
 export interface CollectionScope {
   collection?: string;
 }
@@ -122,8 +122,6 @@ export interface DocumentView {
 }
 
 export interface ServiceStats {
-  /** The collection's name (kept under its historical key too). */
-  index: string;
   collection: string;
   documents: number;
   passages: number;

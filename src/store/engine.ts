@@ -191,7 +191,7 @@ export interface OpenCollectionOptions {
   chunk?: ChunkingParams;
   /** Open for reads only (no writer lock). Default false. */
   readonly?: boolean;
-  /** Create the collection if it does not exist. Default false: a missing collection is `IndexNotFoundError`. */
+  /** Create the collection if it does not exist. Default false: a missing collection is `CollectionDataNotFoundError`. */
   create?: boolean;
   /** A filter admitting at most this many passages is answered exactly rather than by a filtered graph walk. */
   exactFilterThreshold: number;

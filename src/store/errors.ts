@@ -25,8 +25,20 @@ export class EmbeddingMismatchError extends IndexStoreError {
   }
 }
 
-export class IndexNotFoundError extends IndexStoreError {
-  override name = 'IndexNotFoundError';
+/**
+ * The storage holds no data for the collection (never created, dropped, or its files are gone). The service reports
+ * it to clients as CollectionNotFoundError, by name; this one says where the storage looked.
+ */
+export class CollectionDataNotFoundError extends IndexStoreError {
+  override name = 'CollectionDataNotFoundError';
+  override readonly kind: ErrorKind = 'not_found';
+  override readonly code: string = 'collection_not_found';
+  override readonly field = 'collection';
+
+  /** The message names storage folders; the client learns only that the collection is not there. */
+  override get clientMessage(): string {
+    return 'no such collection (it does not exist, or it was deleted)';
+  }
 }
 
 export class IndexLockedError extends IndexStoreError {

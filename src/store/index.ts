@@ -19,7 +19,7 @@ export { assertCollectionName } from './collection-name.js';
 export {
   EmbeddingMismatchError,
   IndexLockedError,
-  IndexNotFoundError,
+  CollectionDataNotFoundError,
   IndexStoreError,
   InvalidCollectionNameError,
   InvalidFilterError,

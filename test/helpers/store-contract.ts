@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EngineSpec, PassageStore, StoreEngine } from '../../src/store/index.js';
-import { EmbeddingMismatchError, IndexNotFoundError, InvalidCollectionNameError, openStoreEngine } from '../../src/store/index.js';
+import { EmbeddingMismatchError, CollectionDataNotFoundError, InvalidCollectionNameError, openStoreEngine } from '../../src/store/index.js';
 import { REPO_ROOT } from './fixtures.js';
 import { DEFAULTS } from './store.js';
 import { CONTRACT_DIM, CONTRACT_MODEL, contractDocument, contractOpenOptions, contractVector } from './store-contract-data.js';
@@ -358,7 +358,7 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       for (const bad of ['../x', 'A', '', '.hidden', 'a/b', 'x'.repeat(65)]) {
         await expect(engine.openCollection(bad, contractOpenOptions())).rejects.toThrow(InvalidCollectionNameError);
       }
-      await expect(engine.openCollection('col-none', contractOpenOptions({ create: false }))).rejects.toThrow(IndexNotFoundError);
+      await expect(engine.openCollection('col-none', contractOpenOptions({ create: false }))).rejects.toThrow(CollectionDataNotFoundError);
       await b.close();
       await expect(engine.openCollection('col-b', { ...contractOpenOptions(), embedModel: 'other/model' })).rejects.toThrow(EmbeddingMismatchError);
       await expect(engine.openCollection('col-b', { ...contractOpenOptions(), dim: CONTRACT_DIM + 1 })).rejects.toThrow(EmbeddingMismatchError);

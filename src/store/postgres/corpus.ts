@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { parseMetadata } from '../../common/metadata.js';
 import type { CollectionManifest } from '../engine.js';
-import { IndexNotFoundError, IndexStoreError } from '../errors.js';
+import { CollectionDataNotFoundError, IndexStoreError } from '../errors.js';
 import type { DeleteOutcome, DocumentState, DocumentWrite, PassageInput, StoredDocument, WriteOutcome } from '../types.js';
 import { normalized, vectorToBlob } from '../vectors.js';
 import { inTransaction, query } from './database.js';
@@ -123,7 +123,7 @@ export async function dropCollection(pool: pg.Pool, name: string): Promise<boole
 /** Locks the collection against a concurrent drop for the rest of the transaction. */
 async function lockCollection(client: pg.PoolClient, name: string): Promise<void> {
   const { rowCount } = await client.query('SELECT 1 FROM collections WHERE name = $1 FOR SHARE', [name]);
-  if (!rowCount) throw new IndexNotFoundError(`collection "${name}" does not exist (it may have been dropped by another replica)`);
+  if (!rowCount) throw new CollectionDataNotFoundError(`collection "${name}" does not exist (it may have been dropped by another replica)`);
 }
 
 export async function documentStates(pool: pg.Pool, collection: string, ids: string[]): Promise<Map<string, DocumentState>> {

@@ -14,7 +14,7 @@ import type {
   StoreEngine,
 } from '../engine.js';
 import { assertCollectionName } from '../collection-name.js';
-import { EmbeddingMismatchError, IndexNotFoundError, IndexStoreError } from '../errors.js';
+import { EmbeddingMismatchError, CollectionDataNotFoundError, IndexStoreError } from '../errors.js';
 import type {
   DeleteOutcome,
   DocumentState,
@@ -204,7 +204,7 @@ export class PostgresEngine implements StoreEngine {
     assertCollectionName(name);
     let row = await corpus.describeCollection(this.pool, name);
     if (!row) {
-      if (!options.create) throw new IndexNotFoundError(`collection "${name}" does not exist`);
+      if (!options.create) throw new CollectionDataNotFoundError(`collection "${name}" does not exist`);
       const manifest: CollectionManifest = {
         embedModel: options.embedModel,
         dim: options.dim,
@@ -432,7 +432,7 @@ class PostgresPassageStore implements PassageStore {
 
   private assertOpen(): void {
     if (this.closed) throw new IndexStoreError(`collection "${this.name}" is closed`);
-    if (this.replica.dropped) throw new IndexNotFoundError(`collection "${this.name}" was dropped`);
+    if (this.replica.dropped) throw new CollectionDataNotFoundError(`collection "${this.name}" was dropped`);
   }
 
   private assertWritable(): void {

@@ -1,5 +1,5 @@
 import type { CollectionManifest } from '../engine.js';
-import { EmbeddingMismatchError, IndexNotFoundError } from '../errors.js';
+import { EmbeddingMismatchError, CollectionDataNotFoundError } from '../errors.js';
 import { SqliteEngine } from '../sqlite/sqlite-engine.js';
 import type { DocumentWrite } from '../types.js';
 import * as corpus from './corpus.js';
@@ -72,7 +72,7 @@ export interface MoveOptions extends ImportTarget {
 export async function moveEmbeddedIndexToPostgres(options: MoveOptions): Promise<ImportSummary> {
   const embedded = new SqliteEngine(options.indexesDir);
   const manifest = await embedded.describeCollection(options.source);
-  if (!manifest) throw new IndexNotFoundError(`no embedded collection "${options.source}" in ${options.indexesDir}`);
+  if (!manifest) throw new CollectionDataNotFoundError(`no embedded collection "${options.source}" in ${options.indexesDir}`);
   // Read-only: no writer lock, so it can run beside a server that serves the collection.
   const store = await embedded.openCollection(options.source, {
     embedModel: manifest.embedModel,

@@ -11,7 +11,7 @@ import type {
   OpenCollectionOptions,
   PassageStore,
 } from '../engine.js';
-import { IndexNotFoundError, IndexStoreError } from '../errors.js';
+import { CollectionDataNotFoundError, IndexStoreError } from '../errors.js';
 import { isEmptyFilter } from '../filter-sql.js';
 import type {
   DeleteOutcome,
@@ -82,9 +82,9 @@ export class SqlitePassageStore implements PassageStore {
     const dbPath = path.join(dir, DB_FILE);
     const exists = readManifest(dir) !== undefined;
     if (!exists && (readonly || !options.create)) {
-      throw new IndexNotFoundError(`no index at ${dir} (missing manifest.json)`);
+      throw new CollectionDataNotFoundError(`no index at ${dir} (missing manifest.json)`);
     }
-    if (readonly && !existsSync(dbPath)) throw new IndexNotFoundError(`no index at ${dir} (missing ${DB_FILE})`);
+    if (readonly && !existsSync(dbPath)) throw new CollectionDataNotFoundError(`no index at ${dir} (missing ${DB_FILE})`);
     if (!readonly) mkdirSync(dir, { recursive: true });
     const lock = readonly ? undefined : WriterLock.acquire(dir);
     let tables: PassageTables | undefined;
@@ -100,7 +100,7 @@ export class SqlitePassageStore implements PassageStore {
           writer = new Database(dbPath, { fileMustExist: true });
           configureConnection(writer, false);
         } else if (!hasSchema(db)) {
-          throw new IndexNotFoundError(`no index at ${dir} yet (its database was never initialised)`);
+          throw new CollectionDataNotFoundError(`no index at ${dir} yet (its database was never initialised)`);
         }
       } catch (err) {
         writer?.close();
