@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ParserThread, ingestPaths, locateSpan, parseFile, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
+import { ParserThread, chunkDocument, fileToDocument, ingestPaths, locatePassages, locateSpan, parseFile, parseMarkdown, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { PassageRecord } from '../src/store/index.js';
 import { docxFile, encryptedPdf, imageOnlyPdf, sentences, singleColumnPdf, twoColumnPdf } from './helpers/documents.js';
@@ -99,11 +99,163 @@ describe('sections', () => {
   it('Markdown ATX and setext headings give heading paths; "#" lines in fenced code do not', async () => {
     const md = '# Guide\n\nIntro.\n\n## Install\n\nSteps.\n\n```sh\n# a comment, not a heading\n```\n\nAfter code.\n\nLinux\n-----\n\nApt.\n\n# Usage\n\nRun.';
     const parsed = await parseFile(new TextEncoder().encode(md), 'guide.md', 'markdown');
-    const at = (needle: string) => locateSpan(parsed.layout, md.indexOf(needle), md.indexOf(needle) + needle.length).section;
+    expect(parsed.text).toBe('Guide\n\nIntro.\n\nInstall\n\nSteps.\n\n# a comment, not a heading\n\nAfter code.\n\nLinux\n\nApt.\n\nUsage\n\nRun.');
+    const at = (needle: string) =>
+      locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
     expect(at('Intro.')).toEqual(['Guide']);
     expect(at('After code.')).toEqual(['Guide', 'Install']);
     expect(at('Apt.')).toEqual(['Guide', 'Linux']);
     expect(at('Run.')).toEqual(['Usage']);
+    // Every section starts at its heading's text in the text the passages are cut from.
+    for (const { start, path } of parsed.layout!.sections!) expect(parsed.text.slice(start)).toMatch(new RegExp(`^${path.at(-1)}\n`));
+  });
+
+  it('a passage is labelled with the section it starts in, however many headings it runs on through', async () => {
+    const md = '# Garden guide\n\nA guide to a small garden.\n\n## Tomatoes\n\nTomatoes want sun. Stake them early.\n\n## Compost\n\nTurn the heap every month. Keep it damp.';
+    const doc = await fileToDocument(new TextEncoder().encode(md), 'garden.md', 'markdown', 'garden.md');
+    const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
+    const passages = (maxTokens: number) => locatePassages(chunkDocument(doc, words, { maxTokens, overlapTokens: 0 }), doc.layout);
+
+    // One passage over all three sections, most of its characters under "Compost": it starts under "Garden guide".
+    const [whole, ...none] = passages(200);
+    expect(none).toEqual([]);
+    expect(whole!.text).toBe('Garden guide\n\nA guide to a small garden.\n\nTomatoes\n\nTomatoes want sun. Stake them early.\n\nCompost\n\nTurn the heap every month. Keep it damp.');
+    expect(whole!.section).toEqual(['Garden guide']);
+    expect(titleWithSection(doc.title, whole!.section)).toBe('Garden guide');
+
+    // Smaller passages: each one's first character decides, also for the one that runs on into "Compost".
+    const small = passages(8);
+    expect(small.map((p) => [p.text, p.section])).toEqual([
+      ['Garden guide\n\nA guide to a small garden.', ['Garden guide']],
+      ['Tomatoes\n\nTomatoes want sun. Stake them early.\n\nCompost', ['Garden guide', 'Tomatoes']],
+      ['Turn the heap every month. Keep it damp.', ['Garden guide', 'Compost']],
+    ]);
+    expect(titleWithSection(doc.title, small[1]!.section)).toBe('Garden guide › Tomatoes');
+
+    // A span that starts in the blank lines before a heading starts in that heading's section (given its text).
+    const blank = doc.text.indexOf('\n\nTomatoes');
+    const end = doc.text.indexOf(' want');
+    expect(locateSpan(doc.layout, blank, end, doc.text.slice(blank, end)).section).toEqual(['Garden guide', 'Tomatoes']);
+    expect(locateSpan(doc.layout, blank, end).section).toEqual(['Garden guide']);
+    expect(locateSpan(doc.layout, blank, blank + 2, '\n\n').section).toEqual(['Garden guide']);
+    expect(locateSpan(doc.layout, blank, blank).section).toBeUndefined();
+  });
+
+  it('Markdown passages read like the same content in HTML: no heading markers, no inline markup, code verbatim', async () => {
+    const md = [
+      '# Garden guide',
+      '',
+      'Plant **early**, water *often*, run `soil-test` and read the [notes](https://example.com/notes "Notes").',
+      '',
+      '## Tomatoes ##',
+      '',
+      'Stake them ~~weekly~~ daily; see <https://example.com/t>.',
+      '',
+      '```sh',
+      '# not a heading',
+      '  keep *this* and `that`',
+      '```',
+      '',
+      'Compost',
+      '=======',
+      '',
+      'Turn the heap.',
+    ].join('\n');
+    const html = [
+      '<h1>Garden guide</h1>',
+      '<p>Plant <strong>early</strong>, water <em>often</em>, run <code>soil-test</code> and read the <a href="https://example.com/notes">notes</a>.</p>',
+      '<h2>Tomatoes</h2>',
+      '<p>Stake them <del>weekly</del> daily; see <a href="https://example.com/t">https://example.com/t</a>.</p>',
+      '<pre><code># not a heading\n  keep *this* and `that`\n</code></pre>',
+      '<h1>Compost</h1>',
+      '<p>Turn the heap.</p>',
+    ].join('\n');
+    const fromMd = await parseFile(new TextEncoder().encode(md), 'garden.md', 'markdown');
+    const fromHtml = await parseFile(new TextEncoder().encode(html), 'garden.html', 'html');
+    expect(fromMd.text).toBe(fromHtml.text);
+    expect(fromMd.layout).toEqual(fromHtml.layout);
+    expect(fromMd.title).toBe('Garden guide');
+  });
+
+  it('Markdown lists, quotes and tables read as the HTML reader reads them; references, images, markup and escapes are resolved', async () => {
+    const md = [
+      'Intro before any heading, with snake_case_names, 2 * 3, ~60 and window.__xss = 1.',
+      '',
+      '## Usage of `rag` *now*',
+      '',
+      '- **k** (`retrieval.rrfK`, default 60)',
+      '1. see [the docs][docs] or [docs]',
+      '> quoted _text_ with \\*stars\\*',
+      '',
+      '| Mode | Good at |',
+      '| --- | :-: |',
+      '| `bm25` | rare \\| words |',
+      '',
+      '![diagram](d.png)',
+      '',
+      '* * *',
+      '',
+      'Inline <b>HTML</b> and <img src="x" alt="a_b_c"> stay as written.',
+      '',
+      '    indented *code*',
+      '',
+      '[docs]: https://example.com/docs',
+    ].join('\n');
+    const parsed = await parseFile(new TextEncoder().encode(md), 'usage.md', 'markdown');
+    // What the HTML reader gives for the rendered Markdown: list markers as it writes them, a table row per line.
+    expect(parsed.text).toBe(
+      [
+        'Intro before any heading, with snake_case_names, 2 * 3, ~60 and window.__xss = 1.',
+        '',
+        'Usage of rag now',
+        '',
+        ' * k (retrieval.rrfK, default 60)',
+        '',
+        ' 1. see the docs or docs',
+        '',
+        '> quoted text with *stars*',
+        '',
+        'Mode | Good at',
+        'bm25 | rare | words',
+        '',
+        '-'.repeat(40),
+        '',
+        'Inline HTML and stay as written.',
+        '',
+        'indented *code*',
+      ].join('\n'),
+    );
+    expect(parsed.title).toBe('Usage of rag now');
+    expect(parsed.layout!.sections).toEqual([{ start: parsed.text.indexOf('Usage of rag now'), path: ['Usage of rag now'] }]);
+    expect(locateSpan(parsed.layout, 0, 5).section).toBeUndefined();
+  });
+
+  it('Markdown costs time linear in the text, also for lines of unclosed links, brackets and delimiters', async () => {
+    const hostile: Array<(n: number) => string> = [
+      (n) => '[a](b'.repeat(n),
+      (n) => '['.repeat(n) + '](x)'.repeat(n),
+      (n) => '*a _b ~~c '.repeat(n),
+      (n) => Array.from({ length: n }, (_, i) => '`'.repeat((i % 40) + 1) + 'x').join(''),
+      (n) => '<http:a <a b'.repeat(n),
+      (n) => '# ' + ' #'.repeat(n) + 'x',
+      (n) => '## Heading\n\nText *with* **markup**, `code` and [a](link).\n\n'.repeat(n),
+    ];
+    const ms = (text: string) => {
+      let best = Infinity;
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        parseMarkdown(text, 'x');
+        best = Math.min(best, performance.now() - started);
+      }
+      return best;
+    };
+    for (const make of hostile) {
+      ms(make(10_000));
+      const small = ms(make(10_000));
+      const large = ms(make(50_000));
+      // 5x the text: linear work takes ~5x as long, quadratic ~25x.
+      expect(large, `${make(2).slice(0, 40)}: ${small.toFixed(1)} ms, then ${large.toFixed(1)} ms`).toBeLessThan(Math.max(12 * small, 100));
+    }
   });
 
   it('HTML headings give heading paths; markup in headings is text', async () => {
@@ -218,8 +370,9 @@ describe('ingesting a folder of documents', () => {
       expect(new Set(pdfPassages.map((p) => p.pageStart))).toEqual(new Set([1, 2, 3]));
       expect(pdfPassages.some((p) => p.pageEnd! > p.pageStart!)).toBe(true);
 
-      expect((await store.passagesOfDocument('guide.docx')).map((p) => p.section)).toEqual([['Install', 'Linux']]);
-      expect((await store.passagesOfDocument('notes/readme.md')).map((p) => p.section)).toEqual([['Notes', 'Part A']]);
+      // One passage each, starting at the top heading: labelled with the section it starts in.
+      expect((await store.passagesOfDocument('guide.docx')).map((p) => p.section)).toEqual([['Install']]);
+      expect((await store.passagesOfDocument('notes/readme.md')).map((p) => [p.text, p.section])).toEqual([['Notes\n\nPart A\n\nSome notes on part A.', ['Notes']]]);
       expect((await store.verify()).ok).toBe(true);
     } finally {
       await store.close();

@@ -51,7 +51,8 @@ describe('readSources', () => {
     expect(byId.get('notes.txt')).toMatchObject({ title: 'notes', text: 'Plain text.\nSecond line.', metadata: { format: 'text' } });
     const intro = byId.get('guide/intro.md')!;
     expect(intro.title).toBe('Front Title');
-    expect(intro.text).toBe('# Heading\n\nBody of the guide.');
+    expect(intro.text).toBe('Heading\n\nBody of the guide.');
+    expect(intro.layout).toEqual({ sections: [{ start: 0, path: ['Heading'] }] });
     expect(byId.get('guide/plain.md')!.title).toBe('Second-level heading');
 
     const page = byId.get('site/page.html')!;

@@ -467,6 +467,21 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const direct = (await (
       await fetch(`${base}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) })
     ).json()) as { results: Array<{ passageId: string; rerankScore: number }> };
+    // The checkbox sits on one line with its own label, the top-N field under them; each control has its own name.
+    const form = page.locator('#search-form');
+    expect(await form.getByLabel('Rerank top N', { exact: true }).getAttribute('id')).toBe('search-rerank');
+    expect(await form.getByRole('spinbutton', { name: 'Top N passages to rerank' }).getAttribute('id')).toBe('search-rerank-topn');
+    const [box, text, topN] = await Promise.all(['#search-rerank', 'label[for="search-rerank"]', '#search-rerank-topn'].map((s) => page.locator(s).boundingBox()));
+    const middle = box!.y + box!.height / 2;
+    expect(middle, 'checkbox level with its label').toBeGreaterThan(text!.y);
+    expect(middle, 'checkbox level with its label').toBeLessThan(text!.y + text!.height);
+    expect(text!.x, 'label right of its checkbox').toBeGreaterThanOrEqual(box!.x + box!.width);
+    expect(text!.x - (box!.x + box!.width), 'label next to its checkbox').toBeLessThan(16);
+    expect(topN!.y, 'top-N field under the toggle').toBeGreaterThanOrEqual(text!.y + text!.height - 1);
+    expect(Math.abs(topN!.x - box!.x), 'top-N field aligned with the toggle').toBeLessThan(4);
+    await page.click('label[for="search-rerank"]');
+    expect(await page.isChecked('#search-rerank')).toBe(true);
+    await page.uncheck('#search-rerank');
     expect(await page.isDisabled('#search-rerank-topn')).toBe(true);
     await page.check('#search-rerank');
     expect(await page.isDisabled('#search-rerank-topn')).toBe(false);

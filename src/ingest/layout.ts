@@ -1,7 +1,7 @@
 import type { Passage, TextLayout } from './types.js';
 
 /**
- * Where a passage sits in its document: the pages its characters come from and the heading path it falls under.
+ * Where a passage sits in its document: the pages its characters come from and the heading path it starts under.
  * Readers describe a document's layout as character spans of its text; the chunker knows nothing about it, and this
  * module maps each passage's span onto those spans.
  */
@@ -38,32 +38,31 @@ function pageRange(pages: NonNullable<TextLayout['pages']>, start: number, end: 
   return [pages[first]!.page, pages[last]!.page];
 }
 
-/** The heading path under which most of the span's characters lie; undefined for text before the first heading. */
-function sectionOf(sections: NonNullable<TextLayout['sections']>, start: number, end: number): string[] | undefined {
-  let i = lastStartingAtOrBefore(sections, start);
-  let best: string[] | undefined;
-  let bestChars = 0;
-  let from = start;
-  while (from < end) {
-    const nextStart = i + 1 < sections.length ? Math.min(sections[i + 1]!.start, end) : end;
-    const chars = nextStart - from;
-    const path = i >= 0 ? sections[i]!.path : undefined;
-    if (chars > bestChars) {
-      bestChars = chars;
-      best = path;
-    }
-    from = nextStart;
-    i++;
-  }
-  return best !== undefined && best.length > 0 ? best : undefined;
+/**
+ * The heading path in force at the span's first character. A passage is labelled with the section it starts in, even
+ * when it runs on under later headings, because that is where its text as shown begins: one over "Garden guide",
+ * "Tomatoes" and "Compost" opens in "Garden guide", and naming whichever section holds most of its characters made
+ * the label depend on the chunk size. Leading whitespace of the span's text (when given) is skipped first, so a span
+ * that starts in the blank lines before a heading is in that heading's section. Undefined before the first heading.
+ */
+function sectionOf(sections: NonNullable<TextLayout['sections']>, start: number, spanText: string | undefined): string[] | undefined {
+  const lead = spanText === undefined ? 0 : spanText.length - spanText.trimStart().length;
+  const first = lead < (spanText?.length ?? 0) ? start + lead : start;
+  const i = lastStartingAtOrBefore(sections, first);
+  const path = i >= 0 ? sections[i]!.path : undefined;
+  return path !== undefined && path.length > 0 ? path : undefined;
 }
 
-export function locateSpan(layout: TextLayout | undefined, start: number, end: number): PassageLocation {
+/**
+ * Pages and heading path of the document span [start, end). `spanText`, when given, is the text of that span
+ * (`text.slice(start, end)`); it lets a span that starts with whitespace be placed by its first visible character.
+ */
+export function locateSpan(layout: TextLayout | undefined, start: number, end: number, spanText?: string): PassageLocation {
   if (!layout) return {};
   const location: PassageLocation = {};
   const pages = layout.pages && pageRange(layout.pages, start, end);
   if (pages) [location.pageStart, location.pageEnd] = pages;
-  const section = layout.sections && sectionOf(layout.sections, start, end);
+  const section = layout.sections && end > start ? sectionOf(layout.sections, start, spanText) : undefined;
   if (section) location.section = section;
   return location;
 }
@@ -71,7 +70,7 @@ export function locateSpan(layout: TextLayout | undefined, start: number, end: n
 /** Adds page ranges and heading paths to a document's passages (a no-op for documents without a layout). */
 export function locatePassages(passages: Passage[], layout: TextLayout | undefined): Passage[] {
   if (!layout) return passages;
-  return passages.map((p) => ({ ...p, ...locateSpan(layout, p.charStart, p.charEnd) }));
+  return passages.map((p) => ({ ...p, ...locateSpan(layout, p.charStart, p.charEnd, p.text) }));
 }
 
 /** "Install › Linux" */

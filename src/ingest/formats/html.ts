@@ -19,11 +19,29 @@ function headingFormatter(open: string, close: string): FormatCallback {
   };
 }
 
+/**
+ * A table row as one line, its cells separated by " | ": a passage keeps which value sits in which row (html-to-text's
+ * own table layout pads columns with runs of spaces, and its block layout loses the rows).
+ */
+const rowFormatter: FormatCallback = (elem, walk, builder) => {
+  builder.openBlock({ leadingLineBreaks: 1 });
+  let first = true;
+  for (const cell of elem.children ?? []) {
+    if (cell.type !== 'tag' || (cell.name !== 'td' && cell.name !== 'th')) continue;
+    if (!first) builder.addLiteral(' | ');
+    walk(cell.children, builder);
+    first = false;
+  }
+  builder.closeBlock({ trailingLineBreaks: 1 });
+};
+
 function options(open?: string, close?: string): HtmlToTextOptions {
   return {
     wordwrap: false,
-    formatters: open && close ? { ragHeading: headingFormatter(open, close) } : {},
+    formatters: { ragRow: rowFormatter, ...(open && close ? { ragHeading: headingFormatter(open, close) } : {}) },
     selectors: [
+      { selector: 'table', format: 'block' },
+      { selector: 'tr', format: 'ragRow' },
       { selector: 'a', options: { ignoreHref: true } },
       { selector: 'img', format: 'skip' },
       { selector: 'script', format: 'skip' },

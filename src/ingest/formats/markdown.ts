@@ -1,60 +1,30 @@
-import { SectionTracker } from '../layout.js';
+import MarkdownIt from 'markdown-it';
+import { parseHtml } from './html.js';
 import type { ParsedFile } from './types.js';
 
-const ATX = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
-const SETEXT = /^ {0,3}(=+|-+)[ \t]*$/;
-const FENCE = /^ {0,3}(`{3,}|~{3,})/;
+/**
+ * CommonMark with tables and strikethrough, raw HTML passed through (the HTML reader then keeps only its text and
+ * drops scripts), and no typographic rewriting: passages keep the author's characters.
+ */
+const markdown = new MarkdownIt('default', { html: true, linkify: false, typographer: false });
+
+const FRONT_MATTER = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?/;
 
 /**
- * Markdown is indexed as written (its markup is mostly readable text). Headings — ATX (`## Linux`) and setext
- * (underlined) — give the section path; headings inside fenced code are code, not headings. The title is the front
- * matter's `title:`, else the first heading, else the file name.
+ * Markdown is rendered to HTML and read by the HTML reader, so a Markdown passage reads like the same content
+ * written in HTML (no `#` markers, emphasis, link syntax or escapes; code verbatim) and both have the same section
+ * paths. The title is the front matter's `title:`, else the first heading (of any level), else the file name.
  */
 export function parseMarkdown(raw: string, fallbackTitle: string): ParsedFile {
-  let text = raw;
+  let body = raw;
   let title: string | undefined;
-  const front = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?/.exec(raw);
+  const front = FRONT_MATTER.exec(raw);
   if (front) {
-    text = raw.slice(front[0].length);
+    body = raw.slice(front[0].length);
     const t = /^title:\s*(.+)$/m.exec(front[1]!);
     if (t) title = t[1]!.trim().replace(/^(['"])(.*)\1$/, '$2');
   }
-  const tracker = new SectionTracker();
-  let fence: string | undefined;
-  let offset = 0;
-  let previous: { start: number; line: string; blank: boolean } | undefined;
-  for (const line of text.split('\n')) {
-    const start = offset;
-    offset += line.length + 1;
-    const bare = line.replace(/\r$/, '');
-    const fenceMatch = FENCE.exec(bare);
-    if (fence !== undefined) {
-      if (fenceMatch && fenceMatch[1]![0] === fence[0] && fenceMatch[1]!.length >= fence.length) fence = undefined;
-      previous = undefined;
-      continue;
-    }
-    if (fenceMatch) {
-      fence = fenceMatch[1]!;
-      previous = undefined;
-      continue;
-    }
-    const atx = ATX.exec(bare);
-    if (atx) {
-      const heading = (atx[2] ?? '').trim();
-      tracker.heading(atx[1]!.length, heading, start);
-      title ??= heading || undefined;
-      previous = undefined;
-      continue;
-    }
-    const setext = SETEXT.exec(bare);
-    if (setext && previous && !previous.blank && !/^ {0,3}([-*_])[ \t]*(\1[ \t]*){2,}$/.test(previous.line)) {
-      const heading = previous.line.trim();
-      tracker.heading(setext[1]![0] === '=' ? 1 : 2, heading, previous.start);
-      title ??= heading || undefined;
-      previous = undefined;
-      continue;
-    }
-    previous = { start, line: bare, blank: bare.trim() === '' };
-  }
-  return { title: title ?? fallbackTitle, text, layout: tracker.sections.length > 0 ? { sections: tracker.sections } : undefined };
+  const parsed = parseHtml(markdown.render(body), fallbackTitle);
+  const firstHeading = parsed.layout?.sections?.[0]?.path.at(-1);
+  return { ...parsed, title: title ?? firstHeading ?? fallbackTitle };
 }
