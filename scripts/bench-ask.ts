@@ -47,16 +47,29 @@ runCli(async () => {
     results.push(JSON.parse(out.trim().split('\n').at(-1)!) as PrecisionResult);
     console.error(JSON.stringify(results.at(-1)));
   }
-  console.log(`/v1/ask, ${opts.newTokens} new tokens, greedy, fid, ${opts.requests} requests per k (after 2 warm-up), models ${BERT_FULL} + ${T5_FULL}`);
+  console.log(
+    `/v1/ask, ${opts.newTokens} new tokens, greedy, fid, ${opts.requests} requests per k (after 2 warm-up), models ${BERT_FULL} + ${T5_FULL}`,
+  );
   const header = ['precision', 'k', 'p50 ms', 'p95 ms', 'outside onnxruntime (median)', 'outside onnxruntime (total)'];
   const rows = results.flatMap((r) => r.rows.map((row) => [r.precision, ...row]));
   console.log(formatTable([header, ...rows]));
   const p50 = (precision: string, k: string) => Number(rows.find((r) => r[0] === precision && String(r[1]) === k)?.[2]);
   if (results.length === 2) {
     const [a, b] = results.map((r) => r.precision);
-    console.log(`p50 ratio ${b}/${a}: ` + opts.ks.split(',').map((k) => `k=${k} ${(p50(b!, k) / p50(a!, k)).toFixed(2)}`).join(', '));
+    console.log(
+      `p50 ratio ${b}/${a}: ` +
+        opts.ks
+          .split(',')
+          .map((k) => `k=${k} ${(p50(b!, k) / p50(a!, k)).toFixed(2)}`)
+          .join(', '),
+    );
   }
-  console.log(formatTable([['precision', 'server RSS after the run (MB)', 'peak RSS (MB)'], ...results.map((r) => [r.precision, r.rssMb.toFixed(0), r.peakRssMb.toFixed(0)])]));
+  console.log(
+    formatTable([
+      ['precision', 'server RSS after the run (MB)', 'peak RSS (MB)'],
+      ...results.map((r) => [r.precision, r.rssMb.toFixed(0), r.peakRssMb.toFixed(0)]),
+    ]),
+  );
 });
 
 async function measure(opts: Options, modelsDir: string, precision: string): Promise<PrecisionResult> {
@@ -118,4 +131,4 @@ async function measure(opts: Options, modelsDir: string, precision: string): Pro
   }
   const mb = (bytes: number) => bytes / 1024 / 1024;
   return { precision, rows, rssMb: mb(process.memoryUsage().rss), peakRssMb: mb(process.resourceUsage().maxRSS * 1024) };
-  }
+}

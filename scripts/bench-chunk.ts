@@ -21,11 +21,13 @@ import { proseOfLength, writeWhileSearching } from './lib/event-loop.js';
 import { BERT_TINY, ensureTinyFixtures, T5_TINY } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
-const atLeast = (name: string, min: number, what: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be ${what}`);
-  return n;
-};
+const atLeast =
+  (name: string, min: number, what: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be ${what}`);
+    return n;
+  };
 
 const SIZES = [
   { label: '100 KB', chars: 100_000 },
@@ -37,7 +39,12 @@ runCli(async () => {
   const opts = new Command()
     .name('bench-chunk')
     .option('--runs <n>', 'runs per size (median reported)', atLeast('--runs', 1, 'at least 1'), 3)
-    .option('--write-mb <n>', 'size of the document written through the API, in MB (0 skips the step)', atLeast('--write-mb', 0, 'a number of MB, 0 or more'), 2)
+    .option(
+      '--write-mb <n>',
+      'size of the document written through the API, in MB (0 skips the step)',
+      atLeast('--write-mb', 0, 'a number of MB, 0 or more'),
+      2,
+    )
     .parse()
     .opts<{ runs: number; writeMb: number }>();
   const repoRoot = findRepoRoot(process.cwd());
@@ -66,7 +73,9 @@ runCli(async () => {
     const embedder = await loadEmbedder(config);
     const count = tokenCounter(embedder.tokenizer);
     const chunk = effectiveChunkOptions(embedder, config.chunk);
-    console.log(`chunking with ${config.embedModel}'s tokenizer, ${chunk.maxTokens} tokens, overlap ${chunk.overlapTokens}; ${opts.runs} runs per size`);
+    console.log(
+      `chunking with ${config.embedModel}'s tokenizer, ${chunk.maxTokens} tokens, overlap ${chunk.overlapTokens}; ${opts.runs} runs per size`,
+    );
     const rows: Array<Array<string | number>> = [['text', 'passages', 'median ms', 'MB/s', 'ms per 100 KB']];
     const perChar: number[] = [];
     chunkText(proseOfLength(corpusDir, SIZES[0]!.chars), count, chunk); // warm-up: JIT and tokenizer caches
@@ -84,7 +93,9 @@ runCli(async () => {
       rows.push([label, passages, ms.toFixed(0), (chars / 1e6 / (ms / 1000)).toFixed(2), ((ms / chars) * 100_000).toFixed(1)]);
     }
     console.log(formatTable(rows));
-    console.log(`time per character, 1 MB vs 100 KB: ${(perChar[1]! / perChar[0]!).toFixed(2)}x; 5 MB vs 100 KB: ${(perChar[2]! / perChar[0]!).toFixed(2)}x (1.00 = linear)`);
+    console.log(
+      `time per character, 1 MB vs 100 KB: ${(perChar[1]! / perChar[0]!).toFixed(2)}x; 5 MB vs 100 KB: ${(perChar[2]! / perChar[0]!).toFixed(2)}x (1.00 = linear)`,
+    );
 
     if (opts.writeMb > 0) {
       const server = await startServer(config, pino({ level: 'silent' }));
@@ -102,7 +113,12 @@ runCli(async () => {
         await server.close();
       }
     }
-    console.log(`load average: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    console.log(
+      `load average: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    );
   } finally {
     rmSync(indexesDir, { recursive: true, force: true });
   }

@@ -67,7 +67,9 @@ async function withServer<T>(maxOpen: number, modelsDir: string, work: (server: 
     configFile,
     // The machine may be shared: model loading alone can take a minute under load.
     readyTimeoutMs: 300_000,
-    ...(memoryOnSignal ? { env: { NODE_OPTIONS: `--expose-gc --import=data:text/javascript,${encodeURIComponent(MEMORY_ON_SIGNAL)}` } } : {}),
+    ...(memoryOnSignal
+      ? { env: { NODE_OPTIONS: `--expose-gc --import=data:text/javascript,${encodeURIComponent(MEMORY_ON_SIGNAL)}` } }
+      : {}),
   });
   try {
     return await work(server);
@@ -150,28 +152,34 @@ interface ChurnSample {
  * and after a full garbage collection once the first 100 are done and at the end.
  */
 async function churn(opts: { collections: number; docs: number; maxOpen: number; reopenings: number }, modelsDir: string) {
-  return withServer(opts.maxOpen, modelsDir, async (server) => {
-    await createCollections(server, opts);
-    const closedBefore = boundCloses(server);
-    const samples: ChurnSample[] = [];
-    const every = Math.max(FIRST_REOPENINGS, Math.round(opts.reopenings / 10));
-    for (let i = 0; i < opts.reopenings; i++) {
-      await post(server.base, `/v1/collections/bench-${i % opts.collections}/search`, { query: prose(i, 6), mode: 'hybrid', k: 10 });
-      const done = i + 1;
-      if (done !== FIRST_REOPENINGS && done % every !== 0 && done !== opts.reopenings) continue;
-      const asIs = await serverMemory(server, 'as-is');
-      const ends = done === FIRST_REOPENINGS || done === opts.reopenings;
-      samples.push({ reopenings: done, asIs, ...(ends ? { afterGc: await serverMemory(server, 'after-gc') } : {}) });
-    }
-    return { samples, closed: boundCloses(server) - closedBefore };
-  }, true);
+  return withServer(
+    opts.maxOpen,
+    modelsDir,
+    async (server) => {
+      await createCollections(server, opts);
+      const closedBefore = boundCloses(server);
+      const samples: ChurnSample[] = [];
+      const every = Math.max(FIRST_REOPENINGS, Math.round(opts.reopenings / 10));
+      for (let i = 0; i < opts.reopenings; i++) {
+        await post(server.base, `/v1/collections/bench-${i % opts.collections}/search`, { query: prose(i, 6), mode: 'hybrid', k: 10 });
+        const done = i + 1;
+        if (done !== FIRST_REOPENINGS && done % every !== 0 && done !== opts.reopenings) continue;
+        const asIs = await serverMemory(server, 'as-is');
+        const ends = done === FIRST_REOPENINGS || done === opts.reopenings;
+        samples.push({ reopenings: done, asIs, ...(ends ? { afterGc: await serverMemory(server, 'after-gc') } : {}) });
+      }
+      return { samples, closed: boundCloses(server) - closedBefore };
+    },
+    true,
+  );
 }
 
 async function churnMain(
   opts: { collections: number; docs: number; maxOpen: number; reopenings: number; maxGrowthMb: number },
   modelsDir: string,
 ) {
-  if (opts.collections <= opts.maxOpen) fail(`--churn needs more collections (--collections ${opts.collections}) than --max-open (${opts.maxOpen})`);
+  if (opts.collections <= opts.maxOpen)
+    fail(`--churn needs more collections (--collections ${opts.collections}) than --max-open (${opts.maxOpen})`);
   if (opts.reopenings < FIRST_REOPENINGS) fail(`--churn must be at least ${FIRST_REOPENINGS}`);
   const mb = (b: number) => (b / 2 ** 20).toFixed(1);
   const outsideHeap = (m: MemoryReading) => m.rss - m.heapTotal;
@@ -203,7 +211,10 @@ async function churnMain(
     { what: 'RSS after a full GC', growth: last.afterGc!.rss - first.afterGc!.rss },
     { what: 'RSS outside the JS heap, no GC forced', growth: outsideHeap(last.asIs) - outsideHeap(first.afterGc!) },
   ];
-  for (const c of checks) console.log(`${c.what}: grew ${mb(c.growth)} MB from ${FIRST_REOPENINGS} to ${last.reopenings} reopenings (limit ${opts.maxGrowthMb} MB)`);
+  for (const c of checks)
+    console.log(
+      `${c.what}: grew ${mb(c.growth)} MB from ${FIRST_REOPENINGS} to ${last.reopenings} reopenings (limit ${opts.maxGrowthMb} MB)`,
+    );
   const failed = checks.filter((c) => c.growth > opts.maxGrowthMb * 2 ** 20);
   if (failed.length > 0) fail(failed.map((c) => `${c.what} grew by ${mb(c.growth)} MB, more than ${opts.maxGrowthMb} MB`).join('; '));
 }
@@ -221,17 +232,27 @@ runCli(async () => {
   const modelsDir = await ensureTinyFixtures();
   if (opts.churn !== undefined) {
     // The churn is measured at the server's own bound unless one is named.
-    const maxOpen = command.getOptionValueSource('maxOpen') === 'default' ? loadConfig({ env: {}, cwd: os.tmpdir() }).collections.maxOpen : opts.maxOpen;
+    const maxOpen =
+      command.getOptionValueSource('maxOpen') === 'default' ? loadConfig({ env: {}, cwd: os.tmpdir() }).collections.maxOpen : opts.maxOpen;
     await churnMain({ ...opts, maxOpen, reopenings: opts.churn }, modelsDir);
     return;
   }
   const mb = (b: number) => (b / 2 ** 20).toFixed(1);
-  const rows: Array<Array<string | number>> = [['collections.maxOpen', 'RSS start MB', 'after writes MB', 'after queries MB', 'fds start → end', 'open now / peak']];
+  const rows: Array<Array<string | number>> = [
+    ['collections.maxOpen', 'RSS start MB', 'after writes MB', 'after queries MB', 'fds start → end', 'open now / peak'],
+  ];
   const results: Array<Awaited<ReturnType<typeof run>>> = [];
   for (const maxOpen of [opts.maxOpen, opts.collections]) {
     const r = await run({ ...opts, maxOpen }, modelsDir);
     results.push(r);
-    rows.push([maxOpen, mb(r.before.rss), mb(r.written.rss), mb(r.queried.rss), `${r.before.fds} → ${r.queried.fds}`, `${r.open.count} / ${r.open.peak}`]);
+    rows.push([
+      maxOpen,
+      mb(r.before.rss),
+      mb(r.written.rss),
+      mb(r.queried.rss),
+      `${r.before.fds} → ${r.queried.fds}`,
+      `${r.open.count} / ${r.open.peak}`,
+    ]);
   }
   console.log(`${opts.collections} collections × ${opts.docs} documents, tiny fixture models, server as a child process`);
   console.log(formatTable(rows));

@@ -37,8 +37,15 @@ runCli(async () => {
     settled = run.catch(() => undefined);
     return run;
   };
-  const body = JSON.stringify({ question: 'how do glaciers move?', k: 10, maxNewTokens: opts.newTokens, numBeams: opts.beams, stream: true });
-  const post = (signal?: AbortSignal) => fetch(`${base}/v1/ask`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
+  const body = JSON.stringify({
+    question: 'how do glaciers move?',
+    k: 10,
+    maxNewTokens: opts.newTokens,
+    numBeams: opts.beams,
+    stream: true,
+  });
+  const post = (signal?: AbortSignal) =>
+    fetch(`${base}/v1/ask`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
 
   const whole: number[] = [];
   const after: number[] = [];
@@ -55,7 +62,8 @@ runCli(async () => {
       const res = await post(controller.signal);
       const reader = res.body!.getReader();
       // The first token event: generation is under way when the client goes.
-      for (let text = ''; !text.includes('event: token'); ) text += new TextDecoder().decode((await reader.read()).value ?? new Uint8Array());
+      for (let text = ''; !text.includes('event: token');)
+        text += new TextDecoder().decode((await reader.read()).value ?? new Uint8Array());
       const gone = process.cpuUsage();
       const goneAt = performance.now();
       controller.abort();
@@ -67,7 +75,9 @@ runCli(async () => {
     await server.close();
   }
   const share = median(after) / median(whole);
-  console.log(`streamed /v1/ask, k=10, ${opts.newTokens} tokens, ${opts.beams} beams, ${opts.trials} trials each way, models ${BERT_FULL} + ${T5_FULL} (${config.quantized ? 'int8' : 'fp32'})`);
+  console.log(
+    `streamed /v1/ask, k=10, ${opts.newTokens} tokens, ${opts.beams} beams, ${opts.trials} trials each way, models ${BERT_FULL} + ${T5_FULL} (${config.quantized ? 'int8' : 'fp32'})`,
+  );
   console.log(
     formatTable([
       ['measure', 'median', 'max'],

@@ -10,7 +10,11 @@ import { formatTable } from './lib/cli.js';
 import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
 import { median } from './lib/stats.js';
 
-const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 const program = new Command()
   .name('bench:embed')
   .description('Embedding throughput (passages/s) for precisions × batch policies × threads; medians of several runs')
@@ -62,7 +66,9 @@ function longPassages(embedder: Embedder): string[] {
   return out;
 }
 
-const rows: Array<Array<string | number>> = [['precision', 'threads', 'policy', 'msmarco passages/s', '~200-token passages/s', 'inside onnxruntime']];
+const rows: Array<Array<string | number>> = [
+  ['precision', 'threads', 'policy', 'msmarco passages/s', '~200-token passages/s', 'inside onnxruntime'],
+];
 for (const precision of list(opts.precisions)) {
   for (const threads of list(opts.threads).map(Number)) {
     for (const p of list(opts.policies)) {
@@ -89,7 +95,14 @@ for (const precision of list(opts.precisions)) {
           total += ms;
         }
       }
-      rows.push([precision, threads, p, median(rates[0]!).toFixed(1), median(rates[1]!).toFixed(1), `${((100 * inside) / total).toFixed(1)}%`]);
+      rows.push([
+        precision,
+        threads,
+        p,
+        median(rates[0]!).toFixed(1),
+        median(rates[1]!).toFixed(1),
+        `${((100 * inside) / total).toFixed(1)}%`,
+      ]);
       console.error(rows.at(-1)!.join(' | '));
     }
   }

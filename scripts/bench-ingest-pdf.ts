@@ -94,7 +94,13 @@ try {
     },
   });
   // The same composition root as the ingest CLI: the same embedder settings, write path and checkpoint policy.
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'eager', prepareDefaultCollection: false });
+  const service = await openSystem(config, {
+    writable: true,
+    verify: false,
+    reader: false,
+    loadEmbedder: 'eager',
+    prepareDefaultCollection: false,
+  });
   // Warm-up: pdf.js initialisation and the first onnxruntime runs are paid once per process, not per file.
   const warm = await readDocumentFile(files[0]!, 'warm-up');
   if (warm.kind !== 'document') throw new Error(`could not read ${files[0]}`);
@@ -147,7 +153,10 @@ try {
     `model=${opts.model} files=${opts.files} pages=${totalPages} passages=${m('passages')} runs=${opts.runs} ` +
       `median: ${m('pagesPerS').toFixed(2)} pages/s end to end, extraction ${m('extractPagesPerS').toFixed(1)} pages/s; ` +
       `share of time: extraction ${(m('extractShare') * 100).toFixed(1)} %, embedding ${(m('embedShare') * 100).toFixed(1)} %, ` +
-      `other ${(m('otherShare') * 100).toFixed(1)} % | load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `other ${(m('otherShare') * 100).toFixed(1)} % | load ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
   );
 } finally {
   rmSync(work, { recursive: true, force: true });

@@ -57,10 +57,19 @@ runCli(async () => {
     return median(ms);
   };
   const ids = (rows: number, cols: number, vocab: number) =>
-    new ort.Tensor('int64', BigInt64Array.from({ length: rows * cols }, (_, i) => BigInt((i * 7919) % vocab)), [rows, cols]);
+    new ort.Tensor(
+      'int64',
+      BigInt64Array.from({ length: rows * cols }, (_, i) => BigInt((i * 7919) % vocab)),
+      [rows, cols],
+    );
   const ones = (rows: number, cols: number) => new ort.Tensor('int64', new BigInt64Array(rows * cols).fill(1n), [rows, cols]);
   const xs = (rows: number, shapes: Array<[number, number]>) =>
-    Object.fromEntries([...new Set(shapes.map(([k]) => k))].map((k) => [`x_${k}`, new ort.Tensor('float32', fillGaussian(new Float32Array(rows * k), k, 0, 1), [rows, k])]));
+    Object.fromEntries(
+      [...new Set(shapes.map(([k]) => k))].map((k) => [
+        `x_${k}`,
+        new ort.Tensor('float32', fillGaussian(new Float32Array(rows * k), k, 0, 1), [rows, k]),
+      ]),
+    );
 
   const h = bert.hidden_size!;
   const ff = bert.intermediate_size!;
@@ -78,12 +87,36 @@ runCli(async () => {
   decShapes.push([d, t5.vocab_size!]);
 
   const cases = [
-    { name: 'embedding batch [8 × 200 tokens]', file: path.join(dir, BERT_FULL, 'onnx', 'model'), rows: 8 * 200, shapes: bertShapes,
-      feeds: () => ({ input_ids: ids(8, 200, bert.vocab_size!), attention_mask: ones(8, 200), token_type_ids: new ort.Tensor('int64', new BigInt64Array(1600), [8, 200]) }) },
-    { name: 'T5 encoder, one passage [1 × 160 tokens]', file: path.join(dir, T5_FULL, 'onnx', 'encoder_model'), rows: 160, shapes: encShapes,
-      feeds: () => ({ input_ids: ids(1, 160, t5.vocab_size!), attention_mask: ones(1, 160) }) },
+    {
+      name: 'embedding batch [8 × 200 tokens]',
+      file: path.join(dir, BERT_FULL, 'onnx', 'model'),
+      rows: 8 * 200,
+      shapes: bertShapes,
+      feeds: () => ({
+        input_ids: ids(8, 200, bert.vocab_size!),
+        attention_mask: ones(8, 200),
+        token_type_ids: new ort.Tensor('int64', new BigInt64Array(1600), [8, 200]),
+      }),
+    },
+    {
+      name: 'T5 encoder, one passage [1 × 160 tokens]',
+      file: path.join(dir, T5_FULL, 'onnx', 'encoder_model'),
+      rows: 160,
+      shapes: encShapes,
+      feeds: () => ({ input_ids: ids(1, 160, t5.vocab_size!), attention_mask: ones(1, 160) }),
+    },
   ];
-  const rows: Array<Array<string | number>> = [['run', 'int8 model ms', 'its weight MatMuls (int8) ms', 'int8 compute share', 'fp32 model ms', 'its weight MatMuls (fp32) ms', 'fp32 MatMul share']];
+  const rows: Array<Array<string | number>> = [
+    [
+      'run',
+      'int8 model ms',
+      'its weight MatMuls (int8) ms',
+      'int8 compute share',
+      'fp32 model ms',
+      'its weight MatMuls (fp32) ms',
+      'fp32 MatMul share',
+    ],
+  ];
   for (const c of cases) {
     const shapes = c.shapes;
     const floatLinear = linearOnly(shapes);
@@ -101,7 +134,15 @@ runCli(async () => {
       await time(fp32Model, c.feeds()),
       await time(fp32Lin, xs(c.rows, shapes)),
     ];
-    rows.push([c.name, mi.toFixed(1), li.toFixed(1), `${((100 * li) / mi).toFixed(0)}%`, mf.toFixed(1), lf.toFixed(1), `${((100 * lf) / mf).toFixed(0)}%`]);
+    rows.push([
+      c.name,
+      mi.toFixed(1),
+      li.toFixed(1),
+      `${((100 * li) / mi).toFixed(0)}%`,
+      mf.toFixed(1),
+      lf.toFixed(1),
+      `${((100 * lf) / mf).toFixed(0)}%`,
+    ]);
     console.error(rows.at(-1)!.join(' | '));
   }
   // A cached decoder step: one row, one token (the reader's per-token cost; cross-attention K/V are cached).

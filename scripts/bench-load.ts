@@ -51,15 +51,18 @@ interface StepResult {
   latencies: number[];
 }
 
-const positiveInt = (name: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number >= 0`);
-  return n;
-};
+const positiveInt =
+  (name: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number >= 0`);
+    return n;
+  };
 
 function intList(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));
-  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new InvalidArgumentError('expected a comma-separated list of positive integers');
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1))
+    throw new InvalidArgumentError('expected a comma-separated list of positive integers');
   return list;
 }
 
@@ -191,8 +194,18 @@ runCli(async () => {
     .option('--step-seconds <n>', 'max seconds per step', positiveInt('--step-seconds'), 30)
     .option('--ask-tokens <n>', 'maxNewTokens per answer', positiveInt('--ask-tokens'), 8)
     .option('--soak-seconds <n>', 'seconds of mixed load for the RSS soak (0 skips it)', positiveInt('--soak-seconds'), 120)
-    .option('--warmup-seconds <n>', 'soak seconds before the start RSS is taken (allocators and caches settle)', positiveInt('--warmup-seconds'), 20)
-    .option('--soak-connections <n>', 'connections during the soak, a quarter of them asking, the rest searching', positiveInt('--soak-connections'), 8)
+    .option(
+      '--warmup-seconds <n>',
+      'soak seconds before the start RSS is taken (allocators and caches settle)',
+      positiveInt('--warmup-seconds'),
+      20,
+    )
+    .option(
+      '--soak-connections <n>',
+      'connections during the soak, a quarter of them asking, the rest searching',
+      positiveInt('--soak-connections'),
+      8,
+    )
     .option('--rss-limit <ratio>', 'fail when end RSS / start RSS (after warm-up) exceeds this', ratio, 1.2)
     .option('--rate-limit <n>', 'server.rateLimit.max per minute (0 = off, so the steps measure capacity)', positiveInt('--rate-limit'), 0)
     .option('--models <dir>', 'models folder with the fixture model folders (default: built on first use)')
@@ -257,7 +270,9 @@ runCli(async () => {
       soak = { steps: soakSteps, samples };
     }
 
-    console.log(`\nbench:load — ${opts.size} fixtures, ${stats.documents} documents / ${stats.passages} passages, server pid ${server.pid}`);
+    console.log(
+      `\nbench:load — ${opts.size} fixtures, ${stats.documents} documents / ${stats.passages} passages, server pid ${server.pid}`,
+    );
     console.log('latencies in ms over 2xx responses; "other" = any status but 2xx/429/503, connection errors, timeouts\n');
     const header = ['step', 'conns', 'done', '2xx', '429', '503', 'other', 'ok req/s', 'p50', 'p95', 'p99', 'secs'];
     console.log(formatTable([header, ...[...steps, ...(soak?.steps ?? [])].map(stepRow)]));
@@ -288,7 +303,7 @@ runCli(async () => {
         );
         console.log(
           `RSS end/start ${growth.toFixed(3)} (limit ${opts.rssLimit}); trend ${slope.toFixed(2)} MB/min; ` +
-            `${(((end.rss - start.rss) / Math.max(1, requests)) / 1024).toFixed(2)} KB per request over ${requests} requests`,
+            `${((end.rss - start.rss) / Math.max(1, requests) / 1024).toFixed(2)} KB per request over ${requests} requests`,
         );
         if (growth > opts.rssLimit) {
           console.error(`FAIL: server RSS grew ${growth.toFixed(3)}× after warm-up (limit ${opts.rssLimit}×)`);

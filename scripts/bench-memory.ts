@@ -43,12 +43,31 @@ runCli(async () => {
   const rss: Record<string, number> = {};
   for (const precision of ['fp32', 'int8']) {
     for (const layout of ['shared', 'separate']) {
-      const args = ['--expose-gc', ...process.execArgv, process.argv[1]!, '--one', `${precision}:${layout}`, '--models', modelsDir, '--model', opts.model];
-      const out = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').at(-1)!) as { rssMb: number; decoderFileMb: number };
+      const args = [
+        '--expose-gc',
+        ...process.execArgv,
+        process.argv[1]!,
+        '--one',
+        `${precision}:${layout}`,
+        '--models',
+        modelsDir,
+        '--model',
+        opts.model,
+      ];
+      const out = JSON.parse(execFileSync(process.execPath, args, { encoding: 'utf8' }).trim().split('\n').at(-1)!) as {
+        rssMb: number;
+        decoderFileMb: number;
+      };
       rss[`${precision}:${layout}`] = out.rssMb;
-      rows.push([precision, layout === 'shared' ? '1 (rewritten at load, shared with generate())' : '2 (transformers.js + reader copy)', out.rssMb.toFixed(0), out.decoderFileMb.toFixed(0)]);
+      rows.push([
+        precision,
+        layout === 'shared' ? '1 (rewritten at load, shared with generate())' : '2 (transformers.js + reader copy)',
+        out.rssMb.toFixed(0),
+        out.decoderFileMb.toFixed(0),
+      ]);
     }
   }
   console.log(formatTable(rows));
-  for (const p of ['fp32', 'int8']) console.log(`${p}: one shared session saves ${(rss[`${p}:separate`]! - rss[`${p}:shared`]!).toFixed(0)} MB`);
+  for (const p of ['fp32', 'int8'])
+    console.log(`${p}: one shared session saves ${(rss[`${p}:separate`]! - rss[`${p}:shared`]!).toFixed(0)} MB`);
 });

@@ -46,7 +46,11 @@ runCli(async () => {
     data: string;
   }>();
   const modelsDir = opts.models ? path.resolve(opts.models) : await ensureFullFixtures();
-  const readJsonl = (f: string) => readFileSync(path.join(opts.data, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { text: string; title?: string });
+  const readJsonl = (f: string) =>
+    readFileSync(path.join(opts.data, f), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { text: string; title?: string });
   const corpus = readJsonl('corpus.jsonl');
   const queries = readJsonl('queries.jsonl');
   const passage = (i: number): ReaderPassage => {
@@ -61,10 +65,17 @@ runCli(async () => {
   const threads = { intraOp: opts.threads, interOp: 1 };
   const base = { modelsDir, allowRemote: false, threads, decoderRewrite: fidDecoderRewrite() };
   const readers = {
-    fp32: await FidReader.create(await loadSeq2SeqModel(opts.model, { ...base, quantized: false }), { encoding: 'per-passage', crossCache: 'per-passage' }),
-    int8: await FidReader.create(await loadSeq2SeqModel(opts.model, { ...base, quantized: true }), { encoding: 'per-passage', crossCache: 'per-passage' }),
+    fp32: await FidReader.create(await loadSeq2SeqModel(opts.model, { ...base, quantized: false }), {
+      encoding: 'per-passage',
+      crossCache: 'per-passage',
+    }),
+    int8: await FidReader.create(await loadSeq2SeqModel(opts.model, { ...base, quantized: true }), {
+      encoding: 'per-passage',
+      crossCache: 'per-passage',
+    }),
     int8FloatEncoder: await FidReader.create(await loadSeq2SeqModel(opts.model, { ...base, quantized: true, floatEncoder: true }), {
-      encoding: 'float-encoder', crossCache: 'per-passage',
+      encoding: 'float-encoder',
+      crossCache: 'per-passage',
     }),
   };
   const start = readers.fp32.model.config.decoder_start_token_id;
@@ -90,7 +101,19 @@ runCli(async () => {
   }
 
   const rows: Array<Array<string | number>> = [
-    ['precision', 'encoding', 'encode ms (median)', 'state dev. order', 'state dev. +3 unrelated', 'state dev. batch 2', 'cross K/V dev. +3 unrelated', 'same answer (order / batch 2)', 'answer changed by +3 unrelated', 'max |logit − fp32|', 'argmax = fp32'],
+    [
+      'precision',
+      'encoding',
+      'encode ms (median)',
+      'state dev. order',
+      'state dev. +3 unrelated',
+      'state dev. batch 2',
+      'cross K/V dev. +3 unrelated',
+      'same answer (order / batch 2)',
+      'answer changed by +3 unrelated',
+      'max |logit − fp32|',
+      'argmax = fp32',
+    ],
   ];
   const variants: Array<{ label: string; strategies: EncodingStrategy[]; reader: FidReader; precision: string }> = [
     { label: 'fp32', precision: 'fp32', reader: readers.fp32, strategies: ['batch', 'by-length', 'per-passage'] },
@@ -114,7 +137,9 @@ runCli(async () => {
           await encode(c.passages);
           encodeMs.push(performance.now() - t0);
         }
-        const alone = await Promise.all(c.passages.map((p) => v.reader.encode(c.question, [p], 'fid', new OnnxClock(), { strategy: 'per-passage' })));
+        const alone = await Promise.all(
+          c.passages.map((p) => v.reader.encode(c.question, [p], 'fid', new OnnxClock(), { strategy: 'per-passage' })),
+        );
         const deviation = (m: FusedMemory, indexOf: (i: number) => number) =>
           Math.max(
             ...alone.map((a, i) => {
@@ -127,12 +152,23 @@ runCli(async () => {
         const reordered = await encode(order.map((i) => c.passages[i]!));
         const extra = await encode([...c.passages, ...c.unrelated]);
         const batched = await encode(c.passages, { batchSize: 2 });
-        dev.order = Math.max(dev.order, deviation(reordered, (i) => order.indexOf(i)));
-        dev.extra = Math.max(dev.extra, deviation(extra, (i) => i));
-        dev.batch = Math.max(dev.batch, deviation(batched, (i) => i));
+        dev.order = Math.max(
+          dev.order,
+          deviation(reordered, (i) => order.indexOf(i)),
+        );
+        dev.extra = Math.max(
+          dev.extra,
+          deviation(extra, (i) => i),
+        );
+        dev.batch = Math.max(
+          dev.batch,
+          deviation(batched, (i) => i),
+        );
         // The decoder's cross-attention keys of the original passages, computed over the memory with and without extras.
         const crossKeys = async (m: FusedMemory) =>
-          (await new CachedStepRunner(v.reader.decoder, m, new OnnxClock(), { fetch: 'all' }).step([[start]], 1)).outputs['present.0.encoder.key']!;
+          (await new CachedStepRunner(v.reader.decoder, m, new OnnxClock(), { fetch: 'all' }).step([[start]], 1)).outputs[
+            'present.0.encoder.key'
+          ]!;
         const [keys, keysExtra] = [await crossKeys(memory), await crossKeys(extra)];
         const [heads, , dKv] = [keys.dims[1]!, keys.dims[2]!, keys.dims[3]!];
         for (let hd = 0; hd < heads; hd++) {
@@ -168,12 +204,19 @@ runCli(async () => {
       console.error(rows.at(-1)!.join(' | '));
     }
   }
-  console.log(`k=${opts.k}, ${opts.questions} questions (MS MARCO mini), ${opts.newTokens} greedy tokens, ${opts.threads} threads; state dev. = largest |Δ| of a passage's encoder states vs. that passage encoded alone`);
+  console.log(
+    `k=${opts.k}, ${opts.questions} questions (MS MARCO mini), ${opts.newTokens} greedy tokens, ${opts.threads} threads; state dev. = largest |Δ| of a passage's encoder states vs. that passage encoded alone`,
+  );
   console.log(formatTable(rows));
 
   // Beams: a beam's logits in its batch vs. alone, and the cost of giving each beam a run of its own.
-  const beamRows: Array<Array<string | number>> = [['precision', 'max |Δ logit| beam in batch vs alone', 'cached step, 4 beams in one run (ms)', '4 runs of 1 beam (ms)', 'ratio']];
-  for (const [name, reader] of [['fp32', readers.fp32], ['int8', readers.int8]] as const) {
+  const beamRows: Array<Array<string | number>> = [
+    ['precision', 'max |Δ logit| beam in batch vs alone', 'cached step, 4 beams in one run (ms)', '4 runs of 1 beam (ms)', 'ratio'],
+  ];
+  for (const [name, reader] of [
+    ['fp32', readers.fp32],
+    ['int8', readers.int8],
+  ] as const) {
     let diff = 0;
     const batchMs: number[] = [];
     const aloneMs: number[] = [];

@@ -65,9 +65,13 @@ async function pgBytesPerPassage(url: string): Promise<number> {
 
 /** Runs this script in probe mode in a child process: RSS growth from opening the collection's local index. */
 function memoryProbe(engineSpec: PostgresEngineSpec, collection: string, open: OpenCollectionOptions): number {
-  const result = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--probe-memory', JSON.stringify({ engineSpec, collection, open })], {
-    encoding: 'utf8',
-  });
+  const result = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--probe-memory', JSON.stringify({ engineSpec, collection, open })],
+    {
+      encoding: 'utf8',
+    },
+  );
   const match = /^rss-growth (\d+)$/m.exec(result.stdout);
   if (!match) throw new Error(`memory probe failed: ${result.stdout}${result.stderr}`);
   return Number(match[1]);
@@ -180,7 +184,8 @@ async function main(): Promise<void> {
     const writeStarted = performance.now();
     for (let i = 0; i < opts.passages; i += batch) {
       const writes: DocumentWrite[] = [];
-      for (let j = i; j < Math.min(opts.passages, i + batch); j++) writes.push(docWrite(`doc-${j}`, texts[j % texts.length]!, randomUnit(embedder.dim, j + 1_000_000)));
+      for (let j = i; j < Math.min(opts.passages, i + batch); j++)
+        writes.push(docWrite(`doc-${j}`, texts[j % texts.length]!, randomUnit(embedder.dim, j + 1_000_000)));
       await storeA.writeDocuments(writes);
     }
     const writeMs = performance.now() - writeStarted;
@@ -205,7 +210,10 @@ async function main(): Promise<void> {
     const rebuildMs = performance.now() - started;
     const rebuiltStats = await storeB.stats();
     const rebuiltPassages = rebuiltStats.passages;
-    rows.push([`rebuild from PostgreSQL (s per 10k passages; ${rebuiltPassages} rebuilt)`, ((rebuildMs / rebuiltPassages) * 10_000 / 1000).toFixed(1)]);
+    rows.push([
+      `rebuild from PostgreSQL (s per 10k passages; ${rebuiltPassages} rebuilt)`,
+      (((rebuildMs / rebuiltPassages) * 10_000) / 1000).toFixed(1),
+    ]);
     await storeB.close();
     await b.close();
 
@@ -226,9 +234,9 @@ async function main(): Promise<void> {
     const vectors = await embedder.embedPassages(sample);
     await storeA.writeDocuments(sample.map((t, i) => docWrite(`re-${i}`, t, vectors[i]!)));
     const reingestMs = performance.now() - started;
-    const reingestPer10k = (reingestMs / sample.length) * 10_000 / 1000;
+    const reingestPer10k = ((reingestMs / sample.length) * 10_000) / 1000;
     rows.push([`re-ingest: embed (${embedder.modelId}) + write (s per 10k passages, from ${sample.length})`, reingestPer10k.toFixed(1)]);
-    rows.push(['re-ingest / rebuild (ratio)', (reingestPer10k / ((rebuildMs / rebuiltPassages) * 10_000 / 1000)).toFixed(1)]);
+    rows.push(['re-ingest / rebuild (ratio)', (reingestPer10k / (((rebuildMs / rebuiltPassages) * 10_000) / 1000)).toFixed(1)]);
     await storeA.close();
     await a.close();
   } finally {
@@ -236,7 +244,12 @@ async function main(): Promise<void> {
     server?.stop();
   }
   console.log(formatTable(rows));
-  console.log(`load average: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
+  console.log(
+    `load average: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (${os.cpus().length} cores)`,
+  );
 }
 
 runCli(() => (opts.probeMemory ? probeMemory(opts.probeMemory) : main()));

@@ -23,7 +23,11 @@ const program = new Command()
   .option('--batch-sizes <list>', 'pairs per model run (no token budget), compared at the middle topN', '1,4,16')
   .option('--batch-tokens <list>', 'token budgets per model run (batch size 16), compared at the middle topN', '128,256,512')
   .option('--queries <n>', 'timed queries per setting (after 1 warm-up)', intOption('--queries'), 5)
-  .option('--dataset <dir>', 'BEIR folder whose corpus and queries are used', path.join(findRepoRoot(process.cwd()), '..', 'shared', 'data', 'beir-msmarco-mini'))
+  .option(
+    '--dataset <dir>',
+    'BEIR folder whose corpus and queries are used',
+    path.join(findRepoRoot(process.cwd()), '..', 'shared', 'data', 'beir-msmarco-mini'),
+  )
   .option('--models <dir>', 'models folder holding fixture-cross-encoder-full (default: built on first use)');
 
 runCli(async () => {
@@ -91,7 +95,13 @@ runCli(async () => {
     for (const topN of topNs) {
       const { ms, block } = await measure(passages, topN, defaultBatch, defaultTokens);
       rows.push([
-        name, tokens(passages), topN, batching(defaultBatch, defaultTokens), ms.toFixed(0), (ms / topN).toFixed(2), block.toFixed(0),
+        name,
+        tokens(passages),
+        topN,
+        batching(defaultBatch, defaultTokens),
+        ms.toFixed(0),
+        (ms / topN).toFixed(2),
+        block.toFixed(0),
       ]);
       console.error(`${name} topN=${topN} done`);
     }
@@ -109,10 +119,18 @@ runCli(async () => {
     for (const budget of budgets.filter((b) => b !== defaultTokens)) {
       const { ms, block } = await measure(passages, middle, defaultBatch, budget);
       rows.push([
-        name, tokens(passages), middle, batching(defaultBatch, budget), ms.toFixed(0), (ms / middle).toFixed(2), block.toFixed(0),
+        name,
+        tokens(passages),
+        middle,
+        batching(defaultBatch, budget),
+        ms.toFixed(0),
+        (ms / middle).toFixed(2),
+        block.toFixed(0),
       ]);
     }
   }
-  console.log(`cross-encoder ${CROSS_ENCODER_FULL} (22.7M parameters, 6 layers, 384 hidden), ${opts.queries} queries per row (after 1 warm-up), medians`);
+  console.log(
+    `cross-encoder ${CROSS_ENCODER_FULL} (22.7M parameters, 6 layers, 384 hidden), ${opts.queries} queries per row (after 1 warm-up), medians`,
+  );
   console.log(formatTable(rows));
 });

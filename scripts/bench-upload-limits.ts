@@ -27,7 +27,11 @@ const program = new Command()
   .option('--markdown-chars <n>', 'characters of the heading-dense Markdown file', intOption('--markdown-chars'), 2_000_000)
   .option('--settle-ms <n>', 'how long after the reply the RSS and CPU are read', intOption('--settle-ms'), 2000)
   .option('--max-pdf-pages <n>', 'documents.upload.maxPdfPages for the server (default: the config default)', intOption('--max-pdf-pages'))
-  .option('--request-timeout-ms <n>', 'server.requestTimeoutMs for the server (default: the config default)', intOption('--request-timeout-ms'));
+  .option(
+    '--request-timeout-ms <n>',
+    'server.requestTimeoutMs for the server (default: the config default)',
+    intOption('--request-timeout-ms'),
+  );
 
 type Options = {
   scenarios: string;
@@ -141,7 +145,8 @@ async function trial(server: ServerProcess, file: { name: string; bytes: Uint8Ar
 runCli(async () => {
   const opts = program.parse().opts<Options>();
   const scenarios = opts.scenarios.split(',').map((s) => s.trim()) as Scenario[];
-  for (const s of scenarios) if (!SCENARIOS.includes(s)) throw new Error(`--scenarios: unknown scenario "${s}" (one of ${SCENARIOS.join(', ')})`);
+  for (const s of scenarios)
+    if (!SCENARIOS.includes(s)) throw new Error(`--scenarios: unknown scenario "${s}" (one of ${SCENARIOS.join(', ')})`);
   // Built before the server starts: building a bomb holds this process for seconds, long enough for the server to
   // close an idle keep-alive connection that fetch would then reuse (a spurious ECONNRESET).
   const files = new Map(scenarios.map((scenario) => [scenario, fileFor(scenario, opts)]));
@@ -167,9 +172,22 @@ runCli(async () => {
   let stopping = false;
   // The server dying under an upload is a finding: show how it ended.
   void server.exited.then((ended) => {
-    if (!stopping) console.error(`the server ended (${JSON.stringify(ended)}); its last output:\n${server.output().split('\n').slice(-15).join('\n')}`);
+    if (!stopping)
+      console.error(`the server ended (${JSON.stringify(ended)}); its last output:\n${server.output().split('\n').slice(-15).join('\n')}`);
   });
-  const rows: Array<Array<string | number>> = [['upload', 'file KiB', 'statuses', 'reply ms', 'peak RSS +MiB', `RSS +MiB after ${opts.settleMs} ms`, 'CPU s', 'worst /healthz ms', 'JSON 300 KiB ms']];
+  const rows: Array<Array<string | number>> = [
+    [
+      'upload',
+      'file KiB',
+      'statuses',
+      'reply ms',
+      'peak RSS +MiB',
+      `RSS +MiB after ${opts.settleMs} ms`,
+      'CPU s',
+      'worst /healthz ms',
+      'JSON 300 KiB ms',
+    ],
+  ];
   try {
     // The parser thread starts on first use: start it so its own memory is not counted against the first file.
     const warm = new FormData();
@@ -206,6 +224,8 @@ runCli(async () => {
     await server.exited;
     rmSync(work, { recursive: true, force: true });
   }
-  console.log(`hostile uploads to the server with its default upload limits, median of ${opts.trials} trials (bombs inflate to ${opts.bombMib} MiB)`);
+  console.log(
+    `hostile uploads to the server with its default upload limits, median of ${opts.trials} trials (bombs inflate to ${opts.bombMib} MiB)`,
+  );
   console.log(formatTable(rows));
 });

@@ -56,7 +56,9 @@ function typeName(schema: AnySchema): string {
   const def = inner._zod.def;
   switch (def.type) {
     case 'enum':
-      return Object.values(def.entries as Record<string, string>).map((v) => `\`${v}\``).join(' | ');
+      return Object.values(def.entries as Record<string, string>)
+        .map((v) => `\`${v}\``)
+        .join(' | ');
     case 'number':
       return (inner as unknown as { isInt?: boolean }).isInt ? 'integer' : 'number';
     case 'array':
@@ -93,7 +95,13 @@ function collect(): Section[] {
         walk(inner._zod.def.shape as Record<string, AnySchema>, key, child);
         continue;
       }
-      section.rows.push({ key, env: envFor.get(key), type: typeName(field), default: formatDefault(hasDefault, defaultValue), description: description ?? '' });
+      section.rows.push({
+        key,
+        env: envFor.get(key),
+        type: typeName(field),
+        default: formatDefault(hasDefault, defaultValue),
+        description: description ?? '',
+      });
     }
   };
   const top: Section = { key: '', description: 'Models, folders, where the API listens, logging.', rows: [] };

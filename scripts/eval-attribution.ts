@@ -65,7 +65,10 @@ runCli(async () => {
   const base = opts.dataset ? loadConfig() : await factLookupConfig(loadConfig());
   const squad: SquadDataset = opts.dataset
     ? await loadSquad(opts.dataset)
-    : parseSquad(factLookupAsSquad(generateFactLookup({ split: 'test', people: opts.people, questionsPerPerson: 2, seed: opts.seed })), 'generated');
+    : parseSquad(
+        factLookupAsSquad(generateFactLookup({ split: 'test', people: opts.people, questionsPerPerson: 2, seed: opts.seed })),
+        'generated',
+      );
   const datasetName = opts.dataset ? path.basename(path.resolve(opts.dataset), '.json') : `facts-${opts.people}-${opts.seed}`;
   const config: AppConfig = {
     ...base,
@@ -75,12 +78,29 @@ runCli(async () => {
   };
   const model = await loadReaderModel(config, fidDecoderRewrite());
   const readers = {
-    crossAttention: await FidReader.create(model, { attribution: 'cross-attention', encoding: config.reader.encoding, crossCache: config.reader.crossCache }),
-    leaveOneOut: await FidReader.create(model, { attribution: 'leave-one-out', encoding: config.reader.encoding, crossCache: config.reader.crossCache }),
+    crossAttention: await FidReader.create(model, {
+      attribution: 'cross-attention',
+      encoding: config.reader.encoding,
+      crossCache: config.reader.crossCache,
+    }),
+    leaveOneOut: await FidReader.create(model, {
+      attribution: 'leave-one-out',
+      encoding: config.reader.encoding,
+      crossCache: config.reader.crossCache,
+    }),
   };
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: true });
+  const service = await openSystem(config, {
+    writable: true,
+    verify: false,
+    reader: false,
+    loadEmbedder: 'lazy',
+    prepareDefaultCollection: true,
+  });
   try {
-    await service.ingestDocuments(squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })), { progress: 'auto' });
+    await service.ingestDocuments(
+      squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
+      { progress: 'auto' },
+    );
     const questions = squad.questions.filter((q) => q.answers.length > 0).slice(0, opts.limit);
     const generate = { maxNewTokens: 32, numBeams: 1, lengthPenalty: 1, noRepeatNgramSize: 0, fusion: 'fid' as const };
     const cases: AttributionCase[] = [];
@@ -101,7 +121,11 @@ runCli(async () => {
           // Earlier ranks score higher; argmax takes the top retrieved passage.
           'retrieval rank': passages.map((_, r) => -r),
         },
-        ms: { 'cross-attention': viaAttention.timings.attributionMs, 'leave-one-out': viaRemoval.timings.attributionMs, 'retrieval rank': 0 },
+        ms: {
+          'cross-attention': viaAttention.timings.attributionMs,
+          'leave-one-out': viaRemoval.timings.attributionMs,
+          'retrieval rank': 0,
+        },
       });
       if (process.stderr.isTTY && (i + 1) % 10 === 0) process.stderr.write(`\r${i + 1}/${questions.length} questions`);
     }
@@ -120,7 +144,9 @@ runCli(async () => {
       citationThresholds: thresholds,
       configuredCitationShare: config.reader.citationShare,
     };
-    console.log(`\n${datasetName}: ${summary.questions} questions (${summary.withGold} with the gold passage among the top ${opts.k}), reader ${config.readerModel}, EM ${(100 * report.exactMatch).toFixed(1)}%`);
+    console.log(
+      `\n${datasetName}: ${summary.questions} questions (${summary.withGold} with the gold passage among the top ${opts.k}), reader ${config.readerModel}, EM ${(100 * report.exactMatch).toFixed(1)}%`,
+    );
     console.log(
       formatTable([
         ['attribution method', 'citation@1 (%)', 'cost p50 (ms)'],

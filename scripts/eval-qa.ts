@@ -14,7 +14,10 @@ const program = new Command()
   .addOption(new Option('--fusion <mode>', 'reader input').choices(['fid', 'concat']).default('fid'))
   .addOption(new Option('--mode <mode>', 'retrieval mode').choices(['bm25', 'dense', 'hybrid', 'exact']).default('hybrid'))
   .option('--k <n>', 'passages given to the reader', intOption('--k'), 10)
-  .option('--gold', "the reader reads the question's own paragraph alone (retrieval filtered to its passages, at most k): reading without retrieval")
+  .option(
+    '--gold',
+    "the reader reads the question's own paragraph alone (retrieval filtered to its passages, at most k): reading without retrieval",
+  )
   .option('--limit <n>', 'evaluate only the first N questions', intOption('--limit'))
   .option('--max-new-tokens <n>', 'answer length limit', intOption('--max-new-tokens'), 32)
   .option('--beams <n>', 'beam width', intOption('--beams'), 1)
@@ -41,13 +44,22 @@ runCli(async () => {
   const squad = await loadSquad(opts.dataset);
   const config = loadConfig({
     overrides: {
-      defaultCollection: opts.collection ?? opts.index ?? evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
+      defaultCollection:
+        opts.collection ??
+        opts.index ??
+        evalIndexName('squad', `${path.basename(path.dirname(path.resolve(opts.dataset)))}-${datasetName}`, base.embedModel),
       server: { ...base.server, ingestCorpusOnStart: false },
       reader: { ...base.reader, maxK: Math.max(base.reader.maxK, opts.k) },
     },
   });
   // The evaluated collection is the default one of this run, so ask() addresses it exactly as /v1/ask does.
-  const service = await openSystem(config, { writable: true, verify: false, reader: true, loadEmbedder: 'eager', prepareDefaultCollection: true });
+  const service = await openSystem(config, {
+    writable: true,
+    verify: false,
+    reader: true,
+    loadEmbedder: 'eager',
+    prepareDefaultCollection: true,
+  });
   try {
     // The paragraphs are the corpus; unchanged paragraphs make this a no-op on later runs.
     const ingest = await service.ingestDocuments(
@@ -76,7 +88,14 @@ runCli(async () => {
       em += score.exactMatch;
       f1 += score.f1;
       f1s.push(score.f1);
-      if (q.answers.length > 0 && answerInPassages(q.answers, outcome.passages.map((p) => p.text))) hits++;
+      if (
+        q.answers.length > 0 &&
+        answerInPassages(
+          q.answers,
+          outcome.passages.map((p) => p.text),
+        )
+      )
+        hits++;
       latencies.push(outcome.timings.totalMs);
       if (process.stderr.isTTY && (i + 1) % 10 === 0) process.stderr.write(`\r${i + 1}/${questions.length} questions`);
     }

@@ -1,7 +1,15 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../src/config/index.js';
-import { loadBeirDataset, evaluateRun, passagesToDocRun, percentile, recallAgainst, RETRIEVAL_METRICS, type ScoredDoc } from '../src/eval/index.js';
+import {
+  loadBeirDataset,
+  evaluateRun,
+  passagesToDocRun,
+  percentile,
+  recallAgainst,
+  RETRIEVAL_METRICS,
+  type ScoredDoc,
+} from '../src/eval/index.js';
 import type { SearchMode } from '../src/retrieval/index.js';
 import { openSystem } from '../src/service/index.js';
 import { evalIndexName, fail, formatTable, intOption, runCli, writeJsonReport } from './lib/cli.js';
@@ -15,22 +23,24 @@ const program = new Command()
   .option('--split <name>', 'qrels split', 'test')
   .option('--collection <name>', 'collection to evaluate in, built on first run (default: derived from dataset and embedding model)')
   .option('--index <name>', 'same as --collection (older name)')
-  .option('--rerank <topN>', 'also rerank the top N candidates with the cross-encoder (RAG_RERANK_MODEL) and report both', intOption('--rerank'))
+  .option(
+    '--rerank <topN>',
+    'also rerank the top N candidates with the cross-encoder (RAG_RERANK_MODEL) and report both',
+    intOption('--rerank'),
+  )
   .option('--json <file>', 'write the results as JSON');
 
 runCli(async () => {
-  const opts = program
-    .parse()
-    .opts<{
-      dataset: string;
-      mode: SearchMode;
-      k: number;
-      split: string;
-      collection?: string;
-      index?: string;
-      json?: string;
-      rerank?: number;
-    }>();
+  const opts = program.parse().opts<{
+    dataset: string;
+    mode: SearchMode;
+    k: number;
+    split: string;
+    collection?: string;
+    index?: string;
+    json?: string;
+    rerank?: number;
+  }>();
   const base = loadConfig();
   const config = loadConfig({ overrides: { retrieval: { ...base.retrieval, maxK: Math.max(opts.k, base.retrieval.maxK) } } });
   const dataset = await loadBeirDataset(opts.dataset, { split: opts.split });
@@ -39,7 +49,13 @@ runCli(async () => {
 
   // The embedding model loads only when needed: to build the collection, and for query embeddings. A BM25 evaluation
   // of a complete collection runs without it.
-  const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: false });
+  const service = await openSystem(config, {
+    writable: true,
+    verify: false,
+    reader: false,
+    loadEmbedder: 'lazy',
+    prepareDefaultCollection: false,
+  });
   const embedsQueries = opts.mode !== 'bm25';
   try {
     // Building the collection is part of the eval on first run; later runs find every document unchanged and reuse it.
@@ -49,9 +65,12 @@ runCli(async () => {
     const built = ingest.passagesAdded > 0;
     console.log(
       `collection ${collection}: ${stats.documents} documents, ${stats.passages} passages` +
-        (built ? `; embedded ${ingest.passagesAdded} passages in ${ingest.seconds.toFixed(1)} s (${(ingest.passagesAdded / ingest.seconds).toFixed(1)} passages/s)` : ' (reused)'),
+        (built
+          ? `; embedded ${ingest.passagesAdded} passages in ${ingest.seconds.toFixed(1)} s (${(ingest.passagesAdded / ingest.seconds).toFixed(1)} passages/s)`
+          : ' (reused)'),
     );
-    if (ingest.errors.length > 0) console.error(`${ingest.errors.length} corpus records skipped, first: ${JSON.stringify(ingest.errors[0])}`);
+    if (ingest.errors.length > 0)
+      console.error(`${ingest.errors.length} corpus records skipped, first: ${JSON.stringify(ingest.errors[0])}`);
 
     const search = async (query: string, k: number, mode: SearchMode) => service.search({ collection, query, k, mode });
     const run = new Map<string, ScoredDoc[]>();

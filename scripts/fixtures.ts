@@ -4,7 +4,13 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { buildFixtures, DEFAULT_FIXTURE_SEED, defaultSharedModelsDir, FIXTURE_SOURCE_MODELS, type FixtureSize } from '../src/fixtures/index.js';
+import {
+  buildFixtures,
+  DEFAULT_FIXTURE_SEED,
+  defaultSharedModelsDir,
+  FIXTURE_SOURCE_MODELS,
+  type FixtureSize,
+} from '../src/fixtures/index.js';
 
 interface CliOptions {
   size: FixtureSize;
@@ -83,7 +89,9 @@ async function main(): Promise<void> {
     const bytes = result.fileBytes[file] ?? 0;
     console.log(`${file}: ${count.toLocaleString('en-US')} parameters, ${formatMegabytes(bytes)}`);
   }
-  console.log(`built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}\n  ${result.crossEncoderDir}`);
+  console.log(
+    `built ${opts.size} fixtures in ${seconds.toFixed(1)} s:\n  ${result.bertDir}\n  ${result.t5Dir}\n  ${result.crossEncoderDir}`,
+  );
   if (configFile) {
     writeFileSync(configFile, `${JSON.stringify(fixtureConfig(result, resolve(opts.out)), null, 2)}\n`);
     console.log(`wrote ${opts.writeConfig}: npm start, npm run ingest, eval and eval:qa now use these fixtures (collection "fixtures")`);

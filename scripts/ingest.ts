@@ -101,8 +101,17 @@ function printPlan(s: IngestSummary & { kept?: Array<{ id: string; reason: strin
 async function planNewCollection(sources: string[]): Promise<IngestSummary> {
   const started = performance.now();
   const summary: IngestSummary = {
-    documentsSeen: 0, added: 0, updated: 0, unchanged: 0, deleted: 0, passagesAdded: 0, passagesRemoved: 0,
-    errors: [], outcomes: [], unsupported: {}, seconds: 0,
+    documentsSeen: 0,
+    added: 0,
+    updated: 0,
+    unchanged: 0,
+    deleted: 0,
+    passagesAdded: 0,
+    passagesRemoved: 0,
+    errors: [],
+    outcomes: [],
+    unsupported: {},
+    seconds: 0,
   };
   for await (const item of readSources(sources)) {
     if (item.kind === 'document') {
@@ -142,7 +151,13 @@ async function main(): Promise<number> {
       ? { maxTokens: opts.chunkTokens ?? config.chunk.maxTokens, overlapTokens: opts.overlap ?? config.chunk.overlapTokens }
       : undefined;
   // A plan only reads, so it opens the collection read-only: it needs no writer lock and runs beside a server.
-  const service = await openSystem(config, { writable: !dryRun, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: false });
+  const service = await openSystem(config, {
+    writable: !dryRun,
+    verify: false,
+    reader: false,
+    loadEmbedder: 'lazy',
+    prepareDefaultCollection: false,
+  });
   let failed = false;
   let fileErrors = 0;
   try {
@@ -207,7 +222,9 @@ async function main(): Promise<number> {
   }
   if (failed) return 1;
   if (fileErrors > 0 && !opts.allowFileErrors) {
-    console.error(`error: ${fileErrors} file(s) could not be read (listed above); the rest were written. --allow-file-errors exits 0 for this`);
+    console.error(
+      `error: ${fileErrors} file(s) could not be read (listed above); the rest were written. --allow-file-errors exits 0 for this`,
+    );
     return EXIT_FILE_ERRORS;
   }
   return 0;

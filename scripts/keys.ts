@@ -18,10 +18,19 @@ function keyName(value: string): string {
 }
 
 function scopes(value: string): ApiScope[] {
-  const list = [...new Set(value.split(',').map((s) => s.trim()).filter(Boolean))];
+  const list = [
+    ...new Set(
+      value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
   const unknown = list.filter((s) => !(API_SCOPES as readonly string[]).includes(s));
   if (list.length === 0 || unknown.length > 0) {
-    throw new InvalidArgumentError(`scopes are a comma-separated list of ${API_SCOPES.join(', ')}${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`);
+    throw new InvalidArgumentError(
+      `scopes are a comma-separated list of ${API_SCOPES.join(', ')}${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`,
+    );
   }
   return list as ApiScope[];
 }

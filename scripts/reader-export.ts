@@ -13,12 +13,18 @@ const program = new Command()
   .description('export a trained T5 checkpoint (config.json + model.safetensors, Hugging Face names) as a reader model folder')
   .requiredOption('--checkpoint <dir>', 'folder with config.json and model.safetensors (what scripts/train writes to <out>/model)')
   .requiredOption('--out <dir>', 'model folder to write, e.g. models/my-reader (then RAG_READER_MODEL=my-reader)')
-  .option('--tokenizer <dir>', 'folder with the tokenizer files the model was trained with', path.join(defaultSharedModelsDir(), T5_SOURCE_MODEL));
+  .option(
+    '--tokenizer <dir>',
+    'folder with the tokenizer files the model was trained with',
+    path.join(defaultSharedModelsDir(), T5_SOURCE_MODEL),
+  );
 
 runCli(async () => {
   const opts = program.parse().opts<{ checkpoint: string; out: string; tokenizer: string }>();
   const started = performance.now();
   const result = await exportT5({ checkpointDir: opts.checkpoint, tokenizerDir: opts.tokenizer, outDir: opts.out });
   console.log(formatTable([['file', 'MB'], ...Object.entries(result.files).map(([f, b]) => [f, (b / 1e6).toFixed(1)])]));
-  console.log(`${(result.parameters / 1e6).toFixed(2)}M parameters -> ${opts.out} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `${(result.parameters / 1e6).toFixed(2)}M parameters -> ${opts.out} in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
 });

@@ -62,7 +62,9 @@ program
     const questions = (d: typeof train) =>
       d.data.reduce((n, a) => n + (a.paragraphs as { qas: unknown[] }[]).reduce((m, p) => m + p.qas.length, 0), 0);
     console.log(`wrote ${opts.trainOut}: ${train.data.length} articles, ${questions(train)} questions`);
-    console.log(`wrote ${opts.validOut}: ${valid.data.length} articles (${valid.data.map((a) => a.title).join(', ')}), ${questions(valid)} questions`);
+    console.log(
+      `wrote ${opts.validOut}: ${valid.data.length} articles (${valid.data.map((a) => a.title).join(', ')}), ${questions(valid)} questions`,
+    );
   });
 
 program
@@ -118,7 +120,13 @@ program
       },
     });
     const reader = await loadReaderTokenizer(config.readerModel, { ...config, maxInputTokens: config.reader.maxInputTokens });
-    const service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: true });
+    const service = await openSystem(config, {
+      writable: true,
+      verify: false,
+      reader: false,
+      loadEmbedder: 'lazy',
+      prepareDefaultCollection: true,
+    });
     try {
       await service.ingestDocuments(
         squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),

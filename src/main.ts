@@ -1,7 +1,15 @@
 import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { apiOptionsFrom, AuthConfigError, authPolicyFor, createApp, HttpError, installLastResortGuard, type ApiState } from './api/index.js';
+import {
+  apiOptionsFrom,
+  AuthConfigError,
+  authPolicyFor,
+  createApp,
+  HttpError,
+  installLastResortGuard,
+  type ApiState,
+} from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
 import { openSystem, type RagService } from './service/index.js';
 
@@ -62,7 +70,14 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
   state.backend = service;
   const offline = service.offline;
   state.detail = offline
-    ? { embedModel: offline.embedModel, readerModel: offline.readerModel, collection: offline.collection, writable, retrieval: 'bm25', offline: offline.message }
+    ? {
+        embedModel: offline.embedModel,
+        readerModel: offline.readerModel,
+        collection: offline.collection,
+        writable,
+        retrieval: 'bm25',
+        offline: offline.message,
+      }
     : { embedModel: config.embedModel, readerModel: config.readerModel, collection: config.defaultCollection, writable };
   state.status = 'ready';
   log.info({ port, host: config.host }, 'listening');
@@ -83,7 +98,10 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
     if (!(await app.inFlight.idle(deadline))) {
       const reason = new HttpError(503, 'shutting_down', 'the server is shutting down; retry shortly', { headers: { 'Retry-After': '5' } });
       const cancelled = app.inFlight.cancelAll(reason);
-      log.warn({ cancelled, running: app.inFlight.count, deadlineMs: deadline }, 'shutdown deadline reached; cancelling in-flight requests');
+      log.warn(
+        { cancelled, running: app.inFlight.count, deadlineMs: deadline },
+        'shutdown deadline reached; cancelling in-flight requests',
+      );
       await app.inFlight.idle(CANCEL_GRACE_MS);
     }
     server.closeAllConnections();
@@ -124,10 +142,13 @@ if (isEntryPoint) {
     }
     log.info(context, 'shutting down');
     // Whatever hangs, the process ends: the index is crash-safe, and a supervisor waits for us.
-    setTimeout(() => {
-      log.error('shutdown did not finish in time; exiting');
-      process.exit(1);
-    }, config.server.shutdownTimeoutMs + CANCEL_GRACE_MS + 10_000).unref();
+    setTimeout(
+      () => {
+        log.error('shutdown did not finish in time; exiting');
+        process.exit(1);
+      },
+      config.server.shutdownTimeoutMs + CANCEL_GRACE_MS + 10_000,
+    ).unref();
     running.close().then(
       () => process.exit(exitCode),
       (err: unknown) => {

@@ -100,7 +100,12 @@ describe('index writer admission', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const doc = (id: string): SourceDocument => ({ id, title: 'Note', text: `Notes about ${id}: lighthouses, harbours and tides.`, metadata: {} });
+  const doc = (id: string): SourceDocument => ({
+    id,
+    title: 'Note',
+    text: `Notes about ${id}: lighthouses, harbours and tides.`,
+    metadata: {},
+  });
   /** Documents streamed with a pause before the last one. */
   async function* slowly(ids: string[], pauseMs: number): AsyncGenerator<SourceDocument> {
     for (const [i, id] of ids.entries()) {
@@ -122,7 +127,10 @@ describe('index writer admission', () => {
       // running for over 2 s, and no write has completed yet to measure.
       const bulk = writer.ingestDocuments(slowly(['bulk-0', 'bulk-1'], 2500), { progress: false });
       await sleep(100);
-      const queued = [writer.upsert([{ id: 'a', text: 'A note about anchors.' }]), writer.upsert([{ id: 'b', text: 'A note about buoys.' }])];
+      const queued = [
+        writer.upsert([{ id: 'a', text: 'A note about anchors.' }]),
+        writer.upsert([{ id: 'b', text: 'A note about buoys.' }]),
+      ];
       await sleep(2000);
       expect(writer.depth).toBe(3);
       const refused = await writer.upsert([{ id: 'c', text: 'A note about cables.' }]).catch((e: unknown) => e);

@@ -74,7 +74,9 @@ describe('answerSpan through the API on the fact-lookup reader', () => {
         const quoted = spanText(body, c);
         if (quoted === undefined) continue;
         spans++;
-        expect(normaliseForMatch(quoted), `${c.passageId}: ${JSON.stringify(quoted)} for ${JSON.stringify(body.answer)}`).toBe(normaliseForMatch(body.answer));
+        expect(normaliseForMatch(quoted), `${c.passageId}: ${JSON.stringify(quoted)} for ${JSON.stringify(body.answer)}`).toBe(
+          normaliseForMatch(body.answer),
+        );
       }
     }
     expect(spans).toBeGreaterThan(0);
@@ -82,7 +84,9 @@ describe('answerSpan through the API on the fact-lookup reader', () => {
 
   it(`the top citation holds a span for at least ${MIN_SPAN_SHARE} of the questions`, () => {
     const withSpan = bodies.filter((b) => b.citations[0]?.answerSpan !== undefined);
-    const misses = bodies.filter((b) => b.citations[0]?.answerSpan === undefined).map((b) => `${JSON.stringify(b.answer)} (cited ${b.citations[0]?.passageId})`);
+    const misses = bodies
+      .filter((b) => b.citations[0]?.answerSpan === undefined)
+      .map((b) => `${JSON.stringify(b.answer)} (cited ${b.citations[0]?.passageId})`);
     expect(withSpan.length / bodies.length, misses.join('\n')).toBeGreaterThanOrEqual(MIN_SPAN_SHARE);
   });
 

@@ -100,7 +100,10 @@ describe('answerSpan: where an extractive answer occurs in a passage', () => {
           const first = a % parts.length;
           const last = first + (b % (parts.length - first));
           // From the first word's start to the last word's end: the separators in between, not the one after.
-          const run = parts.slice(first, last + 1).map(([w, s], i) => (i === last - first ? w : w + s)).join('');
+          const run = parts
+            .slice(first, last + 1)
+            .map(([w, s], i) => (i === last - first ? w : w + s))
+            .join('');
           const answer = recased(respaced(run, spacing), casing).normalize(form);
           const span = answerSpan(text, answer);
           expect(span, `${JSON.stringify(answer)} in ${JSON.stringify(text)}`).toBeDefined();
@@ -151,9 +154,19 @@ describe('playground quote of the answer in its passage', () => {
   });
 
   it('splits highlight segments at the span, keeping every segment and its weight', () => {
-    const segments = [{ text: 'Born ' }, { text: 'in', weight: 0.2, token: 'in' }, { text: ' Thistle' }, { text: 'ford', weight: 0.5, token: 'ford' }, { text: '.' }];
+    const segments = [
+      { text: 'Born ' },
+      { text: 'in', weight: 0.2, token: 'in' },
+      { text: ' Thistle' },
+      { text: 'ford', weight: 0.5, token: 'ford' },
+      { text: '.' },
+    ];
     const split = splitAtSpan(segments, { start: 5, end: 19 });
-    expect(split.inside).toEqual([{ text: 'in', weight: 0.2, token: 'in' }, { text: ' Thistle' }, { text: 'ford', weight: 0.5, token: 'ford' }]);
+    expect(split.inside).toEqual([
+      { text: 'in', weight: 0.2, token: 'in' },
+      { text: ' Thistle' },
+      { text: 'ford', weight: 0.5, token: 'ford' },
+    ]);
     expect(split.before).toEqual([{ text: 'Born ' }]);
     expect(split.after).toEqual([{ text: '.' }]);
     // A segment across a span boundary is cut in two that keep its weight.

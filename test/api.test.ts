@@ -9,10 +9,11 @@ import { fixtureConfig } from './helpers/config.js';
 import { request } from './helpers/http.js';
 
 const DOCS: Record<string, string> = {
-  'zebras.md': '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
+  'zebras.md':
+    '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
   'volcanoes.md': '# Volcanoes\n\nA volcano erupts when magma rises through the crust. Basalt lava flows are runny; andesite is sticky.',
   'bread.md': '# Sourdough bread\n\nSourdough is leavened by a starter of wild yeast and lactobacilli. The dough ferments overnight.',
-  'chess.md': '# Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5. The Queen\'s Gambit offers a pawn for central control.',
+  'chess.md': "# Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5. The Queen's Gambit offers a pawn for central control.",
 };
 
 let base = '';

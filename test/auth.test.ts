@@ -63,7 +63,14 @@ describe('API keys and scopes', () => {
   });
 
   it('401s a missing key with a Bearer challenge and a JSON body', async () => {
-    for (const [method, route] of [['POST', '/v1/search'], ['POST', '/v1/ask'], ['POST', '/v1/documents'], ['GET', '/v1/stats'], ['GET', '/v1/documents/otters.md'], ['DELETE', '/v1/documents/otters.md']] as const) {
+    for (const [method, route] of [
+      ['POST', '/v1/search'],
+      ['POST', '/v1/ask'],
+      ['POST', '/v1/documents'],
+      ['GET', '/v1/stats'],
+      ['GET', '/v1/documents/otters.md'],
+      ['DELETE', '/v1/documents/otters.md'],
+    ] as const) {
       const res = await call(base, method, route, { body: method === 'POST' ? {} : undefined });
       expect(res.status, `${method} ${route}`).toBe(401);
       expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="fid-rag"$/);
@@ -75,7 +82,10 @@ describe('API keys and scopes', () => {
   it('401s a key sent without the Bearer scheme, or with another scheme, saying so', async () => {
     for (const [authorization, message] of [
       [READER_KEY, 'the Authorization header has no scheme: send the key as "Authorization: Bearer <key>"'],
-      [`Basic ${Buffer.from('a:b').toString('base64')}`, 'the Authorization scheme "Basic" is not supported: send the key as "Authorization: Bearer <key>"'],
+      [
+        `Basic ${Buffer.from('a:b').toString('base64')}`,
+        'the Authorization scheme "Basic" is not supported: send the key as "Authorization: Bearer <key>"',
+      ],
     ] as const) {
       const res = await call(base, 'POST', '/v1/search', { body: SEARCH, headers: { authorization } });
       expect(res.status, authorization).toBe(401);
@@ -95,7 +105,9 @@ describe('API keys and scopes', () => {
 
   it('lets a read key search, ask, read documents and stats, and 403s its writes', async () => {
     expect((await call(base, 'POST', '/v1/search', { key: READER_KEY, body: SEARCH })).json.results[0].docId).toBe('otters.md');
-    expect((await call(base, 'POST', '/v1/ask', { key: READER_KEY, body: { question: 'otters?', k: 1, maxNewTokens: 2 } })).status).toBe(200);
+    expect((await call(base, 'POST', '/v1/ask', { key: READER_KEY, body: { question: 'otters?', k: 1, maxNewTokens: 2 } })).status).toBe(
+      200,
+    );
     expect((await call(base, 'GET', '/v1/stats', { key: READER_KEY })).status).toBe(200);
     expect((await call(base, 'GET', '/v1/documents/otters.md', { key: READER_KEY })).status).toBe(200);
 
@@ -107,9 +119,19 @@ describe('API keys and scopes', () => {
   });
 
   it('lets a write key change documents, and 403s a write-only key on reads', async () => {
-    const write = await call(base, 'POST', '/v1/documents', { key: WRITER_KEY, body: { documents: [{ id: 'pangolin', text: 'Pangolins have scales.' }] } });
+    const write = await call(base, 'POST', '/v1/documents', {
+      key: WRITER_KEY,
+      body: { documents: [{ id: 'pangolin', text: 'Pangolins have scales.' }] },
+    });
     expect(write.status, write.text).toBe(200);
-    expect((await call(base, 'POST', '/v1/documents', { key: WRITE_ONLY_KEY, body: { documents: [{ id: 'pangolin', text: 'Pangolins roll up.' }] } })).status).toBe(200);
+    expect(
+      (
+        await call(base, 'POST', '/v1/documents', {
+          key: WRITE_ONLY_KEY,
+          body: { documents: [{ id: 'pangolin', text: 'Pangolins roll up.' }] },
+        })
+      ).status,
+    ).toBe(200);
     expect((await call(base, 'DELETE', '/v1/documents/pangolin', { key: WRITE_ONLY_KEY })).status).toBe(200);
     expect((await call(base, 'POST', '/v1/search', { key: WRITE_ONLY_KEY, body: SEARCH })).status).toBe(403);
   });
@@ -153,8 +175,12 @@ describe('auth configuration', () => {
 
     expect(() => loadConfig({ env: { RAG_API_KEYS: '[{"name": oops}]' } })).toThrow(/RAG_API_KEYS is not valid JSON/);
     expect(() => loadConfig({ env: {}, overrides: { auth: { keys: [{ ...KEYS[0]!, sha256: 'abc' }] } } })).toThrow(/auth\.keys\.0\.sha256/);
-    expect(() => loadConfig({ env: {}, overrides: { auth: { keys: [KEYS[0]!, { ...KEYS[1]!, name: 'reader' }] } } })).toThrow(/duplicate key name/);
-    expect(() => loadConfig({ env: {}, overrides: { auth: { keys: [{ ...KEYS[0]!, scopes: ['admin' as 'read'] }] } } })).toThrow(ConfigError);
+    expect(() => loadConfig({ env: {}, overrides: { auth: { keys: [KEYS[0]!, { ...KEYS[1]!, name: 'reader' }] } } })).toThrow(
+      /duplicate key name/,
+    );
+    expect(() => loadConfig({ env: {}, overrides: { auth: { keys: [{ ...KEYS[0]!, scopes: ['admin' as 'read'] }] } } })).toThrow(
+      ConfigError,
+    );
   });
 
   it('is off without keys for local use, on with keys, and mandatory under NODE_ENV=production or auth.disabled false', () => {
@@ -199,7 +225,9 @@ describe('auth configuration', () => {
 
   it('npm run keys prints a key once and the config entry that admits it', async () => {
     const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
-    const { stdout } = await promisify(execFile)(tsx, ['scripts/keys.ts', '--name', 'ci-bot', '--scopes', 'read,write'], { cwd: REPO_ROOT });
+    const { stdout } = await promisify(execFile)(tsx, ['scripts/keys.ts', '--name', 'ci-bot', '--scopes', 'read,write'], {
+      cwd: REPO_ROOT,
+    });
     const key = /^\s+(rag_[A-Za-z0-9_-]{43})$/m.exec(stdout)?.[1];
     const entry = JSON.parse(/^\s+(\{.*\})$/m.exec(stdout)?.[1] ?? 'null');
     expect(key).toBeDefined();
@@ -248,7 +276,11 @@ describe('rate limits, CORS and security headers', () => {
   it('answers CORS for configured origins only', async () => {
     const preflight = await fetch(`${base}/v1/search`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://portal.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+      headers: {
+        origin: 'https://portal.example.com',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,content-type',
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://portal.example.com');
@@ -280,7 +312,10 @@ describe('defaults without CORS', () => {
       const res = await fetch(`${base}/v1/stats`, { headers: { origin: 'https://portal.example.com' } });
       expect(res.status).toBe(200);
       expect(res.headers.get('access-control-allow-origin')).toBeNull();
-      const preflight = await fetch(`${base}/v1/search`, { method: 'OPTIONS', headers: { origin: 'https://portal.example.com', 'access-control-request-method': 'POST' } });
+      const preflight = await fetch(`${base}/v1/search`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://portal.example.com', 'access-control-request-method': 'POST' },
+      });
       expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
 
       expect((await call(base, 'GET', '/v1/stats')).status).toBe(200);

@@ -16,9 +16,24 @@ import { fixtureConfig } from './helpers/config.js';
 import { request, type HttpReply } from './helpers/http.js';
 
 const DOCS = [
-  { id: 'zebra', title: 'Zebra migration', text: 'Every year zebras migrate across the Serengeti following the rains.', metadata: { topic: 'animals', year: 2020, a: { b: 1 } } },
-  { id: 'volcano', title: 'Volcanoes', text: 'A volcano erupts when magma rises through the crust of the earth.', metadata: { topic: 'geology', year: 2021, 'a.b': 1 } },
-  { id: 'bread', title: 'Sourdough', text: 'Sourdough is leavened by a starter of wild yeast and lactobacilli.', metadata: { topic: 'food', year: 2022 } },
+  {
+    id: 'zebra',
+    title: 'Zebra migration',
+    text: 'Every year zebras migrate across the Serengeti following the rains.',
+    metadata: { topic: 'animals', year: 2020, a: { b: 1 } },
+  },
+  {
+    id: 'volcano',
+    title: 'Volcanoes',
+    text: 'A volcano erupts when magma rises through the crust of the earth.',
+    metadata: { topic: 'geology', year: 2021, 'a.b': 1 },
+  },
+  {
+    id: 'bread',
+    title: 'Sourdough',
+    text: 'Sourdough is leavened by a starter of wild yeast and lactobacilli.',
+    metadata: { topic: 'food', year: 2022 },
+  },
 ];
 
 let base = '';
@@ -85,10 +100,25 @@ const deep = (levels: number, open: string, close: string, inner = '1') => open.
 
 describe.each(['/v1/search', '/v1/ask'] as const)('%s', (route) => {
   const textField = route === '/v1/search' ? 'query' : 'question';
-  const valid = (extra: Record<string, unknown> = {}) => ({ [textField]: 'zebra', k: 1, ...(route === '/v1/ask' ? { maxNewTokens: 2 } : {}), ...extra });
+  const valid = (extra: Record<string, unknown> = {}) => ({
+    [textField]: 'zebra',
+    k: 1,
+    ...(route === '/v1/ask' ? { maxNewTokens: 2 } : {}),
+    ...extra,
+  });
 
   it('malformed JSON is a 400 invalid_json naming the body', async () => {
-    for (const body of ['{', `{"${textField}": }`, `{"${textField}": "x",}`, `{'${textField}': 'x'}`, `{"${textField}": NaN}`, `{"${textField}": "x"} trailing`, 'nul', '\u0000', '[1, 2']) {
+    for (const body of [
+      '{',
+      `{"${textField}": }`,
+      `{"${textField}": "x",}`,
+      `{'${textField}': 'x'}`,
+      `{"${textField}": NaN}`,
+      `{"${textField}": "x"} trailing`,
+      'nul',
+      '\u0000',
+      '[1, 2',
+    ]) {
       const reply = await post(route, body);
       expectClientError(reply, 400, '(body)');
       expect(reply.json.error.code, body).toBe('invalid_json');
@@ -264,7 +294,26 @@ describe.each(['/v1/search', '/v1/ask'] as const)('%s', (route) => {
   });
 
   it('FTS5 syntax in the text is searched as plain words in every mode', async () => {
-    const queries = ['"', '"zebra', 'zebra*', '*', 'NEAR(zebra rains)', 'NEAR', 'zebra AND', 'OR', 'NOT zebra', '^zebra', 'title:zebra', ':', '(', '((zebra)', ')', '{title}: zebra', 'zebra -volcano', "zebra'; DROP TABLE passages; --"];
+    const queries = [
+      '"',
+      '"zebra',
+      'zebra*',
+      '*',
+      'NEAR(zebra rains)',
+      'NEAR',
+      'zebra AND',
+      'OR',
+      'NOT zebra',
+      '^zebra',
+      'title:zebra',
+      ':',
+      '(',
+      '((zebra)',
+      ')',
+      '{title}: zebra',
+      'zebra -volcano',
+      "zebra'; DROP TABLE passages; --",
+    ];
     for (const q of queries) {
       for (const mode of ['bm25', 'hybrid']) {
         const reply = await post(route, { ...valid({ mode }), [textField]: q });
@@ -338,7 +387,9 @@ describe('filters with injection attempts', () => {
     }
     const ask = await post('/v1/ask', { question: 'zebra', k: 2, maxNewTokens: 2, filter: { metadata: { 'a\\': 1 } } });
     expectClientError(ask, 400, 'filter.metadata.a\\');
-    const written = await post('/v1/documents', { documents: [{ id: 'slash', text: 'A zebra volcano sourdough note.', metadata: { 'w\\': 1, 'p\\q': { r: 'x' } } }] });
+    const written = await post('/v1/documents', {
+      documents: [{ id: 'slash', text: 'A zebra volcano sourdough note.', metadata: { 'w\\': 1, 'p\\q': { r: 'x' } } }],
+    });
     expect(written.status, written.text).toBe(200);
     try {
       for (const mode of ['dense', 'bm25', 'hybrid', 'exact']) {
@@ -397,7 +448,12 @@ describe('filters with injection attempts', () => {
 
 describe('/v1/documents', () => {
   const upsert = (body: unknown, headers?: Record<string, string>) => post('/v1/documents', body, headers);
-  const doc = (extra: Record<string, unknown> = {}) => ({ id: 'probe', title: 'Probe', text: 'A probe document about quartz crystals.', ...extra });
+  const doc = (extra: Record<string, unknown> = {}) => ({
+    id: 'probe',
+    title: 'Probe',
+    text: 'A probe document about quartz crystals.',
+    ...extra,
+  });
 
   async function expectUnchanged(): Promise<void> {
     // Refused writes leave no trace: the probe id never appears.
@@ -416,24 +472,40 @@ describe('/v1/documents', () => {
   it('large bodies, parsed off the event loop, are judged exactly as small ones are', async () => {
     // Insignificant whitespace takes each body past the size parsed in line.
     const pad = ' '.repeat(300_000);
-    for (const body of ['{', '{"documents": [}', 'null', '"documents"', '[]', '']) expectClientError(await upsert(body + pad), 400, '(body)');
-    const invalidUtf8 = Buffer.concat([Buffer.from(`{"documents": [{"id": "probe", "text": "${'x'.repeat(300_000)}`), Buffer.from([0xc3, 0x28]), Buffer.from('"}]}')]);
+    for (const body of ['{', '{"documents": [}', 'null', '"documents"', '[]', ''])
+      expectClientError(await upsert(body + pad), 400, '(body)');
+    const invalidUtf8 = Buffer.concat([
+      Buffer.from(`{"documents": [{"id": "probe", "text": "${'x'.repeat(300_000)}`),
+      Buffer.from([0xc3, 0x28]),
+      Buffer.from('"}]}'),
+    ]);
     const refused = await upsert(invalidUtf8);
     expectClientError(refused, 400, '(body)');
     expect(refused.json.error.code).toBe('invalid_utf8');
     expectClientError(await upsert(gzipSync(`{"documents": [${pad}`), { 'content-encoding': 'gzip' }), 400, '(body)');
     expectClientError(await upsert(JSON.stringify({ documents: [doc({ id: 7, text: 'x'.repeat(300_000) })] })), 400, 'documents.0.id');
-    expectClientError(await upsert(`{"documents": [{"id": "probe", "text": "quartz", "metadata": {"deep": ${deep(100_000, '{"a":', '}')}}}]}`), 400, '(body)');
+    expectClientError(
+      await upsert(`{"documents": [{"id": "probe", "text": "quartz", "metadata": {"deep": ${deep(100_000, '{"a":', '}')}}}]}`),
+      400,
+      '(body)',
+    );
     await expectUnchanged();
 
     // A valid one, with a byte-order mark and characters outside the BMP, compressed or not, is stored exactly.
-    const docs = Array.from({ length: 18 }, (_, i) => doc({ id: `large-${i}`, text: `${'Quartz crystals grow in cavities. '.repeat(450)}Emoji 😀, accents é, CJK 字 ${i}.` }));
+    const docs = Array.from({ length: 18 }, (_, i) =>
+      doc({ id: `large-${i}`, text: `${'Quartz crystals grow in cavities. '.repeat(450)}Emoji 😀, accents é, CJK 字 ${i}.` }),
+    );
     const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ documents: docs }))]);
     expect(body.length).toBeGreaterThan(256 * 1024);
-    for (const [encoded, headers] of [[body, {}], [gzipSync(body), { 'content-encoding': 'gzip' }]] as const) {
+    for (const [encoded, headers] of [
+      [body, {}],
+      [gzipSync(body), { 'content-encoding': 'gzip' }],
+    ] as const) {
       const written = await upsert(encoded, headers);
       expect(written.status, written.text.slice(0, 300)).toBe(200);
-      expect(written.json.documents.map((d: { status: string }) => d.status)).toEqual(docs.map(() => (encoded === body ? 'added' : 'unchanged')));
+      expect(written.json.documents.map((d: { status: string }) => d.status)).toEqual(
+        docs.map(() => (encoded === body ? 'added' : 'unchanged')),
+      );
     }
     const passages = (await send('GET', '/v1/documents/large-17')).json.passages as Array<{ text: string }>;
     expect(passages.at(-1)!.text.endsWith('Emoji 😀, accents é, CJK 字 17.')).toBe(true);
@@ -473,7 +545,8 @@ describe('/v1/documents', () => {
       expectClientError(reply, 400);
       expect(reply.json.error.code).toBe('invalid_request');
       // Unknown keys are reported by name, at the object that holds them.
-      if (!(field === 'documents.0' && JSON.stringify(body).includes('extra')) && field !== '(body)') expect(reply.json.error.field, JSON.stringify(body)).toBe(field);
+      if (!(field === 'documents.0' && JSON.stringify(body).includes('extra')) && field !== '(body)')
+        expect(reply.json.error.field, JSON.stringify(body)).toBe(field);
       else expect(reply.json.error.message).toMatch(/extra|upsert/);
     }
     await expectUnchanged();
@@ -505,7 +578,9 @@ describe('/v1/documents', () => {
 
   it('prototype keys in metadata are refused or kept as plain data, never pollute', async () => {
     for (const key of ['__proto__', 'constructor', 'prototype']) {
-      const reply = await upsert(`{"documents": [{"id": "proto-${key}", "text": "quartz crystals", "metadata": {"${key}": {"polluted": true}}}]}`);
+      const reply = await upsert(
+        `{"documents": [{"id": "proto-${key}", "text": "quartz crystals", "metadata": {"${key}": {"polluted": true}}}]}`,
+      );
       expect([200, 400], reply.text).toContain(reply.status);
       if (reply.status === 200) {
         const stored = await send('GET', `/v1/documents/proto-${key}`);
@@ -619,7 +694,18 @@ describe('/v1/documents', () => {
 describe('Authorization headers', () => {
   it('missing, malformed, oversized and wrong keys are 401s with a JSON error; a read key cannot write', async () => {
     const body = JSON.stringify({ query: 'zebra' });
-    for (const authorization of ['', 'Bearer', 'Bearer ', 'Basic dXNlcjpwYXNz', `Bearer ${'k'.repeat(10_000)}`, 'Bearer rag_wrong', `Bearer ${WRITER_KEY}x`, `bearer\t${WRITER_KEY.slice(0, -1)}`, 'Bearer a b c', `Bearer ${WRITER_KEY} extra`]) {
+    for (const authorization of [
+      '',
+      'Bearer',
+      'Bearer ',
+      'Basic dXNlcjpwYXNz',
+      `Bearer ${'k'.repeat(10_000)}`,
+      'Bearer rag_wrong',
+      `Bearer ${WRITER_KEY}x`,
+      `bearer\t${WRITER_KEY.slice(0, -1)}`,
+      'Bearer a b c',
+      `Bearer ${WRITER_KEY} extra`,
+    ]) {
       const reply = await send('POST', '/v1/search', body, { 'content-type': 'application/json', authorization });
       expect(reply.status, JSON.stringify(authorization.slice(0, 40))).toBe(401);
       expect(reply.json.error.code).toBe('unauthorized');
@@ -640,7 +726,12 @@ describe('Authorization headers', () => {
 });
 
 /** A raw request, so a header can be sent twice (fetch would join repeated values into one field). */
-function rawRequest(method: string, route: string, headers: Record<string, string | string[]>, body = ''): Promise<{ status: number; body: any }> {
+function rawRequest(
+  method: string,
+  route: string,
+  headers: Record<string, string | string[]>,
+  body = '',
+): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const req = http.request(`${base}${route}`, { method });
     for (const [name, value] of Object.entries(headers)) req.setHeader(name, value);
@@ -709,7 +800,10 @@ describe('HTTP-level oddities', () => {
 
   it('a client that sends half a body and hangs up does not wedge the server', async () => {
     await new Promise<void>((resolve, reject) => {
-      const req = http.request(`${base}/v1/search`, { method: 'POST', headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'content-length': '1000' } });
+      const req = http.request(`${base}/v1/search`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'content-length': '1000' },
+      });
       req.on('error', () => resolve());
       req.write('{"query": "zeb');
       setTimeout(() => {
@@ -723,7 +817,10 @@ describe('HTTP-level oddities', () => {
 
   it('a body shorter than its Content-Length is not parsed as complete', async () => {
     const reply = await new Promise<{ status: number }>((resolve, reject) => {
-      const req = http.request(`${base}/v1/search`, { method: 'POST', headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'content-length': '5' } });
+      const req = http.request(`${base}/v1/search`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${WRITER_KEY}`, 'content-type': 'application/json', 'content-length': '5' },
+      });
       req.on('response', (res) => {
         res.resume();
         resolve({ status: res.statusCode ?? 0 });

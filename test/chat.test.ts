@@ -17,7 +17,8 @@ import { CROSS_ENCODER_TINY } from './helpers/fixtures.js';
 import { request } from './helpers/http.js';
 
 const DOCS: Record<string, string> = {
-  'zebras.md': '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
+  'zebras.md':
+    '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
   'volcanoes.md': '# Volcanoes\n\nA volcano erupts when magma rises through the crust. Basalt lava flows are runny; andesite is sticky.',
   'bread.md': '# Sourdough bread\n\nSourdough is leavened by a starter of wild yeast and lactobacilli. The dough ferments overnight.',
 };
@@ -72,7 +73,11 @@ describe('POST /v1/chat/completions with the openai client', () => {
   const question = 'Where do zebras migrate?';
 
   it('answers non-streamed, with usage and citations in the extension field', async () => {
-    const completion = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: question }], max_tokens: 6 });
+    const completion = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: question }],
+      max_tokens: 6,
+    });
     expect(completion.object).toBe('chat.completion');
     expect(completion.model).toBe(MODEL);
     expect(completion.choices).toHaveLength(1);
@@ -117,11 +122,20 @@ describe('POST /v1/chat/completions with the openai client', () => {
   });
 
   it('adds [n] markers when asked, and samples reproducibly with a seed', async () => {
-    const body = { model: MODEL, messages: [{ role: 'user' as const, content: question }], max_tokens: 5, temperature: 1, seed: 42, rag: { citationMarkers: true } };
+    const body = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: question }],
+      max_tokens: 5,
+      temperature: 1,
+      seed: 42,
+      rag: { citationMarkers: true },
+    };
     const a = await client.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
     const b = await client.chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(a.choices[0]!.message.content).toBe(b.choices[0]!.message.content);
-    const markers = citationsOf(a).map((c) => `[${c.index}]`).join('');
+    const markers = citationsOf(a)
+      .map((c) => `[${c.index}]`)
+      .join('');
     expect(a.choices[0]!.message.content!.endsWith(markers)).toBe(true);
   });
 
@@ -132,10 +146,21 @@ describe('POST /v1/chat/completions with the openai client', () => {
       { role: 'assistant' as const, content: 'It uses a starter.' },
       { role: 'user' as const, content: 'How long does it ferment?' },
     ];
-    const completion = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 4, rag: { k: 1, mode: 'bm25' } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const completion = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 4,
+      rag: { k: 1, mode: 'bm25' },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     // With k = 1 and bm25, the only passage must come from the folded query's subject.
     expect(citationsOf(completion)[0]!.docId).toBe('bread.md');
-    const direct = await service.ask({ question: 'How long does it ferment?', retrievalQuery: 'Tell me about sourdough bread.\nHow long does it ferment?', k: 1, mode: 'bm25', maxNewTokens: 4 });
+    const direct = await service.ask({
+      question: 'How long does it ferment?',
+      retrievalQuery: 'Tell me about sourdough bread.\nHow long does it ferment?',
+      k: 1,
+      mode: 'bm25',
+      maxNewTokens: 4,
+    });
     expect(completion.choices[0]!.message.content).toBe(direct.answer);
   });
 
@@ -153,21 +178,32 @@ describe('POST /v1/chat/completions with the openai client', () => {
 describe('one model per collection', () => {
   it('lists every collection as fid-rag/<name> and answers from the chosen one', async () => {
     await service.createCollection('notes');
-    await service.ingestDocuments([{ id: 'tea.md', title: 'Tea', text: 'Green tea is steamed or pan-fired soon after picking to stop oxidation.', metadata: {} }], {
-      collection: 'notes',
-      progress: false,
-    });
+    await service.ingestDocuments(
+      [{ id: 'tea.md', title: 'Tea', text: 'Green tea is steamed or pan-fired soon after picking to stop oxidation.', metadata: {} }],
+      {
+        collection: 'notes',
+        progress: false,
+      },
+    );
     const ids: string[] = [];
     for await (const m of client.models.list()) ids.push(m.id);
     expect(ids.sort()).toEqual([MODEL, 'fid-rag/notes']);
     for (const model of ['fid-rag/notes', 'notes']) {
-      const completion = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Where do zebras migrate?' }], max_tokens: 2 });
+      const completion = await client.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: 'Where do zebras migrate?' }],
+        max_tokens: 2,
+      });
       expect(citationsOf(completion).map((c) => c.docId)).toEqual(['tea.md']);
       expect(completion.model).toBe('fid-rag/notes');
     }
     expect((await client.models.retrieve('fid-rag/notes')).id).toBe('fid-rag/notes');
     // `fid-rag` alone is the default collection, whatever it is called.
-    const byAlias = await client.chat.completions.create({ model: 'fid-rag', messages: [{ role: 'user', content: 'Where do zebras migrate?' }], max_tokens: 2 });
+    const byAlias = await client.chat.completions.create({
+      model: 'fid-rag',
+      messages: [{ role: 'user', content: 'Where do zebras migrate?' }],
+      max_tokens: 2,
+    });
     expect(byAlias.model).toBe(MODEL);
     expect(citationsOf(byAlias).map((c) => c.docId)).not.toContain('tea.md');
   });
@@ -177,17 +213,25 @@ describe('one model per collection', () => {
     const ids: string[] = [];
     for await (const m of limited.models.list()) ids.push(m.id);
     expect(ids).toEqual(['fid-rag/notes']);
-    const err = await limited.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const err = await limited.chat.completions
+      .create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect((err as InstanceType<typeof OpenAI.PermissionDeniedError>).param).toBe('model');
-    const ok = await limited.chat.completions.create({ model: 'fid-rag/notes', messages: [{ role: 'user', content: 'tea?' }], max_tokens: 2 });
+    const ok = await limited.chat.completions.create({
+      model: 'fid-rag/notes',
+      messages: [{ role: 'user', content: 'tea?' }],
+      max_tokens: 2,
+    });
     expect(citationsOf(ok)[0]!.docId).toBe('tea.md');
   });
 });
 
 describe('errors in OpenAI shape, as the SDK error classes', () => {
   it('n > 1 is a BadRequestError naming the parameter', async () => {
-    const err = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], n: 2 }).catch((e: unknown) => e);
+    const err = await client.chat.completions
+      .create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], n: 2 })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     const e = err as InstanceType<typeof OpenAI.BadRequestError>;
     expect(e.status).toBe(400);
@@ -204,7 +248,15 @@ describe('errors in OpenAI shape, as the SDK error classes', () => {
     const image = await client.chat.completions
       .create({
         model: MODEL,
-        messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] }],
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'what is this?' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } },
+            ],
+          },
+        ],
       })
       .catch((e: unknown) => e as InstanceType<typeof OpenAI.BadRequestError>);
     expect(image).toBeInstanceOf(OpenAI.BadRequestError);
@@ -213,10 +265,14 @@ describe('errors in OpenAI shape, as the SDK error classes', () => {
 
   it('a wrong key is an AuthenticationError; an unknown model a NotFoundError', async () => {
     const stranger = new OpenAI({ apiKey: 'rag_wrong', baseURL: `${base}/v1`, maxRetries: 0 });
-    const auth = await stranger.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const auth = await stranger.chat.completions
+      .create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(auth).toBeInstanceOf(OpenAI.AuthenticationError);
     expect((auth as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe('invalid_api_key');
-    const missing = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const missing = await client.chat.completions
+      .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect((missing as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('model');
   });
@@ -232,7 +288,10 @@ describe('errors in OpenAI shape, as the SDK error classes', () => {
     });
     expect(long.status).toBe(400);
     expect(long.json.error.param).toBe('messages[0].content');
-    const last = await request(base, 'POST', '/v1/chat/completions', { key: KEY, body: { model: MODEL, messages: [{ role: 'assistant', content: 'x' }] } });
+    const last = await request(base, 'POST', '/v1/chat/completions', {
+      key: KEY,
+      body: { model: MODEL, messages: [{ role: 'assistant', content: 'x' }] },
+    });
     expect(last.status).toBe(400);
     expect(last.json.error.param).toBe('messages[0].role');
   });
@@ -241,7 +300,11 @@ describe('errors in OpenAI shape, as the SDK error classes', () => {
 describe('rate limits on the chat routes', () => {
   it('a 429 is a RateLimitError with Retry-After', async () => {
     const limited = await startServer(
-      fixtureConfig({ corpusDir: mkdtempSync(path.join(os.tmpdir(), 'chat-empty-')), auth: { disabled: true }, server: { rateLimit: { windowMs: 60_000, max: 1 } } }),
+      fixtureConfig({
+        corpusDir: mkdtempSync(path.join(os.tmpdir(), 'chat-empty-')),
+        auth: { disabled: true },
+        server: { rateLimit: { windowMs: 60_000, max: 1 } },
+      }),
       pino({ level: 'silent' }),
     );
     try {

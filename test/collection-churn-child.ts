@@ -67,10 +67,14 @@ async function churn(collections: number, warmup: number, reopenings: number): P
   try {
     for (let c = 0; c < collections; c++) {
       await post('/v1/collections', { name: `churn-${c}` });
-      const documents = Array.from({ length: 8 }, (_, d) => ({ id: `d${d}`, text: `Collection ${c} document ${d} is about harbor${d} and lantern${c}.` }));
+      const documents = Array.from({ length: 8 }, (_, d) => ({
+        id: `d${d}`,
+        text: `Collection ${c} document ${d} is about harbor${d} and lantern${c}.`,
+      }));
       await post(`/v1/collections/churn-${c}/documents`, { documents });
     }
-    const search = (i: number) => post(`/v1/collections/churn-${i % collections}/search`, { query: `harbor${i % 8} lantern`, mode: 'hybrid', k: 5 });
+    const search = (i: number) =>
+      post(`/v1/collections/churn-${i % collections}/search`, { query: `harbor${i % 8} lantern`, mode: 'hybrid', k: 5 });
     const closedBefore = closedByBound;
     for (let i = 0; i < warmup; i++) await search(i);
     await collectGarbage();
@@ -97,7 +101,10 @@ async function recycledGraphs(): Promise<string[]> {
   await saved.write(good);
   saved.close();
   const other = HnswIndex.create(dim * 2, params);
-  other.add(1, Float32Array.from({ length: dim * 2 }, (_, i) => i + 1));
+  other.add(
+    1,
+    Float32Array.from({ length: dim * 2 }, (_, i) => i + 1),
+  );
   const otherDim = path.join(dir, 'other-dim.bin');
   await other.write(otherDim);
   other.close();

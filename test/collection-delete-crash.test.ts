@@ -50,7 +50,10 @@ async function outcomeAfterRestart(indexesDir: string): Promise<'whole' | 'gone'
     prepareDefaultCollection: false,
   });
   try {
-    expect(readdirSync(indexesDir).filter((f) => f.startsWith('.dropped-')), 'tombstones left after an engine opening').toEqual([]);
+    expect(
+      readdirSync(indexesDir).filter((f) => f.startsWith('.dropped-')),
+      'tombstones left after an engine opening',
+    ).toEqual([]);
     const listed = (await service.listCollections()).map((c) => c.name);
     await expectWhole(service, KEEPER);
     if (listed.includes(DOOMED)) {
@@ -80,7 +83,10 @@ async function expectWhole(service: Service, collection: string): Promise<void> 
   expect(stats.hnsw.live, `${collection} searchable passages`).toBe(stats.passages);
   for (const doc of docs) {
     const bm25 = await service.search({ collection, query: `marker${collection}${doc.id.split('-')[1]}q`, mode: 'bm25', k: 5 });
-    expect(bm25.results.map((r) => r.docId), `bm25 ${doc.id}`).toEqual([doc.id]);
+    expect(
+      bm25.results.map((r) => r.docId),
+      `bm25 ${doc.id}`,
+    ).toEqual([doc.id]);
   }
   const dense = await service.search({ collection, query: `${collection} note lanterns harbors`, mode: 'dense', k: 100 });
   expect(new Set(dense.results.map((r) => r.docId)).size).toBe(docs.length);
@@ -120,7 +126,11 @@ describe('kill -9 during a collection delete', () => {
     let seed = 24;
     const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
     const post = async (base: string, route: string, body: unknown) => {
-      const res = await fetch(base + route, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const res = await fetch(base + route, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       expect(res.status, `${route}: ${await res.clone().text()}`).toBeLessThan(300);
     };
     const outcomes: string[] = [];

@@ -73,7 +73,10 @@ describe('collections are isolated', () => {
       for (const mode of ['bm25', 'dense', 'hybrid', 'exact']) {
         const res = await call('POST', route, { body: { query: 'quokkaplan alpha Tuesday', mode, k: 100 } });
         expect(res.status, `${route} ${mode}`).toBe(200);
-        expect(res.json.results.some((r: { docId: string }) => r.docId === 'secret-a'), `${route} ${mode}`).toBe(false);
+        expect(
+          res.json.results.some((r: { docId: string }) => r.docId === 'secret-a'),
+          `${route} ${mode}`,
+        ).toBe(false);
       }
       const ask = await call('POST', route.replace('/search', '/ask'), { body: { question: 'When does the quokkaplan ship?', k: 50 } });
       expect(ask.status, ask.text).toBe(200);
@@ -100,7 +103,10 @@ describe('collections are isolated', () => {
     const empty = { id: 'blank', text: '   ' };
     for (const route of [scoped('team-a', '/documents'), scoped('team-b', '/documents'), '/v1/documents']) {
       const res = await call('POST', route, { body: { documents: [doc, empty] } });
-      expect(res.json.documents.map((d: { status: string }) => d.status), route).toEqual(['added', 'error']);
+      expect(
+        res.json.documents.map((d: { status: string }) => d.status),
+        route,
+      ).toEqual(['added', 'error']);
       const again = await call('POST', route, { body: { documents: [doc] } });
       expect(again.json.documents[0].status, route).toBe('unchanged');
     }
@@ -173,7 +179,9 @@ describe('creating and deleting collections', () => {
     expect({ ...after, indexBytes: 0 }).toEqual({ ...before, indexBytes: 0 });
     expect((await call('POST', scoped('team-a', '/search'), { body: bm25('quokkaplan') })).json.results).toHaveLength(1);
     // The name is free again, and the new collection starts empty.
-    expect((await call('POST', '/v1/collections', { body: { name: 'team-b', chunk: { maxTokens: 64, overlapTokens: 8 } } })).status).toBe(201);
+    expect((await call('POST', '/v1/collections', { body: { name: 'team-b', chunk: { maxTokens: 64, overlapTokens: 8 } } })).status).toBe(
+      201,
+    );
     expect((await call('GET', scoped('team-b', '/stats'))).json.documents).toBe(0);
   });
 });
@@ -190,7 +198,9 @@ describe('many collections', () => {
       const name = `many-${String(i).padStart(2, '0')}`;
       expect((await call('POST', '/v1/collections', { body: { name } })).status).toBe(201);
       const marker = `marker${i}x`;
-      const write = await call('POST', scoped(name, '/documents'), { body: { documents: [{ id: `doc-${i}`, text: `Collection ${i} keeps the ${marker}.` }] } });
+      const write = await call('POST', scoped(name, '/documents'), {
+        body: { documents: [{ id: `doc-${i}`, text: `Collection ${i} keeps the ${marker}.` }] },
+      });
       expect(write.status, write.text).toBe(200);
       const open = (await call('GET', '/v1/collections')).json.open;
       expect(open.count).toBeLessThanOrEqual(MAX_OPEN);
@@ -201,7 +211,9 @@ describe('many collections', () => {
     }
     // Query every collection again (each reopens lazily): each finds its own document and no other.
     for (let i = 0; i < 50; i++) {
-      const res = await call('POST', scoped(`many-${String(i).padStart(2, '0')}`, '/search'), { body: { query: `marker${i}x marker${(i + 1) % 50}x`, mode: 'bm25', k: 10 } });
+      const res = await call('POST', scoped(`many-${String(i).padStart(2, '0')}`, '/search'), {
+        body: { query: `marker${i}x marker${(i + 1) % 50}x`, mode: 'bm25', k: 10 },
+      });
       expect(res.json.results.map((r: { docId: string }) => r.docId)).toEqual([`doc-${i}`]);
     }
     const { open } = (await call('GET', '/v1/collections')).json;

@@ -96,7 +96,12 @@ describe('document API', () => {
 
     const search = await call(base, 'POST', '/v1/search', { query: 'platypus underwater', mode: 'bm25', k: 3 });
     expect(search.json.results[0].docId).toBe('alpha');
-    const filtered = await call(base, 'POST', '/v1/search', { query: 'platypus', mode: 'hybrid', k: 3, filter: { metadata: { team: 'bio' } } });
+    const filtered = await call(base, 'POST', '/v1/search', {
+      query: 'platypus',
+      mode: 'hybrid',
+      k: 3,
+      filter: { metadata: { team: 'bio' } },
+    });
     expect(filtered.json.results.map((r: { docId: string }) => r.docId)).toEqual(['alpha']);
   });
 
@@ -160,7 +165,15 @@ describe('document API', () => {
     [{ documents: [{ id: 'a', text: 'x', metadata: { blob: 'y'.repeat(300) } }] }, 'documents.0.metadata'],
     [{ documents: [{ id: 'a', text: 'x', metadata: { a: { b: { c: 1 } } } }] }, 'documents.0.metadata'],
     [{ documents: [{ id: 'a', text: 'x', metadata: ['not', 'an', 'object'] }] }, 'documents.0.metadata'],
-    [{ documents: [{ id: 'a', text: 'x' }, { id: 'a', text: 'y' }] }, 'documents.1.id'],
+    [
+      {
+        documents: [
+          { id: 'a', text: 'x' },
+          { id: 'a', text: 'y' },
+        ],
+      },
+      'documents.1.id',
+    ],
     [{ documents: [{ id: '  ', text: 'x' }] }, 'documents.0.id'],
     [{ documents: [{ id: 'a\u0000b', text: 'x' }] }, 'documents.0.id'],
     [{ documents: [{ id: 'a', text: 42 }] }, 'documents.0.text'],
@@ -264,7 +277,11 @@ describe('document API limits on a small server', () => {
   it('refuses a write with 503 and Retry-After when the write queue is full', async () => {
     // Big enough that the first write is still embedding when the others arrive.
     const docs = Array.from({ length: 10 }, (_, i) => ({ id: `q${i}`, text: prose(i, 300) }));
-    const replies = await Promise.all(Array.from({ length: 4 }, (_, i) => call(base, 'POST', '/v1/documents', { documents: docs.map((d) => ({ ...d, text: `${d.text} ${i}` })) })));
+    const replies = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        call(base, 'POST', '/v1/documents', { documents: docs.map((d) => ({ ...d, text: `${d.text} ${i}` })) }),
+      ),
+    );
     const refused = replies.filter((r) => r.status === 503);
     expect(replies.some((r) => r.status === 200)).toBe(true);
     expect(refused.length).toBeGreaterThan(0);

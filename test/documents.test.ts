@@ -7,7 +7,18 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ParserThread, chunkDocument, fileToDocument, ingestPaths, locatePassages, locateSpan, parseFile, parseMarkdown, titleWithSection, UnreadableFileError } from '../src/ingest/index.js';
+import {
+  ParserThread,
+  chunkDocument,
+  fileToDocument,
+  ingestPaths,
+  locatePassages,
+  locateSpan,
+  parseFile,
+  parseMarkdown,
+  titleWithSection,
+  UnreadableFileError,
+} from '../src/ingest/index.js';
 import { Embedder } from '../src/models/index.js';
 import type { PassageRecord } from '../src/store/index.js';
 import { docxFile, encryptedPdf, imageOnlyPdf, sentences, singleColumnPdf, twoColumnPdf } from './helpers/documents.js';
@@ -57,7 +68,10 @@ describe('PDF', () => {
     const footer = 'A footer line that runs across the whole width of the page, under both columns of text.';
     const parsed = await parseFile(await twoColumnPdf('Two Column Heading', left, right, footer), 'columns.pdf', 'pdf');
     const order = ['Two Column Heading', ...left, ...right, footer].map((line) => parsed.text.indexOf(line));
-    expect(order.every((i) => i >= 0), parsed.text).toBe(true);
+    expect(
+      order.every((i) => i >= 0),
+      parsed.text,
+    ).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
   });
 
@@ -97,9 +111,12 @@ describe('sections', () => {
   });
 
   it('Markdown ATX and setext headings give heading paths; "#" lines in fenced code do not', async () => {
-    const md = '# Guide\n\nIntro.\n\n## Install\n\nSteps.\n\n```sh\n# a comment, not a heading\n```\n\nAfter code.\n\nLinux\n-----\n\nApt.\n\n# Usage\n\nRun.';
+    const md =
+      '# Guide\n\nIntro.\n\n## Install\n\nSteps.\n\n```sh\n# a comment, not a heading\n```\n\nAfter code.\n\nLinux\n-----\n\nApt.\n\n# Usage\n\nRun.';
     const parsed = await parseFile(new TextEncoder().encode(md), 'guide.md', 'markdown');
-    expect(parsed.text).toBe('Guide\n\nIntro.\n\nInstall\n\nSteps.\n\n# a comment, not a heading\n\nAfter code.\n\nLinux\n\nApt.\n\nUsage\n\nRun.');
+    expect(parsed.text).toBe(
+      'Guide\n\nIntro.\n\nInstall\n\nSteps.\n\n# a comment, not a heading\n\nAfter code.\n\nLinux\n\nApt.\n\nUsage\n\nRun.',
+    );
     const at = (needle: string) =>
       locateSpan(parsed.layout, parsed.text.indexOf(needle), parsed.text.indexOf(needle) + needle.length).section;
     expect(at('Intro.')).toEqual(['Guide']);
@@ -111,7 +128,8 @@ describe('sections', () => {
   });
 
   it('a passage is labelled with the section it starts in, however many headings it runs on through', async () => {
-    const md = '# Garden guide\n\nA guide to a small garden.\n\n## Tomatoes\n\nTomatoes want sun. Stake them early.\n\n## Compost\n\nTurn the heap every month. Keep it damp.';
+    const md =
+      '# Garden guide\n\nA guide to a small garden.\n\n## Tomatoes\n\nTomatoes want sun. Stake them early.\n\n## Compost\n\nTurn the heap every month. Keep it damp.';
     const doc = await fileToDocument(new TextEncoder().encode(md), 'garden.md', 'markdown', 'garden.md');
     const words = (text: string) => text.split(/\s+/).filter(Boolean).length;
     const passages = (maxTokens: number) => locatePassages(chunkDocument(doc, words, { maxTokens, overlapTokens: 0 }), doc.layout);
@@ -119,7 +137,9 @@ describe('sections', () => {
     // One passage over all three sections, most of its characters under "Compost": it starts under "Garden guide".
     const [whole, ...none] = passages(200);
     expect(none).toEqual([]);
-    expect(whole!.text).toBe('Garden guide\n\nA guide to a small garden.\n\nTomatoes\n\nTomatoes want sun. Stake them early.\n\nCompost\n\nTurn the heap every month. Keep it damp.');
+    expect(whole!.text).toBe(
+      'Garden guide\n\nA guide to a small garden.\n\nTomatoes\n\nTomatoes want sun. Stake them early.\n\nCompost\n\nTurn the heap every month. Keep it damp.',
+    );
     expect(whole!.section).toEqual(['Garden guide']);
     expect(titleWithSection(doc.title, whole!.section)).toBe('Garden guide');
 
@@ -259,7 +279,8 @@ describe('sections', () => {
   });
 
   it('HTML headings give heading paths; markup in headings is text', async () => {
-    const html = '<html><body><h1>Manual</h1><p>One.</p><h2>Setup <em>fast</em></h2><p>Two.</p><h3>Linux</h3><p>Three.</p><h2>Use</h2><p>Four.</p></body></html>';
+    const html =
+      '<html><body><h1>Manual</h1><p>One.</p><h2>Setup <em>fast</em></h2><p>Two.</p><h3>Linux</h3><p>Three.</p><h2>Use</h2><p>Four.</p></body></html>';
     const parsed = await parseFile(new TextEncoder().encode(html), 'manual.html', 'html');
     expect(parsed.text).not.toMatch(/[\u0002-\u0005]/);
     const at = (needle: string) =>
@@ -317,7 +338,9 @@ describe('text encodings', () => {
   });
 
   it('other encodings get a message saying what the bytes are', async () => {
-    expect(await unreadable(Buffer.from('Grüße aus Köln', 'latin1'), 'latin1.txt', 'text')).toMatch(/not valid UTF-8 \(byte 0xfc at offset 2\)/);
+    expect(await unreadable(Buffer.from('Grüße aus Köln', 'latin1'), 'latin1.txt', 'text')).toMatch(
+      /not valid UTF-8 \(byte 0xfc at offset 2\)/,
+    );
     expect(await unreadable(Buffer.from('no byte order mark', 'utf16le'), 'utf16.txt', 'text')).toMatch(/UTF-16 without a byte-order mark/);
   });
 });
@@ -336,7 +359,10 @@ describe('ingesting a folder of documents', () => {
     };
     const pageLines = (topic: string) => sentences(topic, 30).flatMap((s) => [s.slice(0, 40), s.slice(40)]);
     write('long.pdf', await singleColumnPdf([pageLines('rivers'), pageLines('lakes'), pageLines('glaciers')], 'Water'));
-    write('guide.docx', await docxFile([{ heading: 1, text: 'Install' }, { heading: 2, text: 'Linux' }, { text: sentences('apt', 3).join(' ') }]));
+    write(
+      'guide.docx',
+      await docxFile([{ heading: 1, text: 'Install' }, { heading: 2, text: 'Linux' }, { text: sentences('apt', 3).join(' ') }]),
+    );
     write('notes/readme.md', '# Notes\n\n## Part A\n\nSome notes on part A.');
     write('scan.pdf', await imageOnlyPdf());
     write('secret.pdf', await encryptedPdf());
@@ -372,7 +398,9 @@ describe('ingesting a folder of documents', () => {
 
       // One passage each, starting at the top heading: labelled with the section it starts in.
       expect((await store.passagesOfDocument('guide.docx')).map((p) => p.section)).toEqual([['Install']]);
-      expect((await store.passagesOfDocument('notes/readme.md')).map((p) => [p.text, p.section])).toEqual([['Notes\n\nPart A\n\nSome notes on part A.', ['Notes']]]);
+      expect((await store.passagesOfDocument('notes/readme.md')).map((p) => [p.text, p.section])).toEqual([
+        ['Notes\n\nPart A\n\nSome notes on part A.', ['Notes']],
+      ]);
       expect((await store.verify()).ok).toBe(true);
     } finally {
       await store.close();

@@ -15,7 +15,13 @@ import {
   WriteCancelledError,
   WriteQueueFullError,
 } from '../src/service/index.js';
-import { IndexLockedError, IndexStoreError, InvalidCollectionNameError, InvalidFilterError, StorageUnavailableError } from '../src/store/index.js';
+import {
+  IndexLockedError,
+  IndexStoreError,
+  InvalidCollectionNameError,
+  InvalidFilterError,
+  StorageUnavailableError,
+} from '../src/store/index.js';
 
 const seen = (err: unknown) => {
   const h = toHttpError(err);
@@ -44,15 +50,40 @@ describe('the domain error model', () => {
       readonly kind: ErrorKind = 'internal';
       readonly code = 'whatever';
     }
-    expect(seen(new Fault('secret /srv/path'))).toEqual({ status: 500, body: { error: { code: 'internal_error', message: 'internal error' } }, headers: {} });
+    expect(seen(new Fault('secret /srv/path'))).toEqual({
+      status: 500,
+      body: { error: { code: 'internal_error', message: 'internal error' } },
+      headers: {},
+    });
   });
 
   it('keeps what the client sees of each refusal', () => {
     const cases: Array<[unknown, number, string, string, string | undefined, Record<string, string>]> = [
-      [new WriteQueueFullError(3), 503, 'write_queue_full', 'too many document writes are waiting; retry later', undefined, { 'Retry-After': '3' }],
+      [
+        new WriteQueueFullError(3),
+        503,
+        'write_queue_full',
+        'too many document writes are waiting; retry later',
+        undefined,
+        { 'Retry-After': '3' },
+      ],
       [new QueueFullError(4), 503, 'queue_full', 'the queue is full', undefined, { 'Retry-After': '4' }],
-      [new WriteCancelledError(new Error('gone')), 503, 'write_cancelled', 'the write was cancelled; the write was not applied, nothing was changed', undefined, {}],
-      [new WriteCancelledError(new HttpError(504, 'timeout', 'request not finished within 5 ms', { headers: { X: '1' } })), 504, 'timeout', 'request not finished within 5 ms; the write was not applied, nothing was changed', undefined, { X: '1' }],
+      [
+        new WriteCancelledError(new Error('gone')),
+        503,
+        'write_cancelled',
+        'the write was cancelled; the write was not applied, nothing was changed',
+        undefined,
+        {},
+      ],
+      [
+        new WriteCancelledError(new HttpError(504, 'timeout', 'request not finished within 5 ms', { headers: { X: '1' } })),
+        504,
+        'timeout',
+        'request not finished within 5 ms; the write was not applied, nothing was changed',
+        undefined,
+        { X: '1' },
+      ],
       [new FileLimitError('too big', 413, 'files.0'), 413, 'payload_too_large', 'too big', 'files.0', {}],
       [new FileLimitError('too slow', 422), 422, 'unprocessable_file', 'too slow', undefined, {}],
       [new ReadOnlyIndexError('read-only'), 409, 'read_only', 'read-only', undefined, {}],
@@ -64,8 +95,22 @@ describe('the domain error model', () => {
       [new CollectionProtectedError('default'), 409, 'collection_protected', 'default', 'name', {}],
       [new InvalidCollectionNameError('bad name'), 400, 'invalid_request', 'bad name', 'collection', {}],
       [new IndexLockedError('locked'), 503, 'collection_busy', 'locked', undefined, { 'Retry-After': '5' }],
-      [new ModelNotFoundError('m', ['/srv/models'], 'missing', false), 422, 'model_not_found', 'embedding model "m" is not available on this server', 'embedModel', {}],
-      [new StorageUnavailableError('query', new Error('ECONNREFUSED')), 503, 'database_unavailable', new StorageUnavailableError('query', new Error('ECONNREFUSED')).message, undefined, { 'Retry-After': '2' }],
+      [
+        new ModelNotFoundError('m', ['/srv/models'], 'missing', false),
+        422,
+        'model_not_found',
+        'embedding model "m" is not available on this server',
+        'embedModel',
+        {},
+      ],
+      [
+        new StorageUnavailableError('query', new Error('ECONNREFUSED')),
+        503,
+        'database_unavailable',
+        new StorageUnavailableError('query', new Error('ECONNREFUSED')).message,
+        undefined,
+        { 'Retry-After': '2' },
+      ],
       [new ServiceError('no reader'), 500, 'internal_error', 'internal error', undefined, {}],
       [new IndexStoreError('closed'), 500, 'internal_error', 'internal error', undefined, {}],
       [new Error('boom'), 500, 'internal_error', 'internal error', undefined, {}],

@@ -16,13 +16,25 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** A small BEIR dataset: twelve documents about distinct topics, four judged queries. */
 function beirDataset(dir: string): void {
-  const topics = ['volcano lava magma', 'zebra migration savanna', 'sourdough bread yeast', 'chess opening gambit', 'glacier ice melt', 'violin string bow'];
+  const topics = [
+    'volcano lava magma',
+    'zebra migration savanna',
+    'sourdough bread yeast',
+    'chess opening gambit',
+    'glacier ice melt',
+    'violin string bow',
+  ];
   mkdirSync(path.join(dir, 'qrels'), { recursive: true });
-  const corpus = topics.flatMap((t, i) => [0, 1].map((j) => ({ _id: `d${i}-${j}`, title: t.split(' ')[0], text: `Notes ${j} about ${t}. More about ${t}.` })));
+  const corpus = topics.flatMap((t, i) =>
+    [0, 1].map((j) => ({ _id: `d${i}-${j}`, title: t.split(' ')[0], text: `Notes ${j} about ${t}. More about ${t}.` })),
+  );
   writeFileSync(path.join(dir, 'corpus.jsonl'), corpus.map((d) => JSON.stringify(d)).join('\n') + '\n');
   const queries = topics.slice(0, 4).map((t, i) => ({ _id: `q${i}`, text: t.split(' ').slice(1).join(' ') }));
   writeFileSync(path.join(dir, 'queries.jsonl'), queries.map((q) => JSON.stringify(q)).join('\n') + '\n');
-  writeFileSync(path.join(dir, 'qrels', 'test.tsv'), 'query-id\tcorpus-id\tscore\n' + queries.map((q, i) => `${q._id}\td${i}-0\t1`).join('\n') + '\n');
+  writeFileSync(
+    path.join(dir, 'qrels', 'test.tsv'),
+    'query-id\tcorpus-id\tscore\n' + queries.map((q, i) => `${q._id}\td${i}-0\t1`).join('\n') + '\n',
+  );
 }
 
 async function evalCli(args: string[], env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
@@ -76,7 +88,9 @@ describe('npm run eval', () => {
     const dense = evalCli(['--dataset', dataset, '--mode', 'dense'], env);
     await expect(dense).rejects.toMatchObject({ stderr: expect.stringContaining(`model "${BERT_TINY}" could not be loaded`) });
     // The advice ends with the command that was run, not the server's.
-    await expect(dense).rejects.toMatchObject({ stderr: expect.stringContaining(`\n    npm run eval -- --dataset ${dataset} --mode dense\n`) });
+    await expect(dense).rejects.toMatchObject({
+      stderr: expect.stringContaining(`\n    npm run eval -- --dataset ${dataset} --mode dense\n`),
+    });
     expect(existsSync(path.join(indexes, `beir-beir-tiny-${BERT_TINY}`))).toBe(false);
   }, 300_000);
 });

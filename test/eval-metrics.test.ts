@@ -55,7 +55,14 @@ describe('evaluateQuery (hand-computed)', () => {
   });
 
   it('MRR@10 when the first relevant document is at rank 3', () => {
-    const m = evaluateQuery(docs([['a', 3], ['b', 2], ['r', 1]]), judgments({ r: 1 }));
+    const m = evaluateQuery(
+      docs([
+        ['a', 3],
+        ['b', 2],
+        ['r', 1],
+      ]),
+      judgments({ r: 1 }),
+    );
     expect(m['mrr@10']).toBeCloseTo(1 / 3, 15);
     // nDCG = (1/log2(4)) / (1/log2(2)) = 0.5; AP = (1/3) / 1.
     expect(m['ndcg@10']).toBeCloseTo(0.5, 15);
@@ -76,7 +83,14 @@ describe('evaluateQuery (hand-computed)', () => {
 
   it('breaks score ties by document id descending, ignoring input order', () => {
     // All tied at 0.5: trec_eval order is c, b, a → relevant "a" is at rank 3 (ascending or input order would put it first).
-    const m = evaluateQuery(docs([['a', 0.5], ['b', 0.5], ['c', 0.5]]), judgments({ a: 1 }));
+    const m = evaluateQuery(
+      docs([
+        ['a', 0.5],
+        ['b', 0.5],
+        ['c', 0.5],
+      ]),
+      judgments({ a: 1 }),
+    );
     expect(m['mrr@10']).toBeCloseTo(1 / 3, 15);
     // nDCG = (1/log2(4)) / 1 = 0.5.
     expect(m['ndcg@10']).toBeCloseTo(0.5, 15);
@@ -97,7 +111,13 @@ describe('evaluateQuery (hand-computed)', () => {
     expect(compareCodePoints('ab', 'a')).toBeGreaterThan(0);
     expect(compareCodePoints('x', 'x')).toBe(0);
     // Descending: 😀 first, U+FFFD second → MRR 1/2.
-    const m = evaluateQuery(docs([['\uFFFD', 1], ['\u{1F600}', 1]]), judgments({ '\uFFFD': 1 }));
+    const m = evaluateQuery(
+      docs([
+        ['\uFFFD', 1],
+        ['\u{1F600}', 1],
+      ]),
+      judgments({ '\uFFFD': 1 }),
+    );
     expect(m['mrr@10']).toBe(0.5);
   });
 
@@ -106,7 +126,13 @@ describe('evaluateQuery (hand-computed)', () => {
   });
 
   it('a query whose judgments are all 0 scores 0 everywhere (ideal DCG 0 → nDCG 0)', () => {
-    const m = evaluateQuery(docs([['x', 1], ['y', 0.5]]), judgments({ x: 0, y: 0 }));
+    const m = evaluateQuery(
+      docs([
+        ['x', 1],
+        ['y', 0.5],
+      ]),
+      judgments({ x: 0, y: 0 }),
+    );
     expect(m).toEqual({ 'ndcg@10': 0, 'recall@10': 0, 'recall@100': 0, 'mrr@10': 0, 'map@100': 0 });
   });
 
@@ -116,7 +142,16 @@ describe('evaluateQuery (hand-computed)', () => {
   });
 
   it('rejects duplicate documents and NaN scores (trec_eval refuses duplicates)', () => {
-    expect(() => evaluateQuery(docs([['a', 1], ['a', 0.5]]), judgments({ a: 1 }), 'q9')).toThrow(/q9.*duplicate document a/);
+    expect(() =>
+      evaluateQuery(
+        docs([
+          ['a', 1],
+          ['a', 0.5],
+        ]),
+        judgments({ a: 1 }),
+        'q9',
+      ),
+    ).toThrow(/q9.*duplicate document a/);
     expect(() => evaluateQuery(docs([['a', Number.NaN]]), judgments({ a: 1 }))).toThrow(/NaN/);
   });
 });
@@ -125,7 +160,14 @@ describe('evaluateRun', () => {
   it('averages over queries in both run and qrels; all-zero-judged query counts, others are skipped', () => {
     const run = new Map<string, ScoredDoc[]>([
       ['graded', GRADED_RUN],
-      ['rank3', docs([['a', 3], ['b', 2], ['r', 1]])],
+      [
+        'rank3',
+        docs([
+          ['a', 3],
+          ['b', 2],
+          ['r', 1],
+        ]),
+      ],
       ['allZero', docs([['x', 1]])],
       ['noQrels', docs([['z', 1]])],
     ]);
@@ -176,9 +218,33 @@ describe('evaluateRun', () => {
 describe('recallAgainst, percentile, passagesToDocRun', () => {
   it('recallAgainst is the mean top-k overlap with the exact lists', () => {
     // q1: {1,2,3} ∩ {1,2,4} = 2 → 2/3; q2: {4,5,9} ∩ {4,5,6} = 2 → 2/3.
-    expect(recallAgainst([[1, 2, 3], [4, 5, 9]], [[1, 2, 4], [4, 5, 6]], 3)).toBeCloseTo(2 / 3, 15);
+    expect(
+      recallAgainst(
+        [
+          [1, 2, 3],
+          [4, 5, 9],
+        ],
+        [
+          [1, 2, 4],
+          [4, 5, 6],
+        ],
+        3,
+      ),
+    ).toBeCloseTo(2 / 3, 15);
     // k = 2: both top-2 agree.
-    expect(recallAgainst([[1, 2, 3], [4, 5, 9]], [[1, 2, 4], [4, 5, 6]], 2)).toBe(1);
+    expect(
+      recallAgainst(
+        [
+          [1, 2, 3],
+          [4, 5, 9],
+        ],
+        [
+          [1, 2, 4],
+          [4, 5, 6],
+        ],
+        2,
+      ),
+    ).toBe(1);
     // Exact list shorter than k: denominator is its length; empty exact lists are skipped.
     expect(recallAgainst([['b', 'a'], ['z']], [['a'], []], 10)).toBe(1);
     expect(Number.isNaN(recallAgainst([[]], [[]], 10))).toBe(true);
@@ -232,7 +298,13 @@ describe('BEIR loaders', () => {
     const withHeader = parseQrels('query-id\tcorpus-id\tscore\r\nq1\td1\t2\r\nq1\td2\t0\r\nq2\td1\t1\r\n', 'x.tsv');
     expect(withHeader).toEqual(
       new Map([
-        ['q1', new Map([['d1', 2], ['d2', 0]])],
+        [
+          'q1',
+          new Map([
+            ['d1', 2],
+            ['d2', 0],
+          ]),
+        ],
         ['q2', new Map([['d1', 1]])],
       ]),
     );
@@ -248,10 +320,7 @@ describe('BEIR loaders', () => {
 
   it('corpus and query readers report bad JSONL lines with file and line', async () => {
     const corpusFile = path.join(dir, 'corpus.jsonl');
-    await writeFile(
-      corpusFile,
-      '{"_id":"a","title":"A","text":"alpha","metadata":{"k":1}}\n\n{"_id":7,"text":"seven"}\n{"_id":"b",\n',
-    );
+    await writeFile(corpusFile, '{"_id":"a","title":"A","text":"alpha","metadata":{"k":1}}\n\n{"_id":7,"text":"seven"}\n{"_id":"b",\n');
     const seen: string[] = [];
     const consume = async () => {
       for await (const doc of readBeirCorpus(corpusFile)) seen.push(`${doc.id}|${doc.title}|${doc.text}`);
@@ -280,7 +349,10 @@ describe('bundled evaluation data (../shared/data)', () => {
     const oracle = new Map<string, ScoredDoc[]>();
     for (const queryId of data.queries.keys()) {
       const judged = data.qrels.get(queryId) ?? new Map<string, number>();
-      oracle.set(queryId, [...judged].map(([docId, grade]) => ({ docId, score: grade })));
+      oracle.set(
+        queryId,
+        [...judged].map(([docId, grade]) => ({ docId, score: grade })),
+      );
     }
     const result = evaluateRun(oracle, data.qrels);
     expect(result.queries).toBe(43);
@@ -308,7 +380,11 @@ describe('summarizeAttribution and citationThresholds (hand-computed)', () => {
   ];
 
   it('citation@1 over the questions with a gold passage; median cost over all', () => {
-    expect(summarizeAttribution(cases, ['m'])).toEqual({ questions: 3, withGold: 2, methods: [{ method: 'm', citationAt1: 0.5, msP50: 2 }] });
+    expect(summarizeAttribution(cases, ['m'])).toEqual({
+      questions: 3,
+      withGold: 2,
+      methods: [{ method: 'm', citationAt1: 0.5, msP50: 2 }],
+    });
   });
 
   it('cites the top passage always and every other one at or above the share', () => {

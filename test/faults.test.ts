@@ -5,7 +5,18 @@
  * that never failed.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import Database from 'better-sqlite3';
 import path from 'node:path';
@@ -38,7 +49,10 @@ interface Doc {
 }
 
 function makeDoc(i: number): Doc {
-  const sentences = Array.from({ length: 1 + (i % 5) }, (_, s) => `Document ${i} sentence ${s} mentions marker${i}x and topic${i % 7} among other words.`);
+  const sentences = Array.from(
+    { length: 1 + (i % 5) },
+    (_, s) => `Document ${i} sentence ${s} mentions marker${i}x and topic${i % 7} among other words.`,
+  );
   return { id: `doc-${i}`, title: `Doc ${i}`, text: sentences.join(' '), metadata: { group: i % 3 } };
 }
 
@@ -106,7 +120,10 @@ function runIngest(indexesDir: string, corpus: string, options: RunOptions = {})
   const env = childEnv(indexesDir);
   const child: ChildProcess =
     options.fileSizeLimitBlocks !== undefined
-      ? spawn('/bin/sh', ['-c', `ulimit -f ${options.fileSizeLimitBlocks} && exec "$0" "$@"`, process.execPath, ...args], { cwd: REPO_ROOT, env })
+      ? spawn('/bin/sh', ['-c', `ulimit -f ${options.fileSizeLimitBlocks} && exec "$0" "$@"`, process.execPath, ...args], {
+          cwd: REPO_ROOT,
+          env,
+        })
       : spawn(process.execPath, args, { cwd: REPO_ROOT, env });
   let stdout = '';
   let stderr = '';
@@ -161,7 +178,10 @@ async function contents(store: PassageStore, docs: Doc[]): Promise<Contents> {
   const out: Contents = new Map();
   for (const d of docs) {
     if (!(await store.getDocument(d.id))) continue;
-    out.set(d.id, (await store.passagesOfDocument(d.id)).map((p) => `${p.id}|${p.charStart}-${p.charEnd}|${p.text}`));
+    out.set(
+      d.id,
+      (await store.passagesOfDocument(d.id)).map((p) => `${p.id}|${p.charStart}-${p.charEnd}|${p.text}`),
+    );
   }
   return out;
 }
@@ -437,64 +457,67 @@ mkdirSync(tmpfsDir);
 const tmpfsUnavailable = tryMountTmpfs(tmpfsDir, 8 * 1024 * 1024);
 if (tmpfsUnavailable === undefined) unmount(tmpfsDir);
 
-describe.skipIf(tmpfsUnavailable !== undefined)(`real file system faults on tmpfs${tmpfsUnavailable ? ` (skipped: ${tmpfsUnavailable})` : ''}`, () => {
-  beforeAll(() => {
-    expect(tryMountTmpfs(tmpfsDir, 8 * 1024 * 1024)).toBeUndefined();
-  });
-  afterAll(() => unmount(tmpfsDir));
+describe.skipIf(tmpfsUnavailable !== undefined)(
+  `real file system faults on tmpfs${tmpfsUnavailable ? ` (skipped: ${tmpfsUnavailable})` : ''}`,
+  () => {
+    beforeAll(() => {
+      expect(tryMountTmpfs(tmpfsDir, 8 * 1024 * 1024)).toBeUndefined();
+    });
+    afterAll(() => unmount(tmpfsDir));
 
-  it('ENOSPC while ingesting, then space is freed: nothing lost, re-run completes', async () => {
-    const indexes = path.join(tmpfsDir, 'indexes');
-    cpSync(referenceDir, indexes, { recursive: true });
-    // Leave 64 KiB: enough for the lock and a small transaction, not for the new graph file.
-    const { bavail, bsize } = statfsSync(tmpfsDir);
-    const filler = path.join(tmpfsDir, 'filler');
-    writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 64 * 1024)));
+    it('ENOSPC while ingesting, then space is freed: nothing lost, re-run completes', async () => {
+      const indexes = path.join(tmpfsDir, 'indexes');
+      cpSync(referenceDir, indexes, { recursive: true });
+      // Leave 64 KiB: enough for the lock and a small transaction, not for the new graph file.
+      const { bavail, bsize } = statfsSync(tmpfsDir);
+      const filler = path.join(tmpfsDir, 'filler');
+      writeFileSync(filler, Buffer.alloc(Math.max(0, bavail * bsize - 64 * 1024)));
 
-    const run = await runIngest(indexes, corpusExtra);
-    expect(run.code, run.stdout + run.stderr).not.toBe(0);
-    expect(run.stderr).toMatch(/^ingest failed: /m);
-    expect(run.stderr).toMatch(DISK_FULL);
-
-    rmSync(filler);
-    const store = await openStore(indexes);
-    try {
-      const extraReference = new Map([...reference, ...EXTRA.map((d) => [d.id, expectedPassages(d)] as const)]);
-      const found = await expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
-      for (const d of ALL) expect(found.has(d.id), d.id).toBe(true);
-    } finally {
-      await store.close();
-    }
-    const rerun = await runIngest(indexes, corpusExtra);
-    expectCompleted(rerun);
-    const after = await openStore(indexes);
-    try {
-      expect((await after.verify()).problems).toEqual([]);
-      expect((await after.stats()).documents).toBe(N_DOCS + EXTRA.length);
-    } finally {
-      await after.close();
-    }
-  });
-
-  it('EROFS (file system remounted read-only): clear error, index unchanged', async () => {
-    const indexes = path.join(tmpfsDir, 'indexes-ro');
-    cpSync(referenceDir, indexes, { recursive: true });
-    expect(spawnSync('mount', ['-o', 'remount,ro', tmpfsDir]).status).toBe(0);
-    try {
       const run = await runIngest(indexes, corpusExtra);
-      expect(run.code).toBe(1);
-      expect(run.stderr).toMatch(/^ingest failed: index folder .* is not writable \(EROFS\)/m);
-    } finally {
-      expect(spawnSync('mount', ['-o', 'remount,rw', tmpfsDir]).status).toBe(0);
-    }
-    const store = await openStore(indexes);
-    try {
-      expect(await expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
-    } finally {
-      await store.close();
-    }
-  });
-});
+      expect(run.code, run.stdout + run.stderr).not.toBe(0);
+      expect(run.stderr).toMatch(/^ingest failed: /m);
+      expect(run.stderr).toMatch(DISK_FULL);
+
+      rmSync(filler);
+      const store = await openStore(indexes);
+      try {
+        const extraReference = new Map([...reference, ...EXTRA.map((d) => [d.id, expectedPassages(d)] as const)]);
+        const found = await expectConsistent(store, extraReference, [...ALL, ...EXTRA]);
+        for (const d of ALL) expect(found.has(d.id), d.id).toBe(true);
+      } finally {
+        await store.close();
+      }
+      const rerun = await runIngest(indexes, corpusExtra);
+      expectCompleted(rerun);
+      const after = await openStore(indexes);
+      try {
+        expect((await after.verify()).problems).toEqual([]);
+        expect((await after.stats()).documents).toBe(N_DOCS + EXTRA.length);
+      } finally {
+        await after.close();
+      }
+    });
+
+    it('EROFS (file system remounted read-only): clear error, index unchanged', async () => {
+      const indexes = path.join(tmpfsDir, 'indexes-ro');
+      cpSync(referenceDir, indexes, { recursive: true });
+      expect(spawnSync('mount', ['-o', 'remount,ro', tmpfsDir]).status).toBe(0);
+      try {
+        const run = await runIngest(indexes, corpusExtra);
+        expect(run.code).toBe(1);
+        expect(run.stderr).toMatch(/^ingest failed: index folder .* is not writable \(EROFS\)/m);
+      } finally {
+        expect(spawnSync('mount', ['-o', 'remount,rw', tmpfsDir]).status).toBe(0);
+      }
+      const store = await openStore(indexes);
+      try {
+        expect(await expectConsistent(store, reference, [...ALL, ...EXTRA])).toEqual(reference);
+      } finally {
+        await store.close();
+      }
+    });
+  },
+);
 
 // ---------------------------------------------------------------- read-only index folder
 
@@ -603,7 +626,10 @@ describe('kill -9 of the server during REST batch upserts', () => {
 
   /** Version `v` of REST document `id`: every passage carries the id's marker and the version's marker. */
   function restDoc(id: number, v: number): Doc {
-    const sentences = Array.from({ length: 1 + ((id + v) % 4) }, (_, s) => `Rest ${id} version ${v} part ${s} has marker${id}r and stamp${id}v${v} words.`);
+    const sentences = Array.from(
+      { length: 1 + ((id + v) % 4) },
+      (_, s) => `Rest ${id} version ${v} part ${s} has marker${id}r and stamp${id}v${v} words.`,
+    );
     return { id: `rest-${id}`, title: `Rest ${id}`, text: sentences.join(' '), metadata: { v } };
   }
 
@@ -673,7 +699,11 @@ describe('kill -9 of the server during REST batch upserts', () => {
     server = await serverAt(indexes);
     const held = new Map<string, number>();
     try {
-      const stats = (await (await fetch(`${server.base}/v1/stats`)).json()) as { documents: number; passages: number; hnsw: { live: number } };
+      const stats = (await (await fetch(`${server.base}/v1/stats`)).json()) as {
+        documents: number;
+        passages: number;
+        hnsw: { live: number };
+      };
       for (const [id, versions] of possible) {
         const res = await fetch(`${server.base}/v1/documents/${id}`);
         if (res.status === 404) {
@@ -695,11 +725,13 @@ describe('kill -9 of the server during REST batch upserts', () => {
       // Searchable exactly once through the API: a document's marker finds only that document, with no repeats.
       for (const [id] of [...held].slice(0, 30)) {
         const marker = `marker${id.slice(5)}r`;
-        const res = (await (await fetch(`${server.base}/v1/search`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ query: marker, mode: 'bm25', k: 50 }),
-        })).json()) as { results: Array<{ passageId: string; docId: string }> };
+        const res = (await (
+          await fetch(`${server.base}/v1/search`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ query: marker, mode: 'bm25', k: 50 }),
+          })
+        ).json()) as { results: Array<{ passageId: string; docId: string }> };
         expect(new Set(res.results.map((r) => r.docId)), marker).toEqual(new Set([id]));
         expect(new Set(res.results.map((r) => r.passageId)).size).toBe(res.results.length);
       }

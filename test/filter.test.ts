@@ -107,31 +107,34 @@ const storedValue: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => ({
 })).value;
 const metadata = fc.dictionary(fc.constantFrom(...STORED_KEYS), storedValue, { minKeys: 2, maxKeys: 6 });
 
-const operand = fc.oneof(
-  scalar,
-  fc.record({ $eq: scalar }),
-  fc.record({ $ne: scalar }),
-  fc.record({ $in: fc.array(scalar, { minLength: 0, maxLength: 4 }) }),
-  fc.record({ $nin: fc.array(scalar, { maxLength: 3 }) }),
-  fc.record({ $exists: fc.boolean() }),
-  fc.record({ $gt: fc.constantFrom(...NUMBERS) }, { requiredKeys: [] }),
-  fc.record({ $gte: fc.constantFrom(...NUMBERS), $lt: fc.constantFrom(...NUMBERS) }),
-  fc.record({ $lte: fc.constantFrom(...DATES) }),
-  fc.record({ $gt: fc.constantFrom(...DATES), $lte: fc.constantFrom(...DATES) }),
-  fc.record({ $not: fc.record({ $gte: fc.constantFrom(...NUMBERS) }) }),
-  fc.record({ $not: fc.record({ $in: fc.array(scalar, { maxLength: 2 }) }) }),
-).filter((o) => !isObject(o) || Object.keys(o).length > 0);
+const operand = fc
+  .oneof(
+    scalar,
+    fc.record({ $eq: scalar }),
+    fc.record({ $ne: scalar }),
+    fc.record({ $in: fc.array(scalar, { minLength: 0, maxLength: 4 }) }),
+    fc.record({ $nin: fc.array(scalar, { maxLength: 3 }) }),
+    fc.record({ $exists: fc.boolean() }),
+    fc.record({ $gt: fc.constantFrom(...NUMBERS) }, { requiredKeys: [] }),
+    fc.record({ $gte: fc.constantFrom(...NUMBERS), $lt: fc.constantFrom(...NUMBERS) }),
+    fc.record({ $lte: fc.constantFrom(...DATES) }),
+    fc.record({ $gt: fc.constantFrom(...DATES), $lte: fc.constantFrom(...DATES) }),
+    fc.record({ $not: fc.record({ $gte: fc.constantFrom(...NUMBERS) }) }),
+    fc.record({ $not: fc.record({ $in: fc.array(scalar, { maxLength: 2 }) }) }),
+  )
+  .filter((o) => !isObject(o) || Object.keys(o).length > 0);
 
-const filterArb = fc.letrec<{ filter: Record<string, unknown> }>((tie) => ({
-  filter: fc.oneof(
-    { depthSize: 'small', withCrossShrink: true },
-    { arbitrary: fc.dictionary(fc.constantFrom(...FILTER_KEYS), operand, { minKeys: 1, maxKeys: 2 }), weight: 3 },
-    fc.record({ $and: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
-    fc.record({ $or: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
-    fc.record({ $not: tie('filter') }),
-  ),
-})).filter
-  .filter((f) => !isObject(f) || Object.keys(f).length > 0);
+const filterArb = fc
+  .letrec<{ filter: Record<string, unknown> }>((tie) => ({
+    filter: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      { arbitrary: fc.dictionary(fc.constantFrom(...FILTER_KEYS), operand, { minKeys: 1, maxKeys: 2 }), weight: 3 },
+      fc.record({ $and: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
+      fc.record({ $or: fc.array(tie('filter'), { minLength: 1, maxLength: 3 }) }),
+      fc.record({ $not: tie('filter') }),
+    ),
+  }))
+  .filter.filter((f) => !isObject(f) || Object.keys(f).length > 0);
 
 function sqliteWith(docs: Array<Record<string, Json>>): Database.Database {
   const db = new Database(':memory:');
@@ -151,7 +154,12 @@ describe('filter SQL against the reference evaluator', () => {
         const db = sqliteWith(docs);
         try {
           const { where, params } = filterToSql({ metadata: filter });
-          const got = (db.prepare(`SELECT label FROM passages p WHERE ${where} ORDER BY label`).pluck().all(...params) as number[]).map((l) => l - 1);
+          const got = (
+            db
+              .prepare(`SELECT label FROM passages p WHERE ${where} ORDER BY label`)
+              .pluck()
+              .all(...params) as number[]
+          ).map((l) => l - 1);
           // What the store holds is the JSON round trip of the metadata.
           const stored = docs.map((d) => JSON.parse(JSON.stringify(d)) as unknown);
           const expected = stored.flatMap((m, i) => (matches(m, filter) ? [i] : []));
@@ -187,7 +195,10 @@ describe('filter SQL against the reference evaluator', () => {
     const db = sqliteWith(docs);
     const select = (metadata: Record<string, unknown>) => {
       const { where, params } = filterToSql({ metadata });
-      return db.prepare(`SELECT label FROM passages p WHERE ${where}`).pluck().all(...params);
+      return db
+        .prepare(`SELECT label FROM passages p WHERE ${where}`)
+        .pluck()
+        .all(...params);
     };
     expect(select({ 'a.b': 1 })).toEqual([1]);
     expect(select({ 'a\\.b': 1 })).toEqual([2]);
@@ -246,7 +257,8 @@ describe('filter parser', () => {
     expect(isoDateToMs('2024-01-05')).toBe(Date.UTC(2024, 0, 5));
     expect(isoDateToMs('2024-01-05T11:00:00+01:00')).toBe(Date.UTC(2024, 0, 5, 10));
     expect(isoDateToMs('2024-01-05T10:00:00.5Z')).toBe(Date.UTC(2024, 0, 5, 10, 0, 0, 500));
-    for (const bad of ['2024-02-30', '2024-13-01', '2024-01-05T24:00', '05/01/2024', '2024-1-5', '']) expect(isoDateToMs(bad)).toBeUndefined();
+    for (const bad of ['2024-02-30', '2024-13-01', '2024-01-05T24:00', '05/01/2024', '2024-1-5', ''])
+      expect(isoDateToMs(bad)).toBeUndefined();
   });
 
   it('the store refuses what the parser refuses, naming the path under filter.metadata', () => {

@@ -98,8 +98,17 @@ describe('first start without models or internet, nothing configured', () => {
 
   it('serves the bundled reader with BM25 and says so, with how to switch, in the log and on /readyz', async () => {
     const ready = (await (await fetch(`${base}/readyz`)).json()) as Record<string, unknown>;
-    expect(ready).toMatchObject({ status: 'ready', readerModel: 'fid-squad-mini', embedModel: 'lexical-hash-512', retrieval: 'bm25', collection: 'offline' });
-    for (const said of [ready.offline as string, logLines(start.output().stdout).find((l) => String(l.msg).startsWith('offline start'))?.msg as string]) {
+    expect(ready).toMatchObject({
+      status: 'ready',
+      readerModel: 'fid-squad-mini',
+      embedModel: 'lexical-hash-512',
+      retrieval: 'bm25',
+      collection: 'offline',
+    });
+    for (const said of [
+      ready.offline as string,
+      logLines(start.output().stdout).find((l) => String(l.msg).startsWith('offline start'))?.msg as string,
+    ]) {
       expect(said).toContain('Xenova/bge-small-en-v1.5');
       expect(said).toContain('fid-squad-mini');
       expect(said).toContain('BM25');
@@ -109,7 +118,11 @@ describe('first start without models or internet, nothing configured', () => {
   });
 
   it.each(OFFLINE_QUESTIONS)('answers "%s" with a span of the passage it cites', async (question) => {
-    const res = await fetch(`${base}/v1/ask`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question }) });
+    const res = await fetch(`${base}/v1/ask`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ question }),
+    });
     expect(res.status).toBe(200);
     type Answer = { answer: string; citations: Array<{ passageId: string }>; passages: Array<{ passageId: string; text: string }> };
     const body = (await res.json()) as Answer;
@@ -118,7 +131,6 @@ describe('first start without models or internet, nothing configured', () => {
     expect(answerSpan(cited.text, body.answer), `${body.answer} in ${cited.text}`).toBeDefined();
   });
 });
-
 
 describe('first start with models configured but out of reach', () => {
   it('with hub downloads on but no internet: names both models, does not suggest turning downloads on, never listens, never falls back', async () => {

@@ -328,7 +328,9 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
         if (t.dataType === onnx.TensorProto.DataType.FLOAT) expect((t.dims ?? []).length, t.name ?? '').toBeLessThan(2);
       }
       // Embedding Gathers read an int8 table and dequantize.
-      const gathers = nodes.filter((n) => n.opType === 'Gather' && initializers.get(n.input![0]!)?.dataType === onnx.TensorProto.DataType.INT8);
+      const gathers = nodes.filter(
+        (n) => n.opType === 'Gather' && initializers.get(n.input![0]!)?.dataType === onnx.TensorProto.DataType.INT8,
+      );
       expect(gathers.length).toBeGreaterThan(0);
       for (const g of gathers) expect(nodes.some((n) => n.opType === 'DequantizeLinear' && n.input?.[0] === g.output![0])).toBe(true);
     }
@@ -342,7 +344,8 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
     const noPast = ifs[0]!.attribute!.find((a) => a.name === 'else_branch')!.g!;
     for (const g of [withPast, noPast]) {
       const names = new Set(g.node!.map((n) => n.name));
-      for (let i = 0; i < config.num_decoder_layers; i++) expect(names.has(`/decoder/block.${i}/layer.1/EncDecAttention/Softmax`)).toBe(true);
+      for (let i = 0; i < config.num_decoder_layers; i++)
+        expect(names.has(`/decoder/block.${i}/layer.1/EncDecAttention/Softmax`)).toBe(true);
     }
     for (let i = 0; i < config.num_decoder_layers; i++) {
       for (const kv of ['key', 'value']) {
@@ -374,14 +377,20 @@ describe('int8 _quantized fixtures (dynamic quantization, as the hub exports)', 
 });
 
 describe('npm run fixtures', () => {
-  it('without the real models\' configs says what it needs and where, instead of a bare ENOENT', () => {
+  it("without the real models' configs says what it needs and where, instead of a bare ENOENT", () => {
     const empty = mkdtempSync(join(os.tmpdir(), 'no-shared-'));
-    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/fixtures.ts', '--size', 'tiny', '--out', join(empty, 'out'), '--shared', empty], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-    });
+    const run = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/fixtures.ts', '--size', 'tiny', '--out', join(empty, 'out'), '--shared', empty],
+      {
+        cwd: REPO_ROOT,
+        encoding: 'utf8',
+      },
+    );
     expect(run.status).toBe(2);
-    expect(run.stderr).toContain(`needs the real models' configs and tokenizers (bge-small-en-v1.5, flan-t5-small, all-MiniLM-L6-v2) in ${empty}`);
+    expect(run.stderr).toContain(
+      `needs the real models' configs and tokenizers (bge-small-en-v1.5, flan-t5-small, all-MiniLM-L6-v2) in ${empty}`,
+    );
     expect(run.stderr).toMatch(/--shared DIR/);
   });
 });

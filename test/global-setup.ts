@@ -13,5 +13,8 @@ export default async function setup(): Promise<void> {
   }
   const exportStarted = performance.now();
   const reader = await ensureExportedReader(FACT_LOOKUP_READER, FIXTURES_DIR);
-  if (reader.built) console.log(`[global-setup] exported ${FACT_LOOKUP_READER} in ${((performance.now() - exportStarted) / 1000).toFixed(1)} s -> ${reader.dir}`);
+  if (reader.built)
+    console.log(
+      `[global-setup] exported ${FACT_LOOKUP_READER} in ${((performance.now() - exportStarted) / 1000).toFixed(1)} s -> ${reader.dir}`,
+    );
 }

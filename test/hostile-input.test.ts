@@ -27,7 +27,13 @@ function rawPost(base: string, route: string, body: Buffer, headers: Record<stri
   const url = new URL(route, base);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { ...headers, authorization: `Bearer ${KEY}`, 'content-length': String(body.length) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { ...headers, authorization: `Bearer ${KEY}`, 'content-length': String(body.length) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -90,7 +96,10 @@ describe('the server process under a malformed upload', () => {
     expect((await request(child.base, 'GET', '/v1/documents/a.txt', { key: KEY })).status).toBe(404);
     expect(child.process.exitCode).toBeNull();
     // A part cut inside its headers, and one cut inside the closing boundary: the same.
-    for (const body of [UNTERMINATED.subarray(0, 40), Buffer.concat([multipart([{ filename: 'b.txt', text: 'cut' }], false), Buffer.from(`--${BOUNDARY}-`)])]) {
+    for (const body of [
+      UNTERMINATED.subarray(0, 40),
+      Buffer.concat([multipart([{ filename: 'b.txt', text: 'cut' }], false), Buffer.from(`--${BOUNDARY}-`)]),
+    ]) {
       expect((await rawPost(child.base, '/v1/documents/files', body, multipartType)).status).toBe(400);
     }
     expect((await request(child.base, 'GET', '/healthz')).status).toBe(200);
@@ -127,19 +136,34 @@ describe('hostile input in process', () => {
     const reply = await rawPost(base, '/v1/chat/completions', invalid, { 'content-type': 'application/json' });
     expect(reply.status, reply.text).toBe(400);
     expect(reply.json.error.code).toBe('invalid_utf8');
-    const search = await rawPost(base, '/v1/search', Buffer.concat([Buffer.from('{"query":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]), { 'content-type': 'application/json' });
+    const search = await rawPost(
+      base,
+      '/v1/search',
+      Buffer.concat([Buffer.from('{"query":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]),
+      { 'content-type': 'application/json' },
+    );
     expect(search.json.error.code).toBe(reply.json.error.code);
     expect((await rawPost(base, '/v1/chat/completions', valid, { 'content-type': 'application/json' })).status).toBe(200);
   });
 
   it('refuses an upload whose file name is not UTF-8, and keeps a UTF-8 one as sent', async () => {
-    const bad = await rawPost(base, '/v1/documents/files', multipart([{ filename: Buffer.from([0x61, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74]), text: 'Bytes.' }]), multipartType);
+    const bad = await rawPost(
+      base,
+      '/v1/documents/files',
+      multipart([{ filename: Buffer.from([0x61, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74]), text: 'Bytes.' }]),
+      multipartType,
+    );
     expect(bad.status, bad.text).toBe(400);
     expect(bad.json.error).toMatchObject({ code: 'invalid_utf8', field: 'files.0' });
     const listed = await request(base, 'GET', '/v1/documents?limit=100', { key: KEY });
     expect((listed.json.documents as Array<{ id: string }>).filter((d) => d.id.includes('\ufffd'))).toEqual([]);
 
-    const good = await rawPost(base, '/v1/documents/files', multipart([{ filename: 'café-ü.txt', text: 'A note on coffee.' }]), multipartType);
+    const good = await rawPost(
+      base,
+      '/v1/documents/files',
+      multipart([{ filename: 'café-ü.txt', text: 'A note on coffee.' }]),
+      multipartType,
+    );
     expect(good.status, good.text).toBe(200);
     expect(good.json.documents[0].id).toBe('café-ü.txt');
     expect((await request(base, 'GET', `/v1/documents/${encodeURIComponent('café-ü.txt')}`, { key: KEY })).status).toBe(200);
@@ -165,24 +189,36 @@ describe('hostile input in process', () => {
     for (const name of ['console', 'con-1', 'com10', 'nul_']) {
       expect((await request(base, 'POST', '/v1/collections', { key: KEY, body: { name } })).status, name).toBe(201);
     }
-    const names = ((await request(base, 'GET', '/v1/collections', { key: KEY })).json.collections as Array<{ name: string }>).map((c) => c.name);
+    const names = ((await request(base, 'GET', '/v1/collections', { key: KEY })).json.collections as Array<{ name: string }>).map(
+      (c) => c.name,
+    );
     expect(names).not.toContain('con');
   });
 
   it('refuses every random truncation of a valid body with a 400 on every route, writing nothing', async () => {
     const json = { 'content-type': 'application/json' };
     const gzip = { ...json, 'content-encoding': 'gzip' };
-    const documents = JSON.stringify({ documents: [{ id: 'truncated-doc', text: 'A document that must never be written whole or in part.' }] });
+    const documents = JSON.stringify({
+      documents: [{ id: 'truncated-doc', text: 'A document that must never be written whole or in part.' }],
+    });
     const cases: Array<{ route: string; body: Buffer; headers: Record<string, string> }> = [
       { route: '/v1/search', body: Buffer.from(JSON.stringify({ query: 'gardening', k: 3 })), headers: json },
-      { route: '/v1/ask', body: Buffer.from(JSON.stringify({ question: 'what grows in the garden?', k: 2, maxNewTokens: 3 })), headers: json },
+      {
+        route: '/v1/ask',
+        body: Buffer.from(JSON.stringify({ question: 'what grows in the garden?', k: 2, maxNewTokens: 3 })),
+        headers: json,
+      },
       { route: '/v1/documents', body: Buffer.from(documents), headers: json },
       { route: '/v1/documents', body: gzipSync(documents), headers: gzip },
       { route: '/v1/collections/default/documents', body: Buffer.from(documents), headers: json },
       { route: '/v1/collections', body: Buffer.from(JSON.stringify({ name: 'truncated-collection' })), headers: json },
       { route: '/v1/chat/completions', body: Buffer.from(chatBody('what grows in the garden?')), headers: json },
       { route: '/v1/chat/completions', body: gzipSync(chatBody('what grows in the garden?')), headers: gzip },
-      { route: '/v1/documents/files', body: multipart([{ filename: 'truncated-file.txt', text: 'A file that must never be written.' }]), headers: multipartType },
+      {
+        route: '/v1/documents/files',
+        body: multipart([{ filename: 'truncated-file.txt', text: 'A file that must never be written.' }]),
+        headers: multipartType,
+      },
     ];
     const random = mulberry32(24);
     let sent = 0;
@@ -193,14 +229,19 @@ describe('hostile input in process', () => {
       for (const cut of cuts) {
         const reply = await rawPost(base, route, body.subarray(0, cut), headers);
         sent++;
-        expect(reply.status, `${route} (${headers['content-encoding'] ?? 'identity'}) cut at ${cut}/${body.length}: ${reply.text}`).toBe(400);
+        expect(reply.status, `${route} (${headers['content-encoding'] ?? 'identity'}) cut at ${cut}/${body.length}: ${reply.text}`).toBe(
+          400,
+        );
         expect(reply.json?.error, `${route} cut at ${cut}`).toBeDefined();
       }
     }
     expect(sent).toBeGreaterThan(50);
     expect((await request(base, 'GET', '/healthz')).status).toBe(200);
-    for (const id of ['truncated-doc', 'truncated-file.txt']) expect((await request(base, 'GET', `/v1/documents/${id}`, { key: KEY })).status).toBe(404);
-    const names = ((await request(base, 'GET', '/v1/collections', { key: KEY })).json.collections as Array<{ name: string }>).map((c) => c.name);
+    for (const id of ['truncated-doc', 'truncated-file.txt'])
+      expect((await request(base, 'GET', `/v1/documents/${id}`, { key: KEY })).status).toBe(404);
+    const names = ((await request(base, 'GET', '/v1/collections', { key: KEY })).json.collections as Array<{ name: string }>).map(
+      (c) => c.name,
+    );
     expect(names).not.toContain('truncated-collection');
   });
 });
@@ -208,7 +249,10 @@ describe('hostile input in process', () => {
 describe('kill -9 in the middle of uploads', () => {
   /** Every file has the same shape, so every whole document has the same passages but for its own marker word. */
   const fileText = (n: number) =>
-    Array.from({ length: 24 }, (_, i) => `Upload ${n} marker${n}x line ${i}: the orchard keeper counts apples, pears and plums before the frost.`).join('\n');
+    Array.from(
+      { length: 24 },
+      (_, i) => `Upload ${n} marker${n}x line ${i}: the orchard keeper counts apples, pears and plums before the frost.`,
+    ).join('\n');
 
   it('keeps every acknowledged upload whole after a restart, and nothing half-written', async () => {
     const { configFile } = serverSetup({ documents: { checkpointIdleMs: 600_000 } });
@@ -268,7 +312,10 @@ describe('kill -9 in the middle of uploads', () => {
 
 describe('the last-resort guard', () => {
   it('answers 500 for the request whose callbacks threw and serves the rest; an error outside requests shuts down', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'last-resort-child.ts')], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'last-resort-child.ts')], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const port = await new Promise<number>((resolve, reject) => {
       child.stdout!.once('data', (d: Buffer) => resolve((JSON.parse(d.toString()) as { port: number }).port));

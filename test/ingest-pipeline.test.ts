@@ -59,7 +59,7 @@ describe('ingestPaths', () => {
         { path: path.join(root, 'blob.txt'), message: expect.stringMatching(/binary/) },
         { path: path.join(root, 'records.jsonl'), line: 2, message: expect.stringMatching(/invalid JSON/) },
       ]);
-      for (const id of ['a.md', 'nested/b.html', 'nested/c.txt', 'r1', 'r2']) expect((await store.getDocument(id)), id).toBeDefined();
+      for (const id of ['a.md', 'nested/b.html', 'nested/c.txt', 'r1', 'r2']) expect(await store.getDocument(id), id).toBeDefined();
       expect((await store.getDocument('nested/b.html'))!.title).toBe('Beta');
       expect((await store.passagesOfDocument('r1'))[0]!.metadata).toEqual({ src: 'jsonl' });
       expect(summary.seconds).toBeGreaterThan(0);
@@ -111,7 +111,10 @@ describe('ingestPaths', () => {
     const store = await openStore();
     try {
       const text = Array.from({ length: 30 }, (_, i) => `Sentence ${i} is here with several words.`).join(' ');
-      await ingestDocuments([{ id: 'long', title: '', text, metadata: {} }], ingestOptions(store, short, { chunk: { maxTokens: 200, overlapTokens: 32 } }));
+      await ingestDocuments(
+        [{ id: 'long', title: '', text, metadata: {} }],
+        ingestOptions(store, short, { chunk: { maxTokens: 200, overlapTokens: 32 } }),
+      );
       const count = tokenCounter(short.tokenizer);
       const passages = await store.passagesOfDocument('long');
       expect(passages.length).toBeGreaterThan(5);
@@ -133,7 +136,13 @@ describe('ingestPaths', () => {
       tokenization: () => (asked.push('tokenization'), short.tokenization()),
       embedPassages: (texts) => (asked.push('embed'), short.embedPassages(texts)),
     };
-    const docs = () => Array.from({ length: 3 }, (_, i) => ({ id: `d${i}`, title: '', text: `Sentence ${i} is here with several words. `.repeat(8), metadata: {} }));
+    const docs = () =>
+      Array.from({ length: 3 }, (_, i) => ({
+        id: `d${i}`,
+        title: '',
+        text: `Sentence ${i} is here with several words. `.repeat(8),
+        metadata: {},
+      }));
     const run = (chunk: { maxTokens: number; overlapTokens: number }) => ingestDocuments(docs(), ingestOptions(store, observed, { chunk }));
     try {
       expect((await run({ maxTokens: 200, overlapTokens: 32 })).added).toBe(3);
@@ -154,7 +163,6 @@ describe('ingestPaths', () => {
     }
   });
 });
-
 
 describe('scripts/ingest.ts', () => {
   it('ingests, reports errors on stderr with file and line (exit 3), deletes, and exits 1 when nothing was ingested', async () => {

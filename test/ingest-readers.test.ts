@@ -182,7 +182,12 @@ describe('readSources', () => {
     const locked = path.join(root, 'locked.txt');
     chmodSync(locked, 0o000);
     const runningAsRoot = process.getuid?.() === 0;
-    const { docs, errors } = await collect([path.join(root, 'missing.txt'), path.join(root, 'data.csv'), locked, path.join(root, 'ok.txt')]);
+    const { docs, errors } = await collect([
+      path.join(root, 'missing.txt'),
+      path.join(root, 'data.csv'),
+      locked,
+      path.join(root, 'ok.txt'),
+    ]);
     expect(docs.map((d) => d.id)).toEqual(runningAsRoot ? ['locked.txt', 'ok.txt'] : ['ok.txt']);
     expect(errors[0]).toMatchObject({ path: path.join(root, 'missing.txt') });
     expect(errors[0]!.message).toMatch(/ENOENT/);

@@ -14,7 +14,9 @@ describe('invokedCommand', () => {
   });
 
   it('quotes arguments a shell would split or expand', () => {
-    expect(invokedCommand(argv('scripts/ingest.ts', 'my notes/', "it's", '$HOME'))).toBe(`npm run ingest -- 'my notes/' 'it'\\''s' '$HOME'`);
+    expect(invokedCommand(argv('scripts/ingest.ts', 'my notes/', "it's", '$HOME'))).toBe(
+      `npm run ingest -- 'my notes/' 'it'\\''s' '$HOME'`,
+    );
   });
 
   it('falls back to node and the script for files no npm script runs', () => {

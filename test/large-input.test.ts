@@ -45,12 +45,18 @@ async function scalingRatio(small: string, large: string, rounds = 3): Promise<n
   let largeMs = Infinity;
   chunkText(small, count, OPTIONS); // warm-up
   for (let round = 0; round < rounds; round++) {
-    smallMs = Math.min(smallMs, cpuMs(() => {
-      for (let i = 0; i < repeat; i++) chunkText(small, count, OPTIONS);
-    }));
+    smallMs = Math.min(
+      smallMs,
+      cpuMs(() => {
+        for (let i = 0; i < repeat; i++) chunkText(small, count, OPTIONS);
+      }),
+    );
     // The test runner talks to its workers over the event loop: give it a turn between the long blocks.
     await new Promise((resolve) => setImmediate(resolve));
-    largeMs = Math.min(largeMs, cpuMs(() => chunkText(large, count, OPTIONS)));
+    largeMs = Math.min(
+      largeMs,
+      cpuMs(() => chunkText(large, count, OPTIONS)),
+    );
     await new Promise((resolve) => setImmediate(resolve));
   }
   return largeMs / smallMs;

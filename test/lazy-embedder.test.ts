@@ -22,7 +22,8 @@ const installModel = () => cpSync(path.join(FIXTURES_DIR, BERT_TINY), path.join(
 const config = fixtureConfig({ modelsDir: models, indexesDir: path.join(work, 'indexes'), server: { ingestCorpusOnStart: false } });
 const collection = 'notes';
 const topics = ['volcano lava magma', 'zebra migration savanna', 'sourdough bread yeast', 'chess opening gambit', 'glacier ice melt'];
-const docs = (): SourceDocument[] => topics.map((t, i) => ({ id: `d${i}`, title: t.split(' ')[0]!, text: `Notes about ${t}. More about ${t}.`, metadata: {} }));
+const docs = (): SourceDocument[] =>
+  topics.map((t, i) => ({ id: `d${i}`, title: t.split(' ')[0]!, text: `Notes about ${t}. More about ${t}.`, metadata: {} }));
 const open = (loadEmbedder: 'eager' | 'lazy') =>
   openSystem(config, { writable: true, verify: true, reader: false, loadEmbedder, prepareDefaultCollection: false });
 
@@ -59,7 +60,9 @@ describe('lazily loaded embedding models', () => {
       const missing = await service.search({ collection, query: 'lava', k: 3, mode: 'dense' }).catch((e: unknown) => e);
       expect(missing).toBeInstanceOf(ModelNotFoundError);
       expect((missing as Error).message).toContain(`model "${BERT_TINY}" could not be loaded`);
-      await expect(service.upsertDocuments([{ id: 'd0', text: 'Changed notes about lava.' }], { collection })).rejects.toThrow(ModelNotFoundError);
+      await expect(service.upsertDocuments([{ id: 'd0', text: 'Changed notes about lava.' }], { collection })).rejects.toThrow(
+        ModelNotFoundError,
+      );
       const newDoc = { id: 'new', title: '', text: 'A new note.', metadata: {} };
       await expect(service.ingestDocuments([newDoc], { collection, progress: false, dryRun: true })).rejects.toThrow(ModelNotFoundError);
       expect((await service.stats({ collection })).documents).toBe(topics.length - 1);

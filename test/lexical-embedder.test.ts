@@ -5,7 +5,7 @@ import { lexicalVector } from '../src/models/index.js';
 const DIM = 512;
 const dot = (a: Float32Array, b: Float32Array) => a.reduce((sum, v, i) => sum + v * b[i]!, 0);
 
-describe('lexical vectors (the offline start\'s weightless embedding)', () => {
+describe("lexical vectors (the offline start's weightless embedding)", () => {
   it('are unit-norm, or all zeros for a text without content words', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200 }), (text) => {
@@ -24,7 +24,7 @@ describe('lexical vectors (the offline start\'s weightless embedding)', () => {
     expect(dot(lexicalVector('café', DIM), lexicalVector('cafe\u0301', DIM))).toBeCloseTo(1, 5);
   });
 
-  it('rank a passage sharing the query\'s words above one that does not', () => {
+  it("rank a passage sharing the query's words above one that does not", () => {
     const query = lexicalVector('how does BM25 score passages', DIM);
     const relevant = lexicalVector('BM25 scores passages by term frequency and inverse document frequency.', DIM);
     const other = lexicalVector('The HNSW graph links each vector to its nearest neighbours.', DIM);

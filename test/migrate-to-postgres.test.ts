@@ -21,7 +21,12 @@ function runScript(script: string, args: string[], env: Record<string, string>) 
   return { status: result.status, out: `${result.stdout}\n${result.stderr}` };
 }
 
-const QUERIES = [['fusion', 'decoder', 'passages'], ['reciprocal', 'rank', 'fusion'], ['hnsw', 'graph'], ['chunking', 'tokens', 'overlap']];
+const QUERIES = [
+  ['fusion', 'decoder', 'passages'],
+  ['reciprocal', 'rank', 'fusion'],
+  ['hnsw', 'graph'],
+  ['chunking', 'tokens', 'overlap'],
+];
 
 describe.skipIf(!postgresAvailable())('migrate-to-postgres', () => {
   let url: string;
@@ -87,7 +92,9 @@ describe.skipIf(!postgresAvailable())('migrate-to-postgres', () => {
       const [a] = await embedded.exactSearch(probe, 1);
       const [b] = await replica.exactSearch(probe, 1);
       expect(b!.score).toBeCloseTo(a!.score, 6);
-      expect((await replica.getDocument('fusion-in-decoder.md'))?.chunking).toBe((await embedded.getDocument('fusion-in-decoder.md'))?.chunking);
+      expect((await replica.getDocument('fusion-in-decoder.md'))?.chunking).toBe(
+        (await embedded.getDocument('fusion-in-decoder.md'))?.chunking,
+      );
     } finally {
       await replica?.close();
       await engine.close();

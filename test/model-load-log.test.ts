@@ -32,7 +32,10 @@ describe('model loading', () => {
     const loading = messages.indexOf('loading models');
     expect(loading, JSON.stringify(messages)).toBeGreaterThanOrEqual(0);
     expect(lines[loading]).toMatchObject({ embedModel: BERT_TINY, readerModel: T5_TINY });
-    for (const [msg, model] of [['embedding model loaded', BERT_TINY], ['reader model loaded', T5_TINY]] as const) {
+    for (const [msg, model] of [
+      ['embedding model loaded', BERT_TINY],
+      ['reader model loaded', T5_TINY],
+    ] as const) {
       const i = messages.indexOf(msg);
       expect(i, msg).toBeGreaterThan(loading);
       expect(lines[i]!.model).toBe(model);

@@ -4,7 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, ConfigError } from '../src/config/index.js';
-import { Embedder, loadSeq2SeqModel, ModelNotFoundError, knownEmbeddingModel, onnxIrVersion, UnsupportedModelFileError } from '../src/models/index.js';
+import {
+  Embedder,
+  loadSeq2SeqModel,
+  ModelNotFoundError,
+  knownEmbeddingModel,
+  onnxIrVersion,
+  UnsupportedModelFileError,
+} from '../src/models/index.js';
 import { planBatches } from '../src/models/embedder.js';
 import { decodeModel } from '../src/fixtures/onnx-builder.js';
 import onnxProto from 'onnx-proto';
@@ -57,7 +64,9 @@ describe('config', () => {
     expect(loadConfig({ env: { RAG_INDEX: 'older', RAG_COLLECTION: 'current' }, cwd: dir }).defaultCollection).toBe('current');
     expect(loadConfig({ env: {} }).defaultCollection).toBe('default');
     writeFileSync(path.join(dir, 'rag.config.json'), JSON.stringify({ indexName: 'notes', defaultCollection: 'other' }));
-    expect(() => loadConfig({ env: {}, cwd: dir })).toThrow(/indexName \(the older name of defaultCollection\) is "notes" but defaultCollection is "other"/);
+    expect(() => loadConfig({ env: {}, cwd: dir })).toThrow(
+      /indexName \(the older name of defaultCollection\) is "notes" but defaultCollection is "other"/,
+    );
   });
 });
 
@@ -100,7 +109,12 @@ describe('model resolution', () => {
     const port = (hub.address() as { port: number }).port;
     try {
       const modelsDir = mkdtempSync(path.join(os.tmpdir(), 'models-'));
-      const remote = await Embedder.load(`test-org/${BERT_TINY}`, { ...opts, modelsDir, allowRemote: true, hubUrl: `http://127.0.0.1:${port}/` });
+      const remote = await Embedder.load(`test-org/${BERT_TINY}`, {
+        ...opts,
+        modelsDir,
+        allowRemote: true,
+        hubUrl: `http://127.0.0.1:${port}/`,
+      });
       expect(remote.location.source).toBe('hub');
       expect(requested).toContain('onnx/model.onnx');
       expect(existsSync(path.join(modelsDir, '.hub-cache', 'test-org', BERT_TINY, 'onnx', 'model.onnx'))).toBe(true);

@@ -54,7 +54,10 @@ beforeAll(async () => {
       done();
     },
   });
-  const config = fixtureConfig({ corpusDir: corpus, auth: { keys: [{ name: 'observer', sha256: hashApiKey(KEY), scopes: ['read', 'write'] }] } });
+  const config = fixtureConfig({
+    corpusDir: corpus,
+    auth: { keys: [{ name: 'observer', sha256: hashApiKey(KEY), scopes: ['read', 'write'] }] },
+  });
   server = await startServer(config, pino({ level: 'info' }, sink));
   service = await server.ready;
   base = `http://127.0.0.1:${server.port}`;
@@ -66,7 +69,9 @@ afterAll(async () => {
 
 describe('request ids', () => {
   it('echoes a sane X-Request-Id and generates one otherwise', async () => {
-    expect((await call('GET', '/healthz', undefined, { 'x-request-id': 'client-abc.123' })).headers.get('x-request-id')).toBe('client-abc.123');
+    expect((await call('GET', '/healthz', undefined, { 'x-request-id': 'client-abc.123' })).headers.get('x-request-id')).toBe(
+      'client-abc.123',
+    );
     expect((await call('GET', '/healthz')).headers.get('x-request-id')).toMatch(UUID);
     for (const insane of ['has spaces in it', 'x'.repeat(200), 'quote"injection', '{"json":1}']) {
       const echoed = (await call('GET', '/healthz', undefined, { 'x-request-id': insane })).headers.get('x-request-id');
@@ -75,7 +80,12 @@ describe('request ids', () => {
   });
 
   it('puts the request id on every line logged for a request', async () => {
-    const reply = await call('POST', '/v1/documents', { documents: [{ id: 'memo', text: SECRET_TEXT }] }, { 'x-request-id': 'write-req-1' });
+    const reply = await call(
+      'POST',
+      '/v1/documents',
+      { documents: [{ id: 'memo', text: SECRET_TEXT }] },
+      { 'x-request-id': 'write-req-1' },
+    );
     expect(reply.status).toBe(200);
     await expect.poll(() => lines.filter((l) => l.reqId === 'write-req-1').length).toBeGreaterThanOrEqual(2);
     const mine = lines.filter((l) => l.reqId === 'write-req-1');

@@ -77,7 +77,9 @@ type Part = { name: string; bytes: Uint8Array | string; type?: string };
 async function upload(base: string, parts: Part[], signal?: AbortSignal) {
   const form = new FormData();
   for (const p of parts) form.append('files', new Blob([p.bytes], { type: p.type ?? 'application/octet-stream' }), p.name);
-  return readReply(await fetch(`${base}/v1/documents/files`, { method: 'POST', body: form, signal: signal ?? AbortSignal.timeout(60_000) }));
+  return readReply(
+    await fetch(`${base}/v1/documents/files`, { method: 'POST', body: form, signal: signal ?? AbortSignal.timeout(60_000) }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------- tests
@@ -100,7 +102,16 @@ describe('file parse limits on the upload route', () => {
       ['liar.docx', docxBomb(32 * MiB, 1000)],
     ] as const) {
       expect(bytes.length).toBeLessThan(200_000);
-      const { result: reply, before, peak } = await peakRssDuring(() => upload(limited.base, [{ name: 'ok.md', bytes: '# Fine\n\ntext' }, { name, bytes }]));
+      const {
+        result: reply,
+        before,
+        peak,
+      } = await peakRssDuring(() =>
+        upload(limited.base, [
+          { name: 'ok.md', bytes: '# Fine\n\ntext' },
+          { name, bytes },
+        ]),
+      );
       expect(reply.status, reply.text).toBe(413);
       expect(reply.json.error.message).toContain(`files.1 ("${name}")`);
       expect(reply.json.error).toMatchObject({ code: 'payload_too_large', field: 'files.1' });
@@ -113,7 +124,9 @@ describe('file parse limits on the upload route', () => {
     expect(crowded.status).toBe(413);
     expect(crowded.json.error.message).toMatch(/crowded\.docx.*entries/);
     // An ordinary DOCX within the limits is read as before.
-    const fine = await upload(limited.base, [{ name: 'fine.docx', bytes: await docxFile([{ heading: 1, text: 'Setup' }, { text: 'Install the moraine toolkit.' }]) }]);
+    const fine = await upload(limited.base, [
+      { name: 'fine.docx', bytes: await docxFile([{ heading: 1, text: 'Setup' }, { text: 'Install the moraine toolkit.' }]) },
+    ]);
     expect(fine.json.documents, fine.text).toEqual([{ id: 'fine.docx', status: 'added', passages: 1 }]);
   });
 
@@ -125,10 +138,16 @@ describe('file parse limits on the upload route', () => {
     expect(reply.json.error.message).toMatch(/files\.0 \("bomb\.pdf"\).*maxPdfInflatedBytes/);
     expect(peak - before, `RSS ${Math.round(before / MiB)} → peak ${Math.round(peak / MiB)} MiB`).toBeLessThan(96 * MiB);
     // A large image inflates past the cap, but text extraction never decodes it; pdf-lib's compressed output is fine.
-    const image = { dict: ' /Type /XObject /Subtype /Image /Width 2048 /Height 2048 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode', data: deflateSync(Buffer.alloc(6 * MiB)) };
+    const image = {
+      dict: ' /Type /XObject /Subtype /Image /Width 2048 /Height 2048 /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /FlateDecode',
+      data: deflateSync(Buffer.alloc(6 * MiB)),
+    };
     const withImage = minimalPdf(2, (n) => flate(pageText(n)), [image]);
     const pdfLib = await singleColumnPdf([['Volcanoes erupt.'], ['Glaciers carve valleys.']], 'Landforms');
-    const fine = await upload(limited.base, [{ name: 'image.pdf', bytes: withImage }, { name: 'lib.pdf', bytes: pdfLib }]);
+    const fine = await upload(limited.base, [
+      { name: 'image.pdf', bytes: withImage },
+      { name: 'lib.pdf', bytes: pdfLib },
+    ]);
     expect(fine.json.documents, fine.text).toEqual([
       { id: 'image.pdf', status: 'added', passages: 1 },
       { id: 'lib.pdf', status: 'added', passages: 1 },
@@ -165,7 +184,10 @@ describe('file parse limits on the upload route', () => {
     polling = false;
     await poller;
     expect(again.json.documents).toEqual([{ id: 'handbook.md', status: 'unchanged', passages: expect.any(Number) }]);
-    expect(longestMs, `longest main-thread block ${longestMs.toFixed(0)} ms; slowest /healthz ${slowestHealthz.toFixed(0)} ms`).toBeLessThan(50);
+    expect(
+      longestMs,
+      `longest main-thread block ${longestMs.toFixed(0)} ms; slowest /healthz ${slowestHealthz.toFixed(0)} ms`,
+    ).toBeLessThan(50);
   }, 120_000);
 });
 
@@ -232,7 +254,13 @@ describe('ParserThread budgets', () => {
     const thread = new ParserThread();
     try {
       const controller = new AbortController();
-      const running = thread.parse(minimalPdf(20_000), 'long.pdf', 'pdf', { ...LIMITS, maxPdfPages: 1_000_000, maxParseMs: 600_000 }, controller.signal);
+      const running = thread.parse(
+        minimalPdf(20_000),
+        'long.pdf',
+        'pdf',
+        { ...LIMITS, maxPdfPages: 1_000_000, maxParseMs: 600_000 },
+        controller.signal,
+      );
       const queued = thread.parse(new TextEncoder().encode('# Queued'), 'queued.md', 'markdown', LIMITS, controller.signal);
       const other = thread.parse(new TextEncoder().encode('# Other'), 'other.md', 'markdown', LIMITS);
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -264,7 +292,9 @@ describe('parse limits without a server', () => {
     await expect(parseFile(declared, 'declared.pdf', 'pdf', LIMITS)).rejects.toThrow(FileLimitError);
     // Within the limits the same kinds of file read as before; without limits (the operator's own files) nothing is capped.
     const fine = minimalPdf(3, (n) => flate(pageText(n)));
-    expect((await parseFile(fine, 'fine.pdf', 'pdf', LIMITS)).text).toBe('Page 1 is about moraines\n\nPage 2 is about moraines\n\nPage 3 is about moraines');
+    expect((await parseFile(fine, 'fine.pdf', 'pdf', LIMITS)).text).toBe(
+      'Page 1 is about moraines\n\nPage 2 is about moraines\n\nPage 3 is about moraines',
+    );
     expect((await parseFile(docxBomb(3 * MiB), 'trusted.docx', 'docx')).text).toBe('Bomb text');
   });
 });

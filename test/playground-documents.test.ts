@@ -42,11 +42,18 @@ describe.skipIf(!hasChromium)('playground with uploaded documents', () => {
   beforeAll(async () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rag-playground-docs-'));
     writeFileSync(path.join(corpus, 'welcome.md'), '# Welcome\n\nThis index holds reports uploaded in the playground.');
-    const survey = 'The survey team mapped the northern glacier during the spring season. Crews walked the moraine, set stakes and photographed the ice front from the ridge. Weather held for nine days, which let the team repeat every transect twice. ';
-    const retreat = 'The northern glacier retreated forty metres since the previous survey. Meltwater lakes formed at the terminus in early summer and drained by August. The retreat was fastest on the eastern lobe, where the ice is thinnest. ';
-    const volcano = 'The crater lake warmed by two degrees. Gas emissions stayed low and no eruption is expected this year. Seismic stations recorded only the usual background tremor. ';
+    const survey =
+      'The survey team mapped the northern glacier during the spring season. Crews walked the moraine, set stakes and photographed the ice front from the ridge. Weather held for nine days, which let the team repeat every transect twice. ';
+    const retreat =
+      'The northern glacier retreated forty metres since the previous survey. Meltwater lakes formed at the terminus in early summer and drained by August. The retreat was fastest on the eastern lobe, where the ice is thinnest. ';
+    const volcano =
+      'The crater lake warmed by two degrees. Gas emissions stayed low and no eruption is expected this year. Seismic stations recorded only the usual background tremor. ';
     const report = await singleColumnPdf(
-      [lines(`Survey. ${survey.repeat(3)}`), lines(`Glacier retreat. ${retreat.repeat(3)}`), lines(`Volcanic activity. ${volcano.repeat(3)}`)],
+      [
+        lines(`Survey. ${survey.repeat(3)}`),
+        lines(`Glacier retreat. ${retreat.repeat(3)}`),
+        lines(`Volcanic activity. ${volcano.repeat(3)}`),
+      ],
       'Field report 2024',
     );
     writeFileSync(path.join(files, 'field-report-2024.pdf'), report);
@@ -78,7 +85,9 @@ describe.skipIf(!hasChromium)('playground with uploaded documents', () => {
     await page.setInputFiles('#upload-files', [path.join(files, 'field-report-2024.pdf'), path.join(files, 'station-manual.docx')]);
     await page.click('#upload-button');
     await page.waitForSelector('#upload-results li[data-id="station-manual.docx"]');
-    const statuses = await page.$$eval('#upload-results li', (items) => items.map((li) => [li.getAttribute('data-id'), li.getAttribute('data-status')]));
+    const statuses = await page.$$eval('#upload-results li', (items) =>
+      items.map((li) => [li.getAttribute('data-id'), li.getAttribute('data-status')]),
+    );
     expect(statuses).toEqual([
       ['field-report-2024.pdf', 'added'],
       ['station-manual.docx', 'added'],
@@ -94,9 +103,15 @@ describe.skipIf(!hasChromium)('playground with uploaded documents', () => {
     await page.keyboard.press('Enter');
     await page.waitForSelector('#answer[data-state="done"]');
     const facts = await page.$$eval('#passages .passage-facts', (ps) => ps.map((p) => p.textContent ?? ''));
-    expect(facts.some((f) => /p\. \d/.test(f)), facts.join(' | ')).toBe(true);
+    expect(
+      facts.some((f) => /p\. \d/.test(f)),
+      facts.join(' | '),
+    ).toBe(true);
     // The manual's passage starts under a heading that is not its title, so that heading path is shown.
-    expect(facts.some((f) => f.startsWith('Glacier instruments')), facts.join(' | ')).toBe(true);
+    expect(
+      facts.some((f) => f.startsWith('Glacier instruments')),
+      facts.join(' | '),
+    ).toBe(true);
     const sources = (await page.textContent('#answer-sources')) ?? '';
     expect(sources).toMatch(/^Sources:/);
     expect(await page.isVisible('#answer-sources')).toBe(true);

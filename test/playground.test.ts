@@ -59,7 +59,9 @@ describe('playground SSE parser', () => {
 
 describe('playground error messages', () => {
   it('names a wrong or missing API key on 401', () => {
-    expect(describeError(new ApiError(401, { code: 'unauthorized', message: 'missing bearer token' }, undefined))).toMatch(/wrong or missing API key/i);
+    expect(describeError(new ApiError(401, { code: 'unauthorized', message: 'missing bearer token' }, undefined))).toMatch(
+      /wrong or missing API key/i,
+    );
   });
 
   it('gives the retry time of 429 and 503 from Retry-After', () => {
@@ -71,12 +73,16 @@ describe('playground error messages', () => {
   });
 
   it('names the rejected field of a 400 once', () => {
-    const text = describeError(new ApiError(400, { code: 'invalid_request', message: 'k: Too big: expected number to be <=50', field: 'k' }, undefined));
+    const text = describeError(
+      new ApiError(400, { code: 'invalid_request', message: 'k: Too big: expected number to be <=50', field: 'k' }, undefined),
+    );
     expect(text).toBe('Invalid request: field "k" — Too big: expected number to be <=50');
   });
 
   it('tells stream errors, network failures and aborts apart', () => {
-    expect(describeError(new ApiError(0, { code: 'timeout', message: 'answer not finished' }, undefined))).toMatch(/while it was being generated \(timeout\)/);
+    expect(describeError(new ApiError(0, { code: 'timeout', message: 'answer not finished' }, undefined))).toMatch(
+      /while it was being generated \(timeout\)/,
+    );
     expect(describeError(new TypeError('Failed to fetch'))).toMatch(/Could not reach the server/);
     expect(describeError(Object.assign(new Error('aborted'), { name: 'AbortError' }))).toBe('Stopped.');
   });
@@ -142,7 +148,12 @@ describe('playground attention highlighting', () => {
   it('builds the answer-token × passage matrix, zero where a passage was not among the top ones', () => {
     const matrix = attentionMatrix(
       [
-        { passages: [{ passageIndex: 1, weight: 0.7 }, { passageIndex: 0, weight: 0.3 }] },
+        {
+          passages: [
+            { passageIndex: 1, weight: 0.7 },
+            { passageIndex: 0, weight: 0.3 },
+          ],
+        },
         { passages: [{ passageIndex: 2, weight: 0.9 }] },
       ],
       3,
@@ -165,11 +176,13 @@ it.runIf(process.env.CI === 'true')('chromium is installed in CI', () => {
 });
 
 const DOCS: Record<string, string> = {
-  'zebras.md': '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
+  'zebras.md':
+    '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
   'volcanoes.md': '# Volcanoes\n\nA volcano erupts when magma rises through the crust. Basalt lava flows are runny; andesite is sticky.',
   'bread.md': '# Sourdough bread\n\nSourdough is leavened by a starter of wild yeast and lactobacilli. The dough ferments overnight.',
   'chess.md': "# Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5. The Queen's Gambit offers a pawn for central control.",
-  'markup.md': '# <b>Markup</b> & tags\n\nThis note quotes <img src="x" onerror="window.__xss = 1"> and <script>window.__xss = 2</script> as plain text.',
+  'markup.md':
+    '# <b>Markup</b> & tags\n\nThis note quotes <img src="x" onerror="window.__xss = 1"> and <script>window.__xss = 2</script> as plain text.',
 };
 
 const QUESTION = 'When do zebras migrate?';
@@ -269,9 +282,11 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
       expect(await spans.nth(i).getAttribute('data-index')).toBe(String(i));
       expect(await spans.nth(i).getAttribute('tabindex')).toBe(i === 0 ? '0' : '-1');
     }
-    const stages = await page.locator('#timings .timing').evaluateAll((items) =>
-      items.map((item) => [item.getAttribute('data-stage'), Number(item.querySelector('dd')?.getAttribute('data-ms'))]),
-    );
+    const stages = await page
+      .locator('#timings .timing')
+      .evaluateAll((items) =>
+        items.map((item) => [item.getAttribute('data-stage'), Number(item.querySelector('dd')?.getAttribute('data-ms'))]),
+      );
     expect(stages.map(([stage]) => stage)).toEqual(['retrieve', 'encode', 'decode', 'total']);
     for (const [, ms] of stages) expect(ms).toBeGreaterThanOrEqual(0);
   });
@@ -284,11 +299,15 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(Math.abs(shares.reduce((s, x) => s + x, 0) - 100)).toBeLessThanOrEqual(0.5);
     const labels = (await page.locator('#passages .share-text').allTextContents()).map((t) => Number.parseFloat(t));
     expect(Math.abs(labels.reduce((s, x) => s + x, 0) - 100)).toBeLessThanOrEqual(0.5);
-    const widths = await page.locator('#passages .share-fill').evaluateAll((els) => els.map((e) => (e as unknown as { style: { width: string } }).style.width));
+    const widths = await page
+      .locator('#passages .share-fill')
+      .evaluateAll((els) => els.map((e) => (e as unknown as { style: { width: string } }).style.width));
     widths.forEach((w, i) => expect(Number.parseFloat(w)).toBeCloseTo(shares[i]!, 1));
     direct.passages.forEach((p, i) => expect(shares[i]).toBeCloseTo(p.attention * 100, 1));
 
-    const citedIds = await page.locator('#passages .passage[data-cited="true"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-passage-id')));
+    const citedIds = await page
+      .locator('#passages .passage[data-cited="true"]')
+      .evaluateAll((els) => els.map((e) => e.getAttribute('data-passage-id')));
     expect(citedIds.sort()).toEqual(direct.citations.map((c) => c.passageId).sort());
     expect(await page.locator('#passages .badge').count()).toBe(direct.citations.length);
   });
@@ -299,7 +318,11 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     expect(await cells.count()).toBe(direct.tokenAttention.length * direct.passages.length);
     const matrix = attentionMatrix(direct.tokenAttention, direct.passages.length);
     const weights = await cells.evaluateAll((els) =>
-      els.map((e) => [Number(e.getAttribute('data-token-index')), Number(e.getAttribute('data-passage-index')), Number(e.getAttribute('data-weight'))]),
+      els.map((e) => [
+        Number(e.getAttribute('data-token-index')),
+        Number(e.getAttribute('data-passage-index')),
+        Number(e.getAttribute('data-weight')),
+      ]),
     );
     for (const [t, p, w] of weights) expect(w).toBeCloseTo(matrix[t!]![p!]!, 3);
   });
@@ -317,11 +340,19 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
 
   async function marksOnPage(): Promise<Record<number, string[]>> {
     // The callback runs in the page: the selector goes in as its argument.
-    const rows = await page.locator('#passages .passage').evaluateAll(
-      (els, selector) =>
-        els.map((e) => [Number(e.getAttribute('data-index')), Array.from(e.querySelectorAll(selector)).map((m) => (m as { textContent: string }).textContent)] as const),
-      ATTENTION_MARK,
-    );
+    const rows = await page
+      .locator('#passages .passage')
+      .evaluateAll(
+        (els, selector) =>
+          els.map(
+            (e) =>
+              [
+                Number(e.getAttribute('data-index')),
+                Array.from(e.querySelectorAll(selector)).map((m) => (m as { textContent: string }).textContent),
+              ] as const,
+          ),
+        ATTENTION_MARK,
+      );
     return Object.fromEntries(rows.filter(([, marks]) => marks.length > 0));
   }
 
@@ -335,7 +366,9 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     await page.locator(`#answer-text .tok[data-index="${t}"]`).hover();
 
     expect(await marksOnPage()).toEqual(expectedMarks(direct, t!));
-    const attended = await page.locator('#passages .passage.attended').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-index'))));
+    const attended = await page
+      .locator('#passages .passage.attended')
+      .evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-index'))));
     expect(attended.sort()).toEqual(entry.passages.map((p) => p.passageIndex).sort());
     expect(await page.textContent('#token-detail')).toMatch(/attended most to/);
     expect(await page.locator('#heatmap .hm-cell.active').count()).toBe(direct.passages.length);
@@ -449,7 +482,10 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     await page.press('#query', 'Enter');
     await page.waitForSelector('#results[data-state="done"]');
     const shown = await page.locator('#results .result').evaluateAll((els) =>
-      els.map((e) => ({ passageId: e.getAttribute('data-passage-id'), score: Number(e.querySelector('.result-score')?.getAttribute('data-score')) })),
+      els.map((e) => ({
+        passageId: e.getAttribute('data-passage-id'),
+        score: Number(e.querySelector('.result-score')?.getAttribute('data-score')),
+      })),
     );
     expect(shown).toEqual(direct.results.map((r) => ({ passageId: r.passageId, score: r.score })));
     for (let i = 1; i < shown.length; i++) expect(shown[i]!.score).toBeLessThanOrEqual(shown[i - 1]!.score);
@@ -471,7 +507,9 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const form = page.locator('#search-form');
     expect(await form.getByLabel('Rerank top N', { exact: true }).getAttribute('id')).toBe('search-rerank');
     expect(await form.getByRole('spinbutton', { name: 'Top N passages to rerank' }).getAttribute('id')).toBe('search-rerank-topn');
-    const [box, text, topN] = await Promise.all(['#search-rerank', 'label[for="search-rerank"]', '#search-rerank-topn'].map((s) => page.locator(s).boundingBox()));
+    const [box, text, topN] = await Promise.all(
+      ['#search-rerank', 'label[for="search-rerank"]', '#search-rerank-topn'].map((s) => page.locator(s).boundingBox()),
+    );
     const middle = box!.y + box!.height / 2;
     expect(middle, 'checkbox level with its label').toBeGreaterThan(text!.y);
     expect(middle, 'checkbox level with its label').toBeLessThan(text!.y + text!.height);
@@ -492,7 +530,10 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     await page.press('#query', 'Enter');
     await page.waitForSelector('#results[data-state="done"] .rerank-score');
     const shown = await page.locator('#results .result').evaluateAll((els) =>
-      els.map((e) => ({ passageId: e.getAttribute('data-passage-id'), rerankScore: Number(e.querySelector('.rerank-score')?.getAttribute('data-rerank-score')) })),
+      els.map((e) => ({
+        passageId: e.getAttribute('data-passage-id'),
+        rerankScore: Number(e.querySelector('.rerank-score')?.getAttribute('data-rerank-score')),
+      })),
     );
     expect(shown).toEqual(direct.results.map((r) => ({ passageId: r.passageId, rerankScore: r.rerankScore })));
     expect(await page.textContent('#search-meta')).toMatch(/ · rerank .* · total /);
@@ -515,7 +556,9 @@ describe.skipIf(!hasChromium)('playground page in Chromium', () => {
     const post = (route: string, body: unknown) =>
       fetch(`${base}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect((await post('/v1/collections', { name: 'picked' })).status).toBe(201);
-    const write = await post('/v1/collections/picked/documents', { documents: [{ id: 'okapi.md', text: 'The okapistripes belong to a giraffe relative.' }] });
+    const write = await post('/v1/collections/picked/documents', {
+      documents: [{ id: 'okapi.md', text: 'The okapistripes belong to a giraffe relative.' }],
+    });
     expect(write.status).toBe(200);
     await page.reload();
     await page.waitForSelector('#collection option[value="picked"]', { state: 'attached' });

@@ -88,7 +88,10 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
   ): Promise<{ engine: StoreEngine; dir: string; builds: () => number }> {
     dirs.push(localDir);
     const messages: string[] = [];
-    const log = { info: (_: object, msg?: string) => messages.push(msg ?? ''), warn: (_: object, msg?: string) => messages.push(msg ?? '') };
+    const log = {
+      info: (_: object, msg?: string) => messages.push(msg ?? ''),
+      warn: (_: object, msg?: string) => messages.push(msg ?? ''),
+    };
     const engine = await openStoreEngine(spec(localDir), log);
     engines.push(engine);
     return { engine, dir: localDir, builds: () => messages.filter((m) => m === 'local index built from PostgreSQL').length };
@@ -153,7 +156,10 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
     for (let round = 0; round < 5; round++) {
       const versionA = doc('same', [`alpha ${round} one`, `alpha ${round} two`, `alpha ${round} three`]);
       const versionB = doc('same', [`beta ${round} one`]);
-      await Promise.all([storeA.writeDocuments([versionA, doc(`a${round}`, ['a'])]), storeB.writeDocuments([doc(`b${round}`, ['b']), versionB])]);
+      await Promise.all([
+        storeA.writeDocuments([versionA, doc(`a${round}`, ['a'])]),
+        storeB.writeDocuments([doc(`b${round}`, ['b']), versionB]),
+      ]);
       for (const store of [storeA, storeB]) {
         await until('convergence', async () => ((await store.stats()).replication!.lagChanges === 0 ? true : undefined));
       }
@@ -163,7 +169,8 @@ describe.skipIf(!postgresAvailable())('PostgreSQL engine', () => {
         return JSON.stringify(x.map((p) => p.text)) === JSON.stringify(y.map((p) => p.text)) ? true : undefined;
       });
       const texts = (await storeA.passagesOfDocument('same')).map((p) => p.text);
-      const whole = JSON.stringify(texts) === JSON.stringify(versionA.passages.map((p) => p.text)) ||
+      const whole =
+        JSON.stringify(texts) === JSON.stringify(versionA.passages.map((p) => p.text)) ||
         JSON.stringify(texts) === JSON.stringify(versionB.passages.map((p) => p.text));
       expect(whole, `mixed passages: ${JSON.stringify(texts)} (A saw ${pa.length}, B saw ${pb.length})`).toBe(true);
     }

@@ -31,13 +31,75 @@ beforeAll(async () => {
 // ---------------------------------------------------------------- generators
 
 const WORDS = [
-  'the', 'river', 'flows', 'north', 'through', 'ancient', 'forests', 'photosynthesis', 'unbelievably', 'Mr.', 'Dr.',
-  'e.g.', 'etc.', 'U.S.', '3.14', '1,000,000', "don't", 'naïve', 'café', 'Zürich', 'Αθήνα', 'Москва', '東京', '北京大学',
-  'مرحبا', 'שלום', 'हिन्दी', '😀', '👩‍👩‍👧', '🇫🇷', 'e\u0301', 'ﬁsh', 'ＡＢＣ', 'x\u200by', '\u00ad', '$100', 'C++',
+  'the',
+  'river',
+  'flows',
+  'north',
+  'through',
+  'ancient',
+  'forests',
+  'photosynthesis',
+  'unbelievably',
+  'Mr.',
+  'Dr.',
+  'e.g.',
+  'etc.',
+  'U.S.',
+  '3.14',
+  '1,000,000',
+  "don't",
+  'naïve',
+  'café',
+  'Zürich',
+  'Αθήνα',
+  'Москва',
+  '東京',
+  '北京大学',
+  'مرحبا',
+  'שלום',
+  'हिन्दी',
+  '😀',
+  '👩‍👩‍👧',
+  '🇫🇷',
+  'e\u0301',
+  'ﬁsh',
+  'ＡＢＣ',
+  'x\u200by',
+  '\u00ad',
+  '$100',
+  'C++',
   'https://example.com/a/very/long/path?with=query&and=more#fragment',
 ];
-const LONG_WORDS = ['x7Qz'.repeat(40), 'Donaudampfschifffahrtsgesellschaftskapitän', '東京都'.repeat(30), '😀'.repeat(50), 'ab'.repeat(120)];
-const SEPARATORS = [' ', ' ', ' ', '  ', '\n', '\n\n', '\t', '\u00a0', '\u3000', '. ', '! ', '? ', '; ', ', ', '.\n\n', '...', ' — ', '"', "'", '(', ')'];
+const LONG_WORDS = [
+  'x7Qz'.repeat(40),
+  'Donaudampfschifffahrtsgesellschaftskapitän',
+  '東京都'.repeat(30),
+  '😀'.repeat(50),
+  'ab'.repeat(120),
+];
+const SEPARATORS = [
+  ' ',
+  ' ',
+  ' ',
+  '  ',
+  '\n',
+  '\n\n',
+  '\t',
+  '\u00a0',
+  '\u3000',
+  '. ',
+  '! ',
+  '? ',
+  '; ',
+  ', ',
+  '.\n\n',
+  '...',
+  ' — ',
+  '"',
+  "'",
+  '(',
+  ')',
+];
 
 const word = fc.oneof(
   { weight: 12, arbitrary: fc.constantFrom(...WORDS) },
@@ -48,13 +110,11 @@ const word = fc.oneof(
 const separator = fc.constantFrom(...SEPARATORS);
 
 /** Prose-like text with every kind of trouble mixed in: sentence ends, long words, scripts, emoji, odd whitespace. */
-const text = fc
-  .array(fc.tuple(word, separator), { minLength: 0, maxLength: 120 })
-  .map((pairs) => pairs.map(([w, s]) => w + s).join(''));
+const text = fc.array(fc.tuple(word, separator), { minLength: 0, maxLength: 120 }).map((pairs) => pairs.map(([w, s]) => w + s).join(''));
 
-const chunkOptions = fc.integer({ min: 1, max: 64 }).chain((maxTokens) =>
-  fc.record({ maxTokens: fc.constant(maxTokens), overlapTokens: fc.integer({ min: 0, max: maxTokens - 1 }) }),
-);
+const chunkOptions = fc
+  .integer({ min: 1, max: 64 })
+  .chain((maxTokens) => fc.record({ maxTokens: fc.constant(maxTokens), overlapTokens: fc.integer({ min: 0, max: maxTokens - 1 }) }));
 
 // ---------------------------------------------------------------- chunker
 
@@ -164,12 +224,14 @@ describe('chunker properties (bge WordPiece tokenizer)', () => {
     maxLength: 30,
   });
   /** Texts that end in a digits-only sentence or in half a word, where appending bites hardest. */
-  const appendableText = fc.tuple(text, fc.constantFrom('', ' 1', '. 42', '. 3 4', ' unbeliev', ' photosynth', '. Hi there. 1')).map(([t, end]) => t + end);
+  const appendableText = fc
+    .tuple(text, fc.constantFrom('', ' 1', '. 42', '. 3 4', ' unbeliev', ' photosynth', '. Hi there. 1'))
+    .map(([t, end]) => t + end);
 
   it('appending after a line break keeps every passage but the last (ids, texts, spans)', () => {
-    const continuation = fc.tuple(fc.constantFrom('\n', '\n\n', '\r\n', '\u2029'), continuationText, text).map(([sep, words, more]) =>
-      sep + words.map(([w, s]) => w + s).join('') + more,
-    );
+    const continuation = fc
+      .tuple(fc.constantFrom('\n', '\n\n', '\r\n', '\u2029'), continuationText, text)
+      .map(([sep, words, more]) => sep + words.map(([w, s]) => w + s).join('') + more);
     fc.assert(
       fc.property(appendableText, continuation, chunkOptions, (input, more, options) => {
         const doc = { id: 'doc', title: 't', metadata: {} };
@@ -183,9 +245,9 @@ describe('chunker properties (bge WordPiece tokenizer)', () => {
   });
 
   it('appending anything keeps every passage that ends before the second-to-last sentence', () => {
-    const continuation = fc.tuple(fc.constantFrom('', ' ', '  ', '\t'), continuationText, text).map(([sep, words, more]) =>
-      sep + words.map(([w, s]) => w + s).join('') + more,
-    );
+    const continuation = fc
+      .tuple(fc.constantFrom('', ' ', '  ', '\t'), continuationText, text)
+      .map(([sep, words, more]) => sep + words.map(([w, s]) => w + s).join('') + more);
     fc.assert(
       fc.property(appendableText, continuation, chunkOptions, (input, more, options) => {
         const doc = { id: 'doc', title: 't', metadata: {} };
@@ -224,7 +286,15 @@ describe('chunker properties (bge WordPiece tokenizer)', () => {
 
 /** A word with a prefix that costs exactly one token more than the word, searched in a small fixed list. */
 function findPrefixCostlierThanWord(): { prefix: string; word: string } | undefined {
-  const candidates = ['unbelievable', 'photosynthesis', 'international', 'transformation', 'philosophy', 'mathematics', 'electroencephalography'];
+  const candidates = [
+    'unbelievable',
+    'photosynthesis',
+    'international',
+    'transformation',
+    'philosophy',
+    'mathematics',
+    'electroencephalography',
+  ];
   for (const w of candidates) {
     const whole = count(w);
     for (let i = 1; i < w.length; i++) {
@@ -254,7 +324,33 @@ describe('BM25 query escaping properties (SQLite FTS5, porter unicode61)', () =>
 
   afterAll(() => db?.close());
 
-  const FTS_SYNTAX = ['"', '""', '*', 'NEAR', 'NEAR(', 'AND', 'OR', 'NOT', '^', ':', '(', ')', '-', '+', '{', '}', 'title:', 'text :', 'NEAR(a b, 2)', '{title text}:x', "'", ';', '--', '\\', '\u0000'];
+  const FTS_SYNTAX = [
+    '"',
+    '""',
+    '*',
+    'NEAR',
+    'NEAR(',
+    'AND',
+    'OR',
+    'NOT',
+    '^',
+    ':',
+    '(',
+    ')',
+    '-',
+    '+',
+    '{',
+    '}',
+    'title:',
+    'text :',
+    'NEAR(a b, 2)',
+    '{title text}:x',
+    "'",
+    ';',
+    '--',
+    '\\',
+    '\u0000',
+  ];
   /** Arbitrary code points and lone surrogates, with FTS5 syntax mixed in. */
   const hostile = fc
     .array(
@@ -309,30 +405,48 @@ describe('BM25 query escaping properties (SQLite FTS5, porter unicode61)', () =>
     fc.array(tokenChar, { minLength: 1, maxLength: 10 }).map((cs) => cs.join('')),
   );
   /** Characters both sides treat as separators (assigned as space, punctuation or symbol before Unicode 6.1). */
-  const wordSeparator = fc.constantFrom(' ', '  ', '\n', '\t', '\u3000', '. ', ', ', '-', '/', '"', '(', ')', '*', ':', '^', '+', '😀', '€', '→', ' AND ', ' NEAR ');
+  const wordSeparator = fc.constantFrom(
+    ' ',
+    '  ',
+    '\n',
+    '\t',
+    '\u3000',
+    '. ',
+    ', ',
+    '-',
+    '/',
+    '"',
+    '(',
+    ')',
+    '*',
+    ':',
+    '^',
+    '+',
+    '😀',
+    '€',
+    '→',
+    ' AND ',
+    ' NEAR ',
+  );
 
   it('a document containing the query words is found, whatever the script or normal form', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.tuple(tokenWord, wordSeparator), { minLength: 1, maxLength: 12 }),
-        fc.nat(),
-        (pairs, pick) => {
-          const words = pairs.map(([w]) => w);
-          const body = pairs.map(([w, sep]) => w + sep).join('');
-          clear.run();
-          insert.run(1, '', body);
-          insert.run(2, '', 'unrelated filler passage');
-          const matches = (query: string) => match.all(toFtsQuery(query)).map((r) => (r as { rowid: number }).rowid);
-          if (indexedTerms(body).length > 0) expect(matches(body)).toContain(1);
-          // One word of the document, and the same word in another normal form, find it too.
-          const word = words[pick % words.length]!;
-          for (const variant of [word, word.normalize('NFKC'), word.normalize('NFD'), word.toUpperCase()]) {
-            if (indexedTerms(variant).length > 0 && indexedTerms(word).length > 0 && sameTerms(variant, word)) {
-              expect(matches(variant), `${JSON.stringify(variant)} in ${JSON.stringify(body)}`).toContain(1);
-            }
+      fc.property(fc.array(fc.tuple(tokenWord, wordSeparator), { minLength: 1, maxLength: 12 }), fc.nat(), (pairs, pick) => {
+        const words = pairs.map(([w]) => w);
+        const body = pairs.map(([w, sep]) => w + sep).join('');
+        clear.run();
+        insert.run(1, '', body);
+        insert.run(2, '', 'unrelated filler passage');
+        const matches = (query: string) => match.all(toFtsQuery(query)).map((r) => (r as { rowid: number }).rowid);
+        if (indexedTerms(body).length > 0) expect(matches(body)).toContain(1);
+        // One word of the document, and the same word in another normal form, find it too.
+        const word = words[pick % words.length]!;
+        for (const variant of [word, word.normalize('NFKC'), word.normalize('NFD'), word.toUpperCase()]) {
+          if (indexedTerms(variant).length > 0 && indexedTerms(word).length > 0 && sameTerms(variant, word)) {
+            expect(matches(variant), `${JSON.stringify(variant)} in ${JSON.stringify(body)}`).toContain(1);
           }
-        },
-      ),
+        }
+      }),
       runs(1000),
     );
   });

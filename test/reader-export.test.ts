@@ -42,7 +42,10 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 
 /** The fixture's weights as a Hugging Face T5 checkpoint: Linear weights back in torch's [out, in] layout. */
 function fixtureCheckpoint(dtype: SafetensorsDtype = 'F32'): Record<string, TensorToWrite> {
-  const all = new Map([...initializers(fixtureFile('onnx/encoder_model.onnx')), ...initializers(fixtureFile('onnx/decoder_model_merged.onnx'))]);
+  const all = new Map([
+    ...initializers(fixtureFile('onnx/encoder_model.onnx')),
+    ...initializers(fixtureFile('onnx/decoder_model_merged.onnx')),
+  ]);
   const tensors: Record<string, TensorToWrite> = {};
   for (const [name, t] of all) {
     const asIs = t.dims.length !== 2 || name === 'shared.weight' || name.endsWith('relative_attention_bias.weight');
@@ -119,7 +122,10 @@ describe('reader:export of a Hugging Face-layout checkpoint', () => {
   });
 
   it('computes the same encoder states and logits as the fixture', async () => {
-    const [a, b] = [await encoderStates(fixtureFile('onnx/encoder_model.onnx'), IDS), await encoderStates(path.join(untiedDir, 'onnx/encoder_model.onnx'), IDS)];
+    const [a, b] = [
+      await encoderStates(fixtureFile('onnx/encoder_model.onnx'), IDS),
+      await encoderStates(path.join(untiedDir, 'onnx/encoder_model.onnx'), IDS),
+    ];
     expect(maxAbs(a.data as Float32Array, b.data as Float32Array)).toBe(0);
     const logits = await decoderLogits(path.join(untiedDir, 'onnx/decoder_model_merged.onnx'), b, DECODER_IDS);
     expect(maxAbs(logits, await decoderLogits(fixtureFile('onnx/decoder_model_merged.onnx'), a, DECODER_IDS))).toBe(0);

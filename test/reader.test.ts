@@ -41,9 +41,27 @@ const INT8_TOL = { state: 1, logit: 1, logProb: 1, attention: 1 };
 const QUESTION = 'Which river flows through the old town of Heidelberg?';
 
 const PASSAGES: ReaderPassage[] = [
-  { passageId: 'p0', docId: 'd0', title: 'Heidelberg', text: 'Heidelberg is a city on the river Neckar in south-west Germany.', retrievalScore: 0.9 },
-  { passageId: 'p1', docId: 'd1', title: 'Neckar', text: 'The Neckar is a 362 km long river, mainly flowing through Baden-Württemberg.', retrievalScore: 0.7 },
-  { passageId: 'p2', docId: 'd2', title: 'Old Bridge', text: 'The Old Bridge crosses the Neckar and connects the old town with the other bank.', retrievalScore: 0.5 },
+  {
+    passageId: 'p0',
+    docId: 'd0',
+    title: 'Heidelberg',
+    text: 'Heidelberg is a city on the river Neckar in south-west Germany.',
+    retrievalScore: 0.9,
+  },
+  {
+    passageId: 'p1',
+    docId: 'd1',
+    title: 'Neckar',
+    text: 'The Neckar is a 362 km long river, mainly flowing through Baden-Württemberg.',
+    retrievalScore: 0.7,
+  },
+  {
+    passageId: 'p2',
+    docId: 'd2',
+    title: 'Old Bridge',
+    text: 'The Old Bridge crosses the Neckar and connects the old town with the other bank.',
+    retrievalScore: 0.5,
+  },
   { passageId: 'p3', docId: 'd3', title: 'Castle', text: 'Heidelberg Castle is a famous ruin above the old town.', retrievalScore: 0.3 },
 ];
 
@@ -290,8 +308,20 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
    */
   describe('batch composition', () => {
     const UNRELATED: ReaderPassage[] = [
-      { passageId: 'u0', docId: 'u', title: 'Volcanoes', text: 'Basaltic lava flows are fluid and can travel tens of kilometres from the vent before they cool.', retrievalScore: 0.1 },
-      { passageId: 'u1', docId: 'u', title: 'Tea', text: 'Green tea leaves are steamed or pan-fired soon after picking.', retrievalScore: 0.1 },
+      {
+        passageId: 'u0',
+        docId: 'u',
+        title: 'Volcanoes',
+        text: 'Basaltic lava flows are fluid and can travel tens of kilometres from the vent before they cool.',
+        retrievalScore: 0.1,
+      },
+      {
+        passageId: 'u1',
+        docId: 'u',
+        title: 'Tea',
+        text: 'Green tea leaves are steamed or pan-fired soon after picking.',
+        retrievalScore: 0.1,
+      },
       { passageId: 'u2', docId: 'u', title: 'Chess', text: 'Castling moves the king two squares towards a rook.', retrievalScore: 0.1 },
     ];
 
@@ -314,7 +344,7 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
       { name: 'encoder batch size 2', passages: () => [...PASSAGES, ...UNRELATED], indexOf: (i: number) => i, debug: { batchSize: 2 } },
     ];
 
-    it('per-passage encoding: every passage\'s memory is bit-identical to encoding it alone, whatever the batch', async () => {
+    it("per-passage encoding: every passage's memory is bit-identical to encoding it alone, whatever the batch", async () => {
       // Nothing is padded: every run holds one sequence at its own length (padToLength, a debug knob, would add some).
       expect(encoderRuns([5, 9, 5, 7], { strategy: 'per-passage', batchSize: 2 })).toEqual([[0], [1], [2], [3]]);
       for (const v of variants.filter((x) => x.name !== 'padding')) {
@@ -327,14 +357,18 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
       for (const numBeams of [1, 3]) {
         const opts = { ...BASE, numBeams, minNewTokens: 6 };
         const a = await reader.answer(QUESTION, PASSAGES, opts);
-        const reordered = await reader.answer(QUESTION, [2, 0, 3, 1].map((i) => PASSAGES[i]!), opts);
+        const reordered = await reader.answer(
+          QUESTION,
+          [2, 0, 3, 1].map((i) => PASSAGES[i]!),
+          opts,
+        );
         expect(reordered.tokenIds).toEqual(a.tokenIds);
         const batched = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage', encoderBatchSize: 2 });
         expect((await batched.answer(QUESTION, PASSAGES, opts)).tokenIds).toEqual(a.tokenIds);
       }
     });
 
-    it('per-passage cross-attention cache: equals the shared one in fp32 (within int8 tolerance), and a passage\'s keys and values do not depend on the others', async () => {
+    it("per-passage cross-attention cache: equals the shared one in fp32 (within int8 tolerance), and a passage's keys and values do not depend on the others", async () => {
       const memory = await reader.encode(QUESTION, PASSAGES, 'fid');
       const runner = (m: FusedMemory, crossCachePerSpan: boolean) =>
         new CachedStepRunner(reader.decoder, m, new OnnxClock(), { crossCachePerSpan, fetch: 'logits' });
@@ -438,8 +472,20 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
               const [topA, topB] = [a.topCandidates(row, topK), b.topCandidates(row, topK)];
               // Near-ties may swap under int8; the logits of the cached step's top tokens must still agree.
               if (fp32Exact) expect(topA.map((c) => c.token)).toEqual(topB.map((c) => c.token));
-              close('logit', maxAbsDiff(topA.map((c) => c.logit), topA.map((c) => b.lastLogits(row)[c.token]!)));
-              close('logit', maxAbsDiff(topA.map((c) => c.logit), topB.map((c) => c.logit)));
+              close(
+                'logit',
+                maxAbsDiff(
+                  topA.map((c) => c.logit),
+                  topA.map((c) => b.lastLogits(row)[c.token]!),
+                ),
+              );
+              close(
+                'logit',
+                maxAbsDiff(
+                  topA.map((c) => c.logit),
+                  topB.map((c) => c.logit),
+                ),
+              );
               close('logit', Math.abs(a.lastLogSumExp(row) - b.lastLogSumExp(row)));
               if (decoder.hasCrossAttention) {
                 close('attention', maxAbsDiff(a.lastMeanAttention(row), b.lastMeanAttention(row)));
@@ -474,7 +520,11 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
     it("every beam hypothesis's log-probability is the model's log-probability of its tokens (re-scored)", async () => {
       const memory = await reader.encode(QUESTION, PASSAGES, 'fid');
       // Beams that reach maxNewTokens descend from every cache row, so a wrong cache reordering shows up here.
-      for (const [lengthPenalty, minNewTokens] of [[0, 3], [1, 9], [2, 5]] as const) {
+      for (const [lengthPenalty, minNewTokens] of [
+        [0, 3],
+        [1, 9],
+        [2, 5],
+      ] as const) {
         const result = await decodeWith(memory, { numBeams: 4, minNewTokens, maxNewTokens: 9, lengthPenalty });
         expect(result.hypotheses.length).toBeGreaterThan(1);
         expect(result.hypotheses[0]!.tokenIds).toEqual(result.tokenIds);
@@ -573,7 +623,11 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
       for (const numBeams of [1, 3]) {
         const opts = { ...BASE, numBeams, minNewTokens: 6 };
         const a = await reader.answer(QUESTION, PASSAGES, opts);
-        const b = await reader.answer(QUESTION, order.map((i) => PASSAGES[i]!), opts);
+        const b = await reader.answer(
+          QUESTION,
+          order.map((i) => PASSAGES[i]!),
+          opts,
+        );
         expect(b.tokenIds).toEqual(a.tokenIds);
         close('logit', Math.abs(a.logProb - b.logProb));
         order.forEach((from, to) => close('attention', Math.abs(b.passageScores[to]! - a.passageScores[from]!)));
@@ -583,7 +637,12 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
 
   describe('attribution', () => {
     it('passage scores are a distribution and token attention is aligned with the answer', async () => {
-      for (const [fusion, numBeams] of [['fid', 1], ['fid', 4], ['concat', 1], ['concat', 3]] as const) {
+      for (const [fusion, numBeams] of [
+        ['fid', 1],
+        ['fid', 4],
+        ['concat', 1],
+        ['concat', 3],
+      ] as const) {
         const result = await reader.answer(QUESTION, PASSAGES, { ...BASE, fusion, numBeams, minNewTokens: 3 });
         expect(result.attribution).toBe('cross-attention');
         expect(result.passageScores).toHaveLength(PASSAGES.length);
@@ -633,7 +692,10 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
     });
 
     it('concat attribution gives 0 to passages truncated out of the input', async () => {
-      const short = await FidReader.create({ ...model, config: { ...model.config, maxInputTokens: 40 } }, { encoding: 'per-passage', crossCache: 'per-passage' });
+      const short = await FidReader.create(
+        { ...model, config: { ...model.config, maxInputTokens: 40 } },
+        { encoding: 'per-passage', crossCache: 'per-passage' },
+      );
       const memory = await short.encode(QUESTION, PASSAGES, 'concat');
       expect(memory.length).toBe(40);
       const cutOff = memory.spans.map((s) => s.end === s.start);
@@ -703,9 +765,9 @@ describe.each(PRECISIONS)('$precision', ({ precision, quantized, tol }) => {
       const result = await fallback.answer(QUESTION, PASSAGES, { ...BASE, minNewTokens: 3, maxNewTokens: 4 });
       expect(result.attribution).toBe('leave-one-out');
       expect(Math.abs(sum(result.passageScores) - 1)).toBeLessThan(1e-9);
-      await expect(FidReader.create(withRenamedSoftmax(model), { attribution: 'cross-attention', encoding: 'per-passage', crossCache: 'per-passage' })).rejects.toThrow(
-        /cross-attention attribution is unavailable/,
-      );
+      await expect(
+        FidReader.create(withRenamedSoftmax(model), { attribution: 'cross-attention', encoding: 'per-passage', crossCache: 'per-passage' }),
+      ).rejects.toThrow(/cross-attention attribution is unavailable/);
     });
 
     it('answers from the question alone when there are no passages', async () => {

@@ -14,7 +14,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/fixtures.js';
 
 /** The README and every page under docs/: their commands must all run as written. */
-const DOC_FILES = ['README.md', ...readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const DOC_FILES = [
+  'README.md',
+  ...readdirSync(path.join(REPO_ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
 
 /** Commands in the docs' bash blocks, continuation lines joined and comments removed, in order. */
 function readmeCommands(): string[] {
@@ -38,11 +44,26 @@ const SKIPPED: Array<[RegExp, string]> = [
   [/fixture-\w+-full/, 'runs on the full-size fixtures, which are not built here (see above)'],
   [/^npm run bench:/, 'benchmarks run for minutes; they are run by hand and their figures recorded in docs/benchmarks.md'],
   [/^apt-get /, 'installs system packages (PyTorch for training); CI must not need them'],
-  [/^\/usr\/bin\/python3 /, 'runs the PyTorch trainer, which CI does not have; test/trainer-python.test.ts runs its tests where torch is installed'],
-  [/--people 12000|--dataset train-data\/facts-train\.json/, 'builds the 24 000 training examples (minutes); the same commands run on the validation set here'],
-  [/--dataset train-data\/(salient|squad-train)\.json --out/, 'builds the 23 000 pre-training and training examples (two minutes); the validation ones are built here'],
-  [/--checkpoint train-data\/(run|flan-run)\//, 'exports a training run, which needs PyTorch (above); the committed reader is exported instead'],
-  [/db-host|^sudo -u postgres/, "the operator's own PostgreSQL host; test/replicas.test.ts and test/migrate-to-postgres.test.ts run the same steps against a throwaway PostgreSQL"],
+  [
+    /^\/usr\/bin\/python3 /,
+    'runs the PyTorch trainer, which CI does not have; test/trainer-python.test.ts runs its tests where torch is installed',
+  ],
+  [
+    /--people 12000|--dataset train-data\/facts-train\.json/,
+    'builds the 24 000 training examples (minutes); the same commands run on the validation set here',
+  ],
+  [
+    /--dataset train-data\/(salient|squad-train)\.json --out/,
+    'builds the 23 000 pre-training and training examples (two minutes); the validation ones are built here',
+  ],
+  [
+    /--checkpoint train-data\/(run|flan-run)\//,
+    'exports a training run, which needs PyTorch (above); the committed reader is exported instead',
+  ],
+  [
+    /db-host|^sudo -u postgres/,
+    "the operator's own PostgreSQL host; test/replicas.test.ts and test/migrate-to-postgres.test.ts run the same steps against a throwaway PostgreSQL",
+  ],
 ];
 
 const skipReason = (command: string) => SKIPPED.find(([pattern]) => pattern.test(command))?.[1];
@@ -79,7 +100,9 @@ describe('README and docs/*.md commands', () => {
     const configFile = path.join(work, 'rag.config.json');
     const emptyConfig = path.join(work, 'empty.config.json');
     writeFileSync(emptyConfig, '{}');
-    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('RAG_') && k !== 'PORT' && k !== 'HOST'));
+    const inherited = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith('RAG_') && k !== 'PORT' && k !== 'HOST'),
+    );
     // Nothing a user would have to export: the models come from the config file the quick start writes. Only the
     // folders are moved out of the checkout, and downloads are off because this machine has no internet.
     const env = {
@@ -130,8 +153,20 @@ describe('README and docs/*.md commands', () => {
     }
     // The server, its API calls, ingest, both evals and the fixture build all ran.
     expect(ran.filter((c) => c.startsWith('curl')).length).toBeGreaterThanOrEqual(8);
-    for (const kind of ['npm start', 'npm run fixtures', 'npm run ingest', 'npm run eval ', 'npm run eval:qa', 'npm run train:data', 'npm run reader:export', 'npm run eval:attribution']) {
-      expect(ran.some((c) => c.includes(kind)), kind).toBe(true);
+    for (const kind of [
+      'npm start',
+      'npm run fixtures',
+      'npm run ingest',
+      'npm run eval ',
+      'npm run eval:qa',
+      'npm run train:data',
+      'npm run reader:export',
+      'npm run eval:attribution',
+    ]) {
+      expect(
+        ran.some((c) => c.includes(kind)),
+        kind,
+      ).toBe(true);
     }
   }, 900_000);
 });

@@ -85,14 +85,17 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
   const upsert = (server: ServerProcess, collection: string, docs: Array<{ id: string; text: string }>) =>
     request(server.base, 'POST', route(collection, '/documents'), { body: { documents: docs } });
 
-  const getDoc = (server: ServerProcess, collection: string, id: string) => request(server.base, 'GET', route(collection, `/documents/${id}`));
+  const getDoc = (server: ServerProcess, collection: string, id: string) =>
+    request(server.base, 'GET', route(collection, `/documents/${id}`));
 
   const stats = async (server: ServerProcess, collection: string) => (await request(server.base, 'GET', route(collection, '/stats'))).json;
 
   async function createCollection(name: string): Promise<void> {
     const reply = await request(a.base, 'POST', '/v1/collections', { body: { name } });
     expect(reply.status, reply.text).toBe(201);
-    await until(`B to see collection ${name}`, async () => ((await request(b.base, 'GET', route(name, '/stats'))).status === 200 ? true : undefined));
+    await until(`B to see collection ${name}`, async () =>
+      (await request(b.base, 'GET', route(name, '/stats'))).status === 200 ? true : undefined,
+    );
   }
 
   beforeAll(async () => {
@@ -144,7 +147,9 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
 
     // A collection deleted through B vanishes from A.
     expect((await request(b.base, 'DELETE', '/v1/collections/s1')).status).toBe(200);
-    await until('A to lose collection s1', async () => ((await request(a.base, 'GET', route('s1', '/stats'))).status === 404 ? true : undefined));
+    await until('A to lose collection s1', async () =>
+      (await request(a.base, 'GET', route('s1', '/stats'))).status === 404 ? true : undefined,
+    );
     expect((await request(a.base, 'GET', '/v1/collections')).json.collections.map((c: { name: string }) => c.name)).not.toContain('s1');
   });
 
@@ -176,12 +181,16 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
       expect(refused.status, refused.text).toBe(503);
       expect(refused.json.error.code).toBe('database_unavailable');
       expect(refused.headers.get('retry-after')).toBeTruthy();
-      await until('B to serve searches from its local index', async () => ((await search(b, 's4', 'replica', 'bm25')).length > 0 ? true : undefined));
+      await until('B to serve searches from its local index', async () =>
+        (await search(b, 's4', 'replica', 'bm25')).length > 0 ? true : undefined,
+      );
       expect((await request(b.base, 'GET', '/healthz')).status).toBe(200);
     } finally {
       pgServer.start();
     }
-    await until('writes to be accepted again', async () => ((await upsert(a, 's4', [{ id: 'after', text: text(3) }])).status === 200 ? true : undefined));
+    await until('writes to be accepted again', async () =>
+      (await upsert(a, 's4', [{ id: 'after', text: text(3) }])).status === 200 ? true : undefined,
+    );
     await until('B to see the write after the restart', async () => ((await getDoc(b, 's4', 'after')).status === 200 ? true : undefined));
     expect((await stats(b, 's4')).replication.database).toBe('ok');
     expect((await getDoc(b, 's4', 'during')).status).toBe(404);
@@ -209,9 +218,11 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
     const client = new pg.Client({ connectionString: pgServer.url });
     await client.connect();
     const truth = new Map(
-      (await client.query<{ doc_id: string; n: number }>("SELECT doc_id, count(*)::int AS n FROM passages WHERE collection = 's3' GROUP BY doc_id")).rows.map(
-        (r) => [r.doc_id, r.n],
-      ),
+      (
+        await client.query<{ doc_id: string; n: number }>(
+          "SELECT doc_id, count(*)::int AS n FROM passages WHERE collection = 's3' GROUP BY doc_id",
+        )
+      ).rows.map((r) => [r.doc_id, r.n]),
     );
     await client.end();
     for (const id of acknowledged) expect(truth.has(id), `acknowledged ${id} in PostgreSQL`).toBe(true);
@@ -232,7 +243,15 @@ describe.skipIf(!postgresAvailable())('replicas over one PostgreSQL', () => {
 
   it('a replica whose local files are deleted rebuilds them from PostgreSQL with identical search results', async () => {
     await createCollection('s5');
-    expect((await upsert(a, 's5', Array.from({ length: 8 }, (_, i) => ({ id: `s5-${i}`, text: text(i + 50) })))).status).toBe(200);
+    expect(
+      (
+        await upsert(
+          a,
+          's5',
+          Array.from({ length: 8 }, (_, i) => ({ id: `s5-${i}`, text: text(i + 50) })),
+        )
+      ).status,
+    ).toBe(200);
     await until('B to converge', async () => ((await stats(b, 's5')).documents === 8 ? true : undefined));
     const modes = ['bm25', 'hybrid', 'dense'];
     const expected = await Promise.all(modes.map((mode) => search(a, 's5', 'attention token search', mode)));

@@ -124,7 +124,10 @@ function rerankerContract(name: string, make: () => Reranker) {
 
 rerankerContract('cross-encoder, one pair per run', () => new CrossEncoderReranker(encoder, { batchSize: 1, batchTokens: 512 }));
 rerankerContract('cross-encoder, batches of 4', () => new CrossEncoderReranker(encoder, { batchSize: 4, batchTokens: 100_000 }));
-rerankerContract('cross-encoder, batches of at most 40 tokens', () => new CrossEncoderReranker(encoder, { batchSize: 16, batchTokens: 40 }));
+rerankerContract(
+  'cross-encoder, batches of at most 40 tokens',
+  () => new CrossEncoderReranker(encoder, { batchSize: 16, batchTokens: 40 }),
+);
 
 describe('cross-encoder batching', () => {
   it('runs length-sorted batches within batchSize pairs and batchTokens padded tokens (a longer pair alone)', async () => {
@@ -152,7 +155,8 @@ describe('cross-encoder batching', () => {
 
 describe('rerank on the API', () => {
   const DOCS: Record<string, string> = {
-    'zebras.md': '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
+    'zebras.md':
+      '# Zebra migration\n\nEvery year zebras migrate across the Serengeti following the rains. The zebra herds travel with wildebeest.',
     'volcanoes.md': '# Volcanoes\n\nA volcano erupts when magma rises through the crust. Basalt lava flows are runny; andesite is sticky.',
     'bread.md': '# Sourdough bread\n\nSourdough is leavened by a starter of wild yeast and lactobacilli. The dough ferments overnight.',
     'chess.md': "# Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5. The Queen's Gambit offers a pawn for central control.",
@@ -165,7 +169,10 @@ describe('rerank on the API', () => {
   beforeAll(async () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rerank-corpus-'));
     for (const [name, text] of Object.entries(DOCS)) writeFileSync(path.join(corpus, name), text);
-    server = await startServer(fixtureConfig({ corpusDir: corpus, rerankModel: CROSS_ENCODER_TINY, auth: { disabled: true } }), pino({ level: 'silent' }));
+    server = await startServer(
+      fixtureConfig({ corpusDir: corpus, rerankModel: CROSS_ENCODER_TINY, auth: { disabled: true } }),
+      pino({ level: 'silent' }),
+    );
     service = await server.ready;
     base = `http://127.0.0.1:${server.port}`;
   });
@@ -183,7 +190,10 @@ describe('rerank on the API', () => {
     expect(reranked.json.timings.rerankMs).toBeGreaterThan(0);
     const reranker = await service.reranker.get();
     const all = candidates.json.results as Array<{ passageId: string; text: string; score: number }>;
-    const scores = await reranker.score(QUERY, all.map((c) => c.text));
+    const scores = await reranker.score(
+      QUERY,
+      all.map((c) => c.text),
+    );
     const best = [...scores.keys()].sort((a, b) => scores[b]! - scores[a]! || a - b).slice(0, 2);
     expect(results.map((r) => r.passageId)).toEqual(best.map((i) => all[i]!.passageId));
     results.forEach((r, i) => {
@@ -230,7 +240,10 @@ describe('a missing rerank model', () => {
   it('is a 503 for rerank requests only; everything else keeps working', async () => {
     const corpus = mkdtempSync(path.join(os.tmpdir(), 'rerank-missing-'));
     writeFileSync(path.join(corpus, 'a.md'), '# A\n\nZebras migrate.');
-    const server = await startServer(fixtureConfig({ corpusDir: corpus, rerankModel: 'no-such-cross-encoder', auth: { disabled: true } }), pino({ level: 'silent' }));
+    const server = await startServer(
+      fixtureConfig({ corpusDir: corpus, rerankModel: 'no-such-cross-encoder', auth: { disabled: true } }),
+      pino({ level: 'silent' }),
+    );
     try {
       await server.ready;
       const base = `http://127.0.0.1:${server.port}`;

@@ -28,7 +28,7 @@ function clusteredVectors(count: number, seed: number, centres: Float32Array[]):
   const rand = prng(seed);
   return Array.from({ length: count }, () => {
     const centre = centres[Math.floor(rand() * centres.length)]!;
-    return Float32Array.from(centre, (c) => c + 0.6 * gaussian(rand) / Math.sqrt(DIM));
+    return Float32Array.from(centre, (c) => c + (0.6 * gaussian(rand)) / Math.sqrt(DIM));
   });
 }
 
@@ -61,7 +61,7 @@ beforeAll(async () => {
       })),
     });
   }
-  for (let i = 0; i < writes.length; i += 200) (await store.writeDocuments(writes.slice(i, i + 200)));
+  for (let i = 0; i < writes.length; i += 200) await store.writeDocuments(writes.slice(i, i + 200));
   await store.checkpoint();
 }, 300_000);
 

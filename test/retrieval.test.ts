@@ -75,9 +75,35 @@ describe('toFtsQuery', () => {
 describe('Retriever', () => {
   it('BM25 never throws on FTS5 syntax or SQL in user text', async () => {
     const nasty = [
-      '"', '""', '*', 'NEAR', 'AND', 'OR', 'NOT', '(', ')', ':', 'title:', 'text:river', 'river AND', 'AND river',
-      'NEAR(river ocean)', 'river NEAR/2 ocean', '"unbalanced quote', 'river*', '^river', '-river', '+river', '{title text}: river',
-      "'; DROP TABLE passages; --", 'marker7) OR (1=1', '\\', '\u0000', '🙂🙂', 'a'.repeat(5000), Array(200).fill('river').join(' OR '),
+      '"',
+      '""',
+      '*',
+      'NEAR',
+      'AND',
+      'OR',
+      'NOT',
+      '(',
+      ')',
+      ':',
+      'title:',
+      'text:river',
+      'river AND',
+      'AND river',
+      'NEAR(river ocean)',
+      'river NEAR/2 ocean',
+      '"unbalanced quote',
+      'river*',
+      '^river',
+      '-river',
+      '+river',
+      '{title text}: river',
+      "'; DROP TABLE passages; --",
+      'marker7) OR (1=1',
+      '\\',
+      '\u0000',
+      '🙂🙂',
+      'a'.repeat(5000),
+      Array(200).fill('river').join(' OR '),
     ];
     for (const query of nasty) {
       for (const mode of ['bm25', 'hybrid'] as const) {
@@ -105,7 +131,10 @@ describe('Retriever', () => {
     // Cosine of unit vectors: recompute from the passage's own embedding (title + text, as ingested).
     const q = await embedder.embedQuery(query);
     const [p] = await embedder.embedPassages([`${exact.hits[0]!.title}\n${exact.hits[0]!.text}`]);
-    expect(exact.hits[0]!.score).toBeCloseTo(q.reduce((s, v, i) => s + v * p![i]!, 0), 4);
+    expect(exact.hits[0]!.score).toBeCloseTo(
+      q.reduce((s, v, i) => s + v * p![i]!, 0),
+      4,
+    );
     expect(dense.timings.embedMs).toBeGreaterThan(0);
     expect(dense.timings.searchMs).toBeGreaterThanOrEqual(0);
   });
@@ -238,7 +267,23 @@ describe('reciprocalRankFusion', () => {
   });
 
   it('ignores zero-weight lists and breaks ties by label', () => {
-    expect(reciprocalRankFusion([{ labels: [9, 8], weight: 0 }, { labels: [5], weight: 1 }], 60).map((f) => f.label)).toEqual([5]);
-    expect(reciprocalRankFusion([{ labels: [7], weight: 1 }, { labels: [3], weight: 1 }], 60).map((f) => f.label)).toEqual([3, 7]);
+    expect(
+      reciprocalRankFusion(
+        [
+          { labels: [9, 8], weight: 0 },
+          { labels: [5], weight: 1 },
+        ],
+        60,
+      ).map((f) => f.label),
+    ).toEqual([5]);
+    expect(
+      reciprocalRankFusion(
+        [
+          { labels: [7], weight: 1 },
+          { labels: [3], weight: 1 },
+        ],
+        60,
+      ).map((f) => f.label),
+    ).toEqual([3, 7]);
   });
 });

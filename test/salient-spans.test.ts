@@ -72,7 +72,10 @@ describe('salient-span questions', () => {
       { id: 'x#0', title: 'X', text: 'The bridge opened in 1932 after six years.' },
       { id: 'x#1', title: 'X', text: 'It was painted red by the city in 1990.' },
     ];
-    const asSquad = parseSquad(salientAsSquad(twoOfOneArticle, salientSpanQuestions(twoOfOneArticle, { perPassage: 1, seed: 1 })), 'x.json');
+    const asSquad = parseSquad(
+      salientAsSquad(twoOfOneArticle, salientSpanQuestions(twoOfOneArticle, { perPassage: 1, seed: 1 })),
+      'x.json',
+    );
     expect(asSquad.paragraphs.map((p) => p.id)).toEqual(['X#0', 'X#1']);
   });
 });
@@ -88,7 +91,11 @@ describe('the article split', () => {
     expect(valid.data).toHaveLength(2);
     expect([...titles(train), ...titles(valid)].sort()).toEqual(['A', 'B', 'C', 'D', 'E', 'F', 'G']);
     expect(titles(splitSquadArticles([b, a], { validArticles: 2, seed: 1 }).valid).sort()).toEqual(titles(valid).sort());
-    const seeds = [1, 2, 3, 4, 5].map((seed) => titles(splitSquadArticles([a, b], { validArticles: 2, seed }).valid).sort().join());
+    const seeds = [1, 2, 3, 4, 5].map((seed) =>
+      titles(splitSquadArticles([a, b], { validArticles: 2, seed }).valid)
+        .sort()
+        .join(),
+    );
     expect(new Set(seeds).size).toBeGreaterThan(1);
   });
 

@@ -15,8 +15,20 @@ import { FIXTURES_DIR, T5_TINY } from './helpers/fixtures.js';
 
 const QUESTION = 'Which river flows through the old town of Heidelberg?';
 const PASSAGES: ReaderPassage[] = [
-  { passageId: 'p0', docId: 'd0', title: 'Heidelberg', text: 'Heidelberg is a city on the river Neckar in south-west Germany.', retrievalScore: 0.9 },
-  { passageId: 'p1', docId: 'd1', title: 'Old Bridge', text: 'The Old Bridge crosses the Neckar and connects the old town with the other bank.', retrievalScore: 0.5 },
+  {
+    passageId: 'p0',
+    docId: 'd0',
+    title: 'Heidelberg',
+    text: 'Heidelberg is a city on the river Neckar in south-west Germany.',
+    retrievalScore: 0.9,
+  },
+  {
+    passageId: 'p1',
+    docId: 'd1',
+    title: 'Old Bridge',
+    text: 'The Old Bridge crosses the Neckar and connects the old town with the other bank.',
+    retrievalScore: 0.5,
+  },
 ];
 const GREEDY: GenerateOptions = { maxNewTokens: 8, numBeams: 1, lengthPenalty: 1, noRepeatNgramSize: 0, fusion: 'fid' };
 
@@ -35,7 +47,10 @@ beforeAll(async () => {
   });
   reader = await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' });
   memory = await reader.encode(QUESTION, PASSAGES, 'fid');
-  const step = await new UncachedStepRunner(reader.decoder, memory, new OnnxClock(), 'logits').step([[model.config.decoder_start_token_id]], 1);
+  const step = await new UncachedStepRunner(reader.decoder, memory, new OnnxClock(), 'logits').step(
+    [[model.config.decoder_start_token_id]],
+    1,
+  );
   firstLogits = step.lastLogits(0).slice();
 });
 

@@ -32,7 +32,10 @@ describe('server process', () => {
     // The graph is saved only after 10 minutes idle: the kill always lands before it.
     const { configFile } = serverSetup({ documents: { checkpointIdleMs: 600_000 } });
     const first = await spawnServer(configFile, 'node', KEY);
-    const docs = Array.from({ length: 5 }, (_, i) => ({ id: `durable-${i}`, text: `Durablemarker note ${i}: the lighthouse keeper logs every ship.` }));
+    const docs = Array.from({ length: 5 }, (_, i) => ({
+      id: `durable-${i}`,
+      text: `Durablemarker note ${i}: the lighthouse keeper logs every ship.`,
+    }));
     const ack = await call(first.base, 'POST', '/v1/documents', { documents: docs });
     expect(ack.status, ack.text).toBe(200);
     first.process.kill('SIGKILL');
@@ -57,7 +60,9 @@ describe('server process', () => {
   it('on SIGTERM stops accepting, cancels work past the deadline, exits 0 and leaves a saved, consistent index', async () => {
     const { configFile, dir } = serverSetup({ server: { shutdownTimeoutMs: 1000 }, documents: { checkpointIdleMs: 600_000 } });
     const child = await spawnServer(configFile, 'node', KEY);
-    const acked = await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'before-term', text: 'Acknowledged before the signal.' }] });
+    const acked = await call(child.base, 'POST', '/v1/documents', {
+      documents: [{ id: 'before-term', text: 'Acknowledged before the signal.' }],
+    });
     expect(acked.status).toBe(200);
 
     // A long streamed answer, and a write racing the signal.
@@ -82,7 +87,9 @@ describe('server process', () => {
     expect(code).toBe(0);
     expect(exitMs).toBeLessThan(1000 + 2000 + 5000);
     const lastEvent = stream.trim().split('\n\n').at(-1) ?? '';
-    console.log(`[shutdown] exit ${code} after ${exitMs.toFixed(0)} ms; answer ended with "${lastEvent.split('\n')[0]}", racing write got ${racingReply.status}`);
+    console.log(
+      `[shutdown] exit ${code} after ${exitMs.toFixed(0)} ms; answer ended with "${lastEvent.split('\n')[0]}", racing write got ${racingReply.status}`,
+    );
     // The answer either finished within the deadline or was cancelled with a clear error event.
     expect(lastEvent).toMatch(/^event: (answer|error)/);
     if (lastEvent.startsWith('event: error')) expect(lastEvent).toContain('shutting_down');
@@ -95,7 +102,7 @@ describe('server process', () => {
       const report = await store.verify();
       expect(report.problems).toEqual([]);
       expect(report.stats.pending).toBe(0);
-      expect((await store.getDocument('before-term'))).toBeDefined();
+      expect(await store.getDocument('before-term')).toBeDefined();
       const racingStored = (await store.getDocument('racing-0')) !== undefined;
       expect([200, 503]).toContain(racingReply.status);
       expect(racingStored).toBe(racingReply.status === 200);
@@ -108,13 +115,15 @@ describe('server process', () => {
   it('exits 0 on SIGTERM under the tsx CLI when idle, with the index saved', async () => {
     const { configFile, dir } = serverSetup({ documents: { checkpointIdleMs: 600_000 } });
     const child = await spawnServer(configFile, 'tsx', KEY);
-    expect((await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'idle', text: 'Written before an idle shutdown.' }] })).status).toBe(200);
+    expect(
+      (await call(child.base, 'POST', '/v1/documents', { documents: [{ id: 'idle', text: 'Written before an idle shutdown.' }] })).status,
+    ).toBe(200);
     child.process.kill('SIGTERM');
     expect((await child.exited).code).toBe(0);
     const store = await openExistingTestStore(dir);
     try {
       expect((await store.stats()).pending).toBe(0);
-      expect((await store.getDocument('idle'))).toBeDefined();
+      expect(await store.getDocument('idle')).toBeDefined();
     } finally {
       await store.close();
     }
@@ -126,7 +135,10 @@ describe('start-up checks', () => {
     const config = fixtureConfig({ auth: { disabled: true } });
     const first = await startServer(config, pino({ level: 'silent' }));
     const service = await first.ready;
-    await service.upsertDocuments([{ id: 'a', text: 'Alpha passage.' }, { id: 'b', text: 'Beta passage.' }]);
+    await service.upsertDocuments([
+      { id: 'a', text: 'Alpha passage.' },
+      { id: 'b', text: 'Beta passage.' },
+    ]);
     await first.close();
 
     const db = new Database(path.join(indexDir(config), 'index.sqlite'));
@@ -154,7 +166,9 @@ describe('start-up checks', () => {
       expect((await service.search({ query: 'alpha', k: 1, mode: 'bm25' })).results).toHaveLength(1);
       const write = service.upsertDocuments([{ id: 'b', text: 'Beta passage.' }]);
       await expect(write).rejects.toBeInstanceOf(IndexLockedError);
-      await expect(write).rejects.toThrow(new RegExp(`held by process ${process.pid} .*if it is an ingest, wait .*server\\.readOnly: true`));
+      await expect(write).rejects.toThrow(
+        new RegExp(`held by process ${process.pid} .*if it is an ingest, wait .*server\\.readOnly: true`),
+      );
     } finally {
       await second.close();
       await other.close();

@@ -35,7 +35,9 @@ describe('the shipped reader on held-out SQuAD articles', () => {
   let questions: SquadQuestion[];
 
   beforeAll(async () => {
-    const files = ['train-part.json', 'dev-half.json'].map((f) => JSON.parse(readFileSync(path.join(SQUAD_DIR, f), 'utf8')) as { data: [] });
+    const files = ['train-part.json', 'dev-half.json'].map(
+      (f) => JSON.parse(readFileSync(path.join(SQUAD_DIR, f), 'utf8')) as { data: [] },
+    );
     const valid = parseSquad(splitSquadArticles(files, { validArticles: 4, seed: 1 }).valid, 'validation articles');
     // Every 14th question: spread over the four articles and their paragraphs, the same sample on every run.
     questions = valid.questions.filter((_, i) => i % 14 === 0).slice(0, SAMPLE);
@@ -67,26 +69,30 @@ describe('the shipped reader on held-out SQuAD articles', () => {
   }, 120_000);
 });
 
-describe('the shipped reader\'s exported graphs reproduce the trainer', () => {
+describe("the shipped reader's exported graphs reproduce the trainer", () => {
   // fp32 reproduces torch to float rounding (docs/training.md, parity); int8 moves logits, so only the argmax is held.
   it.each([
     { precision: 'fp32', quantized: false, tolerance: 2e-3, argmaxAgreement: 1 },
     { precision: 'int8', quantized: true, tolerance: Infinity, argmaxAgreement: 0.9 },
-  ])('$precision logits match the reference', async ({ quantized, tolerance, argmaxAgreement }) => {
-    const { dir } = await ensureBundledReader(FIXTURES_DIR);
-    const reference = readReference(bundledReaderCheckpoint());
-    expect(reference.cases.length).toBeGreaterThan(0);
-    let same = 0;
-    let positions = 0;
-    for (const c of reference.cases) {
-      const logits = await exportedLogits(dir, quantized, c);
-      let worst = 0;
-      logits.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - c.logits[t]![j]!)))));
-      expect(worst, c.id).toBeLessThan(tolerance);
-      const argmax = logits.map((row) => c.vocab_ids[row.indexOf(Math.max(...row))]);
-      same += argmax.filter((id, t) => id === c.argmax[t]).length;
-      positions += argmax.length;
-    }
-    expect(same / positions).toBeGreaterThanOrEqual(argmaxAgreement);
-  }, 60_000);
+  ])(
+    '$precision logits match the reference',
+    async ({ quantized, tolerance, argmaxAgreement }) => {
+      const { dir } = await ensureBundledReader(FIXTURES_DIR);
+      const reference = readReference(bundledReaderCheckpoint());
+      expect(reference.cases.length).toBeGreaterThan(0);
+      let same = 0;
+      let positions = 0;
+      for (const c of reference.cases) {
+        const logits = await exportedLogits(dir, quantized, c);
+        let worst = 0;
+        logits.forEach((row, t) => row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - c.logits[t]![j]!)))));
+        expect(worst, c.id).toBeLessThan(tolerance);
+        const argmax = logits.map((row) => c.vocab_ids[row.indexOf(Math.max(...row))]);
+        same += argmax.filter((id, t) => id === c.argmax[t]).length;
+        positions += argmax.length;
+      }
+      expect(same / positions).toBeGreaterThanOrEqual(argmaxAgreement);
+    },
+    60_000,
+  );
 });

@@ -24,7 +24,10 @@ afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
 function makeDoc(i: number, version: string): SourceDocument {
   const sentences = 1 + (i % 4) * 2;
-  const text = Array.from({ length: sentences }, (_, s) => `Document ${i} ${version} sentence ${s} talks about topic${i % 5} and marker${version}${i}.`).join(' ');
+  const text = Array.from(
+    { length: sentences },
+    (_, s) => `Document ${i} ${version} sentence ${s} talks about topic${i % 5} and marker${version}${i}.`,
+  ).join(' ');
   return { id: `doc-${i}`, title: `Doc ${i}`, text, metadata: { group: i % 3 } };
 }
 
@@ -65,7 +68,11 @@ async function ingest(store: PassageStore, docs: SourceDocument[]) {
 /** Document id → passage ids and texts: what a correct index holds, independent of labels and insertion order. */
 async function contents(store: PassageStore): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  for (const id of await docIds(store)) out.set(id, (await store.passagesOfDocument(id)).map((p) => `${p.id}|${p.text}`));
+  for (const id of await docIds(store))
+    out.set(
+      id,
+      (await store.passagesOfDocument(id)).map((p) => `${p.id}|${p.text}`),
+    );
   return out;
 }
 
@@ -162,32 +169,35 @@ describe('crash safety (SIGKILL inside an ingest)', () => {
     ['after-sqlite-commit', 3],
   ];
 
-  it.each(UPDATE_CASES)('update with deletes killed at %s #%i: old or new per document, never a mix; re-run completes', async (point, occurrence) => {
-    const refV1 = await reference([V1]);
-    const refV2 = await reference([V1, V2], DELETED);
-    const dir = path.join(mkdtempSync(path.join(workDir, 'b-')), 'index');
-    const setup = await openStore(dir);
-    await ingest(setup, V1);
-    await setup.close();
+  it.each(UPDATE_CASES)(
+    'update with deletes killed at %s #%i: old or new per document, never a mix; re-run completes',
+    async (point, occurrence) => {
+      const refV1 = await reference([V1]);
+      const refV2 = await reference([V1, V2], DELETED);
+      const dir = path.join(mkdtempSync(path.join(workDir, 'b-')), 'index');
+      const setup = await openStore(dir);
+      await ingest(setup, V1);
+      await setup.close();
 
-    await crashAt(dir, V2, point, occurrence, DELETED);
+      await crashAt(dir, V2, point, occurrence, DELETED);
 
-    const store = await openStore(dir);
-    try {
-      await expectConsistentAfterCrash(store, [refV1.contents, refV2.contents]);
-      // Passages of deleted or replaced versions must not come back through the graph: the dense results hydrate fully.
-      const query = await embedder.embedQuery('marker v1 document');
-      const labels = (await store.denseSearch(query, 500, { ef: 500 })).map((h) => h.label);
-      expect((await store.passagesByLabels(labels)).size).toBe(labels.length);
+      const store = await openStore(dir);
+      try {
+        await expectConsistentAfterCrash(store, [refV1.contents, refV2.contents]);
+        // Passages of deleted or replaced versions must not come back through the graph: the dense results hydrate fully.
+        const query = await embedder.embedQuery('marker v1 document');
+        const labels = (await store.denseSearch(query, 500, { ef: 500 })).map((h) => h.label);
+        expect((await store.passagesByLabels(labels)).size).toBe(labels.length);
 
-      await deleteDocuments(DELETED, store, BULK_CHECKPOINTS);
-      await ingest(store, V2);
-      expect((await store.verify()).problems).toEqual([]);
-      expect((await store.stats()).pending).toBe(0);
-      expect(await contents(store)).toEqual(refV2.contents);
-      expect(await exactAnswers(store)).toEqual(refV2.answers);
-    } finally {
-      await store.close();
-    }
-  });
+        await deleteDocuments(DELETED, store, BULK_CHECKPOINTS);
+        await ingest(store, V2);
+        expect((await store.verify()).problems).toEqual([]);
+        expect((await store.stats()).pending).toBe(0);
+        expect(await contents(store)).toEqual(refV2.contents);
+        expect(await exactAnswers(store)).toEqual(refV2.answers);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });

@@ -37,7 +37,13 @@ describe('syncFolder', () => {
   const collection = 'synced';
   beforeAll(async () => {
     const config = fixtureConfig({ server: { ingestCorpusOnStart: false } });
-    service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'eager', prepareDefaultCollection: false });
+    service = await openSystem(config, {
+      writable: true,
+      verify: false,
+      reader: false,
+      loadEmbedder: 'eager',
+      prepareDefaultCollection: false,
+    });
     await service.createCollection(collection);
   });
   afterAll(async () => {
@@ -94,7 +100,9 @@ describe('syncFolder', () => {
 
   it('refuses a missing folder and changes nothing', async () => {
     const before = await ids(service, collection);
-    await expect(service.syncFolder(path.join(TMP, 'papers-gone'), { collection, progress: false })).rejects.toThrow(/cannot sync.*nothing was changed/);
+    await expect(service.syncFolder(path.join(TMP, 'papers-gone'), { collection, progress: false })).rejects.toThrow(
+      /cannot sync.*nothing was changed/,
+    );
     expect(await ids(service, collection)).toEqual(before);
   });
 
@@ -133,7 +141,6 @@ describe('progress when stderr is not a terminal', () => {
     expect(text).toBe('');
   });
 });
-
 
 describe('npm run ingest -- --sync', () => {
   it('prints the plan with --dry-run without writing, then syncs', async () => {

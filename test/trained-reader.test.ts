@@ -80,7 +80,9 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
 
   it(`answers held-out questions about unseen people (exact match >= ${MEASURED.em})`, () => {
     const em = outcomes.filter((o) => scoreAnswer(o.answer, [o.q.answer]).exactMatch === 1).length / outcomes.length;
-    const misses = outcomes.filter((o) => scoreAnswer(o.answer, [o.q.answer]).exactMatch === 0).map((o) => `${o.q.question} -> ${o.answer} (${o.q.answer})`);
+    const misses = outcomes
+      .filter((o) => scoreAnswer(o.answer, [o.q.answer]).exactMatch === 0)
+      .map((o) => `${o.q.question} -> ${o.answer} (${o.q.answer})`);
     figures.em = em;
     expect(em, misses.join('\n')).toBeGreaterThanOrEqual(MEASURED.em);
   });
@@ -111,8 +113,13 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
         body: JSON.stringify({ question: o.q.question, k: K, mode: 'bm25', stream: true }),
       });
       const events = (await readReply(res)).text.split('\n\n').filter((b) => b.trim());
-      const data = (name: string) => events.filter((b) => b.startsWith(`event: ${name}\n`)).map((b) => JSON.parse(b.slice(b.indexOf('data: ') + 6)));
-      expect(data('token').map((t: { text: string }) => t.text).join('')).toBe(o.answer);
+      const data = (name: string) =>
+        events.filter((b) => b.startsWith(`event: ${name}\n`)).map((b) => JSON.parse(b.slice(b.indexOf('data: ') + 6)));
+      expect(
+        data('token')
+          .map((t: { text: string }) => t.text)
+          .join(''),
+      ).toBe(o.answer);
       expect(data('answer')[0].answer).toBe(o.answer);
     }
   });
@@ -121,7 +128,13 @@ describe('the fact-lookup reader through POST /v1/ask (int8, BM25, k = 10)', () 
 describe('the fact-lookup reader on retrieved passages', () => {
   const models: Partial<Record<'fp32' | 'int8', { model: Seq2SeqModel; reader: FidReader }>> = {};
   const readerOf = async (precision: 'fp32' | 'int8', maxInputTokens?: number) => {
-    const model = await loadSeq2SeqModel(FACT_LOOKUP_READER, { modelsDir: FIXTURES_DIR, allowRemote: false, quantized: precision === 'int8', maxInputTokens, decoderRewrite: fidDecoderRewrite() });
+    const model = await loadSeq2SeqModel(FACT_LOOKUP_READER, {
+      modelsDir: FIXTURES_DIR,
+      allowRemote: false,
+      quantized: precision === 'int8',
+      maxInputTokens,
+      decoderRewrite: fidDecoderRewrite(),
+    });
     return { model, reader: await FidReader.create(model, { encoding: 'per-passage', crossCache: 'per-passage' }) };
   };
   beforeAll(async () => {
@@ -148,7 +161,10 @@ describe('the fact-lookup reader on retrieved passages', () => {
     const questions = QUESTIONS.slice(0, 30);
     for (const q of questions) {
       const passages = await passagesFor(q);
-      const [a, b] = [await models.fp32!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' }), await models.int8!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' })];
+      const [a, b] = [
+        await models.fp32!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' }),
+        await models.int8!.reader.answer(q.question, passages, { ...GENERATE, fusion: 'fid' }),
+      ];
       if (a.answer === b.answer) same++;
       fp32Right += scoreAnswer(a.answer, [q.answer]).exactMatch;
       int8Right += scoreAnswer(b.answer, [q.answer]).exactMatch;

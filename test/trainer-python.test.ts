@@ -14,7 +14,11 @@ const title = hasTorch ? 'the PyTorch trainer' : `the PyTorch trainer (skipped: 
 
 describe.skipIf(!hasTorch)(title, () => {
   it('passes its unit tests: HF checkpoint loading, FiD memory, curriculum, a training run that resumes and exports', () => {
-    const run = spawnSync(PYTHON, ['-m', 'unittest', 'test_trainer'], { cwd: TRAIN_DIR, encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
+    const run = spawnSync(PYTHON, ['-m', 'unittest', 'test_trainer'], {
+      cwd: TRAIN_DIR,
+      encoding: 'utf8',
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+    });
     expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
   }, 240_000);
 });

@@ -79,7 +79,13 @@ describe('FiD examples built by the product’s retrieval and tokenizer', () => 
 
   beforeAll(async () => {
     const config = fixtureConfig({ server: { ingestCorpusOnStart: false } });
-    service = await openSystem(config, { writable: true, verify: false, reader: false, loadEmbedder: 'lazy', prepareDefaultCollection: true });
+    service = await openSystem(config, {
+      writable: true,
+      verify: false,
+      reader: false,
+      loadEmbedder: 'lazy',
+      prepareDefaultCollection: true,
+    });
     await service.ingestDocuments(
       squad.paragraphs.map((p) => ({ id: p.id, title: p.title, text: p.context, metadata: {} })),
       { progress: false },
@@ -109,7 +115,9 @@ describe('FiD examples built by the product’s retrieval and tokenizer', () => 
       expect(reader.tokenizer.decode(e.target, { skip_special_tokens: true })).toBe(e.answers[0]);
       for (const p of e.passages) {
         expect(p.input_ids.at(-1)).toBe(reader.config.eos_token_id);
-        expect(reader.tokenizer.decode(p.input_ids, { skip_special_tokens: true })).toBe(`question: ${e.question} title: ${p.title} context: ${p.text}`);
+        expect(reader.tokenizer.decode(p.input_ids, { skip_special_tokens: true })).toBe(
+          `question: ${e.question} title: ${p.title} context: ${p.text}`,
+        );
       }
     }
   });

@@ -63,7 +63,11 @@ afterAll(async () => {
 
 describe('POST /v1/documents/files', () => {
   it('indexes PDF, DOCX and Markdown files with per-document outcomes; re-uploading is unchanged', async () => {
-    const docx = await docxFile([{ heading: 1, text: 'Install' }, { heading: 2, text: 'Linux' }, { text: 'Install the volcano toolkit with apt.' }]);
+    const docx = await docxFile([
+      { heading: 1, text: 'Install' },
+      { heading: 2, text: 'Linux' },
+      { text: 'Install the volcano toolkit with apt.' },
+    ]);
     const parts: Part[] = [
       { name: 'landforms.pdf', bytes: pdf, type: 'application/pdf' },
       { name: 'setup.docx', bytes: docx },
@@ -95,7 +99,12 @@ describe('POST /v1/documents/files', () => {
     expect(md.json.results[0].section).toEqual(['Notes']);
     expect(md.json.results[0].pageStart).toBeUndefined();
 
-    const ask = await post('/v1/ask', { question: 'What about the desert?', k: 3, maxNewTokens: 3, filter: { metadata: { team: 'geo', 'format': 'pdf' } } });
+    const ask = await post('/v1/ask', {
+      question: 'What about the desert?',
+      k: 3,
+      maxNewTokens: 3,
+      filter: { metadata: { team: 'geo', format: 'pdf' } },
+    });
     expect(ask.status, ask.text).toBe(200);
     for (const p of ask.json.passages) expect(p.pageStart).toBeGreaterThanOrEqual(1);
     expect(ask.json.citations.length).toBeGreaterThan(0);

@@ -128,7 +128,9 @@ describe('the server holds a writer lock only while it writes', () => {
       await other.close();
       await engine.close();
     }
-    const after = await request(base, 'POST', '/v1/collections/mydocs/documents', { body: { documents: [{ id: 'later', text: 'Written once free.' }] } });
+    const after = await request(base, 'POST', '/v1/collections/mydocs/documents', {
+      body: { documents: [{ id: 'later', text: 'Written once free.' }] },
+    });
     expect(after.status, after.text).toBe(200);
     expect((await request(base, 'GET', '/v1/collections/mydocs/documents/blocked')).status).toBe(404);
   });

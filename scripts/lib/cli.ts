@@ -17,14 +17,23 @@ export function runCli(main: () => Promise<void>): void {
 export function formatTable(rows: Array<Array<string | number>>): string {
   const cells = rows.map((r) => r.map(String));
   const widths = cells[0]!.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  return cells.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
-export const intOption = (name: string) => (value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive whole number, got "${value}"`);
-  return n;
-};
+export const intOption =
+  (name: string) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) fail(`${name} must be a positive whole number, got "${value}"`);
+    return n;
+  };
 
 /**
  * A collection name derived from a dataset and a model, so evals of different models never share a collection. A

@@ -74,7 +74,9 @@ export function startBlockProbe(options: BlockProbeOptions = {}): { stop(): Bloc
 
 /** Prose of about `chars` characters: the bundled corpus's markdown, repeated with a counter so no two copies match. */
 export function proseOfLength(corpusDir: string, chars: number): string {
-  const files = readdirSync(corpusDir).filter((f) => f.endsWith('.md')).sort();
+  const files = readdirSync(corpusDir)
+    .filter((f) => f.endsWith('.md'))
+    .sort();
   const source = files.map((f) => readFileSync(path.join(corpusDir, f), 'utf8')).join('\n\n');
   const parts: string[] = [];
   let length = 0;

@@ -20,7 +20,8 @@ export async function ensureFullFixtures(dir = FULL_FIXTURES_DIR): Promise<strin
     path.join(dir, CROSS_ENCODER_FULL, 'onnx', 'model.onnx'),
   ];
   // Fixtures built before the int8 quantizer held float copies under the `_quantized` names: rebuild those.
-  const int8 = (f: string) => existsSync(f.replace('.onnx', '_quantized.onnx')) && statSync(f.replace('.onnx', '_quantized.onnx')).size < statSync(f).size / 2;
+  const int8 = (f: string) =>
+    existsSync(f.replace('.onnx', '_quantized.onnx')) && statSync(f.replace('.onnx', '_quantized.onnx')).size < statSync(f).size / 2;
   if (done.every((f) => existsSync(f) && int8(f))) return dir;
   console.error(`building full-size fixture models into ${dir} (once) ...`);
   await buildFixtures({ size: 'full', outDir: dir, sharedModelsDir: defaultSharedModelsDir() });

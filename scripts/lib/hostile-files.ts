@@ -118,7 +118,10 @@ export function minimalPdf(pages: number, content?: (n: number) => PdfStream, ex
   extra.forEach((s, i) => object(5 + i, '', s));
   for (let i = 0; i < pages; i++) {
     const contents = content ? pageId(i) + 1 : 4;
-    object(pageId(i), `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${contents} 0 R >>`);
+    object(
+      pageId(i),
+      `<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${contents} 0 R >>`,
+    );
     if (content) object(contents, '', content(i + 1));
   }
   const count = content ? firstPage + 2 * pages : firstPage + pages;

@@ -126,7 +126,9 @@ export function mayUseCollection(res: { locals: Record<string, unknown> }, colle
 /** 403 unless the request's key may use the collection. */
 export function assertCollectionAllowed(res: { locals: Record<string, unknown> }, collection: string): void {
   if (!mayUseCollection(res, collection)) {
-    throw new HttpError(403, 'forbidden', `API key "${principalOf(res)!.name}" may not use collection "${collection}"`, { field: 'collection' });
+    throw new HttpError(403, 'forbidden', `API key "${principalOf(res)!.name}" may not use collection "${collection}"`, {
+      field: 'collection',
+    });
   }
 }
 

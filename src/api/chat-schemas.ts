@@ -40,9 +40,22 @@ export function chatRequestSchema(limits: ApiLimits) {
       messages: z.array(messageSchema).min(1).max(200),
       max_tokens: z.number().int().min(1).max(limits.maxNewTokens).nullable().optional(),
       max_completion_tokens: z.number().int().min(1).max(limits.maxNewTokens).nullable().optional(),
-      temperature: z.number().min(0).max(2).nullable().optional().openapi({ description: 'Absent, null or 0: greedy decoding (the default).' }),
+      temperature: z
+        .number()
+        .min(0)
+        .max(2)
+        .nullable()
+        .optional()
+        .openapi({ description: 'Absent, null or 0: greedy decoding (the default).' }),
       top_p: z.number().gt(0).max(1).nullable().optional(),
-      top_k: z.number().int().min(0).max(1000).nullable().optional().openapi({ description: 'Extension (as in vLLM): keep the top_k most likely tokens.' }),
+      top_k: z
+        .number()
+        .int()
+        .min(0)
+        .max(1000)
+        .nullable()
+        .optional()
+        .openapi({ description: 'Extension (as in vLLM): keep the top_k most likely tokens.' }),
       seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
       n: z.number().int().nullable().optional(),
       stream: z.boolean().nullable().optional(),

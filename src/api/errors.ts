@@ -20,7 +20,7 @@ export class HttpError extends Error {
 
 export function validationError(err: ZodError): HttpError {
   const issues = err.issues.map((i) => ({
-    field: i.path.length > 0 ? i.path.join('.') : (i.code === 'unrecognized_keys' ? (i.keys ?? []).join(',') : '(body)'),
+    field: i.path.length > 0 ? i.path.join('.') : i.code === 'unrecognized_keys' ? (i.keys ?? []).join(',') : '(body)',
     message: i.message,
   }));
   const first = issues[0]!;
@@ -88,7 +88,11 @@ export function errorHandler(): ErrorRequestHandler {
  */
 function malformedPath(err: unknown, path: string): HttpError | undefined {
   if (!(err instanceof URIError)) return undefined;
-  const field = /^\/v1\/(collections\/[^/]*\/)?documents\//.test(path) ? 'id' : path.startsWith('/v1/collections/') ? 'collection' : '(path)';
+  const field = /^\/v1\/(collections\/[^/]*\/)?documents\//.test(path)
+    ? 'id'
+    : path.startsWith('/v1/collections/')
+      ? 'collection'
+      : '(path)';
   return new HttpError(400, 'invalid_request', `${field}: not valid percent-encoded UTF-8`, { field });
 }
 

@@ -41,6 +41,10 @@ export function methodNotAllowed(app: Express): RequestHandler {
       return;
     }
     const allow = [...allowed].sort().join(', ');
-    next(new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allow}`, { headers: { Allow: allow } }));
+    next(
+      new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${req.path}; allowed: ${allow}`, {
+        headers: { Allow: allow },
+      }),
+    );
   };
 }

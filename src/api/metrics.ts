@@ -28,7 +28,12 @@ export class ApiMetrics {
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests by route template and status', labelNames: ['method', 'route', 'status'], registers });
+    this.requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests by route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
     this.duration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request latency by route template and status',
@@ -98,7 +103,9 @@ export class ApiMetrics {
       const record = () => {
         if (done) return;
         done = true;
-        const route = req.route ? `${req.baseUrl}${String((req.route as { path: unknown }).path)}` : ((res.locals.routeLabel as string | undefined) ?? '(unmatched)');
+        const route = req.route
+          ? `${req.baseUrl}${String((req.route as { path: unknown }).path)}`
+          : ((res.locals.routeLabel as string | undefined) ?? '(unmatched)');
         const labels = { method: req.method, route, status: String(res.statusCode) };
         this.requests.inc(labels);
         this.duration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);

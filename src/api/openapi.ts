@@ -108,7 +108,10 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
         'means it is durable and searchable. Writes are applied one at a time in arrival order. Unchanged documents ' +
         '(same content hash) are skipped. A document whose text is empty gets status `error`; the others are written.',
       ...needs('write'),
-      request: { params, body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } } },
+      request: {
+        params,
+        body: { required: true, content: { 'application/json': { schema: upsertDocumentsRequestSchema(documentLimits) } } },
+      },
       responses: {
         200: json('Per-document status, in request order', upsertDocumentsResponseSchema),
         ...errors([400, 401, 403, 404, 409, 413, 415, 429, 503, 504]),
@@ -184,14 +187,16 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
   }
 
   const openAiErrors = (codes: number[]) =>
-    Object.fromEntries(codes.map((code) => [code, { description: 'Error (OpenAI shape)', content: { 'application/json': { schema: openAiErrorSchema } } }]));
+    Object.fromEntries(
+      codes.map((code) => [code, { description: 'Error (OpenAI shape)', content: { 'application/json': { schema: openAiErrorSchema } } }]),
+    );
   registry.registerPath({
     method: 'post',
     path: '/v1/chat/completions',
     summary: 'OpenAI-compatible chat completion: the last user message is the question',
     description:
       'OpenAI Chat Completions wire format, for the `openai` SDKs and chat UIs. `model` is an id from `GET /v1/models` ' +
-      '(`fid-rag/<collection>`): the chat is answered from that collection. The last message must be the user\'s; the reader reads it alone, while retrieval searches with ' +
+      "(`fid-rag/<collection>`): the chat is answered from that collection. The last message must be the user's; the reader reads it alone, while retrieval searches with " +
       'the last `chat.retrievalTurns` user messages joined (default 2). System and assistant messages are accepted and not ' +
       'read. `max_tokens`/`max_completion_tokens` bound the generated tokens; `temperature` (absent or 0: greedy), `top_p`, ' +
       '`top_k` and `seed` control sampling. `n` > 1, tools/functions and non-text content parts are a 400. The extension ' +
@@ -199,7 +204,7 @@ export function buildOpenApiDocument(limits: ApiLimits, documentLimits: Document
       '(append `[n]` markers). Citations come in the top-level extension field `citations`. With `stream: true` the ' +
       'answer is sent as `chat.completion.chunk` events (`choices[0].delta`), the chunk with `finish_reason` carries ' +
       '`citations`, `stream_options.include_usage` adds a last chunk with `usage` and empty `choices`, then `data: [DONE]`. ' +
-      'Errors on this route use OpenAI\'s error shape.',
+      "Errors on this route use OpenAI's error shape.",
     ...needs('read'),
     request: { body: { required: true, content: { 'application/json': { schema: chatRequestSchema(limits) } } } },
     responses: {

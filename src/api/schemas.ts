@@ -3,7 +3,14 @@ import { z } from 'zod';
 import { walkJson, type JsonKey } from '../common/json-walk.js';
 import { FUSION_MODES } from '../reader/types.js';
 import { SEARCH_MODES } from '../retrieval/search-mode.js';
-import { COLLECTION_NAME, FilterSyntaxError, isReservedCollectionName, RESERVED_NAME_MESSAGE, parseMetadataFilter, type MetadataFilter } from '../store/index.js';
+import {
+  COLLECTION_NAME,
+  FilterSyntaxError,
+  isReservedCollectionName,
+  RESERVED_NAME_MESSAGE,
+  parseMetadataFilter,
+  type MetadataFilter,
+} from '../store/index.js';
 
 extendZodWithOpenApi(z);
 
@@ -94,7 +101,12 @@ const metadataFilterSchema = z
 
 export const searchFilterSchema = z
   .object({
-    docIds: z.array(wellFormed(z.string().min(1).max(1000))).min(1).max(1000).optional().openapi({ description: 'Only passages of these documents.' }),
+    docIds: z
+      .array(wellFormed(z.string().min(1).max(1000)))
+      .min(1)
+      .max(1000)
+      .optional()
+      .openapi({ description: 'Only passages of these documents.' }),
     metadata: metadataFilterSchema.optional(),
   })
   .strict()
@@ -106,12 +118,9 @@ export const fusionModeSchema = z.enum(FUSION_MODES).openapi('FusionMode');
 export function rerankSchema(limits: ApiLimits) {
   return z
     .object({
-      topN: z
-        .number()
-        .int()
-        .min(1)
-        .max(limits.maxRerankTopN)
-        .openapi({ description: 'Candidates retrieved and scored by the cross-encoder (RAG_RERANK_MODEL); the best k are kept. Must be >= k.' }),
+      topN: z.number().int().min(1).max(limits.maxRerankTopN).openapi({
+        description: 'Candidates retrieved and scored by the cross-encoder (RAG_RERANK_MODEL); the best k are kept. Must be >= k.',
+      }),
     })
     .strict()
     .openapi('Rerank');
@@ -126,7 +135,12 @@ export function samplingFields() {
       .max(2)
       .optional()
       .openapi({ description: 'Absent or 0: greedy decoding (the default). > 0: sample from softmax(logits / temperature).' }),
-    topP: z.number().gt(0).max(1).optional().openapi({ description: 'Nucleus sampling: keep the most likely tokens until their probability reaches topP (1 = off).' }),
+    topP: z
+      .number()
+      .gt(0)
+      .max(1)
+      .optional()
+      .openapi({ description: 'Nucleus sampling: keep the most likely tokens until their probability reaches topP (1 = off).' }),
     topK: z.number().int().min(0).max(1000).optional().openapi({ description: 'Keep only the topK most likely tokens (0 = off).' }),
     seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: 'Makes sampling reproducible.' }),
   };
@@ -167,7 +181,10 @@ export function askRequestSchema(limits: ApiLimits) {
     })
     .strict()
     .refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' })
-    .refine((b) => !(b.temperature && (b.numBeams ?? 1) > 1), { path: ['numBeams'], message: 'sampling (temperature > 0) needs numBeams 1' })
+    .refine((b) => !(b.temperature && (b.numBeams ?? 1) > 1), {
+      path: ['numBeams'],
+      message: 'sampling (temperature > 0) needs numBeams 1',
+    })
     .openapi('AskRequest');
 }
 
@@ -185,7 +202,10 @@ export const searchHitSchema = z
     title: z.string(),
     text: z.string(),
     score: z.number().openapi({ description: 'The retrieval score (see the mode).' }),
-    rerankScore: z.number().optional().openapi({ description: "With rerank: the cross-encoder's relevance logit; results are ordered by it." }),
+    rerankScore: z
+      .number()
+      .optional()
+      .openapi({ description: "With rerank: the cross-encoder's relevance logit; results are ordered by it." }),
     ...passageLocationShape,
   })
   .openapi('SearchHit');
@@ -245,12 +265,17 @@ export const askResponseSchema = z
         title: z.string(),
         text: z.string(),
         retrievalScore: z.number(),
-        rerankScore: z.number().optional().openapi({ description: "With rerank: the cross-encoder's relevance logit; passages are ordered by it." }),
+        rerankScore: z
+          .number()
+          .optional()
+          .openapi({ description: "With rerank: the cross-encoder's relevance logit; passages are ordered by it." }),
         attention: z.number().openapi({ description: "Share of the decoder's cross-attention on this passage; shares sum to 1." }),
         ...passageLocationShape,
       }),
     ),
-    tokenAttention: z.array(tokenAttentionSchema).openapi({ description: 'Per answer token, the passages and passage tokens it attended to most.' }),
+    tokenAttention: z
+      .array(tokenAttentionSchema)
+      .openapi({ description: 'Per answer token, the passages and passage tokens it attended to most.' }),
     attribution: z.enum(['cross-attention', 'leave-one-out']),
     fusion: fusionModeSchema,
     model: z.string(),
@@ -376,9 +401,7 @@ export const documentWriteStatusSchema = z
   })
   .openapi('DocumentWriteStatus');
 
-export const upsertDocumentsResponseSchema = z
-  .object({ documents: z.array(documentWriteStatusSchema) })
-  .openapi('UpsertDocumentsResponse');
+export const upsertDocumentsResponseSchema = z.object({ documents: z.array(documentWriteStatusSchema) }).openapi('UpsertDocumentsResponse');
 
 /** Query of `GET /v1/documents`; `filter` is the metadata filter language as JSON. */
 export function listDocumentsQuerySchema(limits: DocumentLimits) {
@@ -419,7 +442,10 @@ export const deleteDocumentResponseSchema = z
 /** PostgreSQL deployment only: this replica's progress through the collection's change log. */
 export const replicationSchema = z
   .object({
-    appliedChangeId: z.number().int().openapi({ description: 'Every change of the collection up to this id is in this replica\'s local index.' }),
+    appliedChangeId: z
+      .number()
+      .int()
+      .openapi({ description: "Every change of the collection up to this id is in this replica's local index." }),
     headChangeId: z.number().int().openapi({ description: 'The newest change this replica knows of.' }),
     lagChanges: z.number().int(),
     lagMs: z.number().openapi({ description: 'How long the oldest change not yet applied has been known; 0 when caught up.' }),
@@ -461,7 +487,7 @@ export const createCollectionRequestSchema = z
       .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/, 'a model id such as "Xenova/bge-small-en-v1.5"')
       .refine((id) => !id.split('/').includes('..'), 'a model id such as "Xenova/bge-small-en-v1.5"')
       .optional()
-      .openapi({ description: 'Embedding model of the collection; default: the server\'s configured one. It must be loadable.' }),
+      .openapi({ description: "Embedding model of the collection; default: the server's configured one. It must be loadable." }),
     chunk: z
       .object({
         // Above the embedding model's input limit the budget is lowered to it, as for configured chunking.
@@ -471,7 +497,7 @@ export const createCollectionRequestSchema = z
       .strict()
       .refine((c) => c.overlapTokens < c.maxTokens, { message: 'overlapTokens must be smaller than maxTokens', path: ['overlapTokens'] })
       .optional()
-      .openapi({ description: 'Passage budget and overlap in embedding-model tokens; default: the server\'s configured chunking.' }),
+      .openapi({ description: "Passage budget and overlap in embedding-model tokens; default: the server's configured chunking." }),
   })
   .strict()
   .openapi('CreateCollectionRequest');

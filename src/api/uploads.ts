@@ -131,7 +131,11 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
       }
       if (name === '') {
         stream.resume();
-        fail(new HttpError(400, 'invalid_request', `files.${index}: a file part needs a file name (it becomes the document id)`, { field: `files.${index}` }));
+        fail(
+          new HttpError(400, 'invalid_request', `files.${index}: a file part needs a file name (it becomes the document id)`, {
+            field: `files.${index}`,
+          }),
+        );
         return;
       }
       const chunks: Buffer[] = [];
@@ -140,7 +144,9 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
         if (total > limits.maxRequestBytes) fail(tooLarge(`the files exceed the request limit of ${limits.maxRequestBytes} bytes`));
         else chunks.push(chunk);
       });
-      stream.on('limit', () => fail(tooLarge(`files.${index} (${JSON.stringify(name)}) exceeds the file limit of ${limits.maxFileBytes} bytes`)));
+      stream.on('limit', () =>
+        fail(tooLarge(`files.${index} (${JSON.stringify(name)}) exceeds the file limit of ${limits.maxFileBytes} bytes`)),
+      );
       stream.on('end', () => {
         if (!failed) files.push({ field, index, name, mimeType: info.mimeType, format, bytes: Buffer.concat(chunks) });
       });
@@ -149,7 +155,8 @@ export function readMultipart(req: Request, limits: UploadLimits): Promise<Multi
       const name = strictUtf8(rawName);
       const value = strictUtf8(rawValue);
       if (name === undefined) fail(new HttpError(400, 'invalid_utf8', 'a form field name is not valid UTF-8', { field: '(body)' }));
-      else if (value === undefined) fail(new HttpError(400, 'invalid_utf8', `field ${JSON.stringify(name)} is not valid UTF-8`, { field: name }));
+      else if (value === undefined)
+        fail(new HttpError(400, 'invalid_utf8', `field ${JSON.stringify(name)} is not valid UTF-8`, { field: name }));
       else if (info.valueTruncated) fail(tooLarge(`field ${JSON.stringify(name)} exceeds ${MAX_FIELD_BYTES} bytes`));
       else fields.set(name, value);
     });

@@ -19,7 +19,15 @@ const apiKeySchema = z
       .transform((hex) => hex.toLowerCase()),
     scopes: z.array(z.enum(API_SCOPES)).min(1),
     /** Limits the key to these collections (403 elsewhere, including the collection list); absent: every collection. */
-    collections: z.array(z.string().regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE)).min(1).optional(),
+    collections: z
+      .array(
+        z
+          .string()
+          .regex(COLLECTION_NAME, 'a collection name: 1-64 of a-z, 0-9, "_", "-"')
+          .refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE),
+      )
+      .min(1)
+      .optional(),
   })
   .strict();
 
@@ -48,33 +56,75 @@ const EMBED_BATCH_SIZE = 1;
 const EMBED_BATCH_TOKENS = 2048;
 
 const collectionName = () =>
-  z.string().regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"').refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE);
+  z
+    .string()
+    .regex(COLLECTION_NAME, 'use 1-64 lower-case letters, digits, "_" or "-"')
+    .refine((n) => !isReservedCollectionName(n), RESERVED_NAME_MESSAGE);
 
 /**
  * Every setting of the service in one typed object. Precedence: environment variables > config file > defaults,
  * so a deployment can keep a checked-in config file and still override single values per machine.
  */
 export const configSchema = z.object({
-  modelsDir: z.string().default('./models').describe('Local models folder, looked up first for every model name; hub downloads go to its `.hub-cache/`.'),
-  embedModel: z.string().default('Xenova/bge-small-en-v1.5').describe('Embedding model: a hub id (`owner/name`) or a folder name in the models folder.'),
+  modelsDir: z
+    .string()
+    .default('./models')
+    .describe('Local models folder, looked up first for every model name; hub downloads go to its `.hub-cache/`.'),
+  embedModel: z
+    .string()
+    .default('Xenova/bge-small-en-v1.5')
+    .describe('Embedding model: a hub id (`owner/name`) or a folder name in the models folder.'),
   readerModel: z.string().default('Xenova/flan-t5-small').describe('Reader (T5) model: a hub id or a folder name in the models folder.'),
   /** Cross-encoder for `rerank` requests; loaded on the first such request unless rerank.loadOnStart. */
-  rerankModel: z.string().default('Xenova/ms-marco-MiniLM-L-6-v2').describe('Cross-encoder for `rerank` requests; loaded on the first such request unless `rerank.loadOnStart`.'),
+  rerankModel: z
+    .string()
+    .default('Xenova/ms-marco-MiniLM-L-6-v2')
+    .describe('Cross-encoder for `rerank` requests; loaded on the first such request unless `rerank.loadOnStart`.'),
   quantized: z.boolean().default(true).describe('Load the `_quantized` (int8) ONNX files rather than the float ones.'),
   allowRemote: z.boolean().default(true).describe('May a model missing from the models folder be downloaded from the hub.'),
   /** Hub endpoint for downloads; a company mirror can stand in for huggingface.co. */
-  hubUrl: z.string().url().default('https://huggingface.co/').describe('Hub endpoint for downloads; a mirror can stand in for huggingface.co.'),
+  hubUrl: z
+    .string()
+    .url()
+    .default('https://huggingface.co/')
+    .describe('Hub endpoint for downloads; a mirror can stand in for huggingface.co.'),
   /** Overrides for embedding models that neither the known-model table nor their own files describe. */
   embedding: z
     .object({
-      pooling: z.enum(['mean', 'cls']).optional().describe('Pooling of the token states; unset: from the model\'s sentence-transformers files or the known-model table.'),
-      queryPrefix: z.string().optional().describe('Text put before every query when it is embedded; unset: from the model\'s files or the known-model table.'),
-      passagePrefix: z.string().optional().describe('Text put before every passage when it is embedded; unset: from the model\'s files or the known-model table.'),
-      maxTokens: z.number().int().positive().optional().describe('Input limit of the embedding model in tokens; unset: the tokenizer\'s `model_max_length` when sane, else the model config\'s position limit.'),
+      pooling: z
+        .enum(['mean', 'cls'])
+        .optional()
+        .describe("Pooling of the token states; unset: from the model's sentence-transformers files or the known-model table."),
+      queryPrefix: z
+        .string()
+        .optional()
+        .describe("Text put before every query when it is embedded; unset: from the model's files or the known-model table."),
+      passagePrefix: z
+        .string()
+        .optional()
+        .describe("Text put before every passage when it is embedded; unset: from the model's files or the known-model table."),
+      maxTokens: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe(
+          "Input limit of the embedding model in tokens; unset: the tokenizer's `model_max_length` when sane, else the model config's position limit.",
+        ),
       /** Texts per embedding run (sorted by length); see INTRA_OP_THREADS for the measurement behind the default. */
-      batchSize: z.number().int().positive().default(EMBED_BATCH_SIZE).describe('Texts per embedding run (texts are sorted by length first); one text per run measured fastest (docs/benchmarks.md).'),
+      batchSize: z
+        .number()
+        .int()
+        .positive()
+        .default(EMBED_BATCH_SIZE)
+        .describe('Texts per embedding run (texts are sorted by length first); one text per run measured fastest (docs/benchmarks.md).'),
       /** Most tokens per embedding run, padding included, when `batchSize` > 1 (docs/benchmarks.md, embedding). */
-      batchTokens: z.number().int().positive().default(EMBED_BATCH_TOKENS).describe('Most padded tokens (rows × longest) per embedding run when `batchSize` > 1.'),
+      batchTokens: z
+        .number()
+        .int()
+        .positive()
+        .default(EMBED_BATCH_TOKENS)
+        .describe('Most padded tokens (rows × longest) per embedding run when `batchSize` > 1.'),
     })
     .prefault({})
     .describe('Embedding overrides for models that neither the known-model table nor their own files describe, and how texts are batched.'),
@@ -84,8 +134,22 @@ export const configSchema = z.object({
    */
   threads: z
     .object({
-      intraOp: z.number().int().min(1).max(256).default(INTRA_OP_THREADS).describe('onnxruntime threads per operator, for every session (embedder, encoder, decoder); one measured fastest under int8 (docs/benchmarks.md).'),
-      interOp: z.number().int().min(1).max(256).default(1).describe('Threads for independent operators; more than 1 switches onnxruntime to parallel execution.'),
+      intraOp: z
+        .number()
+        .int()
+        .min(1)
+        .max(256)
+        .default(INTRA_OP_THREADS)
+        .describe(
+          'onnxruntime threads per operator, for every session (embedder, encoder, decoder); one measured fastest under int8 (docs/benchmarks.md).',
+        ),
+      interOp: z
+        .number()
+        .int()
+        .min(1)
+        .max(256)
+        .default(1)
+        .describe('Threads for independent operators; more than 1 switches onnxruntime to parallel execution.'),
     })
     .prefault({})
     .describe('onnxruntime threads of every session.'),
@@ -93,14 +157,26 @@ export const configSchema = z.object({
   host: z.string().default('0.0.0.0').describe('Address the API listens on.'),
   indexesDir: z.string().default('./indexes').describe('Where collections live, one folder each.'),
   /** The default collection: what the unscoped routes, `ingest` and first-start ingest use. */
-  defaultCollection: collectionName().default('default').describe('The default collection: what the unscoped routes and `npm run ingest` use (the evals build collections of their own, named after the dataset and the model). Its older name `indexName` is still read.'),
-  corpusDir: z.string().default('./corpus').describe('Folder ingested on first start when the default collection does not exist (`server.ingestCorpusOnStart`).'),
+  defaultCollection: collectionName()
+    .default('default')
+    .describe(
+      'The default collection: what the unscoped routes and `npm run ingest` use (the evals build collections of their own, named after the dataset and the model). Its older name `indexName` is still read.',
+    ),
+  corpusDir: z
+    .string()
+    .default('./corpus')
+    .describe('Folder ingested on first start when the default collection does not exist (`server.ingestCorpusOnStart`).'),
   hnsw: z
     .object({
       M: z.number().int().min(2).default(16).describe('Links per node of the HNSW graph.'),
       efConstruction: z.number().int().min(1).default(200).describe('Candidate list size while the graph is built.'),
       /** Measured on msmarco-mini: recall@10 vs exact 0.93 at 64, 0.972 at 128, 0.981 at 200. */
-      efSearch: z.number().int().min(1).default(200).describe('Candidate list size while searching: higher is closer to exact search and slower.'),
+      efSearch: z
+        .number()
+        .int()
+        .min(1)
+        .default(200)
+        .describe('Candidate list size while searching: higher is closer to exact search and slower.'),
     })
     .prefault({})
     .describe('HNSW graph parameters of dense search.'),
@@ -115,13 +191,31 @@ export const configSchema = z.object({
   ingest: z
     .object({
       /** Passages embedded and committed per transaction by bulk writers; bounds memory on large corpora. */
-      batchPassages: z.number().int().positive().default(256).describe('Passages embedded and committed per transaction by bulk writers (CLI, evals, first-start ingest).'),
+      batchPassages: z
+        .number()
+        .int()
+        .positive()
+        .default(256)
+        .describe('Passages embedded and committed per transaction by bulk writers (CLI, evals, first-start ingest).'),
       /** Bulk writers (CLI, evals) save the HNSW graph after this many changed passages, and at the end. */
-      checkpointEveryPassages: z.number().int().positive().default(20_000).describe('Bulk writers save the HNSW graph after this many changed passages, and at the end.'),
+      checkpointEveryPassages: z
+        .number()
+        .int()
+        .positive()
+        .default(20_000)
+        .describe('Bulk writers save the HNSW graph after this many changed passages, and at the end.'),
       /** Embed "title\ntext" rather than the bare passage (the stored text stays the original span). */
-      embedTitle: z.boolean().default(true).describe('Embed the title and the passage together rather than the bare passage (the stored text stays the original span).'),
+      embedTitle: z
+        .boolean()
+        .default(true)
+        .describe('Embed the title and the passage together rather than the bare passage (the stored text stays the original span).'),
       /** A document whose text is empty or whitespace is an error rather than a document without passages. */
-      rejectEmptyText: z.boolean().default(true).describe('A document with empty or whitespace-only text is an error (for every writer, the REST API included) rather than a document without passages.'),
+      rejectEmptyText: z
+        .boolean()
+        .default(true)
+        .describe(
+          'A document with empty or whitespace-only text is an error (for every writer, the REST API included) rather than a document without passages.',
+        ),
     })
     .prefault({})
     .describe('How documents are written, by every writer alike (CLI, evals, first-start ingest, REST document API).'),
@@ -135,7 +229,12 @@ export const configSchema = z.object({
       denseWeight: z.number().min(0).default(1).describe('Weight of the dense list in hybrid fusion.'),
       bm25Weight: z.number().min(0).default(1).describe('Weight of the BM25 list in hybrid fusion.'),
       /** Hybrid fetches max(k, fusionDepth) candidates from each list before fusing. */
-      fusionDepth: z.number().int().positive().default(50).describe('Hybrid search takes max(k, fusionDepth) candidates from each list before fusing them.'),
+      fusionDepth: z
+        .number()
+        .int()
+        .positive()
+        .default(50)
+        .describe('Hybrid search takes max(k, fusionDepth) candidates from each list before fusing them.'),
       /** bm25() column weights. */
       titleWeight: z.number().min(0).default(1).describe('BM25 weight of the title column.'),
       textWeight: z.number().min(0).default(1).describe('BM25 weight of the text column.'),
@@ -144,15 +243,30 @@ export const configSchema = z.object({
        * graph walk that may only collect a handful of labels visits most of the graph anyway. Measured crossover on
        * 5k×384: exact wins below ~300 allowed vectors.
        */
-      exactFilterThreshold: z.number().int().min(0).default(256).describe('A dense-search filter admitting at most this many passages is answered by exact search over just those.'),
+      exactFilterThreshold: z
+        .number()
+        .int()
+        .min(0)
+        .default(256)
+        .describe('A dense-search filter admitting at most this many passages is answered by exact search over just those.'),
     })
     .prefault({})
     .describe('Search defaults, limits and hybrid fusion.'),
   reader: z
     .object({
-      maxInputTokens: z.number().int().positive().optional().describe('Encoder input limit per passage in tokens; unset: from the reader\'s tokenizer.'),
+      maxInputTokens: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe("Encoder input limit per passage in tokens; unset: from the reader's tokenizer."),
       /** Reader input of requests that name none: one encoder pass per passage (fid) or all passages in one (concat). */
-      defaultFusion: z.enum(FUSION_MODES).default('fid').describe('Reader input of requests that name none: `fid` (one encoder input per passage) or `concat` (all passages in one input).'),
+      defaultFusion: z
+        .enum(FUSION_MODES)
+        .default('fid')
+        .describe(
+          'Reader input of requests that name none: `fid` (one encoder input per passage) or `concat` (all passages in one input).',
+        ),
       defaultK: z.number().int().positive().default(10).describe('Passages read for a question that names no `k`.'),
       maxK: z.number().int().positive().default(50).describe('Largest `k` a question may ask for.'),
       maxNewTokens: z.number().int().positive().default(32).describe('New tokens generated for a request that names no `maxNewTokens`.'),
@@ -160,7 +274,12 @@ export const configSchema = z.object({
       numBeams: z.number().int().positive().default(1).describe('Beams of a request that names none (1 = greedy).'),
       maxBeams: z.number().int().positive().default(8).describe('Largest `numBeams` a request may ask for.'),
       lengthPenalty: z.number().default(1).describe('Beam search ranks a beam by its summed log-probabilities / length^lengthPenalty.'),
-      noRepeatNgramSize: z.number().int().min(0).default(0).describe('An n-gram of this many tokens may not repeat in an answer (0 = no ban).'),
+      noRepeatNgramSize: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe('An n-gram of this many tokens may not repeat in an answer (0 = no ban).'),
       citationShare: z
         .number()
         .min(0)
@@ -177,21 +296,39 @@ export const configSchema = z.object({
        * encoder file. Under int8 only `per-passage` and `float-encoder` make a passage's encoding independent of the
        * others; the default was chosen from measurements (docs/benchmarks.md, encoder strategies).
        */
-      encoding: z.enum(READER_ENCODINGS).default(DEFAULT_READER_ENCODING).describe('How FiD passages go through the encoder: `per-passage` (each alone), `batch` (one padded batch), `by-length` (one batch per length), `float-encoder` (the float encoder file beside an int8 decoder); see docs/fid-and-attribution.md.'),
+      encoding: z
+        .enum(READER_ENCODINGS)
+        .default(DEFAULT_READER_ENCODING)
+        .describe(
+          'How FiD passages go through the encoder: `per-passage` (each alone), `batch` (one padded batch), `by-length` (one batch per length), `float-encoder` (the float encoder file beside an int8 decoder); see docs/fid-and-attribution.md.',
+        ),
       /**
        * FiD: compute the decoder's cross-attention cache per passage (`per-passage`; under int8 a passage's keys and
        * values then do not depend on the other passages) or over the whole memory (`shared`). docs/benchmarks.md, encoder strategies.
        */
-      crossCache: z.enum(['per-passage', 'shared']).default('per-passage').describe('How the decoder\'s cross-attention cache is computed: `per-passage` (one passage at a time: under int8 a passage\'s keys and values then do not depend on the others) or `shared` (over the whole memory at once).'),
+      crossCache: z
+        .enum(['per-passage', 'shared'])
+        .default('per-passage')
+        .describe(
+          "How the decoder's cross-attention cache is computed: `per-passage` (one passage at a time: under int8 a passage's keys and values then do not depend on the others) or `shared` (over the whole memory at once).",
+        ),
     })
     .prefault({})
     .describe('Generation defaults and limits of the FiD reader.'),
   rerank: z
     .object({
       /** Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request. */
-      loadOnStart: z.boolean().default(false).describe('Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request.'),
+      loadOnStart: z
+        .boolean()
+        .default(false)
+        .describe('Load the cross-encoder at start-up (a missing model then stops start-up) instead of on the first rerank request.'),
       /** Largest `rerank.topN` a request may ask for (also capped by retrieval.maxK). */
-      maxTopN: z.number().int().positive().default(100).describe('Largest `rerank.topN` a request may ask for (also capped by `retrieval.maxK`).'),
+      maxTopN: z
+        .number()
+        .int()
+        .positive()
+        .default(100)
+        .describe('Largest `rerank.topN` a request may ask for (also capped by `retrieval.maxK`).'),
       /** Most (query, passage) pairs per cross-encoder run. */
       batchSize: z.number().int().positive().default(16).describe('Most (question, passage) pairs per cross-encoder run.'),
       /**
@@ -200,9 +337,21 @@ export const configSchema = z.object({
        * near 0.2 ms per token, so 256 keeps a run near 50 ms; bench:rerank measured no throughput gain from larger
        * batches on CPU, and the longest run growing with the batch.
        */
-      batchTokens: z.number().int().positive().default(256).describe('Most tokens per cross-encoder run (pairs × longest, padding included): a run holds the event loop, so this bounds how long one reranking delays other requests.'),
+      batchTokens: z
+        .number()
+        .int()
+        .positive()
+        .default(256)
+        .describe(
+          'Most tokens per cross-encoder run (pairs × longest, padding included): a run holds the event loop, so this bounds how long one reranking delays other requests.',
+        ),
       /** Pair length limit in tokens; default from the model's tokenizer or config. */
-      maxTokens: z.number().int().positive().optional().describe('Pair length limit in tokens; unset: from the cross-encoder\'s tokenizer or config.'),
+      maxTokens: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe("Pair length limit in tokens; unset: from the cross-encoder's tokenizer or config."),
     })
     .prefault({})
     .describe('Cross-encoder reranking of retrieved passages (`rerank` in search, ask and chat requests).'),
@@ -213,7 +362,15 @@ export const configSchema = z.object({
        * question only, 2 also with the previous user turn (so a follow-up such as "and how fast is it?" still finds
        * its subject). The reader always reads the last question alone.
        */
-      retrievalTurns: z.number().int().min(1).max(10).default(2).describe('User turns of a chat joined into its retrieval query (1 = the last question only); the reader reads the last question alone.'),
+      retrievalTurns: z
+        .number()
+        .int()
+        .min(1)
+        .max(10)
+        .default(2)
+        .describe(
+          'User turns of a chat joined into its retrieval query (1 = the last question only); the reader reads the last question alone.',
+        ),
     })
     .prefault({})
     .describe('The OpenAI-compatible chat completions route.'),
@@ -222,19 +379,53 @@ export const configSchema = z.object({
       bodyLimit: z.string().default('1mb').describe('Largest request body (`POST /v1/documents` has `documents.bodyLimit`); over it: 413.'),
       maxQueryChars: z.number().int().positive().default(2000).describe('Longest query or question, in characters.'),
       generationConcurrency: z.number().int().positive().default(1).describe('Answers generated at once.'),
-      generationQueueLength: z.number().int().min(0).default(16).describe('Answers waiting for their turn; more are refused with 503 and `Retry-After`.'),
-      requestTimeoutMs: z.number().int().positive().default(60_000).describe('Bound of every /v1 request, receiving it included (504): answers are cancelled, writes not yet committed are dropped.'),
+      generationQueueLength: z
+        .number()
+        .int()
+        .min(0)
+        .default(16)
+        .describe('Answers waiting for their turn; more are refused with 503 and `Retry-After`.'),
+      requestTimeoutMs: z
+        .number()
+        .int()
+        .positive()
+        .default(60_000)
+        .describe('Bound of every /v1 request, receiving it included (504): answers are cancelled, writes not yet committed are dropped.'),
       ingestCorpusOnStart: z.boolean().default(true).describe('Ingest `corpusDir` on start when the default collection does not exist.'),
       /** Open the index read-only: `npm run ingest` may run beside the server, and the document API refuses writes. */
-      readOnly: z.boolean().default(false).describe('Open the index read-only: `npm run ingest` can run beside the server, which picks up its commits; the document API answers 409.'),
+      readOnly: z
+        .boolean()
+        .default(false)
+        .describe(
+          'Open the index read-only: `npm run ingest` can run beside the server, which picks up its commits; the document API answers 409.',
+        ),
       /** Check SQLite, FTS and HNSW against each other on start and refuse an inconsistent index. */
-      verifyIndexOnStart: z.boolean().default(true).describe('Check SQLite, FTS5 and HNSW against each other on start; refuse an inconsistent index.'),
+      verifyIndexOnStart: z
+        .boolean()
+        .default(true)
+        .describe('Check SQLite, FTS5 and HNSW against each other on start; refuse an inconsistent index.'),
       /** On SIGTERM/SIGINT: in-flight requests may finish within this time, then they are cancelled. */
-      shutdownTimeoutMs: z.number().int().positive().default(10_000).describe('On SIGTERM/SIGINT, in-flight requests may finish within this time, then they are cancelled.'),
+      shutdownTimeoutMs: z
+        .number()
+        .int()
+        .positive()
+        .default(10_000)
+        .describe('On SIGTERM/SIGINT, in-flight requests may finish within this time, then they are cancelled.'),
       /** Express `trust proxy`: set it when a reverse proxy sits in front, so client IPs are right for rate limits. */
-      trustProxy: z.union([z.boolean(), z.number().int().min(0), z.string()]).default(false).describe('Express `trust proxy` (a boolean, a hop count or addresses), for correct client IPs behind a reverse proxy.'),
+      trustProxy: z
+        .union([z.boolean(), z.number().int().min(0), z.string()])
+        .default(false)
+        .describe('Express `trust proxy` (a boolean, a hop count or addresses), for correct client IPs behind a reverse proxy.'),
       /** Browser origins allowed to call the API (CORS); empty = no CORS headers, `["*"]` = any origin. */
-      cors: z.object({ origins: z.array(z.string().min(1)).default([]).describe('Browser origins allowed to call the API; empty: no CORS headers, `["*"]`: any origin.') }).prefault({}).describe('CORS headers for browsers.'),
+      cors: z
+        .object({
+          origins: z
+            .array(z.string().min(1))
+            .default([])
+            .describe('Browser origins allowed to call the API; empty: no CORS headers, `["*"]`: any origin.'),
+        })
+        .prefault({})
+        .describe('CORS headers for browsers.'),
       /** Requests per window per API key (per client IP when auth is off) on /v1 routes; 0 turns the limit off. */
       rateLimit: z
         .object({
@@ -253,8 +444,19 @@ export const configSchema = z.object({
        * Unset means: off when no keys are configured (a local `npm start` just works, with a warning), except under
        * NODE_ENV=production; `false` makes keys mandatory (start-up fails without any).
        */
-      disabled: z.boolean().optional().describe('`true`: no auth (warned at start); `false`: keys are required; unset: off only when no keys are configured and `NODE_ENV` is not `production`.'),
-      keys: z.array(apiKeySchema).default([]).superRefine(uniqueKeys).describe('API keys, `[{"name", "sha256", "scopes": ["read"] or ["read", "write"], "collections"?: ["team-a"]}]` (`npm run keys` prints an entry); `collections` limits a key to those collections (403 elsewhere). The environment variable replaces the file\'s list.'),
+      disabled: z
+        .boolean()
+        .optional()
+        .describe(
+          '`true`: no auth (warned at start); `false`: keys are required; unset: off only when no keys are configured and `NODE_ENV` is not `production`.',
+        ),
+      keys: z
+        .array(apiKeySchema)
+        .default([])
+        .superRefine(uniqueKeys)
+        .describe(
+          'API keys, `[{"name", "sha256", "scopes": ["read"] or ["read", "write"], "collections"?: ["team-a"]}]` (`npm run keys` prints an entry); `collections` limits a key to those collections (403 elsewhere). The environment variable replaces the file\'s list.',
+        ),
       /** Require the `read` scope for GET /metrics too (it holds counts and latencies only, no content). */
       protectMetrics: z.boolean().default(false).describe('Require the `read` scope for `GET /metrics` too.'),
     })
@@ -263,14 +465,19 @@ export const configSchema = z.object({
   /** Named collections under indexesDir, opened on first use; at most `maxOpen` stay open (least recently used closes). */
   collections: z
     .object({
-      maxOpen: z.number().int().positive().default(8).describe('Collections kept open at once; the least recently used idle one is closed when another opens.'),
+      maxOpen: z
+        .number()
+        .int()
+        .positive()
+        .default(8)
+        .describe('Collections kept open at once; the least recently used idle one is closed when another opens.'),
       writerIdleMs: z
         .number()
         .int()
         .positive()
         .default(30_000)
         .describe(
-          'The server opens collections read-only and takes a collection\'s writer lock on its first write; after this long without a write it gives the lock back, so `npm run ingest` can write the collection while the server keeps serving it.',
+          "The server opens collections read-only and takes a collection's writer lock on its first write; after this long without a write it gives the lock back, so `npm run ingest` can write the collection while the server keeps serving it.",
         ),
     })
     .prefault({})
@@ -278,7 +485,10 @@ export const configSchema = z.object({
   /** REST document API: request limits and how the server's index writer saves its HNSW graph. */
   documents: z
     .object({
-      bodyLimit: z.string().default('10mb').describe('Body limit of `POST /v1/documents` (bodies over 256 KiB are decoded and parsed on a worker thread).'),
+      bodyLimit: z
+        .string()
+        .default('10mb')
+        .describe('Body limit of `POST /v1/documents` (bodies over 256 KiB are decoded and parsed on a worker thread).'),
       maxBatch: z.number().int().positive().default(100).describe('Documents per `POST /v1/documents` request.'),
       maxIdChars: z.number().int().positive().default(512).describe('Longest document id, in characters.'),
       maxTitleChars: z.number().int().positive().default(1000).describe('Longest document title, in characters.'),
@@ -286,22 +496,51 @@ export const configSchema = z.object({
       /** Serialised JSON bytes of one document's metadata. */
       maxMetadataBytes: z.number().int().positive().default(8192).describe('Largest metadata of one document, as serialised JSON bytes.'),
       /** Nesting depth of one document's metadata; a flat object is depth 1. */
-      maxMetadataDepth: z.number().int().positive().default(4).describe('Deepest nesting of one document\'s metadata (a flat object is depth 1).'),
+      maxMetadataDepth: z
+        .number()
+        .int()
+        .positive()
+        .default(4)
+        .describe("Deepest nesting of one document's metadata (a flat object is depth 1)."),
       /**
        * Passages embedded between two yields to other requests while a write runs. Each embedding call blocks the
        * event loop, so a search arriving during a write waits for up to one such batch: with a bge-small-sized model
        * on 2 cores, search p95 during a write was ~0.2 s at 1, ~0.4 s at 2, ~0.7 s at 4 and ~1.4 s at 8, with no
        * measurable gain in write throughput from larger batches on CPU.
        */
-      embedBatchSize: z.number().int().positive().default(2).describe('Passages embedded between two yields to other requests while a write runs (a search arriving during a write waits for up to one such batch).'),
+      embedBatchSize: z
+        .number()
+        .int()
+        .positive()
+        .default(2)
+        .describe(
+          'Passages embedded between two yields to other requests while a write runs (a search arriving during a write waits for up to one such batch).',
+        ),
       /** Write requests waiting behind the one being applied; more are refused with 503. */
-      maxQueuedWrites: z.number().int().min(0).default(16).describe('Write requests waiting behind the one being applied, per collection; more are refused with 503.'),
+      maxQueuedWrites: z
+        .number()
+        .int()
+        .min(0)
+        .default(16)
+        .describe('Write requests waiting behind the one being applied, per collection; more are refused with 503.'),
       /**
        * Acknowledged writes are durable in SQLite at once; the HNSW graph file is rewritten only after this many
        * changed passages or when writes have paused for `checkpointIdleMs`, because every save writes the whole graph.
        */
-      checkpointEveryPassages: z.number().int().positive().default(5000).describe('The server saves the HNSW graph file after this many changed passages (or after `checkpointIdleMs` without writes).'),
-      checkpointIdleMs: z.number().int().positive().default(5000).describe('The server saves the HNSW graph file once writes have paused for this many milliseconds (or after `checkpointEveryPassages`).'),
+      checkpointEveryPassages: z
+        .number()
+        .int()
+        .positive()
+        .default(5000)
+        .describe('The server saves the HNSW graph file after this many changed passages (or after `checkpointIdleMs` without writes).'),
+      checkpointIdleMs: z
+        .number()
+        .int()
+        .positive()
+        .default(5000)
+        .describe(
+          'The server saves the HNSW graph file once writes have paused for this many milliseconds (or after `checkpointEveryPassages`).',
+        ),
       /**
        * `POST /v1/documents/files` (multipart): bytes per file, bytes per request, files per request; and what reading
        * one uploaded file may cost, so a zip bomb or a PDF of 20,000 pages is refused (413, or 422 past the time
@@ -309,11 +548,28 @@ export const configSchema = z.object({
        */
       upload: z
         .object({
-          maxFileBytes: z.number().int().positive().default(50 * 1024 * 1024).describe('Bytes per uploaded file; over it: 413.'),
-          maxRequestBytes: z.number().int().positive().default(200 * 1024 * 1024).describe('Bytes per upload request; over it: 413.'),
+          maxFileBytes: z
+            .number()
+            .int()
+            .positive()
+            .default(50 * 1024 * 1024)
+            .describe('Bytes per uploaded file; over it: 413.'),
+          maxRequestBytes: z
+            .number()
+            .int()
+            .positive()
+            .default(200 * 1024 * 1024)
+            .describe('Bytes per upload request; over it: 413.'),
           maxFiles: z.number().int().positive().default(20).describe('Files per upload request; over it: 413.'),
           /** Milliseconds one file may parse on the parser thread before it is stopped (below server.requestTimeoutMs). */
-          maxParseMs: z.number().int().positive().default(30_000).describe('Milliseconds one file may parse on the parser thread; then it is stopped and the request answers 422 naming the file.'),
+          maxParseMs: z
+            .number()
+            .int()
+            .positive()
+            .default(30_000)
+            .describe(
+              'Milliseconds one file may parse on the parser thread; then it is stopped and the request answers 422 naming the file.',
+            ),
           /** Pages of one PDF; text extraction costs ~5 ms of CPU per page even for one line of text. */
           maxPdfPages: z.number().int().positive().default(2000).describe('Pages of one PDF; more: 413 naming the file.'),
           /**
@@ -321,12 +577,22 @@ export const configSchema = z.object({
            * images) may inflate to, in all: pdf.js holds each inflated stream in memory, and a book of 2,000 pages
            * has about 40 MB of them.
            */
-          maxPdfInflatedBytes: z.number().int().positive().default(64 * 1024 * 1024).describe('Bytes the compressed streams of one PDF (not its images) may inflate to, in all; more: 413 naming the file.'),
+          maxPdfInflatedBytes: z
+            .number()
+            .int()
+            .positive()
+            .default(64 * 1024 * 1024)
+            .describe('Bytes the compressed streams of one PDF (not its images) may inflate to, in all; more: 413 naming the file.'),
           /**
            * Bytes the parts of one DOCX that are read (its XML; images are not read) may inflate to, in all. mammoth
            * holds about 60x its XML in memory (10 MB of document.xml peaked at +600 MB), so this bounds a DOCX near 1 GB.
            */
-          maxDocxInflatedBytes: z.number().int().positive().default(16 * 1024 * 1024).describe('Bytes the parts of one DOCX that are read (its XML) may inflate to, in all; more: 413 naming the file.'),
+          maxDocxInflatedBytes: z
+            .number()
+            .int()
+            .positive()
+            .default(16 * 1024 * 1024)
+            .describe('Bytes the parts of one DOCX that are read (its XML) may inflate to, in all; more: 413 naming the file.'),
           /** Entries of one DOCX archive (a Word document has a few dozen). */
           maxDocxEntries: z.number().int().positive().default(10_000).describe('Entries of one DOCX archive; more: 413 naming the file.'),
         })
@@ -341,14 +607,28 @@ export const configSchema = z.object({
    */
   database: z
     .object({
-      url: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL').optional().describe('`postgres://…`: use the PostgreSQL deployment (docs/deployment.md); unset: the embedded SQLite engine.'),
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+        .optional()
+        .describe('`postgres://…`: use the PostgreSQL deployment (docs/deployment.md); unset: the embedded SQLite engine.'),
       /** Connections per replica; a write holds one for its transaction, the change follower one more for LISTEN. */
       poolMax: z.number().int().positive().default(10).describe('Connections per replica (plus one for `LISTEN`).'),
       connectTimeoutMs: z.number().int().positive().default(5000).describe('Connect timeout in milliseconds.'),
       /** The follower polls the change log this often even without a NOTIFY (lost notifications, reconnects). */
-      pollIntervalMs: z.number().int().positive().default(1000).describe('Change-log polling interval in milliseconds, for when no `NOTIFY` arrives.'),
+      pollIntervalMs: z
+        .number()
+        .int()
+        .positive()
+        .default(1000)
+        .describe('Change-log polling interval in milliseconds, for when no `NOTIFY` arrives.'),
       /** Changes read and applied to the local index per round trip while catching up. */
-      applyBatchChanges: z.number().int().positive().default(500).describe('Changes read and applied per round trip while a replica catches up.'),
+      applyBatchChanges: z
+        .number()
+        .int()
+        .positive()
+        .default(500)
+        .describe('Changes read and applied per round trip while a replica catches up.'),
     })
     .prefault({})
     .describe('The PostgreSQL deployment: many replicas over one database.'),
@@ -374,7 +654,9 @@ export const configSchema = z.object({
         ),
       collection: collectionName()
         .default('offline')
-        .describe("The offline start's default collection: its passages carry lexical vectors, not an embedding model's, so they live apart."),
+        .describe(
+          "The offline start's default collection: its passages carry lexical vectors, not an embedding model's, so they live apart.",
+        ),
     })
     .prefault({})
     .describe('The offline start: no model configured and the hub models out of reach.'),

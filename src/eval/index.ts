@@ -9,15 +9,7 @@ export {
   rankTrecOrder,
   recallAgainst,
 } from './retrieval-metrics.js';
-export type {
-  MetricValues,
-  PercentileMethod,
-  Qrels,
-  RetrievalMetric,
-  Run,
-  RunEvaluation,
-  ScoredDoc,
-} from './retrieval-metrics.js';
+export type { MetricValues, PercentileMethod, Qrels, RetrievalMetric, Run, RunEvaluation, ScoredDoc } from './retrieval-metrics.js';
 export { loadBeirDataset, parseQrels, readBeirCorpus, readBeirQueries, readQrels } from './beir.js';
 export type { BeirDataset, BeirDocument } from './beir.js';
 export {

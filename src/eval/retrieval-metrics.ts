@@ -121,11 +121,7 @@ function averagePrecisionAt(grades: readonly number[], k: number, numRelevant: n
 }
 
 /** Scores one query. `docs` may be in any order; it is ranked with the trec_eval rule first. */
-export function evaluateQuery(
-  docs: readonly ScoredDoc[],
-  judgments: ReadonlyMap<string, number>,
-  queryId = '?',
-): MetricValues {
+export function evaluateQuery(docs: readonly ScoredDoc[], judgments: ReadonlyMap<string, number>, queryId = '?'): MetricValues {
   const ranked = rankTrecOrder(docs, queryId);
   const grades = ranked.map((d) => judgments.get(d.docId) ?? 0);
   const judged = [...judgments.values()];

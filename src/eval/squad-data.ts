@@ -47,7 +47,10 @@ const squadFileSchema = z.object({
 });
 
 function formatIssuePath(issuePath: ReadonlyArray<PropertyKey>): string {
-  return issuePath.map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('').replace(/^\./, '');
+  return issuePath
+    .map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`))
+    .join('')
+    .replace(/^\./, '');
 }
 
 /** Converts parsed official SQuAD JSON (v1.1 or v2.0) into flat paragraph and question lists. */

@@ -93,9 +93,7 @@ export interface AnswerEvaluation extends AnswerScore {
 }
 
 /** Mean EM and F1 over questions (NaN when there are none). */
-export function evaluateAnswers(
-  items: ReadonlyArray<{ prediction: string; answers: readonly string[] }>,
-): AnswerEvaluation {
+export function evaluateAnswers(items: ReadonlyArray<{ prediction: string; answers: readonly string[] }>): AnswerEvaluation {
   let exact = 0;
   let f1 = 0;
   for (const item of items) {

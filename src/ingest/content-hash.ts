@@ -22,7 +22,7 @@ function canonicalJson(value: unknown): string {
 /** JSON.stringify(text), produced piece by piece so a multi-megabyte text is never escaped in one go. */
 function* jsonStringPieces(text: string): Generator<string> {
   yield '"';
-  for (let start = 0; start < text.length; ) {
+  for (let start = 0; start < text.length;) {
     let end = Math.min(text.length, start + TEXT_PIECE_CHARS);
     // Never between the halves of a surrogate pair: JSON.stringify escapes a lone half, so the pieces would differ.
     const last = text.charCodeAt(end - 1);

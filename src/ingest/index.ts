@@ -23,7 +23,24 @@ export {
   type TextChunk,
 } from './chunker.js';
 export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
-export { parseFile, fileToDocument, JsonTextError, ParserThread, parseHtml, parseMarkdown, decodeText, fileFormat, extensionOf, FILE_FORMATS, MEDIA_TYPES, UnreadableFileError, FileLimitError, type FileFormat, type FileParseOptions, type ParsedDocument } from './formats/index.js';
+export {
+  parseFile,
+  fileToDocument,
+  JsonTextError,
+  ParserThread,
+  parseHtml,
+  parseMarkdown,
+  decodeText,
+  fileFormat,
+  extensionOf,
+  FILE_FORMATS,
+  MEDIA_TYPES,
+  UnreadableFileError,
+  FileLimitError,
+  type FileFormat,
+  type FileParseOptions,
+  type ParsedDocument,
+} from './formats/index.js';
 export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';
 export { contentHash } from './content-hash.js';
 export { createProgress, LineProgress, type IngestProgress, type ProgressMode } from './progress.js';
@@ -37,4 +54,14 @@ export {
   type SourceItem,
   type TextLayout,
 } from './types.js';
-export { SOURCE_FOLDER_KEY, assertSyncFolder, folderDocuments, folderKey, ownedDocuments, removedSince, unsyncedFileDocuments, type FolderWalk, type SyncLister } from './sync.js';
+export {
+  SOURCE_FOLDER_KEY,
+  assertSyncFolder,
+  folderDocuments,
+  folderKey,
+  ownedDocuments,
+  removedSince,
+  unsyncedFileDocuments,
+  type FolderWalk,
+  type SyncLister,
+} from './sync.js';

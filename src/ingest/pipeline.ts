@@ -6,15 +6,7 @@ import { contentHash } from './content-hash.js';
 import { locatePassages, titleWithSection } from './layout.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
 import { countSourceDocuments, readSources } from './readers.js';
-import type {
-  ChunkOptions,
-  DocumentOutcome,
-  IngestError,
-  IngestSummary,
-  Passage,
-  SourceDocument,
-  SourceItem,
-} from './types.js';
+import type { ChunkOptions, DocumentOutcome, IngestError, IngestSummary, Passage, SourceDocument, SourceItem } from './types.js';
 
 /** What cutting passages needs of the embedding model (the models stage's `Embedder` satisfies it). */
 export interface TokenBudget {
@@ -310,7 +302,8 @@ async function run(items: AsyncIterable<SourceItem>, options: IngestOptions, tot
   try {
     for await (const item of items) {
       if (item.kind === 'error') ingest.reportError(item.error);
-      else if (item.kind === 'unsupported') ingest.summary.unsupported[item.extension] = (ingest.summary.unsupported[item.extension] ?? 0) + 1;
+      else if (item.kind === 'unsupported')
+        ingest.summary.unsupported[item.extension] = (ingest.summary.unsupported[item.extension] ?? 0) + 1;
       else await ingest.add(item.document);
     }
     return await ingest.finish();

@@ -108,7 +108,11 @@ export async function* readJsonl(file: string): AsyncGenerator<SourceItem> {
       // A second record with the same id would silently replace the first: the file is ambiguous, so keep the first.
       const firstLine = seenIds.get(doc.id);
       if (firstLine !== undefined) {
-        yield errorItem({ path: file, line: lineNo, message: `duplicate id "${doc.id}" (first at line ${firstLine}); this record is skipped` });
+        yield errorItem({
+          path: file,
+          line: lineNo,
+          message: `duplicate id "${doc.id}" (first at line ${firstLine}); this record is skipped`,
+        });
         continue;
       }
       seenIds.set(doc.id, lineNo);

@@ -38,7 +38,6 @@ export interface ChunkOptions {
   overlapTokens: number;
 }
 
-
 /**
  * A chunk of a document, before embedding. Its `id` is `${docId}#${chunkNo}`: stable as long as the document and the
  * chunking settings are; `text` is the original character span of the document, not a detokenisation.

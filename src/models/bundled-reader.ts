@@ -30,7 +30,8 @@ export async function ensureBundledReader(modelsDir: string): Promise<{ dir: str
     ['checkpoint', path.join(checkpoint, 'model.safetensors')],
     ['tokenizer', path.join(tokenizerDir, 'tokenizer.json')],
   ] as const) {
-    if (!existsSync(file)) throw new BundledReaderUnavailableError(`the bundled reader ${BUNDLED_READER} cannot be prepared: its ${what} ${file} is missing`);
+    if (!existsSync(file))
+      throw new BundledReaderUnavailableError(`the bundled reader ${BUNDLED_READER} cannot be prepared: its ${what} ${file} is missing`);
   }
   return ensureExportedCheckpoint(checkpoint, path.join(modelsDir, BUNDLED_READER), tokenizerDir);
 }

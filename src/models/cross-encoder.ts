@@ -13,7 +13,6 @@ export interface CrossEncoderOptions {
   threads?: SessionThreads;
 }
 
-
 /** A (query, passage) pair as the model reads it: `[CLS] query [SEP] passage [SEP]`, segment ids 0 then 1. */
 export interface EncodedPair {
   ids: number[];
@@ -53,7 +52,8 @@ export class CrossEncoder {
       // The project's own session, like the embedder's: configured threads and the ONNX IR check.
       const { bytes, file } = await readOnnxFile(location, 'model', opts.quantized, progress_callback);
       const session: SessionLike = await createSession(bytes, file, opts.threads);
-      if (!session.outputNames.includes('logits')) throw new Error(`the ONNX model has no "logits" output (outputs: ${session.outputNames.join(', ')})`);
+      if (!session.outputNames.includes('logits'))
+        throw new Error(`the ONNX model has no "logits" output (outputs: ${session.outputNames.join(', ')})`);
       const t = tokenizer as unknown as { pad_token_id?: number };
       const maxTokens = opts.maxTokens ?? encoderInputLimit(tokenizer, config.max_position_embeddings);
       if (!maxTokens) throw new Error('cannot tell the maximum input length; set rerank.maxTokens in the config file');
@@ -65,7 +65,12 @@ export class CrossEncoder {
       return new CrossEncoder(name, location, tokenizer, session, maxTokens, clsId, sepId, padId);
     } catch (err) {
       if (err instanceof ModelNotFoundError || err instanceof UnsupportedModelFileError) throw err;
-      throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
+      throw new ModelNotFoundError(
+        name,
+        location.triedPaths,
+        `loading from ${location.source} failed: ${(err as Error).message}`,
+        opts.allowRemote,
+      );
     }
   }
 

@@ -98,7 +98,12 @@ export class Embedder implements EmbeddingModel {
       return new Embedder(name, location, tokenizer, session, settings, { batchSize: opts.batchSize, batchTokens: opts.batchTokens });
     } catch (err) {
       if (err instanceof ModelNotFoundError || err instanceof UnsupportedModelFileError) throw err;
-      throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
+      throw new ModelNotFoundError(
+        name,
+        location.triedPaths,
+        `loading from ${location.source} failed: ${(err as Error).message}`,
+        opts.allowRemote,
+      );
     }
   }
 
@@ -128,7 +133,10 @@ export class Embedder implements EmbeddingModel {
     const encoded = texts.map((t) => this.encode(t));
     const order = encoded.map((_, i) => i).sort((a, b) => encoded[a]!.length - encoded[b]!.length);
     const out = new Array<Float32Array>(texts.length);
-    for (const batch of planBatches(order.map((i) => encoded[i]!.length), this.batching)) {
+    for (const batch of planBatches(
+      order.map((i) => encoded[i]!.length),
+      this.batching,
+    )) {
       const rows = batch.map((k) => order[k]!);
       const vectors = await this.runBatch(rows.map((i) => encoded[i]!));
       rows.forEach((i, j) => (out[i] = vectors[j]!));

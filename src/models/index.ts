@@ -10,7 +10,15 @@ export { Embedder, type EmbedderOptions, type EmbeddingModel, type Pooling } fro
 export { LEXICAL_EMBED_MODEL, LexicalEmbedder, lexicalVector } from './lexical-embedder.js';
 export { BUNDLED_READER, BundledReaderUnavailableError, bundledReaderCheckpoint, ensureBundledReader } from './bundled-reader.js';
 export { CrossEncoder, type CrossEncoderOptions, type EncodedPair } from './cross-encoder.js';
-export { loadSeq2SeqModel, loadReaderTokenizer, type ReaderTokenizer, type DecoderRewrite, type Seq2SeqModel, type Seq2SeqConfig, type Seq2SeqLoadOptions } from './reader-model.js';
+export {
+  loadSeq2SeqModel,
+  loadReaderTokenizer,
+  type ReaderTokenizer,
+  type DecoderRewrite,
+  type Seq2SeqModel,
+  type Seq2SeqConfig,
+  type Seq2SeqLoadOptions,
+} from './reader-model.js';
 export {
   checkIrVersion,
   createSession,

@@ -10,9 +10,10 @@ const LEXICAL_DIM = 512;
 
 // Without corpus statistics the commonest English words would dominate every cosine; these carry no topic.
 const STOPWORDS = new Set(
-  ('a an and are as at be but by can did do does for from had has have how i if in into is it its of on or that the their ' +
-    'them there these they this to was were what when where which who whom why will with you your')
-    .split(' '),
+  (
+    'a an and are as at be but by can did do does for from had has have how i if in into is it its of on or that the their ' +
+    'them there these they this to was were what when where which who whom why will with you your'
+  ).split(' '),
 );
 
 const WORD = /[\p{L}\p{N}]+/gu;

@@ -1,13 +1,15 @@
 import type ort from 'onnxruntime-node';
-import {
-  AutoConfig,
-  AutoModelForSeq2SeqLM,
-  AutoTokenizer,
-  type PreTrainedModel,
-  type PreTrainedTokenizer,
-} from '@xenova/transformers';
+import { AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, type PreTrainedModel, type PreTrainedTokenizer } from '@xenova/transformers';
 import { createSession, readOnnxFile, UnsupportedModelFileError, type SessionThreads } from './onnx-session.js';
-import { downloadProgress, isSaneLength, locateModel, ModelNotFoundError, readModelFile, readModelJson, type ModelLocation } from './resolve.js';
+import {
+  downloadProgress,
+  isSaneLength,
+  locateModel,
+  ModelNotFoundError,
+  readModelFile,
+  readModelJson,
+  type ModelLocation,
+} from './resolve.js';
 
 export interface Seq2SeqConfig {
   d_model: number;
@@ -73,7 +75,6 @@ export interface Seq2SeqLoadOptions<Info = unknown> {
   decoderRewrite?: DecoderRewrite<Info>;
 }
 
-
 /**
  * Loads tokenizer, config and the two ONNX sessions, created here (not by transformers.js) so that their threading is
  * set, their IR version checked, and the merged decoder exists once even when a rewrite is applied.
@@ -82,7 +83,10 @@ export async function loadSeq2SeqModel<Info = undefined>(name: string, opts: Seq
   const quantizedEncoder = opts.quantized && !opts.floatEncoder;
   const sameFiles = quantizedEncoder === opts.quantized;
   if (!sameFiles) locateModel(name, { ...opts, quantized: quantizedEncoder, onnxFiles: ['encoder_model'] });
-  const location = locateModel(name, { ...opts, onnxFiles: sameFiles ? ['encoder_model', 'decoder_model_merged'] : ['decoder_model_merged'] });
+  const location = locateModel(name, {
+    ...opts,
+    onnxFiles: sameFiles ? ['encoder_model', 'decoder_model_merged'] : ['decoder_model_merged'],
+  });
   try {
     const progress_callback = location.source === 'hub' ? downloadProgress() : undefined;
     const tokenizer = await AutoTokenizer.from_pretrained(location.id, { progress_callback });
@@ -100,8 +104,7 @@ export async function loadSeq2SeqModel<Info = undefined>(name: string, opts: Seq
     const modelType = String(raw.model_type ?? '');
     const modelClass = AutoModelForSeq2SeqLM.MODEL_CLASS_MAPPINGS.map((m) => m.get(modelType)).find(Boolean)?.[1];
     if (typeof modelClass !== 'function') throw new Error(`model_type "${modelType}" is not a transformers.js seq2seq model`);
-    const decoderView =
-      rewritten && opts.decoderRewrite ? originalInputsView(decoder, opts.decoderRewrite, rewritten.info) : decoder;
+    const decoderView = rewritten && opts.decoderRewrite ? originalInputsView(decoder, opts.decoderRewrite, rewritten.info) : decoder;
     const Model = modelClass as unknown as new (...args: unknown[]) => PreTrainedModel;
     const model = new Model(transformersConfig, encoder, decoderView, generationConfig);
     return {
@@ -121,7 +124,12 @@ export async function loadSeq2SeqModel<Info = undefined>(name: string, opts: Seq
     };
   } catch (err) {
     if (err instanceof ModelNotFoundError || err instanceof UnsupportedModelFileError) throw err;
-    throw new ModelNotFoundError(name, location.triedPaths, `loading from ${location.source} failed: ${(err as Error).message}`, opts.allowRemote);
+    throw new ModelNotFoundError(
+      name,
+      location.triedPaths,
+      `loading from ${location.source} failed: ${(err as Error).message}`,
+      opts.allowRemote,
+    );
   }
 }
 
@@ -138,9 +146,7 @@ function seq2seqConfig(
   };
   const tokenizerMax = Number((tokenizer as unknown as { model_max_length?: number }).model_max_length);
   const positions = Number(raw.n_positions);
-  const limit =
-    maxInputTokens ??
-    [tokenizerMax, positions].find(isSaneLength);
+  const limit = maxInputTokens ?? [tokenizerMax, positions].find(isSaneLength);
   if (!limit) throw new Error(`cannot tell the encoder input limit of "${name}"; set reader.maxInputTokens in the config file`);
   return {
     d_model: int('d_model'),

@@ -337,7 +337,11 @@ export function fidDecoderRewrite(exposeAttention = true): DecoderRewrite<Decode
       const added: Record<string, ort.Tensor> = {};
       const rows = feeds.input_ids?.dims[0] ?? 1;
       if (info.reordersCache) {
-        added[BEAM_ORIGINS_INPUT] = new ort.Tensor('int64', BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), [rows]);
+        added[BEAM_ORIGINS_INPUT] = new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)),
+          [rows],
+        );
       }
       if (info.outputs.topValues) added[TOP_K_INPUT] = new ort.Tensor('int64', BigInt64Array.of(1n), [1]);
       return added;

@@ -154,9 +154,7 @@ export function buildEncoderPlan(
   passages: readonly ReaderPassage[],
   limits: EncoderInputLimits,
 ): EncoderPlan {
-  return mode === 'fid'
-    ? buildFidPlan(pieces, question, passages, limits)
-    : buildConcatPlan(pieces, question, passages, limits);
+  return mode === 'fid' ? buildFidPlan(pieces, question, passages, limits) : buildConcatPlan(pieces, question, passages, limits);
 }
 
 /**
@@ -195,12 +193,7 @@ export function encoderRuns(lengths: readonly number[], opts: Pick<EncodeOptions
 }
 
 /** Runs the encoder on the plan's sequences as padded batches and concatenates the valid states into one memory. */
-export async function encodeToMemory(
-  encoder: OrtSession,
-  plan: EncoderPlan,
-  opts: EncodeOptions,
-  clock: OnnxClock,
-): Promise<FusedMemory> {
+export async function encodeToMemory(encoder: OrtSession, plan: EncoderPlan, opts: EncodeOptions, clock: OnnxClock): Promise<FusedMemory> {
   const lengths = plan.sequences.map((s) => s.length);
   const length = lengths.reduce((a, b) => a + b, 0);
   const offsets: number[] = [];

@@ -272,7 +272,9 @@ class TopK {
   }
 
   private swap(i: number, j: number): void {
-    const s = this.scores[i]!, r = this.rows[i]!, t = this.tokens[i]!;
+    const s = this.scores[i]!,
+      r = this.rows[i]!,
+      t = this.tokens[i]!;
     this.set(i, this.scores[j]!, this.rows[j]!, this.tokens[j]!);
     this.set(j, s, r, t);
   }
@@ -288,7 +290,8 @@ class TopK {
 
   private siftDown(i: number): void {
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let min = i;
       if (l < this.size && this.scores[l]! < this.scores[min]!) min = l;
       if (r < this.size && this.scores[r]! < this.scores[min]!) min = r;

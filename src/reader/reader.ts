@@ -25,15 +25,7 @@ import { OnnxClock, throwIfAborted, type OrtSession } from './onnx-run.js';
 import { leaveOneOutAttribution } from './rescoring.js';
 import { validateSampling } from './sampling.js';
 import { CachedStepRunner, supportsMemoryBroadcast } from './step-runners.js';
-import type {
-  AnswerResult,
-  AttributionMethod,
-  FusionMode,
-  GenerateOptions,
-  ReaderLogger,
-  ReaderPassage,
-  StreamedToken,
-} from './types.js';
+import type { AnswerResult, AttributionMethod, FusionMode, GenerateOptions, ReaderLogger, ReaderPassage, StreamedToken } from './types.js';
 
 export interface FidReaderOptions {
   /** 'auto' (default): cross-attention if the decoder graph can be patched, leave-one-out otherwise. */
@@ -132,7 +124,10 @@ export class FidReader {
     if (method === 'cross-attention') {
       opts.logger?.info(details, 'reader attribution: decoder cross-attention');
     } else {
-      opts.logger?.warn({ ...details, reason: wanted === 'leave-one-out' ? 'requested' : reason }, 'reader attribution: leave-one-passage-out fallback');
+      opts.logger?.warn(
+        { ...details, reason: wanted === 'leave-one-out' ? 'requested' : reason },
+        'reader attribution: leave-one-passage-out fallback',
+      );
     }
     return new FidReader(model, encoder, decoder, method, broadcastMemory, opts);
   }

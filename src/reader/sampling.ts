@@ -9,7 +9,8 @@ export function validateSampling(s: SamplingOptions): void {
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${s.temperature}`);
   if (!(Number.isInteger(s.topK) && s.topK >= 0)) throw new RangeError(`topK must be an integer >= 0, got ${s.topK}`);
   if (!(Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${s.topP}`);
-  if (s.seed !== undefined && !(Number.isSafeInteger(s.seed) && s.seed >= 0)) throw new RangeError(`seed must be an integer >= 0, got ${s.seed}`);
+  if (s.seed !== undefined && !(Number.isSafeInteger(s.seed) && s.seed >= 0))
+    throw new RangeError(`seed must be an integer >= 0, got ${s.seed}`);
 }
 
 export function isSampling(s: SamplingOptions | undefined): s is SamplingOptions {

@@ -12,4 +12,11 @@ export {
 export { queryTerms, toFtsQuery } from './fts-query.js';
 export { reciprocalRankFusion, type RankedList, type FusedItem } from './rrf.js';
 export type { SearchFilter } from '../store/index.js';
-export { CrossEncoderReranker, rerankHits, type Reranker, type PairScorer, type CrossEncoderRerankerOptions, type RerankResult } from './rerank.js';
+export {
+  CrossEncoderReranker,
+  rerankHits,
+  type Reranker,
+  type PairScorer,
+  type CrossEncoderRerankerOptions,
+  type RerankResult,
+} from './rerank.js';

@@ -38,7 +38,8 @@ export class CrossEncoderReranker implements Reranker {
     private readonly model: PairScorer,
     private readonly options: CrossEncoderRerankerOptions,
   ) {
-    if (!(Number.isInteger(options.batchSize) && options.batchSize >= 1)) throw new RangeError(`batchSize must be >= 1, got ${options.batchSize}`);
+    if (!(Number.isInteger(options.batchSize) && options.batchSize >= 1))
+      throw new RangeError(`batchSize must be >= 1, got ${options.batchSize}`);
     if (!(options.batchTokens >= 1)) throw new RangeError(`batchTokens must be >= 1, got ${options.batchTokens}`);
   }
 
@@ -52,7 +53,7 @@ export class CrossEncoderReranker implements Reranker {
     const queryIds = this.model.tokenize(query);
     const pairs = passages.map((p) => this.model.pair(queryIds, this.model.tokenize(p)));
     const order = pairs.map((_, i) => i).sort((a, b) => pairs[a]!.ids.length - pairs[b]!.ids.length);
-    for (let start = 0; start < order.length; ) {
+    for (let start = 0; start < order.length;) {
       signal?.throwIfAborted();
       // Sorted by length, so the pair being added is the batch's longest: the padded size is count × its length.
       let end = start + 1;

@@ -21,7 +21,5 @@ export function reciprocalRankFusion(lists: RankedList[], k: number): FusedItem[
     if (weight === 0) continue;
     labels.forEach((label, i) => scores.set(label, (scores.get(label) ?? 0) + weight / (k + i + 1)));
   }
-  return [...scores]
-    .map(([label, score]) => ({ label, score }))
-    .sort((a, b) => b.score - a.score || a.label - b.label);
+  return [...scores].map(([label, score]) => ({ label, score })).sort((a, b) => b.score - a.score || a.label - b.label);
 }

@@ -25,9 +25,20 @@ const WORD = /[\p{L}\p{N}\p{M}]/u;
 const INVISIBLE = /\p{Cf}/u;
 /** Typographic quotes and dashes outside T5's vocabulary, as the ASCII characters a reader would write instead. */
 const FOLDED: Readonly<Record<string, string>> = {
-  '\u2018': "'", '\u2019': "'", '\u201a': "'", '\u201b': "'",
-  '\u201c': '"', '\u201d': '"', '\u201e': '"', '\u201f': '"',
-  '\u2010': '-', '\u2011': '-', '\u2012': '-', '\u2013': '-', '\u2014': '-', '\u2212': '-',
+  '\u2018': "'",
+  '\u2019': "'",
+  '\u201a': "'",
+  '\u201b': "'",
+  '\u201c': '"',
+  '\u201d': '"',
+  '\u201e': '"',
+  '\u201f': '"',
+  '\u2010': '-',
+  '\u2011': '-',
+  '\u2012': '-',
+  '\u2013': '-',
+  '\u2014': '-',
+  '\u2212': '-',
 };
 /** Combining marks start at U+0300: below it a code point never extends the one before (the common, ASCII case). */
 const FIRST_MARK = 0x300;

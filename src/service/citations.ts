@@ -16,9 +16,7 @@ export function citationsFrom(
   minShare: number,
   answer: string,
 ): AskOutcome['citations'] {
-  const ranked = passages
-    .map((p, i) => ({ passage: p, attention: shares[i] ?? 0 }))
-    .sort((a, b) => b.attention - a.attention);
+  const ranked = passages.map((p, i) => ({ passage: p, attention: shares[i] ?? 0 })).sort((a, b) => b.attention - a.attention);
   const cited = ranked.filter((c, i) => i === 0 || c.attention >= minShare);
   const total = cited.reduce((sum, c) => sum + c.attention, 0);
   return cited.map(({ passage: p, attention }) => {

@@ -147,7 +147,8 @@ export class Collections {
    */
   async create(name: string, spec: NewCollection = {}): Promise<CollectionManifest> {
     assertCollectionName(name);
-    if (!this.options.writable) throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot create one');
+    if (!this.options.writable)
+      throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot create one');
     const { engine } = this.options;
     await this.closing.get(name);
     if (this.open.has(name) || this.opening.has(name) || (await engine.describeCollection(name))) throw new CollectionExistsError(name);
@@ -166,7 +167,8 @@ export class Collections {
    */
   async drop(name: string): Promise<boolean> {
     assertCollectionName(name);
-    if (!this.options.writable) throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot delete one');
+    if (!this.options.writable)
+      throw new ReadOnlyIndexError('this server opens its collections read-only (server.readOnly); it cannot delete one');
     if (this.dropping.has(name)) throw new CollectionNotFoundError(name);
     this.dropping.add(name);
     try {
@@ -450,17 +452,16 @@ export class Collections {
       checkpoint: { everyPassages: config.ingest.checkpointEveryPassages, atEnd: true },
       rules: { rejectEmptyText: config.ingest.rejectEmptyText },
     };
-    const writer =
-      withWriter
-        ? new IndexWriter(store, embedder, {
-            bulk: settings,
-            embedBatchSize: config.documents.embedBatchSize,
-            maxQueued: config.documents.maxQueuedWrites,
-            checkpointEveryPassages: config.documents.checkpointEveryPassages,
-            checkpointIdleMs: config.documents.checkpointIdleMs,
-            log,
-          })
-        : undefined;
+    const writer = withWriter
+      ? new IndexWriter(store, embedder, {
+          bulk: settings,
+          embedBatchSize: config.documents.embedBatchSize,
+          maxQueued: config.documents.maxQueuedWrites,
+          checkpointEveryPassages: config.documents.checkpointEveryPassages,
+          checkpointIdleMs: config.documents.checkpointIdleMs,
+          log,
+        })
+      : undefined;
     return {
       name,
       store,

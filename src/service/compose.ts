@@ -101,10 +101,7 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
   const msSince = (started: number) => Math.round(performance.now() - started);
   const remember = (model: string, embedder: EmbeddingModel, started: number): EmbeddingModel => {
     loaded.push(embedder);
-    log?.info(
-      { model, dim: embedder.dim, source: embedder.source, ms: msSince(started) },
-      'embedding model loaded',
-    );
+    log?.info({ model, dim: embedder.dim, source: embedder.source, ms: msSince(started) }, 'embedding model loaded');
     return embedder;
   };
   const embedderFor = (model: string): Promise<EmbeddingModel> => slotFor(model).get();
@@ -163,7 +160,14 @@ export async function openSystem(config: AppConfig, options: SystemOptions): Pro
     embedderFor,
     log,
   });
-  const service = new RagService(config, collections, reader, embedderDiagnostics(() => loaded), reranker, offline);
+  const service = new RagService(
+    config,
+    collections,
+    reader,
+    embedderDiagnostics(() => loaded),
+    reranker,
+    offline,
+  );
   if (options.prepareDefaultCollection) {
     try {
       await prepareDefault(config, collections, log);
@@ -208,21 +212,23 @@ async function prepareDefault(config: AppConfig, collections: Collections, log: 
   if (await collections.describe(name)) return;
   // A short-lived writer creates it even for a read-only server, so that `npm run ingest` can update it later.
   // Replicas of the PostgreSQL deployment starting together race to create it: the loser uses the winner's.
-  await collections.withWriter(name, {}, async ({ writer, store }) => {
-    if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
-    const summary = await writer!.ingestPaths([config.corpusDir], { progress: false });
-    log?.info(
-      {
-        index: store.location,
-        corpus: config.corpusDir,
-        documents: summary.documentsSeen,
-        added: summary.added,
-        passages: summary.passagesAdded,
-        errors: summary.errors.length,
-      },
-      'bundled corpus ingested into new index',
-    );
-  }).catch((err: unknown) => {
-    if (!(err instanceof CollectionExistsError)) throw err;
-  });
+  await collections
+    .withWriter(name, {}, async ({ writer, store }) => {
+      if (!config.server.ingestCorpusOnStart || !existsSync(config.corpusDir)) return;
+      const summary = await writer!.ingestPaths([config.corpusDir], { progress: false });
+      log?.info(
+        {
+          index: store.location,
+          corpus: config.corpusDir,
+          documents: summary.documentsSeen,
+          added: summary.added,
+          passages: summary.passagesAdded,
+          errors: summary.errors.length,
+        },
+        'bundled corpus ingested into new index',
+      );
+    })
+    .catch((err: unknown) => {
+      if (!(err instanceof CollectionExistsError)) throw err;
+    });
 }

@@ -1,4 +1,11 @@
-import { ingestDocuments, ingestPaths, type IngestEmbedder, type IngestSummary, type SourceDocument, type WriteSettings } from '../ingest/index.js';
+import {
+  ingestDocuments,
+  ingestPaths,
+  type IngestEmbedder,
+  type IngestSummary,
+  type SourceDocument,
+  type WriteSettings,
+} from '../ingest/index.js';
 import type { PassageStore } from '../store/index.js';
 import { bulkRunOptions, type BulkIngestOptions } from './index-writer.js';
 

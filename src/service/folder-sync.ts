@@ -1,10 +1,19 @@
-import { assertSyncFolder, folderDocuments, ownedDocuments, removedSince, unsyncedFileDocuments, type FolderWalk } from '../ingest/index.js';
+import {
+  assertSyncFolder,
+  folderDocuments,
+  ownedDocuments,
+  removedSince,
+  unsyncedFileDocuments,
+  type FolderWalk,
+} from '../ingest/index.js';
 import type { PassageStore } from '../store/index.js';
 import type { IndexWriter } from './index-writer.js';
 import type { BulkRunOptions, SyncSummary } from './types.js';
 
-const ADOPTED = 'not written by a sync of this folder (a plain ingest, the API or another folder\'s sync): it now records the folder, and later syncs delete it when its file goes';
-const KEPT = 'written by a plain ingest, not by a sync of this folder, and not in the folder: a sync never deletes it (`npm run ingest -- --delete <id>` does)';
+const ADOPTED =
+  "not written by a sync of this folder (a plain ingest, the API or another folder's sync): it now records the folder, and later syncs delete it when its file goes";
+const KEPT =
+  'written by a plain ingest, not by a sync of this folder, and not in the folder: a sync never deletes it (`npm run ingest -- --delete <id>` does)';
 
 /**
  * Makes a collection mirror a folder: its documents are added or updated, and documents an earlier sync of the same

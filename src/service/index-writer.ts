@@ -233,7 +233,8 @@ export class IndexWriter {
       const written = await this.store.checkpoint();
       const changed = this.changedSinceCheckpoint;
       this.changedSinceCheckpoint = 0;
-      if (written) this.options.log?.info({ reason, changedPassages: changed, ms: Math.round(performance.now() - started) }, 'HNSW graph saved');
+      if (written)
+        this.options.log?.info({ reason, changedPassages: changed, ms: Math.round(performance.now() - started) }, 'HNSW graph saved');
     } catch (err) {
       // The graph stays in memory and every passage is in SQLite; the next checkpoint or close() tries again.
       this.options.log?.error({ err }, 'HNSW checkpoint failed');

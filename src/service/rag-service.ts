@@ -85,7 +85,9 @@ export class RagService {
   /** Resolves false if there was no such collection. */
   deleteCollection(name: string): Promise<boolean> {
     if (name === this.defaultCollection) {
-      return Promise.reject(new CollectionProtectedError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`));
+      return Promise.reject(
+        new CollectionProtectedError(`the default collection "${name}" cannot be deleted (the unscoped routes use it)`),
+      );
     }
     return this.collections.drop(name);
   }

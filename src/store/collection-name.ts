@@ -8,5 +8,6 @@ export function assertCollectionName(name: string): void {
       `collection name ${JSON.stringify(name)} is not allowed: use 1-64 lower-case letters, digits, "_" or "-", starting with a letter or digit`,
     );
   }
-  if (isReservedCollectionName(name)) throw new InvalidCollectionNameError(`collection name ${JSON.stringify(name)} ${RESERVED_NAME_MESSAGE}`);
+  if (isReservedCollectionName(name))
+    throw new InvalidCollectionNameError(`collection name ${JSON.stringify(name)} ${RESERVED_NAME_MESSAGE}`);
 }

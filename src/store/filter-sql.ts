@@ -14,7 +14,9 @@ const ISO_MS_FUNCTION = 'rag_iso_ms';
 
 /** Registers the functions compiled filters call; every connection that runs filters needs it once. */
 export function registerFilterFunctions(db: Database.Database): void {
-  db.function(ISO_MS_FUNCTION, { deterministic: true }, (value: unknown) => (typeof value === 'string' ? (isoDateToMs(value) ?? null) : null));
+  db.function(ISO_MS_FUNCTION, { deterministic: true }, (value: unknown) =>
+    typeof value === 'string' ? (isoDateToMs(value) ?? null) : null,
+  );
 }
 
 /**
@@ -136,7 +138,10 @@ export function filterToSql(filter: SearchFilter | undefined): SqlFragment {
 }
 
 function isEmptyMetadata(metadata: unknown): boolean {
-  return metadata === undefined || (metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) && Object.keys(metadata).length === 0);
+  return (
+    metadata === undefined ||
+    (metadata !== null && typeof metadata === 'object' && !Array.isArray(metadata) && Object.keys(metadata).length === 0)
+  );
 }
 
 export function isEmptyFilter(filter: SearchFilter | undefined): boolean {

@@ -83,8 +83,7 @@ export function parseKeyPath(key: string): string[] | string {
   return segments;
 }
 
-const ISO_DATE =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-](\d{2}):?(\d{2}))?$/;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?(Z|[+-](\d{2}):?(\d{2}))?$/;
 
 /** An ISO 8601 date or date-time as epoch milliseconds (no zone = UTC); undefined when not one or not a real date. */
 export function isoDateToMs(text: string): number | undefined {
@@ -146,7 +145,8 @@ class Parser {
 
   private scalar(value: unknown, at: Array<string | number>): FilterScalar {
     if (typeof value === 'string') {
-      if (value.length > FILTER_LIMITS.maxStringChars) throw new FilterSyntaxError(at, `is longer than ${FILTER_LIMITS.maxStringChars} characters`);
+      if (value.length > FILTER_LIMITS.maxStringChars)
+        throw new FilterSyntaxError(at, `is longer than ${FILTER_LIMITS.maxStringChars} characters`);
       return value;
     }
     if (typeof value === 'number' && Number.isFinite(value)) return value;
@@ -157,8 +157,10 @@ class Parser {
   private field(path: string[], value: unknown, at: Array<string | number>, depth: number): FilterNode {
     if (!isPlainObject(value)) {
       this.count(at);
-      if (Array.isArray(value)) throw new FilterSyntaxError(at, 'must be a string, a finite number, a boolean or an operator object (use $in for a list)');
-      if (value === null || typeof value === 'object') throw new FilterSyntaxError(at, 'must be a string, a finite number, a boolean or an operator object');
+      if (Array.isArray(value))
+        throw new FilterSyntaxError(at, 'must be a string, a finite number, a boolean or an operator object (use $in for a list)');
+      if (value === null || typeof value === 'object')
+        throw new FilterSyntaxError(at, 'must be a string, a finite number, a boolean or an operator object');
       return { op: 'eq', path, value: this.scalar(value, at) };
     }
     if (depth > FILTER_LIMITS.maxDepth) throw new FilterSyntaxError(at, `nests deeper than ${FILTER_LIMITS.maxDepth} levels`);
@@ -180,7 +182,8 @@ class Parser {
         case '$in':
         case '$nin': {
           if (!Array.isArray(operand)) throw new FilterSyntaxError(here, 'must be an array of strings, numbers or booleans');
-          if (operand.length > FILTER_LIMITS.maxInValues) throw new FilterSyntaxError(here, `may list at most ${FILTER_LIMITS.maxInValues} values`);
+          if (operand.length > FILTER_LIMITS.maxInValues)
+            throw new FilterSyntaxError(here, `may list at most ${FILTER_LIMITS.maxInValues} values`);
           const node: FilterNode = { op: 'in', path, values: operand.map((v, i) => this.scalar(v, [...here, i])) };
           parts.push(op === '$in' ? node : { op: 'not', child: node });
           break;
@@ -201,7 +204,10 @@ class Parser {
           }
           const ms = typeof operand === 'string' ? isoDateToMs(operand) : undefined;
           if (ms === undefined) {
-            throw new FilterSyntaxError(here, 'must be a finite number or an ISO 8601 date (YYYY-MM-DD, optionally THH:MM[:SS[.sss]] and Z or ±HH:MM)');
+            throw new FilterSyntaxError(
+              here,
+              'must be a finite number or an ISO 8601 date (YYYY-MM-DD, optionally THH:MM[:SS[.sss]] and Z or ±HH:MM)',
+            );
           }
           parts.push({ op: 'cmp', path, cmp, kind: 'date', value: ms });
         }

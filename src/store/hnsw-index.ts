@@ -281,7 +281,8 @@ interface LoadExpectations {
  */
 function* hnswFileLayout(file: string, size: number, load?: LoadExpectations): Generator<ReadRequest, void, Buffer> {
   const header = yield { length: HNSW_HEADER_BYTES, position: 0 };
-  if (header.length < HNSW_HEADER_BYTES) throw new IncompleteHnswFileError(`HNSW file ${file} is truncated (${size} bytes, no complete header)`);
+  if (header.length < HNSW_HEADER_BYTES)
+    throw new IncompleteHnswFileError(`HNSW file ${file} is truncated (${size} bytes, no complete header)`);
   const maxElements = Number(header.readBigUInt64LE(8));
   const count = Number(header.readBigUInt64LE(16));
   const bytesPerElement = Number(header.readBigUInt64LE(24));
@@ -305,7 +306,9 @@ function* hnswFileLayout(file: string, size: number, load?: LoadExpectations): G
   }
   const linksStart = HNSW_HEADER_BYTES + count * bytesPerElement;
   if (linksStart + 4 * count > size) {
-    throw new IncompleteHnswFileError(`HNSW file ${file} is truncated: ${size} bytes, its ${count} elements need more than ${linksStart + 4 * count}`);
+    throw new IncompleteHnswFileError(
+      `HNSW file ${file} is truncated: ${size} bytes, its ${count} elements need more than ${linksStart + 4 * count}`,
+    );
   }
   // Each element's link list is a uint32 length followed by that many bytes; the walk reads the region a chunk at
   // a time, carrying the offset of the next length field across chunks.
@@ -359,7 +362,7 @@ export async function assertCompleteHnswFile(file: string): Promise<void> {
   }
   try {
     const walk = hnswFileLayout(file, (await handle.stat()).size);
-    for (let step = walk.next(); !step.done; ) step = walk.next(await readExactly(handle, step.value.length, step.value.position));
+    for (let step = walk.next(); !step.done;) step = walk.next(await readExactly(handle, step.value.length, step.value.position));
   } finally {
     await handle.close();
   }
@@ -368,5 +371,5 @@ export async function assertCompleteHnswFile(file: string): Promise<void> {
 /** Demands a file hnswlib can load as a graph of `dim`-d vectors, through an open descriptor (see HnswIndex.load). */
 function assertLoadableHnswFile(fd: number, file: string, dim: number): void {
   const walk = hnswFileLayout(file, fstatSync(fd).size, { dim });
-  for (let step = walk.next(); !step.done; ) step = walk.next(readExactlySync(fd, step.value.length, step.value.position));
+  for (let step = walk.next(); !step.done;) step = walk.next(readExactlySync(fd, step.value.length, step.value.position));
 }

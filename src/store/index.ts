@@ -47,4 +47,12 @@ export type {
 } from './types.js';
 export { StorageUnavailableError } from './errors.js';
 export { moveEmbeddedIndexToPostgres, type ImportSummary, type MoveOptions } from './postgres/import.js';
-export { parseMetadataFilter, parseKeyPath, isoDateToMs, FilterSyntaxError, FILTER_LIMITS, type FilterNode, type FilterScalar } from './filter.js';
+export {
+  parseMetadataFilter,
+  parseKeyPath,
+  isoDateToMs,
+  FilterSyntaxError,
+  FILTER_LIMITS,
+  type FilterNode,
+  type FilterScalar,
+} from './filter.js';

@@ -39,15 +39,69 @@ export interface FactLookupSet {
   questions: FactQuestion[];
 }
 
-const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z', 'br', 'dr', 'gr', 'kr', 'tr', 'st', 'sh', 'th', 'j', 'h', 'w', 'pl', 'sk', 'fl'];
+const ONSETS = [
+  'b',
+  'd',
+  'f',
+  'g',
+  'k',
+  'l',
+  'm',
+  'n',
+  'p',
+  'r',
+  's',
+  't',
+  'v',
+  'z',
+  'br',
+  'dr',
+  'gr',
+  'kr',
+  'tr',
+  'st',
+  'sh',
+  'th',
+  'j',
+  'h',
+  'w',
+  'pl',
+  'sk',
+  'fl',
+];
 const VOWELS = ['a', 'e', 'i', 'o', 'u', 'ai', 'ea', 'ou', 'y', 'ei'];
 const CODAS = ['', '', '', 'n', 'r', 'l', 's', 'th', 'm', 'x', 'nd', 'rk', 'lt'];
 const PLACE_ENDINGS = ['ford', 'holm', 'ville', 'burg', 'stead', 'mouth', 'wick', 'dale', 'port', 'bridge'];
 const COMPANY_KINDS = ['Labs', 'Works', 'Industries', 'Foods', 'Logistics', 'Textiles', 'Mining', 'Press', 'Motors', 'Pharma'];
 const OCCUPATIONS = [
-  'carpenter', 'pilot', 'librarian', 'chemist', 'surgeon', 'baker', 'architect', 'violinist', 'geologist', 'teacher',
-  'journalist', 'firefighter', 'tailor', 'astronomer', 'gardener', 'lawyer', 'sculptor', 'nurse', 'engineer', 'potter',
-  'translator', 'economist', 'blacksmith', 'photographer', 'veterinarian', 'cartographer', 'plumber', 'dentist',
+  'carpenter',
+  'pilot',
+  'librarian',
+  'chemist',
+  'surgeon',
+  'baker',
+  'architect',
+  'violinist',
+  'geologist',
+  'teacher',
+  'journalist',
+  'firefighter',
+  'tailor',
+  'astronomer',
+  'gardener',
+  'lawyer',
+  'sculptor',
+  'nurse',
+  'engineer',
+  'potter',
+  'translator',
+  'economist',
+  'blacksmith',
+  'photographer',
+  'veterinarian',
+  'cartographer',
+  'plumber',
+  'dentist',
 ];
 const COLOURS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange', 'teal', 'crimson', 'indigo', 'amber', 'silver', 'maroon'];
 const INSTRUMENTS = ['cello', 'flute', 'harp', 'drums', 'trumpet', 'piano', 'oboe', 'banjo', 'accordion', 'clarinet'];
@@ -164,7 +218,8 @@ const ATTRIBUTES_PER_PASSAGE = 3;
 
 /** Generates a fact-lookup set; the same options always give the same set. */
 export function generateFactLookup(opts: FactLookupOptions): FactLookupSet {
-  if (opts.questionsPerPerson > ATTRIBUTES_PER_PASSAGE) throw new RangeError(`questionsPerPerson must be at most ${ATTRIBUTES_PER_PASSAGE}`);
+  if (opts.questionsPerPerson > ATTRIBUTES_PER_PASSAGE)
+    throw new RangeError(`questionsPerPerson must be at most ${ATTRIBUTES_PER_PASSAGE}`);
   const rng = mulberry32(opts.seed ^ (opts.split === 'test' ? 0x5eed : 0));
   const used = new Set<string>();
   const word = (syllables: () => number) => freshWord(rng, opts.split, used, () => syllableWord(rng, syllables()));

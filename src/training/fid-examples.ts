@@ -96,7 +96,12 @@ export async function* buildFidExamples(
       if (!gold) continue; // the answer was cut across two passages: no passage can teach it
       ranked = [...ranked.slice(0, Math.max(0, opts.k - 1)), { passage: gold, rank: -1 }];
     }
-    const plan = buildFidPlan(pieces, q.question, ranked.map((r) => r.passage), limits);
+    const plan = buildFidPlan(
+      pieces,
+      q.question,
+      ranked.map((r) => r.passage),
+      limits,
+    );
     stats.examples++;
     yield {
       id: q.id,

@@ -41,8 +41,9 @@ const MIN_WORDS = 6;
 const MAX_WORDS = 40;
 /** Capitalised words that start clauses rather than name things: a span made of them alone is not salient. */
 const FUNCTION_WORDS = new Set(
-  'The A An This That These Those It Its He She They His Her Their In On At For From By With Of And But Or As After Before When While I We'
-    .split(' '),
+  'The A An This That These Those It Its He She They His Her Their In On At For From By With Of And But Or As After Before When While I We'.split(
+    ' ',
+  ),
 );
 const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
 const DATE = new RegExp(`\\b(?:(?:${MONTHS})\\s+\\d{1,2},?\\s+\\d{4}|\\d{1,2}\\s+(?:${MONTHS})\\s+\\d{4})\\b`, 'g');
@@ -110,7 +111,10 @@ export function salientSpanQuestions(passages: readonly SourcePassage[], opts: S
       const n = wordCount(s.text);
       return n >= MIN_WORDS && n <= MAX_WORDS;
     });
-    const order = sentences.map((s) => ({ s, r: rng() })).sort((a, b) => a.r - b.r).map((x) => x.s);
+    const order = sentences
+      .map((s) => ({ s, r: rng() }))
+      .sort((a, b) => a.r - b.r)
+      .map((x) => x.s);
     let made = 0;
     for (const sentence of order) {
       if (made >= opts.perPassage) break;
@@ -177,7 +181,7 @@ export function splitSquadArticles(
   const titles = articles.map((a) => a.title);
   if (new Set(titles).size !== titles.length) throw new Error('split: an article title occurs twice across the files');
   if (opts.validArticles >= articles.length) throw new Error(`split: ${opts.validArticles} validation articles of ${articles.length}`);
-  const ranked = [...titles].sort((a, b) => (hashString(`${opts.seed}:${a}`) - hashString(`${opts.seed}:${b}`)) || a.localeCompare(b));
+  const ranked = [...titles].sort((a, b) => hashString(`${opts.seed}:${a}`) - hashString(`${opts.seed}:${b}`) || a.localeCompare(b));
   const valid = new Set(ranked.slice(0, opts.validArticles));
   return {
     train: { version: 'split-train', data: articles.filter((a) => !valid.has(a.title)) },

@@ -21,6 +21,9 @@ export async function startFactLookupServer(passages: ReadonlyArray<{ id: string
   });
   const server = await startServer(config, pino({ level: 'silent' }));
   const service = await server.ready;
-  await service.ingestDocuments(passages.map((p) => ({ id: p.id, title: p.title, text: p.text, metadata: {} })), { progress: false });
+  await service.ingestDocuments(
+    passages.map((p) => ({ id: p.id, title: p.title, text: p.text, metadata: {} })),
+    { progress: false },
+  );
   return { server, base: `http://127.0.0.1:${server.port}`, service };
 }

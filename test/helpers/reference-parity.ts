@@ -22,7 +22,11 @@ export function readReference(checkpointDir: string): { cases: ReferenceCase[] }
 
 /** The exported graphs' logits at the reference's positions and vocabulary ids. */
 export async function exportedLogits(modelDir: string, quantized: boolean, c: ReferenceCase): Promise<number[][]> {
-  const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as { num_heads: number; d_kv: number; d_model: number };
+  const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as {
+    num_heads: number;
+    d_kv: number;
+    d_model: number;
+  };
   const suffix = quantized ? '_quantized' : '';
   const encoder = await ort.InferenceSession.create(path.join(modelDir, `onnx/encoder_model${suffix}.onnx`));
   const decoder = await ort.InferenceSession.create(path.join(modelDir, `onnx/decoder_model_merged${suffix}.onnx`));

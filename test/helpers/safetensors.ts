@@ -24,7 +24,7 @@ export function floatToHalf(value: number): number {
   if (exponent >= 0x1f) return sign | 0x7c00;
   const rounded = (exponent << 10) | (mantissa >>> 13);
   const rest = mantissa & 0x1fff;
-  return sign | (rest > 0x1000 || (rest === 0x1000 && (rounded & 1)) ? rounded + 1 : rounded);
+  return sign | (rest > 0x1000 || (rest === 0x1000 && rounded & 1) ? rounded + 1 : rounded);
 }
 
 export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>): void {

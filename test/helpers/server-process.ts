@@ -46,7 +46,11 @@ export async function spawnServer(configFile: string, via: 'tsx' | 'node', key: 
   const args = via === 'tsx' ? [MAIN] : ['--import', 'tsx', MAIN];
   const child = spawn(via === 'tsx' ? TSX : process.execPath, args, {
     cwd: REPO_ROOT,
-    env: { ...process.env, RAG_CONFIG: configFile, RAG_API_KEYS: JSON.stringify([{ name: 'ops', sha256: hashApiKey(key), scopes: ['read', 'write'] }]) },
+    env: {
+      ...process.env,
+      RAG_CONFIG: configFile,
+      RAG_API_KEYS: JSON.stringify([{ name: 'ops', sha256: hashApiKey(key), scopes: ['read', 'write'] }]),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, any>> = [];
@@ -73,4 +77,3 @@ export async function spawnServer(configFile: string, via: 'tsx' | 'node', key: 
   const port = logs.find((l) => l.msg === 'listening')!.port as number;
   return { process: child, base: `http://127.0.0.1:${port}`, logs, exited };
 }
-

@@ -52,4 +52,3 @@ export function contractOpenOptions(extra: { readonly?: boolean; create?: boolea
     exactFilterThreshold: extra.exactFilterThreshold ?? DEFAULTS.retrieval.exactFilterThreshold,
   };
 }
-

@@ -61,7 +61,10 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       const { engine } = await fresh();
       const store = await openNew(engine);
       expect(store).toMatchObject({ name: 'contract', embedModel: CONTRACT_MODEL, dim: CONTRACT_DIM, readonly: false });
-      const written = await store.writeDocuments([contractDocument('a', 1, 3, { lang: 'en' }), contractDocument('b', 2, 2, { lang: 'de' })]);
+      const written = await store.writeDocuments([
+        contractDocument('a', 1, 3, { lang: 'en' }),
+        contractDocument('b', 2, 2, { lang: 'de' }),
+      ]);
       expect(written).toMatchObject({ inserted: 2, replaced: 0, passagesAdded: 5, passagesRemoved: 0 });
       expect(written.documents).toEqual([
         { id: 'a', status: 'added', passages: 3 },
@@ -69,7 +72,12 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       ]);
 
       expect(await store.getDocument('a')).toEqual({
-        id: 'a', title: 'Title a', metadata: { lang: 'en' }, contentHash: 'hash-a-1', chunking: 'contract', passages: 3,
+        id: 'a',
+        title: 'Title a',
+        metadata: { lang: 'en' },
+        contentHash: 'hash-a-1',
+        chunking: 'contract',
+        passages: 3,
       });
       expect(await store.getDocument('nope')).toBeUndefined();
       const passages = await store.passagesOfDocument('a');
@@ -166,7 +174,9 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       bad.passages[1]!.vector = new Float32Array(CONTRACT_DIM + 1);
       await expect(store.writeDocuments([contractDocument('new', 3), contractDocument('keep', 4), bad])).rejects.toThrow();
       await expect(store.writeDocuments([contractDocument('dup', 5), contractDocument('dup', 6)])).rejects.toThrow();
-      await expect(store.writeDocuments([{ ...contractDocument('x', 7), document: { ...contractDocument('x', 7).document, id: '' } }])).rejects.toThrow();
+      await expect(
+        store.writeDocuments([{ ...contractDocument('x', 7), document: { ...contractDocument('x', 7).document, id: '' } }]),
+      ).rejects.toThrow();
       expect(await store.getDocument('new')).toBeUndefined();
       expect(await store.getDocument('dup')).toBeUndefined();
       expect((await store.getDocument('keep'))!.contentHash).toBe('hash-keep-1');
@@ -267,11 +277,17 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
     it('filters apply inside every search, by document id and type-strict metadata', async () => {
       const { engine } = await fresh();
       const store = await openNew(engine);
-      await store.writeDocuments(Array.from({ length: 60 }, (_, i) => contractDocument(`d${i}`, i, 4, { group: i % 3, even: i % 2 === 0, tag: `t${i % 5}` })));
+      await store.writeDocuments(
+        Array.from({ length: 60 }, (_, i) => contractDocument(`d${i}`, i, 4, { group: i % 3, even: i % 2 === 0, tag: `t${i % 5}` })),
+      );
       const query = contractVector(555);
       const labelsOf = async (docIds: string[]) =>
         new Set((await Promise.all(docIds.map((id) => store.passagesOfDocument(id)))).flat().map((p) => p.label));
-      const group1 = await labelsOf(Array.from({ length: 60 }, (_, i) => i).filter((i) => i % 3 === 1).map((i) => `d${i}`));
+      const group1 = await labelsOf(
+        Array.from({ length: 60 }, (_, i) => i)
+          .filter((i) => i % 3 === 1)
+          .map((i) => `d${i}`),
+      );
 
       for (const search of [
         () => store.denseSearch(query, 10, { filter: { metadata: { group: 1 } } }),
@@ -290,7 +306,11 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       // Type-strict values, combined conditions, empty results.
       expect(await store.exactSearch(query, 10, { metadata: { group: '1' } })).toEqual([]);
       const evenT2 = await store.exactSearch(query, 100, { metadata: { even: true, tag: 't2' } });
-      const expected = await labelsOf(Array.from({ length: 60 }, (_, i) => i).filter((i) => i % 2 === 0 && i % 5 === 2).map((i) => `d${i}`));
+      const expected = await labelsOf(
+        Array.from({ length: 60 }, (_, i) => i)
+          .filter((i) => i % 2 === 0 && i % 5 === 2)
+          .map((i) => `d${i}`),
+      );
       expect(new Set(evenT2.map((h) => h.label))).toEqual(expected);
       expect(await store.denseSearch(query, 10, { filter: { docIds: [] } })).toEqual([]);
       expect(await store.bm25Search(['shared'], 10, { ...BM25, filter: { docIds: ['nope'] } })).toEqual([]);
@@ -352,7 +372,11 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       expect(await b.bm25Search(['doconlya'], 10, BM25)).toEqual([]);
       expect(await b.exactSearch(contractVector(100), 10)).toEqual([]);
       expect((await engine.listCollections()).map((c) => c.name)).toEqual(['col-a', 'col-b']);
-      expect(await engine.describeCollection('col-a')).toMatchObject({ embedModel: CONTRACT_MODEL, dim: CONTRACT_DIM, chunk: DEFAULTS.chunk });
+      expect(await engine.describeCollection('col-a')).toMatchObject({
+        embedModel: CONTRACT_MODEL,
+        dim: CONTRACT_DIM,
+        chunk: DEFAULTS.chunk,
+      });
       expect(await engine.describeCollection('col-none')).toBeUndefined();
 
       for (const bad of ['../x', 'A', '', '.hidden', 'a/b', 'x'.repeat(65)]) {
@@ -360,8 +384,12 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
       }
       await expect(engine.openCollection('col-none', contractOpenOptions({ create: false }))).rejects.toThrow(CollectionDataNotFoundError);
       await b.close();
-      await expect(engine.openCollection('col-b', { ...contractOpenOptions(), embedModel: 'other/model' })).rejects.toThrow(EmbeddingMismatchError);
-      await expect(engine.openCollection('col-b', { ...contractOpenOptions(), dim: CONTRACT_DIM + 1 })).rejects.toThrow(EmbeddingMismatchError);
+      await expect(engine.openCollection('col-b', { ...contractOpenOptions(), embedModel: 'other/model' })).rejects.toThrow(
+        EmbeddingMismatchError,
+      );
+      await expect(engine.openCollection('col-b', { ...contractOpenOptions(), dim: CONTRACT_DIM + 1 })).rejects.toThrow(
+        EmbeddingMismatchError,
+      );
 
       expect(await engine.dropCollection('col-b')).toBe(true);
       expect(await engine.dropCollection('col-b')).toBe(false);
@@ -404,10 +432,14 @@ export function runStoreContract(name: string, makeEngine: () => Promise<Contrac
  */
 function writeUntilKilled(spec: EngineSpec, collection: string, killAfter: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'helpers', 'store-contract-child.ts'), JSON.stringify({ spec, collection })], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(REPO_ROOT, 'test', 'helpers', 'store-contract-child.ts'), JSON.stringify({ spec, collection })],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const acked: string[] = [];
     let buffer = '';
     let stderr = '';

@@ -19,7 +19,12 @@ export function askRouter({ state, options, queue, inFlight, metrics, read, limi
       const { stream, ...params } = parseBody(schema, req);
       const backend = ready(state);
       const wantsStream = stream ?? (req.get('accept') ?? '').includes('text/event-stream');
-      const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+      const { signal, done } = requestSignal(
+        res,
+        inFlight,
+        options.requestTimeoutMs,
+        `answer not finished within ${options.requestTimeoutMs} ms`,
+      );
       const ask = async (hooks: AskHooks) => {
         const outcome = await backend.ask({ ...params, collection }, hooks);
         metrics.observeAnswer(outcome);

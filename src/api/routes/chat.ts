@@ -33,13 +33,15 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
 
   // A key limited to some collections sees only those models, and gets a 403 for any other, as on the data routes.
   const models = async (res: Response) =>
-    (await ready(state).listCollections()).filter((c) => mayUseCollection(res, c.name)).map((c) => ({
-      id: modelIdFor(c.name),
-      object: 'model' as const,
-      created: Math.floor(Date.parse(c.createdAt) / 1000) || 0,
-      owned_by: 'fid-rag',
-      collection: c.name,
-    }));
+    (await ready(state).listCollections())
+      .filter((c) => mayUseCollection(res, c.name))
+      .map((c) => ({
+        id: modelIdFor(c.name),
+        object: 'model' as const,
+        created: Math.floor(Date.parse(c.createdAt) / 1000) || 0,
+        owned_by: 'fid-rag',
+        collection: c.name,
+      }));
   const resolveModel = async (requested: string, res: Response) => {
     const collection =
       requested === DEFAULT_MODEL_ALIAS
@@ -52,7 +54,9 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
     }
     const model = (await models(res)).find((m) => m.collection === collection);
     if (!model) {
-      throw new HttpError(404, 'model_not_found', `the model "${requested}" does not exist; GET /v1/models lists the models`, { field: 'model' });
+      throw new HttpError(404, 'model_not_found', `the model "${requested}" does not exist; GET /v1/models lists the models`, {
+        field: 'model',
+      });
     }
     return model;
   };
@@ -75,7 +79,12 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
     const id = `chatcmpl-${randomBytes(12).toString('base64url')}`;
     const created = Math.floor(Date.now() / 1000);
     const base = { id, created, model: model.id };
-    const { signal, done } = requestSignal(res, inFlight, options.requestTimeoutMs, `answer not finished within ${options.requestTimeoutMs} ms`);
+    const { signal, done } = requestSignal(
+      res,
+      inFlight,
+      options.requestTimeoutMs,
+      `answer not finished within ${options.requestTimeoutMs} ms`,
+    );
     const ask = async (onToken?: (t: { text: string }) => void) => {
       const outcome = await backend.ask(params, { signal, onToken });
       metrics.observeAnswer(outcome);
@@ -92,7 +101,11 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
           choices: [
             {
               index: 0,
-              message: { role: 'assistant', content: outcome.answer + (markers ? markerText(outcome.answer, citations) : ''), refusal: null },
+              message: {
+                role: 'assistant',
+                content: outcome.answer + (markers ? markerText(outcome.answer, citations) : ''),
+                refusal: null,
+              },
               logprobs: null,
               finish_reason: outcome.finishReason,
             },
@@ -104,7 +117,8 @@ export function chatRouter({ state, options, queue, inFlight, metrics, read, lim
       }
 
       const events = new EventStream(res);
-      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => events.send({ ...base, object: 'chat.completion.chunk', choices, ...extra });
+      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+        events.send({ ...base, object: 'chat.completion.chunk', choices, ...extra });
       const delta = (content: string) => chunk([{ index: 0, delta: { content }, logprobs: null, finish_reason: null }]);
       // Admission is decided before the stream starts (a full queue refuses at once), so it is still a plain 503 in
       // OpenAI's shape; tokens produced before the stream opens are held back until it does.
@@ -167,7 +181,8 @@ function refuseUnsupported(body: unknown): void {
   const bad = (field: string, message: string) => new HttpError(400, 'unsupported_parameter', message, { field });
   if (typeof b.n === 'number' && b.n !== 1) throw bad('n', `n=${b.n} is not supported: this model returns one choice per request`);
   for (const field of ['tools', 'tool_choice', 'functions', 'function_call', 'parallel_tool_calls']) {
-    if (b[field] !== undefined && b[field] !== null) throw bad(field, `${field}: tool and function calling are not supported by this model`);
+    if (b[field] !== undefined && b[field] !== null)
+      throw bad(field, `${field}: tool and function calling are not supported by this model`);
   }
   if (Array.isArray(b.messages)) {
     b.messages.forEach((m: unknown, i) => {
@@ -175,7 +190,11 @@ function refuseUnsupported(body: unknown): void {
       if (!Array.isArray(content)) return;
       content.forEach((part: unknown, j) => {
         const type = (part as { type?: unknown } | null)?.type;
-        if (type !== 'text') throw bad(`messages.${i}.content.${j}`, `content parts of type "${String(type)}" (images, audio, files) are not supported; send text`);
+        if (type !== 'text')
+          throw bad(
+            `messages.${i}.content.${j}`,
+            `content parts of type "${String(type)}" (images, audio, files) are not supported; send text`,
+          );
       });
     });
   }
@@ -198,13 +217,20 @@ export function askParams(body: ChatRequest, retrievalTurns: number, maxQueryCha
     });
   }
   const question = messageText(last.content).trim();
-  if (question === '') throw new HttpError(400, 'invalid_request', 'the last user message is empty', { field: `messages.${body.messages.length - 1}.content` });
+  if (question === '')
+    throw new HttpError(400, 'invalid_request', 'the last user message is empty', {
+      field: `messages.${body.messages.length - 1}.content`,
+    });
   // The user turns retrieval reads, each bounded like a /v1/ask question.
-  const turns = body.messages.flatMap((m, i) => (m.role === 'user' ? [{ i, text: messageText(m.content).trim() }] : [])).filter((t) => t.text !== '');
+  const turns = body.messages
+    .flatMap((m, i) => (m.role === 'user' ? [{ i, text: messageText(m.content).trim() }] : []))
+    .filter((t) => t.text !== '');
   const read = turns.slice(-retrievalTurns);
   for (const t of read) {
     if (t.text.length > maxQueryChars) {
-      throw new HttpError(400, 'invalid_request', `messages.${t.i}.content: longer than ${maxQueryChars} characters`, { field: `messages.${t.i}.content` });
+      throw new HttpError(400, 'invalid_request', `messages.${t.i}.content: longer than ${maxQueryChars} characters`, {
+        field: `messages.${t.i}.content`,
+      });
     }
   }
   const retrievalQuery = read.map((t) => t.text).join('\n');

@@ -23,7 +23,12 @@ export function documentsRouter({ state, options, inFlight, metrics, read, write
       const collection = scopedCollection(req, res, options.defaultCollection);
       const { documents } = parseBody(upsertSchema, req);
       const backend = ready(state);
-      const { signal, done } = requestSignal(res, inFlight, requestTimeoutMs, `write not started or embedded within ${requestTimeoutMs} ms`);
+      const { signal, done } = requestSignal(
+        res,
+        inFlight,
+        requestTimeoutMs,
+        `write not started or embedded within ${requestTimeoutMs} ms`,
+      );
       const started = performance.now();
       try {
         const results = await backend.upsertDocuments(documents, { signal, collection });
@@ -47,12 +52,26 @@ export function documentsRouter({ state, options, inFlight, metrics, read, write
         for (const file of upload.files) {
           const field = `files.${file.index}`;
           parseWith(idSchema, file.name, field, (issue) => `the file name is the document id and it ${issue ?? 'is invalid'}`);
-          if (seen.has(file.name)) throw new HttpError(400, 'invalid_request', `${field}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`, { field });
+          if (seen.has(file.name))
+            throw new HttpError(
+              400,
+              'invalid_request',
+              `${field}: "${file.name}" is also files.${seen.get(file.name)}; file names are document ids`,
+              { field },
+            );
           seen.set(file.name, file.index);
         }
         const results = await backend.upsertFiles(upload.files, metadata, { signal, collection });
         metrics.observeStage('write', performance.now() - started);
-        req.log.info({ collection, files: upload.files.length, bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0), ...countStatuses(results) }, 'files written');
+        req.log.info(
+          {
+            collection,
+            files: upload.files.length,
+            bytes: upload.files.reduce((n, f) => n + f.bytes.length, 0),
+            ...countStatuses(results),
+          },
+          'files written',
+        );
         res.json({ documents: results });
       } finally {
         done();

@@ -15,7 +15,12 @@ export function searchRouter({ state, options, inFlight, metrics, read, limit, j
       const backend = ready(state);
       // Only reranking looks at the signal: it stops scoring when the client leaves or the request times out. The
       // deadline answers the 504 when the time is up whether the search heeds the signal or not.
-      const { signal, done, withinDeadline } = requestSignal(res, inFlight, options.requestTimeoutMs, `search not finished within ${options.requestTimeoutMs} ms`);
+      const { signal, done, withinDeadline } = requestSignal(
+        res,
+        inFlight,
+        options.requestTimeoutMs,
+        `search not finished within ${options.requestTimeoutMs} ms`,
+      );
       const result = await withinDeadline(backend.search({ ...params, collection }, { signal })).finally(done);
       // BM25 embeds nothing; every other mode embeds the query.
       if (result.timings.embedMs > 0) metrics.observeStage('embed', result.timings.embedMs);

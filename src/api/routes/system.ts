@@ -13,8 +13,16 @@ export function systemRouter({ state, options, metrics, read }: RouteContext): e
 
   router.get('/readyz', async (_req, res) => {
     // PostgreSQL deployment: the default collection's replication progress, so a load balancer or operator sees lag.
-    const replication = state.status === 'ready' ? await state.backend?.stats({}).then((s) => s.replication, () => undefined) : undefined;
-    res.status(state.status === 'ready' ? 200 : 503).json({ status: state.status, ...state.detail, ...(replication ? { replication } : {}) });
+    const replication =
+      state.status === 'ready'
+        ? await state.backend?.stats({}).then(
+            (s) => s.replication,
+            () => undefined,
+          )
+        : undefined;
+    res
+      .status(state.status === 'ready' ? 200 : 503)
+      .json({ status: state.status, ...state.detail, ...(replication ? { replication } : {}) });
   });
 
   router.get('/openapi.json', (_req, res) => {

@@ -47,7 +47,10 @@ function declaredSize(entry: JSZip.JSZipObject): number | undefined {
 }
 
 const tooLarge = (limit: number) =>
-  new FileLimitError(`the DOCX inflates to more than ${limit} bytes (documents.upload.maxDocxInflatedBytes): a zip bomb or too large to read`, 413);
+  new FileLimitError(
+    `the DOCX inflates to more than ${limit} bytes (documents.upload.maxDocxInflatedBytes): a zip bomb or too large to read`,
+    413,
+  );
 
 /**
  * The archive's parts, inflated on demand within one budget for the whole file. Declared sizes are checked before a
@@ -56,7 +59,10 @@ const tooLarge = (limit: number) =>
 async function openArchive(bytes: Uint8Array, limits: DocxLimits): Promise<MammothArchive> {
   const entries = declaredEntryCount(bytes);
   if (entries !== undefined && entries > limits.maxDocxEntries) {
-    throw new FileLimitError(`the DOCX archive declares ${entries} entries; at most ${limits.maxDocxEntries} are read (documents.upload.maxDocxEntries)`, 413);
+    throw new FileLimitError(
+      `the DOCX archive declares ${entries} entries; at most ${limits.maxDocxEntries} are read (documents.upload.maxDocxEntries)`,
+      413,
+    );
   }
   let zip: JSZip;
   try {
@@ -66,7 +72,10 @@ async function openArchive(bytes: Uint8Array, limits: DocxLimits): Promise<Mammo
   }
   const count = Object.keys(zip.files).length;
   if (count > limits.maxDocxEntries) {
-    throw new FileLimitError(`the DOCX archive has ${count} entries; at most ${limits.maxDocxEntries} are read (documents.upload.maxDocxEntries)`, 413);
+    throw new FileLimitError(
+      `the DOCX archive has ${count} entries; at most ${limits.maxDocxEntries} are read (documents.upload.maxDocxEntries)`,
+      413,
+    );
   }
   const budget = limits.maxDocxInflatedBytes;
   let inflated = 0;

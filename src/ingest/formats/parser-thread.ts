@@ -125,7 +125,8 @@ class Lane {
         const budgetMs = running.job.budgetMs;
         if (budgetMs !== undefined) {
           running.timer = setTimeout(
-            () => this.stop(new FileLimitError(`parsing took longer than ${budgetMs} ms (documents.upload.maxParseMs) and was stopped`, 422)),
+            () =>
+              this.stop(new FileLimitError(`parsing took longer than ${budgetMs} ms (documents.upload.maxParseMs) and was stopped`, 422)),
             budgetMs,
           );
         }

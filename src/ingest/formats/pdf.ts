@@ -190,7 +190,10 @@ export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?
   }
   try {
     if (limits && pdf.numPages > limits.maxPdfPages) {
-      throw new FileLimitError(`the PDF has ${pdf.numPages} pages; at most ${limits.maxPdfPages} are read (documents.upload.maxPdfPages)`, 413);
+      throw new FileLimitError(
+        `the PDF has ${pdf.numPages} pages; at most ${limits.maxPdfPages} are read (documents.upload.maxPdfPages)`,
+        413,
+      );
     }
     let text = '';
     const pages: NonNullable<TextLayout['pages']> = [];

@@ -189,13 +189,24 @@ export async function writeDocuments(
     );
     const inserted = new Map(rows.map((r) => [r.id, r.inserted]));
     const replacedIds = docs.filter((d) => !inserted.get(d.id)).map((d) => d.id);
-    const removed = replacedIds.length > 0
-      ? await client.query('DELETE FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[])', [collection, replacedIds])
-      : undefined;
+    const removed =
+      replacedIds.length > 0
+        ? await client.query('DELETE FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[])', [collection, replacedIds])
+        : undefined;
     const passagesRemoved = removed?.rowCount ?? 0;
     await insertPassages(client, collection, ordered);
-    const perDoc = new Map(ordered.map((w) => [w.document.id, { status: inserted.get(w.document.id) ? ('added' as const) : ('updated' as const), passages: w.passages.length }]));
-    const changeIds = await appendChanges(client, collection, 'upsert', ordered.map((w) => w.document.id));
+    const perDoc = new Map(
+      ordered.map((w) => [
+        w.document.id,
+        { status: inserted.get(w.document.id) ? ('added' as const) : ('updated' as const), passages: w.passages.length },
+      ]),
+    );
+    const changeIds = await appendChanges(
+      client,
+      collection,
+      'upsert',
+      ordered.map((w) => w.document.id),
+    );
     await client.query(
       `UPDATE documents d SET change_id = c.change_id
        FROM unnest($2::text[], $3::bigint[]) AS c(id, change_id) WHERE d.collection = $1 AND d.id = c.id`,
@@ -243,10 +254,7 @@ export async function deleteDocuments(
   const unique = [...new Set(ids)].sort();
   return inTransaction(pool, 'delete documents', async (client) => {
     await lockCollection(client, collection);
-    const removed = await client.query(
-      'DELETE FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[])',
-      [collection, unique],
-    );
+    const removed = await client.query('DELETE FROM passages WHERE collection = $1 AND doc_id = ANY($2::text[])', [collection, unique]);
     const { rows } = await client.query<{ id: string }>(
       'DELETE FROM documents WHERE collection = $1 AND id = ANY($2::text[]) RETURNING id',
       [collection, unique],
@@ -289,9 +297,12 @@ export async function changesAfter(pool: pg.Pool, collection: string, after: num
 
 /** The newest change of a collection and when it committed (0 when there is none). */
 export async function headChange(pool: pg.Pool, collection: string): Promise<number> {
-  const { rows } = await query<{ id: number | null }>(pool, 'read the change log', 'SELECT max(id) AS id FROM changes WHERE collection = $1', [
-    collection,
-  ]);
+  const { rows } = await query<{ id: number | null }>(
+    pool,
+    'read the change log',
+    'SELECT max(id) AS id FROM changes WHERE collection = $1',
+    [collection],
+  );
   return rows[0]?.id ?? 0;
 }
 

@@ -56,7 +56,6 @@ function processAlive(pid: number): boolean {
   }
 }
 
-
 /**
  * Wakes collection followers on NOTIFY. A dedicated connection (LISTEN needs one for good); when it drops, it is
  * re-established every poll interval, and every follower is woken on reconnect since notifications were missed.
@@ -162,7 +161,11 @@ export class PostgresEngine implements StoreEngine {
 
   private wake(collection: string | undefined): void {
     for (const [name, entry] of this.replicas) {
-      if (collection === undefined || collection === name) void entry.replica.then((r) => r.wake(), () => undefined);
+      if (collection === undefined || collection === name)
+        void entry.replica.then(
+          (r) => r.wake(),
+          () => undefined,
+        );
     }
   }
 
@@ -418,8 +421,10 @@ class PostgresPassageStore implements PassageStore {
     const counts = await corpus.collectionCounts(this.pool, this.name);
     const head = await corpus.headChange(this.pool, this.name);
     if (head === this.replica.status().appliedChangeId) {
-      if (counts.documents !== report.stats.documents) problems.push(`local index has ${report.stats.documents} documents, PostgreSQL ${counts.documents}`);
-      if (counts.passages !== report.stats.passages) problems.push(`local index has ${report.stats.passages} passages, PostgreSQL ${counts.passages}`);
+      if (counts.documents !== report.stats.documents)
+        problems.push(`local index has ${report.stats.documents} documents, PostgreSQL ${counts.documents}`);
+      if (counts.passages !== report.stats.passages)
+        problems.push(`local index has ${report.stats.passages} passages, PostgreSQL ${counts.passages}`);
     }
     return problems;
   }

@@ -104,7 +104,9 @@ export async function migrate(pool: pg.Pool, log?: { info(obj: object, msg?: str
       const latest = Math.max(...MIGRATIONS.map((m) => m.version));
       const newer = [...done].filter((v) => v > latest);
       if (newer.length > 0) {
-        throw new Error(`the database has schema version ${Math.max(...newer)}, newer than this build knows (${latest}); upgrade the replica`);
+        throw new Error(
+          `the database has schema version ${Math.max(...newer)}, newer than this build knows (${latest}); upgrade the replica`,
+        );
       }
       for (const migration of MIGRATIONS) {
         if (done.has(migration.version)) continue;

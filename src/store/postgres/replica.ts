@@ -6,7 +6,15 @@ import { writeFileAtomic } from '../sqlite/atomic-file.js';
 import { WriterLock } from '../sqlite/writer-lock.js';
 import type { PassageStore } from '../engine.js';
 import type { DocumentWrite } from '../types.js';
-import { changesAfter, collectionCounts, currentDocuments, headChange, snapshotDocuments, type Change, type CollectionRow } from './corpus.js';
+import {
+  changesAfter,
+  collectionCounts,
+  currentDocuments,
+  headChange,
+  snapshotDocuments,
+  type Change,
+  type CollectionRow,
+} from './corpus.js';
 import { IndexLockedError, IndexStoreError, StorageUnavailableError } from '../errors.js';
 import { isUnavailable } from './database.js';
 import { openLocalIndex, type LocalOpenOptions } from './local-sqlite.js';
@@ -148,7 +156,11 @@ export class CollectionReplica {
     const matches =
       checkpoint !== undefined && (Object.keys(expected) as Array<keyof typeof expected>).every((k) => checkpoint[k] === expected[k]);
     let store: PassageStore | undefined;
-    let reason: string | undefined = matches ? undefined : existsSync(dir) ? 'its checkpoint does not match this collection' : 'it does not exist';
+    let reason: string | undefined = matches
+      ? undefined
+      : existsSync(dir)
+        ? 'its checkpoint does not match this collection'
+        : 'it does not exist';
     if (matches) {
       try {
         store = await openLocalIndex(row.name, dir, localOptions);
@@ -198,7 +210,10 @@ export class CollectionReplica {
     mkdirSync(path.dirname(dir), { recursive: true });
     renameSync(staging, dir);
     store = await openLocalIndex(row.name, dir, localOptions);
-    ctx.log?.info({ collection: row.name, passages, appliedChangeId: head, ms: Math.round(performance.now() - started) }, 'local index built from PostgreSQL');
+    ctx.log?.info(
+      { collection: row.name, passages, appliedChangeId: head, ms: Math.round(performance.now() - started) },
+      'local index built from PostgreSQL',
+    );
     return { store, applied: Math.max(head, row.createdChange) };
   }
 
@@ -300,7 +315,11 @@ export class CollectionReplica {
       } catch (err) {
         this.lastError = err;
         if (isUnavailable(err) || err instanceof StorageUnavailableError) {
-          if (this.databaseOk) this.ctx.log?.warn({ collection: this.row.name, err: (err as Error).message }, 'PostgreSQL unavailable; serving the local index as it is');
+          if (this.databaseOk)
+            this.ctx.log?.warn(
+              { collection: this.row.name, err: (err as Error).message },
+              'PostgreSQL unavailable; serving the local index as it is',
+            );
           this.databaseOk = false;
           return;
         }
@@ -353,7 +372,13 @@ export class CollectionReplica {
     for (const change of relevant) {
       if (change.docId === null) continue;
       const doc = current.get(change.docId);
-      const op: 'write' | 'delete' | 'skip' = !doc ? 'delete' : doc.changeId === change.id ? 'write' : doc.changeId > change.id ? 'skip' : 'write';
+      const op: 'write' | 'delete' | 'skip' = !doc
+        ? 'delete'
+        : doc.changeId === change.id
+          ? 'write'
+          : doc.changeId > change.id
+            ? 'skip'
+            : 'write';
       if (op === 'skip') continue;
       if ((op === 'write' && deletes.length > 0) || (op === 'delete' && writes.length > 0)) await flush();
       if (op === 'write') writes.push({ document: doc!.document, passages: doc!.passages });

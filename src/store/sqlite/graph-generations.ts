@@ -161,7 +161,10 @@ export class GraphGenerations {
     db.transaction(() => {
       const owned = new Set((db.prepare('SELECT label FROM passages').raw().all() as Array<[number]>).map((r) => r[0]));
       for (const label of [...this.graph.liveLabels()]) if (!owned.has(label)) this.graph.remove(label);
-      this.addFromStoredVectors(this.graph, [...owned].filter((label) => !this.graph.has(label)));
+      this.addFromStoredVectors(
+        this.graph,
+        [...owned].filter((label) => !this.graph.has(label)),
+      );
       this.dataVersion = this.readDataVersion();
     })();
   }

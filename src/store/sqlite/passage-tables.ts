@@ -5,15 +5,7 @@ import { IndexStoreError } from '../errors.js';
 import { filterToSql, isEmptyFilter } from '../filter-sql.js';
 import type { DocumentInfo, DocumentPage, ListDocumentsOptions } from '../engine.js';
 import { exactTopK } from '../exact-index.js';
-import type {
-  DeleteOutcome,
-  DocumentState,
-  DocumentWrite,
-  LabelScore,
-  PassageRecord,
-  SearchFilter,
-  WriteOutcome,
-} from '../types.js';
+import type { DeleteOutcome, DocumentState, DocumentWrite, LabelScore, PassageRecord, SearchFilter, WriteOutcome } from '../types.js';
 import { blobToVector, normalized, vectorToBlob } from '../vectors.js';
 
 const SQL_BATCH = 500;
@@ -126,12 +118,14 @@ export class PassageTables {
     const writer = this.writerConnection();
     let label = passageCount > 0 ? this.reserveLabels(writer, passageCount) : 0;
     const existsDoc = this.prepareOn(writer, 'SELECT 1 FROM documents WHERE id = ?').pluck();
-    const upsertDoc = this.prepareOn(writer, 
+    const upsertDoc = this.prepareOn(
+      writer,
       'INSERT INTO documents (id, title, content_hash, chunking, metadata, updated_at) VALUES (?, ?, ?, ?, ?, ?) ' +
         'ON CONFLICT(id) DO UPDATE SET title = excluded.title, content_hash = excluded.content_hash, ' +
         'chunking = excluded.chunking, metadata = excluded.metadata, updated_at = excluded.updated_at',
     );
-    const insertPassage = this.prepareOn(writer, 
+    const insertPassage = this.prepareOn(
+      writer,
       'INSERT INTO passages (label, id, doc_id, chunk_no, title, text, metadata, char_start, char_end, page_start, page_end, section, in_hnsw) ' +
         'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)',
     );
@@ -156,8 +150,18 @@ export class PassageTables {
         upsertDoc.run(document.id, document.title, document.contentHash, document.chunking, JSON.stringify(document.metadata), now);
         for (const p of passages) {
           insertPassage.run(
-            label, p.id, document.id, p.chunkNo, p.title, p.text, JSON.stringify(p.metadata), p.charStart, p.charEnd,
-            p.pageStart ?? null, p.pageEnd ?? null, p.section ? JSON.stringify(p.section) : null,
+            label,
+            p.id,
+            document.id,
+            p.chunkNo,
+            p.title,
+            p.text,
+            JSON.stringify(p.metadata),
+            p.charStart,
+            p.charEnd,
+            p.pageStart ?? null,
+            p.pageEnd ?? null,
+            p.section ? JSON.stringify(p.section) : null,
           );
           const unit = normalized(p.vector);
           insertVector.run(label, vectorToBlob(unit));
@@ -303,7 +307,6 @@ export class PassageTables {
     return err;
   }
 
-
   // ---------------------------------------------------------------- lookups
 
   documentStates(ids: string[]): Map<string, DocumentState> {
@@ -342,9 +345,10 @@ export class PassageTables {
     }
     const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
     type Row = { id: string; title: string; metadata: string; content_hash: string; chunking: string };
-    const rows = this.prepare(
-      `SELECT id, title, metadata, content_hash, chunking FROM documents p ${where} ORDER BY id LIMIT ?`,
-    ).all(...params, limit + 1) as Row[];
+    const rows = this.prepare(`SELECT id, title, metadata, content_hash, chunking FROM documents p ${where} ORDER BY id LIMIT ?`).all(
+      ...params,
+      limit + 1,
+    ) as Row[];
     const page = rows.slice(0, limit).map((r) => ({
       id: r.id,
       title: r.title,
@@ -384,7 +388,10 @@ export class PassageTables {
       const docs = (
         after === undefined
           ? this.prepare('SELECT id, title, metadata, content_hash, chunking FROM documents ORDER BY id LIMIT ?').all(limit)
-          : this.prepare('SELECT id, title, metadata, content_hash, chunking FROM documents WHERE id > ? ORDER BY id LIMIT ?').all(after, limit)
+          : this.prepare('SELECT id, title, metadata, content_hash, chunking FROM documents WHERE id > ? ORDER BY id LIMIT ?').all(
+              after,
+              limit,
+            )
       ) as Row[];
       const select = this.prepare(
         'SELECT p.*, v.vector FROM passages p JOIN passage_vectors v ON v.label = p.label WHERE p.doc_id = ? ORDER BY p.chunk_no',
@@ -428,7 +435,11 @@ export class PassageTables {
   /** Passage labels admitted by a filter, computed in SQL so a graph search can test membership per candidate. */
   allowedLabels(filter: SearchFilter): Set<number> {
     const { where, params } = filterToSql(filter);
-    return new Set(this.prepare(`SELECT p.label FROM passages p WHERE ${where}`).pluck().all(...params) as number[]);
+    return new Set(
+      this.prepare(`SELECT p.label FROM passages p WHERE ${where}`)
+        .pluck()
+        .all(...params) as number[],
+    );
   }
 
   /** Brute force over the stored (unit) vectors passing the filter, streamed so memory stays flat. */
@@ -455,7 +466,9 @@ export class PassageTables {
 
   /** Every stored vector. */
   allVectors(): Generator<[number, Float32Array]> {
-    return this.vectorRows(this.db.prepare('SELECT label, vector FROM passage_vectors').raw().iterate() as IterableIterator<[number, Buffer]>);
+    return this.vectorRows(
+      this.db.prepare('SELECT label, vector FROM passage_vectors').raw().iterate() as IterableIterator<[number, Buffer]>,
+    );
   }
 
   private *vectorRows(rows: IterableIterator<[number, Buffer]>): Generator<[number, Float32Array]> {
@@ -475,7 +488,9 @@ export class PassageTables {
     if (orphans > 0) problems.push(`${orphans} passages belong to no document`);
     const noVector = this.count('SELECT count(*) FROM passages p LEFT JOIN passage_vectors v ON v.label = p.label WHERE v.label IS NULL');
     if (noVector > 0) problems.push(`${noVector} passages have no stored vector`);
-    const strayVectors = this.count('SELECT count(*) FROM passage_vectors v LEFT JOIN passages p ON p.label = v.label WHERE p.label IS NULL');
+    const strayVectors = this.count(
+      'SELECT count(*) FROM passage_vectors v LEFT JOIN passages p ON p.label = v.label WHERE p.label IS NULL',
+    );
     if (strayVectors > 0) problems.push(`${strayVectors} stored vectors belong to no passage`);
     const passages = this.count('SELECT count(*) FROM passages');
     const ftsRows = this.count('SELECT count(*) FROM passages_fts_docsize');

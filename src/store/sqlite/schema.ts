@@ -99,7 +99,11 @@ export function readMeta(db: Database.Database, key: string): string | undefined
 /** Indexes made before passages had page ranges and heading paths get the (nullable) columns on their next writable open. */
 function addLayoutColumns(db: Database.Database): void {
   const columns = new Set((db.prepare('PRAGMA table_info(passages)').all() as Array<{ name: string }>).map((c) => c.name));
-  for (const [name, type] of [['page_start', 'INTEGER'], ['page_end', 'INTEGER'], ['section', 'TEXT']]) {
+  for (const [name, type] of [
+    ['page_start', 'INTEGER'],
+    ['page_end', 'INTEGER'],
+    ['section', 'TEXT'],
+  ]) {
     if (!columns.has(name!)) db.exec(`ALTER TABLE passages ADD COLUMN ${name} ${type}`);
   }
 }

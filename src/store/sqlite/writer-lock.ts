@@ -74,7 +74,7 @@ function unlinkQuietly(file: string): void {
 function lockedMessage(dir: string, file: string, owner: LockOwner | undefined): string {
   const who = owner ? `process ${owner.pid} on ${owner.host}${owner.command ? ` (${owner.command})` : ''}` : 'another process';
   const server =
-    'it holds a collection\'s lock only while it writes it and for collections.writerIdleMs after its last write, so try ' +
+    "it holds a collection's lock only while it writes it and for collections.writerIdleMs after its last write, so try " +
     'again then, or send the documents to it (POST /v1/documents, POST /v1/documents/files), or run it with server.readOnly: true';
   const ingest = 'wait for it to finish (a server that only serves searches can run beside it with server.readOnly: true)';
   const advice = /^main\./.test(owner?.command ?? '')
