@@ -182,7 +182,8 @@ const DOCS: Record<string, string> = {
   'bread.md': '# Sourdough bread\n\nSourdough is leavened by a starter of wild yeast and lactobacilli. The dough ferments overnight.',
   'chess.md': "# Chess openings\n\nThe Sicilian Defence answers 1.e4 with c5. The Queen's Gambit offers a pawn for central control.",
   'markup.md':
-    '# <b>Markup</b> & tags\n\nThis note quotes <img src="x" onerror="window.__xss = 1"> and <script>window.__xss = 2</script> as plain text.',
+    // Code spans: Markdown's raw HTML is HTML (the reader keeps its text only), code is text, shown as written.
+    '# `<b>Markup</b>` & tags\n\nThis note quotes `<img src="x" onerror="window.__xss = 1">` and `<script>window.__xss = 2</script>` as plain text.',
 };
 
 const QUESTION = 'When do zebras migrate?';
