@@ -187,6 +187,7 @@ describe('file parse limits on the upload route', () => {
     polling = false;
     await poller;
     expect(again.json.documents).toEqual([{ id: 'handbook.md', status: 'unchanged', passages: expect.any(Number) }]);
+    await roomy.server.close();
     expect(
       longestMs,
       `longest main-thread block ${longestMs.toFixed(0)} ms; slowest /healthz ${slowestHealthz.toFixed(0)} ms`,
@@ -204,7 +205,6 @@ describe('cancelling a parse', () => {
   });
   afterAll(async () => {
     await slow?.server.close();
-    await roomy.server.close();
   });
 
   it('a request that times out gets its 504 when the timeout fires and its parse stops; queued parses are served', async () => {
