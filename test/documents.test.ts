@@ -262,7 +262,7 @@ describe('sections', () => {
     ];
     const ms = (text: string) => {
       let best = Infinity;
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 5; i++) {
         const started = performance.now();
         parseMarkdown(text, 'x');
         best = Math.min(best, performance.now() - started);
@@ -273,8 +273,9 @@ describe('sections', () => {
       ms(make(10_000));
       const small = ms(make(10_000));
       const large = ms(make(50_000));
-      // 5x the text: linear work takes ~5x as long, quadratic ~25x.
-      expect(large, `${make(2).slice(0, 40)}: ${small.toFixed(1)} ms, then ${large.toFixed(1)} ms`).toBeLessThan(Math.max(12 * small, 100));
+      // 5x the text: linear work takes ~5x as long (measured 4-5x alone), quadratic ~25x; the margin is for a
+      // loaded machine (the whole suite beside it), where GC pauses land unevenly on the two sizes.
+      expect(large, `${make(2).slice(0, 40)}: ${small.toFixed(1)} ms, then ${large.toFixed(1)} ms`).toBeLessThan(Math.max(16 * small, 100));
     }
   });
 
