@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../src/config/index.js';
-import { readSources, type IngestError, type IngestSummary } from '../src/ingest/index.js';
+import { readSources, type IngestError, type IngestSummary, type ReadOptions } from '../src/ingest/index.js';
 import { openSystem } from '../src/service/index.js';
 import { COLLECTION_NAME } from '../src/store/index.js';
 
@@ -21,7 +21,7 @@ function collectionName(value: string): string {
 const program = new Command()
   .name('ingest')
   .description(
-    'Ingest .pdf/.docx/.txt/.md/.html/.jsonl files, folders and BEIR folders (with corpus.jsonl) into a collection.\n' +
+    'Ingest .pdf/.docx/.txt/.md/.html/.jsonl files, images (.png/.jpg/.tif, by OCR), folders and BEIR folders (with corpus.jsonl) into a collection.\n' +
       'Re-ingesting unchanged documents is a no-op; changed documents replace their passages.\n' +
       '--sync DIR makes the collection mirror a folder: adds, updates, and deletes the documents an earlier sync of\n' +
       'DIR wrote whose files are gone (nothing else); --dry-run prints what would change without writing.\n' +
@@ -98,7 +98,7 @@ function printPlan(s: IngestSummary & { kept?: Array<{ id: string; reason: strin
 }
 
 /** A dry run against a collection that does not exist yet: every readable document would be added. */
-async function planNewCollection(sources: string[]): Promise<IngestSummary> {
+async function planNewCollection(sources: string[], read: ReadOptions): Promise<IngestSummary> {
   const started = performance.now();
   const summary: IngestSummary = {
     documentsSeen: 0,
@@ -113,7 +113,7 @@ async function planNewCollection(sources: string[]): Promise<IngestSummary> {
     unsupported: {},
     seconds: 0,
   };
-  for await (const item of readSources(sources)) {
+  for await (const item of readSources(sources, read)) {
     if (item.kind === 'document') {
       summary.documentsSeen++;
       summary.added++;
@@ -175,7 +175,7 @@ async function main(): Promise<number> {
               onError: (e) => console.error(formatError(e)),
             })
           : await service.ingestPaths(paths, { collection, chunk, dryRun, progress: false, onError: (e) => console.error(formatError(e)) })
-        : await planNewCollection(sources);
+        : await planNewCollection(sources, { ocr: config.ingest.ocr });
       printPlan(summary);
       printSummary(`plan (dry run, collection ${collection}${exists ? '' : ' would be created'})`, summary);
       return summary.errors.length > 0 && !opts.allowFileErrors ? EXIT_FILE_ERRORS : 0;

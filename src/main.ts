@@ -11,7 +11,7 @@ import {
   type ApiState,
 } from './api/index.js';
 import { loadConfig, type AppConfig } from './config/index.js';
-import { openSystem, type RagService } from './service/index.js';
+import { openSystem, servingOptions, type RagService } from './service/index.js';
 
 /** After the shutdown deadline, cancelled requests get this long to send their error before connections are cut. */
 const CANCEL_GRACE_MS = 2000;
@@ -36,16 +36,7 @@ export async function startServer(config: AppConfig, log: Logger = pino({ level:
   const writable = !config.server.readOnly;
   let service: RagService;
   try {
-    service = await openSystem(config, {
-      log,
-      writable,
-      writerOnDemand: true,
-      verify: config.server.verifyIndexOnStart,
-      reader: true,
-      loadEmbedder: 'eager',
-      prepareDefaultCollection: true,
-      offlineFallback: true,
-    });
+    service = await openSystem(config, servingOptions(config, { log, writable }));
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     throw err;

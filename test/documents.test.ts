@@ -367,7 +367,7 @@ describe('ingesting a folder of documents', () => {
     write('notes/readme.md', '# Notes\n\n## Part A\n\nSome notes on part A.');
     write('scan.pdf', await imageOnlyPdf());
     write('secret.pdf', await encryptedPdf());
-    write('photo.png', 'not really a png');
+    write('photo.gif', 'not really a gif');
     write('sheet.xlsx', 'x');
     write('more/other.xlsx', 'x');
     write('Makefile', 'all:');
@@ -376,7 +376,7 @@ describe('ingesting a folder of documents', () => {
     try {
       const summary = await ingestPaths([root], ingestOptions(store, embedder, { chunk: { maxTokens: 64, overlapTokens: 8 } }));
       expect(summary.added).toBe(3);
-      expect(summary.unsupported).toEqual({ '.png': 1, '.xlsx': 2, '(none)': 1 });
+      expect(summary.unsupported).toEqual({ '.gif': 1, '.xlsx': 2, '(none)': 1 });
       expect(summary.errors.map((e) => [path.basename(e.path), e.message])).toEqual([
         ['scan.pdf', expect.stringMatching(/image-only/)],
         ['secret.pdf', expect.stringMatching(/encrypted/)],

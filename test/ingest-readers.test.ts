@@ -40,7 +40,7 @@ describe('readSources', () => {
       'guide/intro.md': '---\ntitle: "Front Title"\n---\n# Heading\n\nBody of the guide.',
       'guide/plain.md': 'Intro line\n\n## Second-level heading\n\nMore text.',
       'site/page.html': HTML,
-      'image.png': Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0]),
+      'image.gif': Buffer.from([0x47, 0x49, 0x46, 0x38, 0, 0, 0]),
       '.hidden/secret.txt': 'hidden',
     });
     const { docs, errors } = await collect([root]);

@@ -26,6 +26,7 @@ const LIMITS: FileParseOptions = {
   maxPdfInflatedBytes: 4 * MiB,
   maxDocxInflatedBytes: 2 * MiB,
   maxDocxEntries: 100,
+  maxOcrPages: 8,
 };
 
 // ---------------------------------------------------------------------------------------------- measuring

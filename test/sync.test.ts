@@ -54,13 +54,13 @@ describe('syncFolder', () => {
     const folder = path.join(TMP, 'papers');
     write(folder, 'intro.md', '# Intro\n\nThe first note about rivers.');
     write(folder, 'deep/report.pdf', await singleColumnPdf([['A report about lakes.'], ['Its second page.']]));
-    write(folder, 'deep/photo.png', 'png bytes');
+    write(folder, 'deep/photo.gif', 'gif bytes');
     const other = path.join(TMP, 'other');
     write(other, 'intro.md', '# Other\n\nSame file name, another folder.'.replace('intro', 'x'));
     write(other, 'keep.md', '# Keep\n\nFrom another folder.');
 
     const first = await service.syncFolder(folder, { collection, progress: false });
-    expect(first).toMatchObject({ added: 2, updated: 0, deleted: 0, removed: [], unsupported: { '.png': 1 } });
+    expect(first).toMatchObject({ added: 2, updated: 0, deleted: 0, removed: [], unsupported: { '.gif': 1 } });
     // Documents from elsewhere: a plain ingest of another folder, and one written over the API.
     await service.ingestPaths([path.join(other, 'keep.md')], { collection, progress: false });
     await service.upsertDocuments([{ id: 'api-doc', text: 'Written over the REST API.' }], { collection });

@@ -129,12 +129,12 @@ describe('POST /v1/documents/files', () => {
   it('an unsupported type is a 415 naming it, and nothing is written', async () => {
     const reply = await upload([
       { name: 'ok.md', bytes: '# OK\n\nfine' },
-      { name: 'photo.png', bytes: 'not a png', type: 'image/png' },
+      { name: 'photo.gif', bytes: 'not a gif', type: 'image/gif' },
     ]);
     expect(reply.status).toBe(415);
     expect(reply.json.error.field).toBe('files.1');
-    expect(reply.json.error.message).toMatch(/image\/png/);
-    expect(reply.json.error.message).toMatch(/photo\.png/);
+    expect(reply.json.error.message).toMatch(/image\/gif/);
+    expect(reply.json.error.message).toMatch(/photo\.gif/);
     expect((await get('/v1/documents/ok.md')).status).toBe(404);
     const json = await post('/v1/documents/files', { files: [] });
     expect(json.status).toBe(415);

@@ -11,6 +11,7 @@ import { jsonOffThread } from './json-off-thread.js';
 import { methodNotAllowed } from './method-not-allowed.js';
 import { requestScope } from './last-resort.js';
 import { requestLogger } from './logging.js';
+import { McpSessions } from './mcp/http.js';
 import { ApiMetrics } from './metrics.js';
 import { askRouter } from './routes/ask.js';
 import { chatRouter } from './routes/chat.js';
@@ -66,11 +67,19 @@ export function createApp(state: ApiState, options: ApiOptions) {
   app.use(documentsRouter(context));
   app.use(collectionsRouter(context));
   app.use(chatRouter(context));
+  const mcp = new McpSessions({ state, options, queue, inFlight, metrics, log: options.logger }, { auth: options.auth, ...options.mcp });
+  app.use(mcp.router(context.read, context.limit, context.json));
 
   app.use(methodNotAllowed(app));
   app.use(notFound);
   app.use(errorHandler());
-  return Object.assign(app, { generationQueue: queue, inFlight, metrics, close: () => bodyParser.close() });
+  return Object.assign(app, {
+    generationQueue: queue,
+    inFlight,
+    metrics,
+    mcp,
+    close: () => Promise.all([bodyParser.close(), mcp.close()]).then(() => undefined),
+  });
 }
 
 const passThrough: RequestHandler = (_req, _res, next) => next();

@@ -68,6 +68,8 @@ export interface ApiOptions {
   logger: Logger;
   /** User turns folded into a chat's retrieval query (config chat.retrievalTurns). */
   chatRetrievalTurns: number;
+  /** The `/mcp` endpoint's session bounds (config mcp). */
+  mcp: { maxSessions: number; sessionIdleMs: number };
 }
 
 export interface ApiState {

@@ -18,12 +18,15 @@ export class InFlightRequests {
       this.active++;
       let ended = false;
       // 'close' follows 'finish' and also fires when the client goes away, so each request is counted out once.
-      res.on('close', () => {
+      const countOut = () => {
         if (ended) return;
         ended = true;
         this.active--;
         if (this.active === 0) this.wake();
-      });
+      };
+      res.on('close', countOut);
+      // A stream that only waits for events the server may send (MCP's GET stream) is no work a shutdown waits for.
+      res.locals.leaveInFlight = countOut;
       next();
     };
   }

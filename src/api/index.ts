@@ -14,3 +14,5 @@ export {
   type Principal,
 } from './auth.js';
 export type { ApiLimits, DocumentLimits } from './schemas.js';
+export { createMcpServer, documentUri, type McpCaller, type McpDeps } from './mcp/tools.js';
+export { InFlightRequests } from './in-flight.js';

@@ -30,5 +30,6 @@ export function apiOptionsFrom(config: AppConfig, wiring: { defaultCollection: s
     rateLimit: config.server.rateLimit,
     trustProxy: config.server.trustProxy,
     chatRetrievalTurns: config.chat.retrievalTurns,
+    mcp: config.mcp,
   };
 }

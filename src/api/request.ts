@@ -64,6 +64,23 @@ export interface RequestSignal {
  * shutting down. The abort reason is the HttpError the client would get.
  */
 export function requestSignal(res: Response, inFlight: InFlightRequests, timeoutMs: number, timeoutMessage: string): RequestSignal {
+  const closed = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) closed.abort(new HttpError(499, 'client_closed', 'client closed the connection'));
+  });
+  return workSignal(closed.signal, inFlight, timeoutMs, timeoutMessage);
+}
+
+/**
+ * The same one signal for work that is not an HTTP response of its own (an MCP tool call): `cancelled` is how the
+ * caller says the client gave up; a reason that is not an HttpError is reported as the client's cancellation.
+ */
+export function workSignal(
+  cancelled: AbortSignal | undefined,
+  inFlight: InFlightRequests,
+  timeoutMs: number,
+  timeoutMessage: string,
+): RequestSignal {
   const controller = new AbortController();
   const onExpiry = new Set<(err: HttpError) => void>();
   let expired: HttpError | undefined;
@@ -73,14 +90,18 @@ export function requestSignal(res: Response, inFlight: InFlightRequests, timeout
     for (const reject of onExpiry) reject(expired);
   }, timeoutMs);
   const unregister = inFlight.register(controller);
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort(new HttpError(499, 'client_closed', 'client closed the connection'));
-  });
+  const onCancel = () => {
+    const reason: unknown = cancelled?.reason;
+    controller.abort(reason instanceof HttpError ? reason : new HttpError(499, 'cancelled', 'the client cancelled the request'));
+  };
+  if (cancelled?.aborted) onCancel();
+  else cancelled?.addEventListener('abort', onCancel, { once: true });
   return {
     signal: controller.signal,
     done: () => {
       clearTimeout(timer);
       unregister();
+      cancelled?.removeEventListener('abort', onCancel);
     },
     withinDeadline: <T>(work: Promise<T>) =>
       new Promise<T>((resolve, reject) => {

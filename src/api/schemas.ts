@@ -70,13 +70,42 @@ function illFormedPath(root: unknown): Array<string | number> | undefined {
 }
 
 /**
+ * A JSON object passed through as parsed (never rebuilt key by key), checked by `check` once it is known to be an
+ * object. Built on `unknown` rather than `custom`, so that JSON Schema generation (the MCP tools' schemas) can
+ * represent it: `meta` documents it there, `openapi` in /openapi.json.
+ */
+function jsonObjectSchema<T extends object>(
+  doc: { description: string },
+  check: (value: object, ctx: z.RefinementCtx) => void,
+): z.ZodType<T, unknown> {
+  const documented = { type: 'object', additionalProperties: true, ...doc } as const;
+  return z
+    .unknown()
+    .superRefine((value, ctx) => {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+        return;
+      }
+      check(value, ctx);
+    })
+    .meta(documented)
+    .transform((value) => value as T)
+    .openapi(documented);
+}
+
+/**
  * Metadata filters are validated by the store's own parser, so the API refuses exactly what the store cannot run and
  * names the offending part (e.g. `filter.metadata.$or.1.year.$gt`). The value is passed through as parsed: rebuilding
  * it key by key could turn a `__proto__` key into a prototype and silently drop that condition.
  */
-const metadataFilterSchema = z
-  .custom<MetadataFilter>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
-  .superRefine((value, ctx) => {
+const metadataFilterSchema = jsonObjectSchema<MetadataFilter>(
+  {
+    description:
+      'Conditions on document metadata: `{"key": value}` (type-strict equality), field operators `$eq $ne $gt $gte $lt ' +
+      '$lte $in $nin $exists $not` (`$gt`… on numbers and ISO 8601 dates), logical `$and $or $not`; dotted keys ' +
+      'address nested objects (`\\.` is a literal dot in a key).',
+  },
+  (value, ctx) => {
     const illFormed = illFormedPath(value);
     if (illFormed) {
       ctx.addIssue({ code: 'custom', path: illFormed, message: NOT_WELL_FORMED });
@@ -89,15 +118,8 @@ const metadataFilterSchema = z
       if (!(err instanceof FilterSyntaxError)) throw err;
       ctx.addIssue({ code: 'custom', path: err.path, message: err.message });
     }
-  })
-  .openapi({
-    type: 'object',
-    additionalProperties: true,
-    description:
-      'Conditions on document metadata: `{"key": value}` (type-strict equality), field operators `$eq $ne $gt $gte $lt ' +
-      '$lte $in $nin $exists $not` (`$gt`… on numbers and ISO 8601 dates), logical `$and $or $not`; dotted keys ' +
-      'address nested objects (`\\.` is a literal dot in a key).',
-  });
+  },
+);
 
 export const searchFilterSchema = z
   .object({
@@ -151,48 +173,66 @@ function rerankCoversK(body: { k?: number; rerank?: { topN: number } }): boolean
   return body.rerank === undefined || body.k === undefined || body.rerank.topN >= body.k;
 }
 
+/** The fields of a search, for REST's request and the MCP `search` tool alike. */
+export function searchFields(limits: ApiLimits) {
+  return {
+    query: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
+    k: z.number().int().min(1).max(limits.maxSearchK).optional(),
+    mode: retrievalModeSchema.optional(),
+    filter: searchFilterSchema.optional(),
+    rerank: rerankSchema(limits).optional(),
+  };
+}
+
+/** The checks across a search's fields (zod cannot extend an object once refined, so callers add them last). */
+export function withSearchRules<S extends z.ZodType<{ k?: number; rerank?: { topN: number } }>>(schema: S) {
+  return schema.refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' });
+}
+
 export function searchRequestSchema(limits: ApiLimits) {
-  return z
-    .object({
-      query: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
-      k: z.number().int().min(1).max(limits.maxSearchK).optional(),
-      mode: retrievalModeSchema.optional(),
-      filter: searchFilterSchema.optional(),
-      rerank: rerankSchema(limits).optional(),
-    })
-    .strict()
-    .refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' })
-    .openapi('SearchRequest');
+  return withSearchRules(z.object(searchFields(limits)).strict()).openapi('SearchRequest');
+}
+
+/** The fields of a question, for REST's request (which adds `stream`) and the MCP `ask` tool alike. */
+export function askFields(limits: ApiLimits) {
+  return {
+    question: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
+    k: z.number().int().min(1).max(limits.maxAskK).optional(),
+    mode: retrievalModeSchema.optional(),
+    filter: searchFilterSchema.optional(),
+    rerank: rerankSchema(limits).optional(),
+    fusion: fusionModeSchema.optional(),
+    maxNewTokens: z.number().int().min(1).max(limits.maxNewTokens).optional(),
+    numBeams: z.number().int().min(1).max(limits.maxBeams).optional(),
+    ...samplingFields(),
+  };
+}
+
+export function withAskRules<S extends z.ZodType<{ k?: number; rerank?: { topN: number }; temperature?: number; numBeams?: number }>>(
+  schema: S,
+) {
+  return withSearchRules(schema).refine((b) => !(b.temperature && (b.numBeams ?? 1) > 1), {
+    path: ['numBeams'],
+    message: 'sampling (temperature > 0) needs numBeams 1',
+  });
 }
 
 export function askRequestSchema(limits: ApiLimits) {
-  return z
-    .object({
-      question: wellFormed(z.string().trim().min(1).max(limits.maxQueryChars)),
-      k: z.number().int().min(1).max(limits.maxAskK).optional(),
-      mode: retrievalModeSchema.optional(),
-      filter: searchFilterSchema.optional(),
-      rerank: rerankSchema(limits).optional(),
-      fusion: fusionModeSchema.optional(),
-      maxNewTokens: z.number().int().min(1).max(limits.maxNewTokens).optional(),
-      numBeams: z.number().int().min(1).max(limits.maxBeams).optional(),
-      ...samplingFields(),
-      stream: z.boolean().optional(),
-    })
-    .strict()
-    .refine((b) => rerankCoversK(b), { path: ['rerank', 'topN'], message: 'must be at least k' })
-    .refine((b) => !(b.temperature && (b.numBeams ?? 1) > 1), {
-      path: ['numBeams'],
-      message: 'sampling (temperature > 0) needs numBeams 1',
-    })
-    .openapi('AskRequest');
+  return withAskRules(z.object({ ...askFields(limits), stream: z.boolean().optional() }).strict()).openapi('AskRequest');
 }
 
-/** Where a passage sits in its document; present when the format has pages (PDF) or headings (Markdown, HTML, DOCX). */
+/**
+ * Where a passage sits in its document; present when the format has pages (PDF) or headings (Markdown, HTML, DOCX),
+ * and how sure OCR was of its text when it was read from a scan.
+ */
 const passageLocationShape = {
   pageStart: z.number().int().optional().openapi({ description: 'First page of the passage (paged formats such as PDF).' }),
   pageEnd: z.number().int().optional().openapi({ description: 'Last page of the passage.' }),
   section: z.array(z.string()).optional().openapi({ description: 'Heading path, outermost first, e.g. ["Install", "Linux"].' }),
+  ocrConfidence: z
+    .number()
+    .optional()
+    .openapi({ description: "Text read by OCR: tesseract's confidence (0–100), the lowest of the pages the passage spans." }),
 };
 
 export const searchHitSchema = z
@@ -339,9 +379,9 @@ export function documentIdSchema(limits: DocumentLimits) {
 
 /** Passed through as parsed (not rebuilt key by key), so what is checked is exactly what is stored. */
 export function metadataSchema(limits: DocumentLimits) {
-  return z
-    .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'must be a JSON object')
-    .superRefine((metadata, ctx) => {
+  return jsonObjectSchema<Record<string, unknown>>(
+    { description: 'JSON object copied onto every passage; searchable with the metadata filter language (nested keys by dotted path).' },
+    (metadata, ctx) => {
       const { tooDeep, protoKey, malformed } = inspectJson(metadata, limits.maxMetadataDepth);
       if (tooDeep) {
         ctx.addIssue({ code: 'custom', message: `nests deeper than ${limits.maxMetadataDepth} levels` });
@@ -353,12 +393,8 @@ export function metadataSchema(limits: DocumentLimits) {
       if (bytes > limits.maxMetadataBytes) {
         ctx.addIssue({ code: 'custom', message: `is ${bytes} bytes as JSON; the limit is ${limits.maxMetadataBytes}` });
       }
-    })
-    .openapi({
-      type: 'object',
-      additionalProperties: true,
-      description: 'JSON object copied onto every passage; searchable with the metadata filter language (nested keys by dotted path).',
-    });
+    },
+  );
 }
 
 export function documentInputSchema(limits: DocumentLimits) {

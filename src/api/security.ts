@@ -38,8 +38,9 @@ export function corsPolicy(origins: readonly string[]): RequestHandler | undefin
   return cors({
     origin: origins.includes('*') ? '*' : [...origins],
     methods: ['GET', 'POST', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'X-Request-Id'],
-    exposedHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit', 'RateLimit-Policy'],
+    // The MCP headers let a browser-based MCP client hold a session at /mcp.
+    allowedHeaders: ['Authorization', 'Content-Type', 'Accept', 'X-Request-Id', 'Mcp-Session-Id', 'Mcp-Protocol-Version', 'Last-Event-ID'],
+    exposedHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit', 'RateLimit-Policy', 'Mcp-Session-Id'],
     maxAge: 600,
   });
 }

@@ -2,11 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { COLLECTION_NAME, isReservedCollectionName, RESERVED_NAME_MESSAGE } from '../common/collection-name.js';
+import { OCR_LANGUAGE_CODE, ocrLanguagesProblem } from '../ingest/formats/ocr-languages.js';
 import { READER_ENCODINGS } from '../models/reader-encoding.js';
 import { FUSION_MODES } from '../reader/types.js';
 import { SEARCH_MODES } from '../retrieval/search-mode.js';
 
 export const API_SCOPES = ['read', 'write'] as const;
+export const OCR_MODES = ['auto', 'off', 'force'] as const;
 export type ApiScope = (typeof API_SCOPES)[number];
 
 const apiKeySchema = z
@@ -216,6 +218,59 @@ export const configSchema = z.object({
         .describe(
           'A document with empty or whitespace-only text is an error (for every writer, the REST API included) rather than a document without passages.',
         ),
+      /**
+       * OCR (tesseract.js, offline: the language data comes from npm packages) for PDF pages without a text layer and
+       * for image files, by every reader of files: the ingest CLI, folder sync, first-start ingest and uploads.
+       */
+      ocr: z
+        .object({
+          mode: z
+            .enum(OCR_MODES)
+            .default('auto')
+            .describe(
+              '`auto`: OCR the PDF pages that have no text layer, and image files (.png, .jpg, .tif); `off`: never (image-only PDFs and images are refused with the reason); `force`: OCR every page, replacing the text layer.',
+            ),
+          languages: z
+            .array(z.string().regex(OCR_LANGUAGE_CODE, 'a tesseract language code such as "eng", "deu" or "chi_sim"'))
+            .min(1)
+            .default(['eng'])
+            .describe(
+              'tesseract language of the text, e.g. `["deu"]`; its data package must be installed: `npm install --save @tesseract.js-data/<code>@1.0.0`. One language at a time.',
+            ),
+          /** 200 dpi read 13 pt scans with the best confidence of 150/200/300 dpi (94) and in 20 % less time than 300. */
+          dpi: z
+            .number()
+            .int()
+            .min(72)
+            .max(600)
+            .default(200)
+            .describe('Resolution PDF pages are rendered at for OCR (a page over 25 million pixels is rendered smaller).'),
+          /**
+           * `npm run bench:ocr` (2 cores): 0.41 pages/s, 2.5 s per page of 30 lines on one core, so 500 pages is about
+           * 20 minutes, within `maxMsPerFile`; a larger scan is more likely a mistake than a document.
+           */
+          maxPages: z
+            .number()
+            .int()
+            .positive()
+            .default(500)
+            .describe("Pages of one file that may be OCR'd; a file needing more is refused before any is (an error for that file)."),
+          maxMsPerFile: z
+            .number()
+            .int()
+            .positive()
+            .default(1_800_000)
+            .describe(
+              'Milliseconds the OCR of one file may take; then it is stopped and the file is refused (uploads: also `documents.upload.maxParseMs`).',
+            ),
+        })
+        .superRefine((ocr, ctx) => {
+          // A language without its data would fail every scan one by one: say so at start-up, with the fix.
+          const problem = ocr.mode === 'off' ? undefined : ocrLanguagesProblem(ocr.languages);
+          if (problem) ctx.addIssue({ code: 'custom', path: ['languages'], message: problem });
+        })
+        .prefault({})
+        .describe('OCR of PDF pages without a text layer and of image files (tesseract.js, offline).'),
     })
     .prefault({})
     .describe('How documents are written, by every writer alike (CLI, evals, first-start ingest, REST document API).'),
@@ -374,6 +429,28 @@ export const configSchema = z.object({
     })
     .prefault({})
     .describe('The OpenAI-compatible chat completions route.'),
+  mcp: z
+    .object({
+      /**
+       * Sessions of the `/mcp` endpoint held at once. Each holds a protocol server and its open streams; a new session
+       * beyond the bound first closes idle ones, else gets 503.
+       */
+      maxSessions: z
+        .number()
+        .int()
+        .min(1)
+        .max(10_000)
+        .default(64)
+        .describe('MCP sessions (`/mcp`) held at once; beyond it, idle ones are closed first, else a new session gets 503.'),
+      sessionIdleMs: z
+        .number()
+        .int()
+        .min(1000)
+        .default(600_000)
+        .describe('An MCP session without a request for this long is closed; its client starts a new one.'),
+    })
+    .prefault({})
+    .describe('The Model Context Protocol endpoint `/mcp` (streamable HTTP) of the server; `npm run mcp` speaks it over stdio.'),
   server: z
     .object({
       bodyLimit: z.string().default('1mb').describe('Largest request body (`POST /v1/documents` has `documents.bodyLimit`); over it: 413.'),
@@ -595,6 +672,13 @@ export const configSchema = z.object({
             .describe('Bytes the parts of one DOCX that are read (its XML) may inflate to, in all; more: 413 naming the file.'),
           /** Entries of one DOCX archive (a Word document has a few dozen). */
           maxDocxEntries: z.number().int().positive().default(10_000).describe('Entries of one DOCX archive; more: 413 naming the file.'),
+          /** OCR takes ~2.5 s per page of 30 lines (`npm run bench:ocr`): 8 pages fit in the default `maxParseMs` (30 s). */
+          maxOcrPages: z
+            .number()
+            .int()
+            .positive()
+            .default(8)
+            .describe("Pages of one uploaded file that may be OCR'd (when below `ingest.ocr.maxPages`); more: 413 naming the file."),
         })
         .prefault({})
         .describe('`POST /v1/documents/files` (multipart uploads): sizes and counts, and what reading one file may cost.'),

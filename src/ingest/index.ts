@@ -22,7 +22,15 @@ export {
   type TokenizerLike,
   type TextChunk,
 } from './chunker.js';
-export { readSources, readJsonl, recordToDocument, readDocumentFile, isBeirFolder, countSourceDocuments } from './readers.js';
+export {
+  readSources,
+  readJsonl,
+  recordToDocument,
+  readDocumentFile,
+  isBeirFolder,
+  countSourceDocuments,
+  type ReadOptions,
+} from './readers.js';
 export {
   parseFile,
   fileToDocument,
@@ -37,8 +45,15 @@ export {
   MEDIA_TYPES,
   UnreadableFileError,
   FileLimitError,
+  closeOcr,
+  ocrLanguagesProblem,
+  OCR_LANGUAGE_CODE,
   type FileFormat,
   type FileParseOptions,
+  type FileReadOptions,
+  type OcrMode,
+  type OcrOptions,
+  type OcrPageEvent,
   type ParsedDocument,
 } from './formats/index.js';
 export { locatePassages, locateSpan, titleWithSection, SECTION_SEPARATOR, type PassageLocation } from './layout.js';

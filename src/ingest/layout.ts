@@ -9,6 +9,8 @@ export interface PassageLocation {
   pageStart?: number;
   pageEnd?: number;
   section?: string[];
+  /** For text read by OCR: the lowest confidence (0–100) of the OCR'd pages the passage spans. */
+  ocrConfidence?: number;
 }
 
 /** Index of the last entry whose start is <= pos (entries sorted by start); -1 if none. */
@@ -28,14 +30,24 @@ function lastStartingAtOrBefore(starts: ReadonlyArray<{ start: number }>, pos: n
   return found;
 }
 
-/** Page range of [start, end): separators between pages count towards no page. */
+/** Indexes of the first and last page entries of [start, end): separators between pages count towards no page. */
 function pageRange(pages: NonNullable<TextLayout['pages']>, start: number, end: number): [number, number] | undefined {
   if (pages.length === 0 || end <= start) return undefined;
   let first = lastStartingAtOrBefore(pages, start);
   // A passage starting in the gap before a page starts on that page.
   if (first === -1 || pages[first]!.end <= start) first = Math.min(first + 1, pages.length - 1);
   const last = Math.max(first, lastStartingAtOrBefore(pages, end - 1));
-  return [pages[first]!.page, pages[last]!.page];
+  return [first, last];
+}
+
+/** The lowest OCR confidence of page entries first..last: a passage is as trustworthy as its worst page. */
+function lowestConfidence(pages: NonNullable<TextLayout['pages']>, first: number, last: number): number | undefined {
+  let lowest: number | undefined;
+  for (let i = first; i <= last; i++) {
+    const c = pages[i]!.ocrConfidence;
+    if (c !== undefined && (lowest === undefined || c < lowest)) lowest = c;
+  }
+  return lowest;
 }
 
 /**
@@ -60,17 +72,30 @@ function sectionOf(sections: NonNullable<TextLayout['sections']>, start: number,
 export function locateSpan(layout: TextLayout | undefined, start: number, end: number, spanText?: string): PassageLocation {
   if (!layout) return {};
   const location: PassageLocation = {};
-  const pages = layout.pages && pageRange(layout.pages, start, end);
-  if (pages) [location.pageStart, location.pageEnd] = pages;
+  const range = layout.pages && pageRange(layout.pages, start, end);
+  if (range) {
+    const [first, last] = range;
+    location.pageStart = layout.pages![first]!.page;
+    location.pageEnd = layout.pages![last]!.page;
+    const confidence = lowestConfidence(layout.pages!, first, last);
+    if (confidence !== undefined) location.ocrConfidence = confidence;
+  }
   const section = layout.sections && end > start ? sectionOf(layout.sections, start, spanText) : undefined;
   if (section) location.section = section;
   return location;
 }
 
-/** Adds page ranges and heading paths to a document's passages (a no-op for documents without a layout). */
+/**
+ * Adds page ranges and heading paths to a document's passages (a no-op for documents without a layout). A passage of
+ * OCR'd pages gets `ocrConfidence` in its metadata, where search hits show it and metadata filters can select on it.
+ */
 export function locatePassages(passages: Passage[], layout: TextLayout | undefined): Passage[] {
   if (!layout) return passages;
-  return passages.map((p) => ({ ...p, ...locateSpan(layout, p.charStart, p.charEnd, p.text) }));
+  return passages.map((p) => {
+    const { ocrConfidence, ...location } = locateSpan(layout, p.charStart, p.charEnd, p.text);
+    const located = { ...p, ...location };
+    return ocrConfidence === undefined ? located : { ...located, metadata: { ...p.metadata, ocrConfidence } };
+  });
 }
 
 /** "Install › Linux" */

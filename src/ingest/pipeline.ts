@@ -5,7 +5,8 @@ import { chunkDocumentAsync, tokenCounter, validateChunkOptions, type CountToken
 import { contentHash } from './content-hash.js';
 import { locatePassages, titleWithSection } from './layout.js';
 import { createProgress, type IngestProgress, type ProgressMode } from './progress.js';
-import { countSourceDocuments, readSources } from './readers.js';
+import { countSourceDocuments, readSources, type ReadOptions } from './readers.js';
+import type { OcrOptions } from './formats/index.js';
 import type { ChunkOptions, DocumentOutcome, IngestError, IngestSummary, Passage, SourceDocument, SourceItem } from './types.js';
 
 /** What cutting passages needs of the embedding model (the models stage's `Embedder` satisfies it). */
@@ -53,6 +54,8 @@ export interface WriteSettings {
   batchPassages: number;
   checkpoint: CheckpointPolicy;
   rules: ValidationRules;
+  /** How files are read (`ingest.ocr`); absent for writers that never read files: nothing is OCR'd. */
+  read?: { ocr: OcrOptions };
 }
 
 export interface IngestOptions extends WriteSettings {
@@ -295,12 +298,17 @@ class IngestRun {
   }
 }
 
-async function run(items: AsyncIterable<SourceItem>, options: IngestOptions, total: number | undefined): Promise<IngestSummary> {
+/** `source` makes the run's items once its progress exists, so readers can report to it (OCR pages). */
+async function run(
+  source: (progress: IngestProgress) => AsyncIterable<SourceItem>,
+  options: IngestOptions,
+  total: number | undefined,
+): Promise<IngestSummary> {
   const progress = createProgress(options.progress);
   const ingest = new IngestRun(options, progress);
   progress.start(total ?? 0);
   try {
-    for await (const item of items) {
+    for await (const item of source(progress)) {
       if (item.kind === 'error') ingest.reportError(item.error);
       else if (item.kind === 'unsupported')
         ingest.summary.unsupported[item.extension] = (ingest.summary.unsupported[item.extension] ?? 0) + 1;
@@ -316,10 +324,15 @@ async function* asItems(docs: Iterable<SourceDocument> | AsyncIterable<SourceDoc
   for await (const document of docs) yield { kind: 'document', document };
 }
 
-/** Ingests files and folders (.txt, .md, .html, .jsonl, BEIR folders); bad inputs are reported and skipped. */
+/**
+ * Ingests files and folders (.txt, .md, .html, .pdf, .docx, images, .jsonl, BEIR folders); bad inputs are reported
+ * and skipped. Files are OCR'd as `options.read` says, each page shown by the progress.
+ */
 export async function ingestPaths(paths: string[], options: IngestOptions): Promise<IngestSummary> {
   const total = options.progress !== false ? await countSourceDocuments(paths) : undefined;
-  return run(readSources(paths), options, total);
+  const read = (progress: IngestProgress): ReadOptions | undefined =>
+    options.read && { ocr: options.read.ocr, onOcrPage: (file, e) => progress.ocrPage(file, e.done, e.total) };
+  return run((progress) => readSources(paths, read(progress)), options, total);
 }
 
 /** Ingests documents given in memory or streamed by the caller (eval corpora, a REST document API). */
@@ -328,7 +341,7 @@ export async function ingestDocuments(
   options: IngestOptions,
 ): Promise<IngestSummary> {
   const total = Array.isArray(docs) ? docs.length : undefined;
-  return run(asItems(docs), options, total);
+  return run(() => asItems(docs), options, total);
 }
 
 /** Removes documents (passages, BM25 rows, vectors) in one transaction; unknown ids are reported as errors. */

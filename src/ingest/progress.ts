@@ -1,11 +1,20 @@
+import path from 'node:path';
 import cliProgress from 'cli-progress';
 
-/** Progress of one ingest run: documents finished, passages embedded (updated during a large document too). */
+/**
+ * Progress of one ingest run: documents finished, passages embedded (updated during a large document too), and the
+ * page OCR is at in a file (seconds per page, so a long scan shows it is moving).
+ */
 export interface IngestProgress {
   start(totalDocuments: number): void;
   update(documents: number, passages: number): void;
+  /** OCR finished page `done` of the `total` pages of `file` that need it. */
+  ocrPage(file: string, done: number, total: number): void;
   stop(): void;
 }
+
+/** "OCR scan.pdf 3/20" */
+const ocrLabel = (file: string, done: number, total: number) => `OCR ${path.basename(file)} ${done}/${total}`;
 
 /**
  * true: always report; false: never; 'auto': a redrawn bar on an interactive stderr, otherwise (a pipe, a log file,
@@ -16,6 +25,7 @@ export type ProgressMode = boolean | 'auto';
 class SilentProgress implements IngestProgress {
   start(): void {}
   update(): void {}
+  ocrPage(): void {}
   stop(): void {}
 }
 
@@ -28,12 +38,15 @@ class BarProgress implements IngestProgress {
   private readonly bar: cliProgress.SingleBar;
   private startedAt = 0;
   private total = 0;
+  private passages = 0;
+  /** The bar's OCR field (` | OCR scan.pdf 3/20`), kept because every update replaces the bar's whole payload. */
+  private ocr = '';
 
   constructor(stream: NodeJS.WriteStream) {
     this.bar = new cliProgress.SingleBar(
       {
         stream,
-        format: 'ingest |{bar}| {value}/{total} docs | {passages} passages ({rate}/s) | ETA {eta_formatted}',
+        format: 'ingest |{bar}| {value}/{total} docs | {passages} passages ({rate}/s) | ETA {eta_formatted}{ocr}',
         etaBuffer: 200,
         hideCursor: true,
       },
@@ -44,7 +57,12 @@ class BarProgress implements IngestProgress {
   start(totalDocuments: number): void {
     this.startedAt = performance.now();
     this.total = Math.max(totalDocuments, 1);
-    this.bar.start(this.total, 0, { passages: 0, rate: '0.0' });
+    this.bar.start(this.total, 0, { passages: 0, rate: '0.0', ocr: '' });
+  }
+
+  ocrPage(file: string, done: number, total: number): void {
+    this.ocr = done < total ? ` | ${ocrLabel(file, done, total)}` : '';
+    this.bar.update(this.payload());
   }
 
   update(documents: number, passages: number): void {
@@ -53,7 +71,12 @@ class BarProgress implements IngestProgress {
       this.total = documents;
       this.bar.setTotal(this.total);
     }
-    this.bar.update(documents, { passages, rate: rate(passages, this.startedAt) });
+    this.passages = passages;
+    this.bar.update(documents, this.payload());
+  }
+
+  private payload(): { passages: number; rate: string; ocr: string } {
+    return { passages: this.passages, rate: rate(this.passages, this.startedAt), ocr: this.ocr };
   }
 
   stop(): void {
@@ -69,6 +92,8 @@ export class LineProgress implements IngestProgress {
   private passages = 0;
   private timer: NodeJS.Timeout | undefined;
   private wrote = false;
+  /** The file OCR is in, while it is. */
+  private ocr = '';
 
   constructor(
     private readonly stream: NodeJS.WritableStream,
@@ -87,6 +112,10 @@ export class LineProgress implements IngestProgress {
     this.passages = passages;
   }
 
+  ocrPage(file: string, done: number, total: number): void {
+    this.ocr = done < total ? `, ${ocrLabel(file, done, total)} pages` : '';
+  }
+
   stop(): void {
     clearInterval(this.timer);
     if (this.wrote) this.write();
@@ -97,7 +126,7 @@ export class LineProgress implements IngestProgress {
     const seconds = Math.round((performance.now() - this.startedAt) / 1000);
     const of = this.total > 0 ? `/${Math.max(this.total, this.documents)}` : '';
     this.stream.write(
-      `ingest: ${this.documents}${of} documents, ${this.passages} passages embedded (${rate(this.passages, this.startedAt)}/s), ${seconds} s\n`,
+      `ingest: ${this.documents}${of} documents, ${this.passages} passages embedded (${rate(this.passages, this.startedAt)}/s)${this.ocr}, ${seconds} s\n`,
     );
   }
 }

@@ -4,8 +4,50 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { isPlainObject } from '../common/plain-object.js';
 import type { Metadata } from '../store/index.js';
-import { extensionOf, fileFormat, fileToDocument, UnreadableFileError } from './formats/index.js';
+import {
+  extensionOf,
+  fileFormat,
+  fileToDocument,
+  mayNeedOcr,
+  ParserThread,
+  UnreadableFileError,
+  type FileFormat,
+  type OcrOptions,
+  type OcrPageEvent,
+  type ParseFile,
+} from './formats/index.js';
 import type { IngestError, SourceDocument, SourceItem } from './types.js';
+
+/** How files are read: with OCR as configured (`ingest.ocr`), each OCR'd page reported with its file. */
+export interface ReadOptions {
+  ocr: OcrOptions;
+  onOcrPage?: (file: string, event: OcrPageEvent) => void;
+}
+
+/**
+ * The parser thread of one reading run, for the files that need OCR. Rendering a page for OCR decodes its images
+ * synchronously in pdf.js (a 300 dpi scan holds the event loop for 300–500 ms), so a server syncing a folder or
+ * ingesting its corpus would stop answering. It starts with the run's first such file (the tesseract worker inside it
+ * then serves every later one) and stops when the run ends.
+ */
+class FileReader {
+  private thread: ParserThread | undefined;
+
+  constructor(readonly read: ReadOptions | undefined) {}
+
+  /** How `file` is parsed: on the thread when its format may need OCR and OCR is on, else here. */
+  parserFor(file: string, format: FileFormat): ParseFile | undefined {
+    const read = this.read;
+    if (!read || read.ocr.mode === 'off' || !mayNeedOcr(format)) return undefined;
+    const onOcrPage = read.onOcrPage && ((event: OcrPageEvent) => read.onOcrPage!(file, event));
+    const thread = (this.thread ??= new ParserThread());
+    return (bytes, name, f) => thread.parse(bytes, name, f, undefined, undefined, { ocr: read.ocr, onOcrPage });
+  }
+
+  async close(): Promise<void> {
+    await this.thread?.close();
+  }
+}
 
 export const BEIR_CORPUS_FILE = 'corpus.jsonl';
 
@@ -38,8 +80,20 @@ async function looksBinary(file: string): Promise<boolean> {
   }
 }
 
-/** One document file (text, Markdown, HTML, PDF, DOCX); an unreadable one is reported with the reason and skipped. */
-export async function readDocumentFile(file: string, id: string): Promise<SourceItem> {
+/**
+ * One document file (text, Markdown, HTML, PDF, DOCX, image); an unreadable one is reported with the reason and
+ * skipped. Without `read`, nothing is OCR'd (image-only PDFs and images are refused).
+ */
+export async function readDocumentFile(file: string, id: string, read?: ReadOptions): Promise<SourceItem> {
+  const reader = new FileReader(read);
+  try {
+    return await readWith(reader, file, id);
+  } finally {
+    await reader.close();
+  }
+}
+
+async function readWith(reader: FileReader, file: string, id: string): Promise<SourceItem> {
   const format = fileFormat(file);
   if (!format) return { kind: 'unsupported', path: file, extension: extensionOf(file) };
   let bytes: Buffer;
@@ -49,7 +103,7 @@ export async function readDocumentFile(file: string, id: string): Promise<Source
     return errorItem({ path: file, message: `cannot read: ${(err as Error).message}` });
   }
   try {
-    const document = await fileToDocument(bytes, file, format, id);
+    const document = await fileToDocument(bytes, file, format, id, {}, reader.parserFor(file, format));
     return { kind: 'document', document };
   } catch (err) {
     if (err instanceof UnreadableFileError) return errorItem({ path: file, message: err.message });
@@ -129,7 +183,7 @@ export async function* readJsonl(file: string): AsyncGenerator<SourceItem> {
 // ---------------------------------------------------------------------------------------------- trees
 
 /** Sorted, hidden entries skipped, symlinked folders not followed (no cycles). */
-async function* walk(dir: string, root: string): AsyncGenerator<SourceItem> {
+async function* walk(dir: string, root: string, reader: FileReader): AsyncGenerator<SourceItem> {
   if (dir !== root && isBeirFolder(dir)) {
     yield* readJsonl(path.join(dir, BEIR_CORPUS_FILE));
     return;
@@ -146,27 +200,36 @@ async function* walk(dir: string, root: string): AsyncGenerator<SourceItem> {
     if (entry.name.startsWith('.')) continue;
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) {
-      yield* walk(full, root);
+      yield* walk(full, root, reader);
     } else if (entry.isFile() || entry.isSymbolicLink()) {
       if (!isSupportedFile(full)) yield { kind: 'unsupported', path: full, extension: extensionOf(full) };
-      else yield* readFileItems(full, toPosix(path.relative(root, full)));
+      else yield* readFileItems(full, toPosix(path.relative(root, full)), reader);
     }
   }
 }
 
-async function* readFileItems(file: string, id: string): AsyncGenerator<SourceItem> {
+async function* readFileItems(file: string, id: string, reader: FileReader): AsyncGenerator<SourceItem> {
   if (JSONL_EXTENSIONS.has(path.extname(file).toLowerCase())) yield* readJsonl(file);
-  else yield await readDocumentFile(file, id);
+  else yield await readWith(reader, file, id);
 }
 
 /**
  * Documents from files and folders. A folder holding `corpus.jsonl` is a BEIR dataset (only the corpus is read);
- * other folders are walked for .txt/.md/.html/.pdf/.docx/.jsonl files; files of other types are yielded as
+ * other folders are walked for .txt/.md/.html/.pdf/.docx/.jsonl and image files; files of other types are yielded as
  * `unsupported` (counted in the summary by extension). File documents are
  * identified by their path relative to the folder given (or their file name when a file is given directly); JSONL
- * records by their own id.
+ * records by their own id. `read` says how files are read (OCR); without it nothing is OCR'd.
  */
-export async function* readSources(paths: string[]): AsyncGenerator<SourceItem> {
+export async function* readSources(paths: string[], read?: ReadOptions): AsyncGenerator<SourceItem> {
+  const reader = new FileReader(read);
+  try {
+    yield* readPaths(paths, reader);
+  } finally {
+    await reader.close();
+  }
+}
+
+async function* readPaths(paths: string[], reader: FileReader): AsyncGenerator<SourceItem> {
   for (const input of paths) {
     let info;
     try {
@@ -177,11 +240,11 @@ export async function* readSources(paths: string[]): AsyncGenerator<SourceItem> 
     }
     if (info.isDirectory()) {
       if (isBeirFolder(input)) yield* readJsonl(path.join(input, BEIR_CORPUS_FILE));
-      else yield* walk(input, input);
+      else yield* walk(input, input, reader);
     } else if (!isSupportedFile(input)) {
       yield errorItem({ path: input, message: `unsupported file type "${path.extname(input) || '(none)'}"` });
     } else {
-      yield* readFileItems(input, path.basename(input));
+      yield* readFileItems(input, path.basename(input), reader);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { readSources } from './readers.js';
+import { readSources, type ReadOptions } from './readers.js';
 import type { IngestError, SourceDocument, SourceItem } from './types.js';
 
 /**
@@ -77,9 +77,10 @@ export async function* folderDocuments(
   folder: string,
   walk: FolderWalk,
   onError?: (e: IngestError) => void,
+  read?: ReadOptions,
 ): AsyncGenerator<SourceDocument> {
   const key = folderKey(folder);
-  for await (const item of readSources([folder]) as AsyncGenerator<SourceItem>) {
+  for await (const item of readSources([folder], read) as AsyncGenerator<SourceItem>) {
     if (item.kind === 'document') {
       walk.present.add(item.document.id);
       yield { ...item.document, metadata: { ...item.document.metadata, [SOURCE_FOLDER_KEY]: key } };

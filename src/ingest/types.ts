@@ -13,8 +13,11 @@ export interface SourceDocument {
 }
 
 export interface TextLayout {
-  /** Page spans of `text`, in order; `page` is the 1-based page number. Text between pages belongs to none. */
-  pages?: Array<{ page: number; start: number; end: number }>;
+  /**
+   * Page spans of `text`, in order; `page` is the 1-based page number. Text between pages belongs to none. A page read
+   * by OCR has tesseract's mean word confidence (0–100).
+   */
+  pages?: Array<{ page: number; start: number; end: number; ocrConfidence?: number }>;
   /** Heading paths in order of `start`: each applies from its start to the next entry's start. */
   sections?: Array<{ start: number; path: string[] }>;
 }

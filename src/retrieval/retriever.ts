@@ -180,14 +180,28 @@ interface RankedHit {
   components?: { dense?: number; bm25?: number };
 }
 
-/** The optional page range and heading path of a passage, as fields to spread into a response object. */
-export function passageLocation(p: { pageStart?: number; pageEnd?: number; section?: string[] }): {
+/**
+ * The optional page range, heading path and OCR confidence of a passage, as fields to spread into a response object.
+ * The confidence is the passage's `ocrConfidence` metadata (text read by OCR) or, for a view that already carries it,
+ * its own field.
+ */
+export function passageLocation(p: {
   pageStart?: number;
   pageEnd?: number;
   section?: string[];
+  ocrConfidence?: number;
+  metadata?: Metadata;
+}): {
+  pageStart?: number;
+  pageEnd?: number;
+  section?: string[];
+  ocrConfidence?: number;
 } {
+  const stored = p.metadata?.ocrConfidence;
+  const ocrConfidence = p.ocrConfidence ?? (typeof stored === 'number' ? stored : undefined);
   return {
     ...(p.pageStart !== undefined ? { pageStart: p.pageStart, pageEnd: p.pageEnd ?? p.pageStart } : {}),
     ...(p.section !== undefined && p.section.length > 0 ? { section: p.section } : {}),
+    ...(ocrConfidence !== undefined ? { ocrConfidence } : {}),
   };
 }

@@ -451,6 +451,7 @@ export class Collections {
       batchPassages: config.ingest.batchPassages,
       checkpoint: { everyPassages: config.ingest.checkpointEveryPassages, atEnd: true },
       rules: { rejectEmptyText: config.ingest.rejectEmptyText },
+      read: { ocr: config.ingest.ocr },
     };
     const writer = withWriter
       ? new IndexWriter(store, embedder, {

@@ -73,6 +73,23 @@ export function engineSpecFor(config: AppConfig): EngineSpec {
   };
 }
 
+/**
+ * What a serving process opens (the HTTP server, the MCP server on stdio): the reader and the embedding model loaded
+ * at once, collections written on demand so the CLIs can write beside it, the bundled reader when the models are
+ * missing, and the default collection prepared.
+ */
+export function servingOptions(config: AppConfig, wiring: { log: ServiceLog; writable: boolean }): SystemOptions {
+  return {
+    ...wiring,
+    writerOnDemand: true,
+    verify: config.server.verifyIndexOnStart,
+    reader: true,
+    loadEmbedder: 'eager',
+    prepareDefaultCollection: true,
+    offlineFallback: true,
+  };
+}
+
 /** Sub-folder of `indexesDir` holding a PostgreSQL replica's local indexes (hidden from the embedded engine). */
 export const REPLICA_DIR = '.replica';
 

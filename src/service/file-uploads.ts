@@ -1,6 +1,13 @@
 import { LazySlot } from '../common/lazy-slot.js';
 import type { AppConfig } from '../config/index.js';
-import { FileLimitError, fileToDocument, ParserThread, UnreadableFileError, type FileParseOptions } from '../ingest/index.js';
+import {
+  FileLimitError,
+  fileToDocument,
+  ParserThread,
+  UnreadableFileError,
+  type FileParseOptions,
+  type OcrOptions,
+} from '../ingest/index.js';
 import type { Metadata } from '../store/index.js';
 import type { DocumentInput, DocumentWriteStatus } from './index-writer.js';
 import type { UploadedDocumentFile } from './types.js';
@@ -13,7 +20,10 @@ import type { UploadedDocumentFile } from './types.js';
 export class UploadParser {
   private readonly parser = new LazySlot(() => new ParserThread());
 
-  constructor(private readonly limits: AppConfig['documents']['upload']) {}
+  constructor(
+    private readonly limits: AppConfig['documents']['upload'],
+    private readonly ocr: OcrOptions,
+  ) {}
 
   /**
    * Each file is read into a document whose id is its name; one that cannot be read becomes an `error` outcome with
@@ -21,15 +31,16 @@ export class UploadParser {
    * naming it. An aborted `signal` stops the parse at once (its worker is stopped) and rejects with the signal's reason.
    */
   async read(files: UploadedDocumentFile[], metadata: Metadata, signal?: AbortSignal): Promise<Array<DocumentWriteStatus | DocumentInput>> {
-    const { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries } = this.limits;
-    const limits: FileParseOptions = { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries };
+    const { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries, maxOcrPages } = this.limits;
+    const limits: FileParseOptions = { maxParseMs, maxPdfPages, maxPdfInflatedBytes, maxDocxInflatedBytes, maxDocxEntries, maxOcrPages };
+    const read = { ocr: this.ocr };
     const parser = this.parser.get();
     const outcomes: Array<DocumentWriteStatus | DocumentInput> = [];
     for (const [index, file] of files.entries()) {
       signal?.throwIfAborted();
       try {
         const doc = await fileToDocument(file.bytes, file.name, file.format, file.name, metadata, (b, n, f) =>
-          parser.parse(b, n, f, limits, signal),
+          parser.parse(b, n, f, limits, signal, read),
         );
         outcomes.push({
           id: doc.id,

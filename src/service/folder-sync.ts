@@ -5,6 +5,7 @@ import {
   removedSince,
   unsyncedFileDocuments,
   type FolderWalk,
+  type ReadOptions,
 } from '../ingest/index.js';
 import type { PassageStore } from '../store/index.js';
 import type { IndexWriter } from './index-writer.js';
@@ -25,11 +26,12 @@ export async function syncFolder(
   writer: Pick<IndexWriter, 'ingestDocuments'> & Partial<Pick<IndexWriter, 'deleteMany'>>,
   folder: string,
   options: BulkRunOptions,
+  read: ReadOptions,
 ): Promise<SyncSummary> {
   await assertSyncFolder(folder);
   const owned = await ownedDocuments(store, folder);
   const walk: FolderWalk = { present: new Set(), errors: [], unsupported: {} };
-  const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError), options);
+  const summary = await writer.ingestDocuments(folderDocuments(folder, walk, options.onError, read), options);
   const removed = removedSince(owned, walk.present);
   summary.errors.push(...walk.errors);
   summary.outcomes.push(...walk.errors.map((e) => ({ id: e.path, status: 'error' as const, reason: e.message })));

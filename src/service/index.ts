@@ -1,4 +1,4 @@
-export { openSystem, engineSpecFor, type SystemOptions } from './compose.js';
+export { openSystem, engineSpecFor, servingOptions, type SystemOptions } from './compose.js';
 export { RagService } from './rag-service.js';
 export { citationsFrom } from './citations.js';
 export { answerSpan, normaliseForMatch, type AnswerSpan } from './answer-span.js';

@@ -50,7 +50,7 @@ export class RagService {
     /** Set when the start fell back to the bundled reader (no model configured, the default ones out of reach). */
     readonly offline?: OfflineStart,
   ) {
-    this.uploads = new UploadParser(config.documents.upload);
+    this.uploads = new UploadParser(config.documents.upload, config.ingest.ocr);
   }
 
   /** The collection unscoped calls address. */
@@ -244,7 +244,8 @@ export class RagService {
    * same outcomes and deletions without writing.
    */
   syncFolder(folder: string, options: BulkRunOptions): Promise<SyncSummary> {
-    return this.useFor(options, async (c) => syncFolder(c.store, options.dryRun ? c.planner : this.writerOf(c), folder, options));
+    const read = { ocr: this.config.ingest.ocr };
+    return this.useFor(options, async (c) => syncFolder(c.store, options.dryRun ? c.planner : this.writerOf(c), folder, options, read));
   }
 
   /** Removes documents in one transaction (the ingest CLI's --delete); unknown ids are reported as errors. */

@@ -1,5 +1,6 @@
 import express from 'express';
-import type { AskHooks, AskOutcome } from '../../service/index.js';
+import type { AskHooks } from '../../service/index.js';
+import { publicAnswer } from '../answer-view.js';
 import type { RouteContext } from '../context.js';
 import { toHttpError } from '../errors.js';
 import { EventStream, parseBody, ready, requestSignal, runQueued } from '../request.js';
@@ -55,11 +56,4 @@ export function askRouter({ state, options, queue, inFlight, metrics, read, limi
     });
   }
   return router;
-}
-
-/** The response shape of /v1/ask: internal timings and counters stay inside. */
-function publicAnswer(outcome: AskOutcome) {
-  const { onnxMs: _onnxMs, embedMs: _embedMs, searchMs: _searchMs, ...timings } = outcome.timings;
-  const { tokens: _tokens, promptTokens: _promptTokens, finishReason: _finishReason, ...rest } = outcome;
-  return { ...rest, timings };
 }

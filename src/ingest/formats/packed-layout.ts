@@ -8,7 +8,8 @@ import type { ParsedDocument } from './parse-file.js';
  * deltas: how many headings a path keeps of the one before it, and the headings it adds.
  */
 export interface PackedLayout {
-  pages?: { page: Float64Array; start: Float64Array; end: Float64Array };
+  /** `ocrConfidence` only when some page was OCR'd; NaN for the pages that were not. */
+  pages?: { page: Float64Array; start: Float64Array; end: Float64Array; ocrConfidence?: Float64Array };
   sections?: { start: Float64Array; kept: Uint32Array; added: Uint32Array; headings: string[] };
 }
 
@@ -55,6 +56,9 @@ export function packDocument(doc: ParsedDocument): PackedDocument {
       start: Float64Array.from(layout.pages, (p) => p.start),
       end: Float64Array.from(layout.pages, (p) => p.end),
     };
+    if (layout.pages.some((p) => p.ocrConfidence !== undefined)) {
+      packed.pages.ocrConfidence = Float64Array.from(layout.pages, (p) => p.ocrConfidence ?? NaN);
+    }
   }
   if (layout.sections) packed.sections = packSections(layout.sections);
   return { ...rest, packedLayout: packed };
@@ -66,7 +70,13 @@ export function unpackDocument(packed: PackedDocument): ParsedDocument {
   if (!packedLayout) return rest;
   const layout: TextLayout = {};
   const pages = packedLayout.pages;
-  if (pages) layout.pages = Array.from(pages.page, (page, i) => ({ page, start: pages.start[i]!, end: pages.end[i]! }));
+  if (pages) {
+    layout.pages = Array.from(pages.page, (page, i) => {
+      const confidence = pages.ocrConfidence?.[i];
+      const span = { page, start: pages.start[i]!, end: pages.end[i]! };
+      return confidence === undefined || Number.isNaN(confidence) ? span : { ...span, ocrConfidence: confidence };
+    });
+  }
   if (packedLayout.sections) layout.sections = unpackSections(packedLayout.sections);
   return { ...rest, layout };
 }

@@ -3,7 +3,7 @@ import { JsonTextError, parseJsonText } from './json-text.js';
 import { packDocument } from './packed-layout.js';
 import { parseFile } from './parse-file.js';
 import type { ParseReply, ParseRequest, ReplyError } from './parse-protocol.js';
-import { FileLimitError, UnreadableFileError } from './types.js';
+import { FileLimitError, UnreadableFileError, type FileReadOptions, type OcrOptions } from './types.js';
 
 /**
  * The worker side of `ParserThread` (parse-protocol.ts): one file or JSON text per message, answered first with
@@ -19,12 +19,19 @@ function errorOf(err: unknown): ReplyError {
   return { kind: 'other', message };
 }
 
+/** OCR as the request asks, each page reported as it is done. */
+function readOptions(id: number, ocr: OcrOptions): FileReadOptions {
+  return { ocr, onOcrPage: (progress) => parentPort!.postMessage({ id, progress } satisfies ParseReply) };
+}
+
 parentPort!.on('message', (request: ParseRequest) => {
   parentPort!.postMessage({ id: request.id, started: true } satisfies ParseReply);
   const work =
     request.kind === 'json'
       ? Promise.resolve().then(() => parseJsonText(request.bytes, request.containerOnly))
-      : parseFile(request.bytes, request.name, request.format, request.limits).then(packDocument);
+      : parseFile(request.bytes, request.name, request.format, request.limits, request.ocr && readOptions(request.id, request.ocr)).then(
+          packDocument,
+        );
   work.then(
     (value) => {
       try {

@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { JsonTextError } from './json-text.js';
 import type { FileFormat, ParsedDocument } from './parse-file.js';
 import type { ParseMessage, ParseReply, ReplyError } from './parse-protocol.js';
-import { FileLimitError, UnreadableFileError, type ParseLimits } from './types.js';
+import { FileLimitError, UnreadableFileError, type FileReadOptions, type OcrPageEvent, type ParseLimits } from './types.js';
 import { unpackDocument, type PackedDocument } from './packed-layout.js';
 
 /** An uploaded file's limits: what it may inflate to and how many pages it may have, and how long it may parse. */
@@ -18,6 +18,7 @@ interface Job {
   /** Started when the worker begins the job (time in the queue does not count). */
   budgetMs: number | undefined;
   signal: AbortSignal | undefined;
+  onProgress: ((event: OcrPageEvent) => void) | undefined;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -40,10 +41,15 @@ class Lane {
   private readonly queue: Job[] = [];
   private nextId = 0;
 
-  run(message: ParseMessage, budgetMs: number | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+  run(
+    message: ParseMessage,
+    budgetMs: number | undefined,
+    signal: AbortSignal | undefined,
+    onProgress?: (event: OcrPageEvent) => void,
+  ): Promise<unknown> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      const job: Job = { message, budgetMs, signal, resolve, reject };
+      const job: Job = { message, budgetMs, signal, onProgress, resolve, reject };
       const onAbort = () => {
         const queued = this.queue.indexOf(job);
         if (queued !== -1) {
@@ -132,6 +138,10 @@ class Lane {
         }
         return;
       }
+      if ('progress' in reply) {
+        running.job.onProgress?.(reply.progress);
+        return;
+      }
       // A file refused for its size may have left the worker's heap grown by what it inflated before the cap: a
       // fresh worker gives that memory back at once.
       if ('error' in reply && reply.error.kind === 'limit') this.retire(worker);
@@ -163,15 +173,25 @@ export class ParserThread {
   /**
    * One file; with `options` (uploads) it is read within their limits and stopped after `maxParseMs`, without them
    * it is trusted (the operator's own files). `signal` cancels it queued or running; it rejects with the reason.
+   * `read` brings OCR, its pages reported to `read.onOcrPage` as the worker finishes them.
    */
-  parse(bytes: Uint8Array, name: string, format: FileFormat, options?: FileParseOptions, signal?: AbortSignal): Promise<ParsedDocument> {
+  parse(
+    bytes: Uint8Array,
+    name: string,
+    format: FileFormat,
+    options?: FileParseOptions,
+    signal?: AbortSignal,
+    read?: FileReadOptions,
+  ): Promise<ParsedDocument> {
     const limits: ParseLimits | undefined = options && {
       maxPdfPages: options.maxPdfPages,
       maxPdfInflatedBytes: options.maxPdfInflatedBytes,
       maxDocxInflatedBytes: options.maxDocxInflatedBytes,
       maxDocxEntries: options.maxDocxEntries,
+      maxOcrPages: options.maxOcrPages,
     };
-    const packed = this.files.run({ kind: 'file', bytes, name, format, limits }, options?.maxParseMs, signal) as Promise<PackedDocument>;
+    const message: ParseMessage = { kind: 'file', bytes, name, format, limits, ocr: read?.ocr };
+    const packed = this.files.run(message, options?.maxParseMs, signal, read?.onOcrPage) as Promise<PackedDocument>;
     return packed.then(unpackDocument);
   }
 

@@ -1,159 +1,11 @@
 import { getDocumentProxy } from 'unpdf';
 import { yieldToEventLoop } from '../../common/yield.js';
-import type { TextLayout } from '../types.js';
+import { FileOcr } from './ocr.js';
+import { MAX_PDF_IMAGE_PIXELS, renderPdfPage } from './page-image.js';
+import { assemblePages, ocrPageBudget, type PageText } from './paged-text.js';
 import { checkPdfStreams } from './pdf-streams.js';
-import { FileLimitError, UnreadableFileError, type ParsedFile, type ParseLimits } from './types.js';
-
-/** One run of text pdf.js reports, in page coordinates (y grows upwards). */
-interface Run {
-  text: string;
-  x0: number;
-  x1: number;
-  y: number;
-  size: number;
-}
-
-/** Runs on one baseline that belong together (one column's line). */
-interface Line {
-  text: string;
-  x0: number;
-  x1: number;
-  y: number;
-  size: number;
-}
-
-const median = (values: number[]): number => {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
-};
-
-/**
- * Runs → lines: runs whose baselines are within half a font size are on one line; on a line, a horizontal gap wider
- * than a font size separates two lines of different columns. Words separated by a visible gap get a space.
- */
-function buildLines(runs: Run[]): Line[] {
-  const sorted = [...runs].sort((a, b) => b.y - a.y || a.x0 - b.x0);
-  const rows: Run[][] = [];
-  for (const run of sorted) {
-    const row = rows[rows.length - 1];
-    if (row && Math.abs(row[0]!.y - run.y) <= Math.max(row[0]!.size, run.size) * 0.5) row.push(run);
-    else rows.push([run]);
-  }
-  const lines: Line[] = [];
-  for (const row of rows) {
-    row.sort((a, b) => a.x0 - b.x0);
-    let line: Line | undefined;
-    for (const run of row) {
-      const gap = line ? run.x0 - line.x1 : 0;
-      if (line && gap <= Math.max(line.size, run.size)) {
-        const needsSpace = gap > 0.15 * run.size && !/\s$/.test(line.text) && !/^\s/.test(run.text);
-        line.text += (needsSpace ? ' ' : '') + run.text;
-        line.x1 = Math.max(line.x1, run.x1);
-      } else {
-        if (line) lines.push(line);
-        line = { ...run };
-      }
-    }
-    if (line) lines.push(line);
-  }
-  return lines.filter((l) => l.text.trim() !== '');
-}
-
-/**
- * A column gutter: an x range at least `minWidth` wide that lines on both sides leave empty, with lines side by side
- * at the same height (otherwise it is just an indent). Lines crossing it (a title over both columns) are full-width.
- */
-function findGutter(lines: Line[]): [number, number] | undefined {
-  if (lines.length < 4) return undefined;
-  const minX = Math.min(...lines.map((l) => l.x0));
-  const maxX = Math.max(...lines.map((l) => l.x1));
-  const width = Math.ceil(maxX - minX);
-  if (width < 20) return undefined;
-  const size = median(lines.map((l) => l.size));
-  // Coverage per point of x, by a difference array: linear in lines + width.
-  const diff = new Int32Array(width + 2);
-  for (const l of lines) {
-    diff[Math.max(0, Math.floor(l.x0 - minX))]! += 1;
-    diff[Math.min(width + 1, Math.ceil(l.x1 - minX))]! -= 1;
-  }
-  const allowed = Math.max(0, Math.floor(lines.length * 0.2));
-  let best: [number, number] | undefined;
-  let covered = 0;
-  let runStart = -1;
-  for (let x = 0; x <= width; x++) {
-    covered += diff[x]!;
-    const open = covered <= allowed && x > 0 && x < width;
-    if (open && runStart === -1) runStart = x;
-    if ((!open || x === width) && runStart !== -1) {
-      const end = open ? x + 1 : x;
-      if (end - runStart >= Math.max(size, 6) && (!best || end - runStart > best[1] - best[0])) best = [runStart + minX, end + minX];
-      runStart = -1;
-    }
-  }
-  if (!best) return undefined;
-  const [g0, g1] = best;
-  const left = lines.filter((l) => l.x1 <= g0);
-  const right = lines.filter((l) => l.x0 >= g1);
-  if (left.length < 2 || right.length < 2) return undefined;
-  const sideBySide = left.filter((l) => right.some((r) => Math.abs(r.y - l.y) < Math.max(l.size, r.size) * 2)).length;
-  return sideBySide >= 2 ? best : undefined;
-}
-
-/**
- * Reading order: top to bottom, except that where the page has columns, each column is read to its end before the
- * next; a full-width line (a title, a figure caption) ends the column block above it. Applied recursively, so a
- * column may itself have columns.
- */
-function readingOrder(lines: Line[], depth = 0): Line[] {
-  const byHeight = [...lines].sort((a, b) => b.y - a.y || a.x0 - b.x0);
-  const gutter = depth < 3 ? findGutter(lines) : undefined;
-  if (!gutter) return byHeight;
-  const [g0, g1] = gutter;
-  const out: Line[] = [];
-  let left: Line[] = [];
-  let right: Line[] = [];
-  const flush = () => {
-    out.push(...readingOrder(left, depth + 1), ...readingOrder(right, depth + 1));
-    left = [];
-    right = [];
-  };
-  for (const line of byHeight) {
-    if (line.x1 <= g0) left.push(line);
-    else if (line.x0 >= g1) right.push(line);
-    else {
-      flush();
-      out.push(line);
-    }
-  }
-  flush();
-  return out;
-}
-
-/**
- * Lines in reading order → text: a line break between lines, a blank line where the vertical gap says a new
- * paragraph starts, and a word hyphenated at a line end joined again ("docu-" + "ment" → "document").
- */
-function linesToText(lines: Line[]): string {
-  let text = '';
-  let previous: Line | undefined;
-  for (const line of lines) {
-    const content = line.text.replace(/\s+/g, ' ').trim();
-    if (previous) {
-      const hyphenated = /\p{L}-$/u.test(text) && /^\p{Ll}/u.test(content);
-      if (hyphenated) {
-        text = text.slice(0, -1);
-      } else {
-        const gap = previous.y - line.y;
-        const newParagraph = gap > previous.size * 1.9 || gap < 0;
-        text += newParagraph ? '\n\n' : '\n';
-      }
-    }
-    text += content;
-    previous = line;
-  }
-  return text;
-}
+import { buildLines, linesToText, readingOrder, type Run } from './reading-order.js';
+import { FileLimitError, UnreadableFileError, type FileReadOptions, type ParsedFile, type ParseLimits } from './types.js';
 
 function runsOf(items: unknown[]): Run[] {
   const runs: Run[] = [];
@@ -167,22 +19,71 @@ function runsOf(items: unknown[]): Run[] {
   return runs;
 }
 
-const PAGE_SEPARATOR = '\n\n';
+type PdfLimits = Pick<ParseLimits, 'maxPdfPages' | 'maxPdfInflatedBytes' | 'maxOcrPages'>;
+type PdfDocument = Awaited<ReturnType<typeof getDocumentProxy>>;
 
-type PdfLimits = Pick<ParseLimits, 'maxPdfPages' | 'maxPdfInflatedBytes'>;
+/** Every page's text layer in reading order ('' for a page without one). */
+async function textLayer(pdf: PdfDocument): Promise<PageText[]> {
+  const pages: PageText[] = [];
+  for (let n = 1; n <= pdf.numPages; n++) {
+    const page = await pdf.getPage(n);
+    const content = await page.getTextContent();
+    pages.push({ page: n, text: linesToText(readingOrder(buildLines(runsOf(content.items)))) });
+    page.cleanup();
+    // Parsing a page is synchronous inside pdf.js; between pages other requests get their turn.
+    await yieldToEventLoop();
+  }
+  return pages;
+}
+
+/** The pages OCR reads: none when it is off, every page when forced, else those without a text layer. */
+function pagesToOcr(pages: readonly PageText[], read: FileReadOptions | undefined): PageText[] {
+  const mode = read?.ocr.mode ?? 'off';
+  if (mode === 'off') return [];
+  return mode === 'force' ? [...pages] : pages.filter((p) => p.text.trim() === '');
+}
 
 /**
- * PDF text per page in reading order, with page spans. Encrypted, damaged and image-only PDFs (no text layer) are
- * refused with the reason; they are never indexed as empty documents. With `limits` (uploads), a PDF whose streams
- * inflate beyond them or that has too many pages is refused before its pages are read.
+ * OCRs the given pages in place (their text replaced by what OCR read, with its confidence). The next page is
+ * rendered here while tesseract reads the current one on its own thread, so the two overlap.
  */
-export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?: PdfLimits): Promise<ParsedFile> {
+async function ocrPages(pdf: PdfDocument, pages: PageText[], read: FileReadOptions): Promise<void> {
+  const ocr = new FileOcr(read.ocr, pages.length);
+  const render = (i: number) => {
+    const image = renderPdfPage(pdf, pages[i]!.page, read.ocr.dpi);
+    // Awaited in its turn; a file stopped before then must not leave it an unhandled rejection.
+    image.catch(() => undefined);
+    return image;
+  };
+  let next = render(0);
+  for (const [i, page] of pages.entries()) {
+    const { png, dpi } = await next;
+    if (i + 1 < pages.length) next = render(i + 1);
+    const result = await ocr.page(png, dpi);
+    page.text = result.text;
+    page.ocrConfidence = result.confidence;
+    read.onOcrPage?.({ page: page.page, done: i + 1, total: pages.length, confidence: result.confidence });
+  }
+}
+
+/**
+ * PDF text per page in reading order, with page spans. Encrypted and damaged PDFs are refused with the reason. Pages
+ * without a text layer are OCR'd when `read` allows it (`ocr.mode` auto, or every page with force); without OCR an
+ * image-only PDF is refused, never indexed as an empty document. With `limits` (uploads), a PDF whose streams
+ * inflate beyond them, that has too many pages or needs OCR on too many is refused before its pages are read.
+ */
+export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?: PdfLimits, read?: FileReadOptions): Promise<ParsedFile> {
   // Before pdf.js opens it: opening already inflates the cross-reference and object streams.
   if (limits) await checkPdfStreams(bytes, limits.maxPdfInflatedBytes);
   let pdf;
   try {
     // pdf.js takes ownership of (and detaches) the buffer it is given.
-    pdf = await getDocumentProxy(new Uint8Array(bytes), { verbosity: 0, isEvalSupported: false, stopAtErrors: false });
+    pdf = await getDocumentProxy(new Uint8Array(bytes), {
+      verbosity: 0,
+      isEvalSupported: false,
+      stopAtErrors: false,
+      maxImageSize: MAX_PDF_IMAGE_PIXELS,
+    });
   } catch (err) {
     const e = err as { name?: string; message?: string };
     if (e.name === 'PasswordException') throw new UnreadableFileError('encrypted PDF (needs a password to open); decrypt it first');
@@ -195,23 +96,18 @@ export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?
         413,
       );
     }
-    let text = '';
-    const pages: NonNullable<TextLayout['pages']> = [];
-    for (let n = 1; n <= pdf.numPages; n++) {
-      const page = await pdf.getPage(n);
-      const content = await page.getTextContent();
-      const pageText = linesToText(readingOrder(buildLines(runsOf(content.items))));
-      page.cleanup();
-      if (pageText !== '') {
-        if (text !== '') text += PAGE_SEPARATOR;
-        pages.push({ page: n, start: text.length, end: text.length + pageText.length });
-        text += pageText;
-      }
-      // Parsing a page is synchronous inside pdf.js; between pages other requests get their turn.
-      await yieldToEventLoop();
+    const pages = await textLayer(pdf);
+    const toOcr = pagesToOcr(pages, read);
+    if (toOcr.length > 0) {
+      ocrPageBudget(toOcr.length, read!.ocr, limits, 'PDF');
+      await ocrPages(pdf, toOcr, read!);
     }
+    const { text, layout } = assemblePages(pages);
     if (text.trim() === '') {
-      throw new UnreadableFileError(`no text layer in ${pdf.numPages} page(s): an image-only (scanned) PDF; run OCR on it first`);
+      if (toOcr.length > 0)
+        throw new UnreadableFileError(`no text in ${pdf.numPages} page(s): neither a text layer nor any that OCR could read`);
+      const fix = read ? 'OCR is off (ingest.ocr.mode): turn it on, or run OCR on it first' : 'run OCR on it first';
+      throw new UnreadableFileError(`no text layer in ${pdf.numPages} page(s): an image-only (scanned) PDF; ${fix}`);
     }
     let title = fallbackTitle;
     try {
@@ -221,7 +117,9 @@ export async function parsePdf(bytes: Uint8Array, fallbackTitle: string, limits?
     } catch {
       // Metadata is optional; the file name stands in.
     }
-    return { title, text, layout: { pages }, metadata: { pages: pdf.numPages } };
+    const metadata: Record<string, number> = { pages: pdf.numPages };
+    if (toOcr.length > 0) metadata.ocrPages = toOcr.length;
+    return { title, text, layout, metadata };
   } catch (err) {
     if (err instanceof UnreadableFileError) throw err;
     throw new UnreadableFileError(`not a readable PDF: ${(err as Error).message}`);

@@ -31,6 +31,39 @@ export interface ParseLimits {
   maxDocxInflatedBytes: number;
   /** Entries of one DOCX archive. */
   maxDocxEntries: number;
+  /** Pages of one file that may be OCR'd (below `OcrOptions.maxPages` when tighter): OCR costs seconds per page. */
+  maxOcrPages: number;
+}
+
+/** `auto`: OCR only the pages without a text layer (and image files); `off`: never; `force`: every page. */
+export type OcrMode = 'auto' | 'off' | 'force';
+
+/** How pages without a text layer and image files are read: tesseract's OCR, within a page and a time budget per file. */
+export interface OcrOptions {
+  mode: OcrMode;
+  /** tesseract language codes, each with its data package `@tesseract.js-data/<code>` installed. */
+  languages: string[];
+  /** Resolution PDF pages are rendered at for OCR. */
+  dpi: number;
+  /** Pages of one file that may be OCR'd; a file needing more is refused before any is. */
+  maxPages: number;
+  /** Milliseconds the OCR of one file may take; then it is stopped and the file refused. */
+  maxMsPerFile: number;
+}
+
+/** One page OCR'd: the `done`-th of the `total` pages of the file that need OCR, and its PDF page number. */
+export interface OcrPageEvent {
+  page: number;
+  done: number;
+  total: number;
+  /** tesseract's mean word confidence of the page, 0–100. */
+  confidence: number;
+}
+
+/** How a file is read beyond its format: with OCR (absent: without, so image-only PDFs and images are refused). */
+export interface FileReadOptions {
+  ocr: OcrOptions;
+  onOcrPage?: (event: OcrPageEvent) => void;
 }
 
 /**
