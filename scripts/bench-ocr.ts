@@ -29,8 +29,9 @@ const program = new Command()
   .option('--pages <n>', 'scanned pages in the folder (in 4-page PDFs, every fifth page a PNG file)', int, 20)
   .option('--lines <n>', 'lines of 13 pt text per page', int, 30)
   .option('--runs <n>', 'timed runs', int, 3)
+  .option('--workers <n>', 'tesseract workers (ingest.ocr.workers; default: the configured default)', int)
   .parse();
-const opts = program.opts<{ models?: string; model: string; pages: number; lines: number; runs: number }>();
+const opts = program.opts<{ models?: string; model: string; pages: number; lines: number; runs: number; workers?: number }>();
 
 const WORDS = (
   'the reader encodes every retrieved passage with the question and the decoder attends over all of them ' +
@@ -98,6 +99,7 @@ try {
       allowRemote: false,
       indexesDir: path.join(work, 'indexes'),
       logLevel: 'silent',
+      ...(opts.workers === undefined ? {} : { ingest: { ocr: { workers: opts.workers } } }),
     },
   });
   // The same composition root as the ingest CLI: the same readers (OCR on the parser thread), write path and policy.

@@ -137,6 +137,13 @@ describe('OCR of scanned PDFs', () => {
     expect(parsed.metadata).toEqual({ pages: 3, ocrPages: 3 });
   });
 
+  it('reads the same text and confidences with one tesseract worker as with several', async () => {
+    expect(OCR.workers).toBeGreaterThan(1);
+    const alone = await parseFile(threePageScan, 'scan.pdf', 'pdf', undefined, { ocr: { ...OCR, workers: 1 } });
+    expect(alone.text).toBe(threePages.text);
+    expect(alone.layout).toEqual(threePages.layout);
+  });
+
   it('reads a two-column scan column by column', async () => {
     const [image] = await photograph(
       await typeset([

@@ -19,17 +19,29 @@ const IDLE_MS = 30_000;
 /** tesseract.js's worker object also carries the node Worker it runs on (not in its type declarations). */
 type WorkerWithThread = TesseractWorker & { worker?: { ref(): void; unref(): void } | null };
 
-class OcrEngine {
+class OcrLane {
   private worker: Promise<WorkerWithThread> | undefined;
   private idle: NodeJS.Timeout | undefined;
   /** Jobs run one after another, so that a job's time budget counts its own recognition only. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Jobs queued or running, for the engine to pick the least busy lane. */
+  pending = 0;
 
   constructor(private readonly language: string) {}
 
-  /** `dpi`: the image's resolution when known (rendered PDF pages, images that record it); it scales the layout. */
-  recognize(image: Uint8Array, dpi: number | undefined, timeoutMs: number): Promise<OcrPage> {
-    const job = this.queue.then(() => this.run(image, dpi, timeoutMs));
+  /**
+   * `dpi`: the image's resolution when known (rendered PDF pages, images that record it); it scales the layout.
+   * `deadline` (a `performance.now()` time) and `refusal` are looked at when the job starts, after its wait in the queue.
+   */
+  recognize(image: Uint8Array, dpi: number | undefined, deadline: number, refusal: () => Error | undefined): Promise<OcrPage> {
+    this.pending++;
+    const job = this.queue
+      .then(() => {
+        const refused = refusal();
+        if (refused) throw refused;
+        return this.run(image, dpi, deadline - performance.now());
+      })
+      .finally(() => this.pending--);
     this.queue = job.catch(() => undefined);
     return job;
   }
@@ -99,6 +111,28 @@ class OcrEngine {
   }
 }
 
+/**
+ * `workers` tesseract workers, each on a thread of its own and one page at a time: a page goes to the least busy one,
+ * so the pages of one file (and of files read at once) are recognised side by side. Every page is recognised alone by
+ * the LSTM engine, which keeps no state between pages, so the text does not depend on which worker read it.
+ */
+class OcrEngine {
+  private readonly lanes: OcrLane[];
+
+  constructor(language: string, workers: number) {
+    this.lanes = Array.from({ length: workers }, () => new OcrLane(language));
+  }
+
+  recognize(image: Uint8Array, dpi: number | undefined, deadline: number, refusal: () => Error | undefined): Promise<OcrPage> {
+    const lane = this.lanes.reduce((best, l) => (l.pending < best.pending ? l : best));
+    return lane.recognize(image, dpi, deadline, refusal);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.lanes.map((l) => l.close()));
+  }
+}
+
 class OcrTimeout extends Error {}
 
 /** Scans are mostly 300 dpi; for an image that does not record its resolution this only scales layout thresholds. */
@@ -106,12 +140,12 @@ const ASSUMED_DPI = 300;
 
 const engines = new Map<string, OcrEngine>();
 
-function engineFor(languages: readonly string[]): OcrEngine {
+function engineFor(languages: readonly string[], workers: number): OcrEngine {
   const problem = ocrLanguagesProblem(languages);
   if (problem) throw new UnreadableFileError(`OCR: ${problem} (ingest.ocr.languages)`);
-  const key = languages.join('+');
+  const key = `${languages.join('+')}/${workers}`;
   let engine = engines.get(key);
-  if (!engine) engines.set(key, (engine = new OcrEngine(languages[0]!)));
+  if (!engine) engines.set(key, (engine = new OcrEngine(languages[0]!, workers)));
   return engine;
 }
 
@@ -130,26 +164,29 @@ export class FileOcr {
   private readonly engine: OcrEngine;
   private readonly deadline: number;
   private done = 0;
+  /** Why the file's OCR stopped (its time budget spent): its pages still queued are refused for the same reason. */
+  private failed: Error | undefined;
 
   constructor(
     private readonly options: OcrOptions,
     private readonly total: number,
   ) {
-    this.engine = engineFor(options.languages);
+    this.engine = engineFor(options.languages, options.workers);
     this.deadline = performance.now() + options.maxMsPerFile;
   }
 
   async page(image: Uint8Array, dpi: number | undefined): Promise<OcrPage> {
     try {
-      const page = await this.engine.recognize(image, dpi, this.deadline - performance.now());
+      const page = await this.engine.recognize(image, dpi, this.deadline, () => this.failed);
       this.done++;
       return page;
     } catch (err) {
       if (!(err instanceof OcrTimeout)) throw err;
-      throw new FileLimitError(
+      this.failed ??= new FileLimitError(
         `OCR took longer than ${this.options.maxMsPerFile} ms (ingest.ocr.maxMsPerFile) and was stopped after ${this.done} of ${this.total} page(s)`,
         422,
       );
+      throw this.failed;
     }
   }
 }

@@ -1,6 +1,6 @@
 import { getDocumentProxy } from 'unpdf';
 import { yieldToEventLoop } from '../../common/yield.js';
-import { FileOcr } from './ocr.js';
+import { FileOcr, type OcrPage } from './ocr.js';
 import { MAX_PDF_IMAGE_PIXELS, renderPdfPage } from './page-image.js';
 import { assemblePages, ocrPageBudget, type PageText } from './paged-text.js';
 import { checkPdfStreams } from './pdf-streams.js';
@@ -44,22 +44,27 @@ function pagesToOcr(pages: readonly PageText[], read: FileReadOptions | undefine
 }
 
 /**
- * OCRs the given pages in place (their text replaced by what OCR read, with its confidence). The next page is
- * rendered here while tesseract reads the current one on its own thread, so the two overlap.
+ * OCRs the given pages in place (their text replaced by what OCR read, with its confidence). Pages are rendered here
+ * one after another while tesseract's workers (`ocr.workers`) read earlier ones on their own threads, one page more
+ * rendered than there are workers, so a worker that finishes finds its next page ready. Results are taken in page
+ * order, so the text and the progress do not depend on which worker was faster.
  */
 async function ocrPages(pdf: PdfDocument, pages: PageText[], read: FileReadOptions): Promise<void> {
   const ocr = new FileOcr(read.ocr, pages.length);
-  const render = (i: number) => {
-    const image = renderPdfPage(pdf, pages[i]!.page, read.ocr.dpi);
+  const ahead = read.ocr.workers + 1;
+  let rendering: Promise<unknown> = Promise.resolve();
+  const start = (i: number): Promise<OcrPage> => {
+    const image = rendering.then(() => renderPdfPage(pdf, pages[i]!.page, read.ocr.dpi));
+    rendering = image.catch(() => undefined);
+    const result = image.then(({ png, dpi }) => ocr.page(png, dpi));
     // Awaited in its turn; a file stopped before then must not leave it an unhandled rejection.
-    image.catch(() => undefined);
-    return image;
+    result.catch(() => undefined);
+    return result;
   };
-  let next = render(0);
+  const jobs = pages.slice(0, ahead).map((_, i) => start(i));
   for (const [i, page] of pages.entries()) {
-    const { png, dpi } = await next;
-    if (i + 1 < pages.length) next = render(i + 1);
-    const result = await ocr.page(png, dpi);
+    const result = await jobs[i]!;
+    if (i + ahead < pages.length) jobs.push(start(i + ahead));
     page.text = result.text;
     page.ocrConfidence = result.confidence;
     read.onOcrPage?.({ page: page.page, done: i + 1, total: pages.length, confidence: result.confidence });

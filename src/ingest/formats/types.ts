@@ -49,6 +49,8 @@ export interface OcrOptions {
   maxPages: number;
   /** Milliseconds the OCR of one file may take; then it is stopped and the file refused. */
   maxMsPerFile: number;
+  /** tesseract workers (threads) recognising pages side by side. */
+  workers: number;
 }
 
 /** One page OCR'd: the `done`-th of the `total` pages of the file that need OCR, and its PDF page number. */
