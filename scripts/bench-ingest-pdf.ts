@@ -9,10 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { PDFDocument, StandardFonts } from 'pdf-lib';
-import { loadConfig } from '../src/config/index.js';
 import { readDocumentFile, type SourceDocument } from '../src/ingest/index.js';
-import { openSystem } from '../src/service/index.js';
-import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
+import { BERT_FULL } from './lib/full-fixtures.js';
+import { openIngestBench } from './lib/ingest-bench.js';
 import { median } from './lib/stats.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
@@ -82,25 +81,7 @@ try {
   await writePdfs(folder);
   const files = Array.from({ length: opts.files }, (_, f) => path.join(folder, `report-${String(f).padStart(3, '0')}.pdf`));
   const totalPages = opts.files * opts.pages;
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      modelsDir: opts.models ? path.resolve(opts.models) : await ensureFullFixtures(),
-      embedModel: opts.model,
-      quantized: false,
-      allowRemote: false,
-      indexesDir: path.join(work, 'indexes'),
-      logLevel: 'silent',
-    },
-  });
-  // The same composition root as the ingest CLI: the same embedder settings, write path and checkpoint policy.
-  const service = await openSystem(config, {
-    writable: true,
-    verify: false,
-    reader: false,
-    loadEmbedder: 'eager',
-    prepareDefaultCollection: false,
-  });
+  const { service } = await openIngestBench(work, opts);
   // Warm-up: pdf.js initialisation and the first onnxruntime runs are paid once per process, not per file.
   const warm = await readDocumentFile(files[0]!, 'warm-up');
   if (warm.kind !== 'document') throw new Error(`could not read ${files[0]}`);

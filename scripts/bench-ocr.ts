@@ -12,12 +12,11 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { PDFDocument, StandardFonts } from 'pdf-lib';
 import { getDocumentProxy } from 'unpdf';
-import { loadConfig } from '../src/config/index.js';
 import { renderPdfPage } from '../src/ingest/formats/page-image.js';
 import { readSources } from '../src/ingest/index.js';
-import { openSystem } from '../src/service/index.js';
 import { startBlockProbe } from './lib/event-loop.js';
-import { BERT_FULL, ensureFullFixtures } from './lib/full-fixtures.js';
+import { BERT_FULL } from './lib/full-fixtures.js';
+import { openIngestBench } from './lib/ingest-bench.js';
 import { median } from './lib/stats.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
@@ -90,26 +89,11 @@ try {
   const folder = path.join(work, 'scans');
   mkdirSync(folder);
   await writeScans(folder);
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      modelsDir: opts.models ? path.resolve(opts.models) : await ensureFullFixtures(),
-      embedModel: opts.model,
-      quantized: false,
-      allowRemote: false,
-      indexesDir: path.join(work, 'indexes'),
-      logLevel: 'silent',
-      ...(opts.workers === undefined ? {} : { ingest: { ocr: { workers: opts.workers } } }),
-    },
-  });
-  // The same composition root as the ingest CLI: the same readers (OCR on the parser thread), write path and policy.
-  const service = await openSystem(config, {
-    writable: true,
-    verify: false,
-    reader: false,
-    loadEmbedder: 'eager',
-    prepareDefaultCollection: false,
-  });
+  const { config, service } = await openIngestBench(
+    work,
+    opts,
+    opts.workers === undefined ? {} : { ingest: { ocr: { workers: opts.workers } } },
+  );
   const rows: Array<{ ocrPagesPerS: number; ocrShare: number; cpuPerWall: number; ingestS: number; passages: number; blockMs: number }> =
     [];
   for (let run = 0; run < opts.runs; run++) {

@@ -1,5 +1,3 @@
-import { isHyphenatedBreak } from './line-join.js';
-
 /**
  * Reading order of positioned text, from the PDF text layer's runs or OCR's words alike: runs → lines → columns →
  * paragraphs. Coordinates are in points with y growing upwards (PDF's convention); `size` is the font size.
@@ -134,6 +132,14 @@ export function readingOrder(lines: Line[], depth = 0): Line[] {
   }
   flush();
   return out;
+}
+
+/**
+ * Whether `next` continues a word hyphenated at the end of `text` ("docu-" + "ment" → "document"): a letter before the
+ * hyphen and a lower-case letter after it, so "Fusion-" before "In" keeps its hyphen.
+ */
+function isHyphenatedBreak(text: string, next: string): boolean {
+  return /\p{L}-$/u.test(text) && /^\p{Ll}/u.test(next);
 }
 
 /**
